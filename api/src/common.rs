@@ -1,0 +1,102 @@
+//! Spec and status pieces shared by Task, HierarchicalFuture and WorkerPool.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub fn default_pool() -> String {
+    "default".to_string()
+}
+
+/// Retry policy for each task of a call.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Attempts in all, the first one included (default 3). At least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_attempts: Option<u32>,
+    /// Delay before each retry: initial, multiplied by factor per attempt, capped at max.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+}
+
+/// Exponential backoff between attempts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Backoff {
+    /// Delay before the first retry (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_duration")]
+    pub initial: Option<String>,
+    /// Multiplier per further retry (default 2). At least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0))]
+    pub factor: Option<f64>,
+    /// Longest delay between attempts (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_duration")]
+    pub max: Option<String>,
+}
+
+/// A standard Kubernetes-style condition.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type: Ready, Succeeded or Failed.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// One CamelCase word saying why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// A human-readable explanation.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// The spec generation this condition describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Why a task failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorInfo {
+    /// What the function (or the engine) said.
+    pub message: String,
+    /// retryable, permanent, timeout or cancelled.
+    pub kind: ErrorKind,
+    /// The attempt (1-based) that produced this error.
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorKind {
+    Retryable,
+    Permanent,
+    Timeout,
+    Cancelled,
+}
+
+/// A result small enough for the status, or a reference to it in the store.
+pub const RESULT_INLINE_LIMIT: usize = 4096;
+
+/// Splits a result into the inline form and, when too large, a reference.
+pub fn inline_result(
+    value: &Value,
+    store_ref: impl FnOnce() -> String,
+) -> (Option<Value>, Option<String>) {
+    let size = serde_json::to_string(value)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
+    if size <= RESULT_INLINE_LIMIT {
+        (Some(value.clone()), None)
+    } else {
+        (None, Some(store_ref()))
+    }
+}

@@ -1,0 +1,106 @@
+//! Durations as manifests write them: `500ms`, `30s`, `5m`, `1h`, `1h30m`.
+
+use std::time::Duration;
+
+/// The pattern the CRD schema enforces; `parse_duration` accepts exactly these.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{input}' is not a duration: {reason} (write e.g. 500ms, 30s, 5m, 1h or 1h30m)")]
+pub struct DurationError {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
+    let fail = |reason| DurationError {
+        input: input.to_string(),
+        reason,
+    };
+    if input.is_empty() {
+        return Err(fail("it is empty"));
+    }
+    let bytes = input.as_bytes();
+    let mut total_ms: f64 = 0.0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
+            i += 1;
+        }
+        let number = &input[start..i];
+        if number.is_empty() {
+            return Err(fail("a unit must follow a number"));
+        }
+        if number.starts_with('.') || number.ends_with('.') || number.matches('.').count() > 1 {
+            return Err(fail("a number is malformed"));
+        }
+        let value: f64 = number.parse().map_err(|_| fail("a number is malformed"))?;
+        let unit_start = i;
+        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let per_unit_ms = match &input[unit_start..i] {
+            "ms" => 1.0,
+            "s" => 1_000.0,
+            "m" => 60_000.0,
+            "h" => 3_600_000.0,
+            "" => return Err(fail("a number has no unit")),
+            _ => return Err(fail("the unit is not one of ms, s, m, h")),
+        };
+        total_ms += value * per_unit_ms;
+    }
+    if !total_ms.is_finite() || total_ms > 1e15 {
+        return Err(fail("it is too large"));
+    }
+    Ok(Duration::from_micros((total_ms * 1000.0).round() as u64))
+}
+
+/// The shortest manifest form of a duration, for status and messages.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        "0s".into()
+    } else if ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_combinations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in [
+            "", "10", "s", "10x", "1.s", ".5s", "1..2s", "-1s", "10 s", "1d",
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.to_string().contains("not a duration"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn formats_shortest() {
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+    }
+}

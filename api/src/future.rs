@@ -1,0 +1,247 @@
+//! The HierarchicalFuture custom resource: a tree of work with live progress
+//! and a reduced summary.
+
+use crate::common::{Condition, RetryPolicy, default_pool};
+use crate::fnref::FnRef;
+use crate::reducer::Reducer;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A node of a future tree whose value is known when its body and all its
+/// children are done. Exactly one body: map, call, parallel or sequence.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "kontinuum.dev",
+    version = "v1alpha1",
+    kind = "HierarchicalFuture",
+    plural = "futures",
+    singular = "future",
+    shortname = "hf",
+    namespaced,
+    doc = "A tree of futures with live progress and a reduced summary of its results.",
+    status = "FutureStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress.display"}"#,
+    printcolumn = r#"{"name":"Done/Total","type":"string","jsonPath":".status.progress.doneTotal"}"#,
+    printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.counts.failed"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = Rule::new("[has(self.map), has(self.call), has(self.parallel), has(self.sequence)].filter(b, b).size() == 1").message("spec must set exactly one body: map, call, parallel or sequence"))]
+#[serde(rename_all = "camelCase")]
+pub struct HierarchicalFutureSpec {
+    /// WorkerPool (in this namespace) whose workers run the tree's tasks.
+    #[serde(default = "default_pool")]
+    pub pool: String,
+    /// Body: an adaptive sharded map over a range, a list of items or the lines of a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapSpec>,
+    /// Body: one call, which may add children itself through the SDK (ctx.child).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<FnRef>,
+    /// Body: calls run at once as children; the value is the list of their results in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub parallel: Option<Vec<FnRef>>,
+    /// Body: calls run one after another; each is called with + {previous: [results so far]}.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub sequence: Option<Vec<FnRef>>,
+    /// Expected work units of the whole tree (default: a map's item count, else the children's weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub weight: Option<u64>,
+    /// How many failed leaves to tolerate before the future fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_policy: Option<FailurePolicy>,
+    /// Retry policy of every task in the tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// Limit per task attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_duration")]
+    pub timeout: Option<String>,
+    /// Limit for the whole tree, from acceptance; when it passes the tree is cancelled and the future fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_duration")]
+    pub deadline: Option<String>,
+    /// Continuation run once after success, called with + {result}.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<FnRef>,
+    /// Continuation run once after failure, called with + {error}.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<FnRef>,
+    /// Makes this future a child of another HierarchicalFuture in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_ref: Option<ParentRef>,
+}
+
+/// An adaptive sharded map.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.reduce) || (type(self.reduce) == string && self.reduce in ['sum', 'count', 'min', 'max', 'mean', 'collect', 'merge']) || (type(self.reduce) == map && has(self.reduce.function))").message("spec.map.reduce must be one of sum, count, min, max, mean, collect, merge, or an FnRef {function: ...}").field_path(".reduce"))]
+#[serde(rename_all = "camelCase")]
+pub struct MapSpec {
+    /// What to map over: exactly one of range, items or lines.
+    pub source: MapSource,
+    /// Called once per item with + {item}.
+    pub function: FnRef,
+    /// Items per leaf shard (default 1000). At least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub shard_size: Option<u64>,
+    /// Children per split (default 8). At least 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2))]
+    pub fanout: Option<u32>,
+    /// How results combine: sum, count, min, max, mean, collect, merge, or an FnRef called with {acc, value} (default collect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::any_value")]
+    pub reduce: Option<Reducer>,
+}
+
+/// The input of a map.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("[has(self.range), has(self.items), has(self.lines)].filter(b, b).size() == 1").message("spec.map.source must set exactly one of range, items or lines"))]
+#[serde(rename_all = "camelCase")]
+pub struct MapSource {
+    /// Integers start (inclusive) to end (exclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<RangeSource>,
+    /// A list of JSON values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::any_value_list")]
+    pub items: Option<Vec<Value>>,
+    /// The lines of a text file readable by the workers; shards are byte ranges split on line boundaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<LinesSource>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("self.end >= self.start").message("spec.map.source.range.end must not be less than start"))]
+pub struct RangeSource {
+    /// First item (inclusive).
+    pub start: i64,
+    /// End (exclusive).
+    pub end: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct LinesSource {
+    /// Path of the text file, as the workers see it (relative paths are relative to the manifest's directory for `kontinuum run`).
+    #[schemars(length(min = 1))]
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailurePolicy {
+    /// Failed leaves tolerated before the future fails (default 0).
+    #[serde(default)]
+    pub max_failed_children: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ParentRef {
+    /// Name of the parent HierarchicalFuture.
+    pub name: String,
+}
+
+/// The tree's state, kept small at any tree size.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FutureStatus {
+    /// Pending, Running, Succeeded, Failed or Cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Work units done of the total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// Nodes of the tree by state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<NodeCounts>,
+    /// Nodes in the tree so far.
+    #[serde(default)]
+    pub nodes: u64,
+    /// Depth of the tree so far (the root alone is 1).
+    #[serde(default)]
+    pub depth: u32,
+    /// The reduced summary (when at most 4 KiB of JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::any_value")]
+    pub result: Option<Value>,
+    /// Where a larger result is kept in the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_ref: Option<String>,
+    /// The first failures (at most 10): node path and message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<NodeFailure>,
+    /// Work units per second over the run so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<f64>,
+    /// Estimated time left, as a duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<String>,
+    /// When the first task started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When the outcome became final (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Ready, Succeeded and Failed conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Units done; never decreases.
+    pub done: u64,
+    /// The root's declared weight, else the sum of the weights known so far.
+    pub total: u64,
+    /// done / total, 0 to 100.
+    pub percent: u32,
+    /// The percentage as printed, e.g. `42%`.
+    #[serde(default)]
+    pub display: String,
+    /// `done/total` as printed.
+    #[serde(default)]
+    pub done_total: String,
+}
+
+impl Progress {
+    pub fn new(done: u64, total: u64) -> Self {
+        let percent = if total == 0 {
+            0
+        } else {
+            ((done.min(total) as u128 * 100) / total as u128) as u32
+        };
+        Progress {
+            done,
+            total,
+            percent,
+            display: format!("{percent}%"),
+            done_total: format!("{done}/{total}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NodeCounts {
+    pub pending: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NodeFailure {
+    /// Path of the node from the root, e.g. `/3/0/5`.
+    pub path: String,
+    /// The failure's message.
+    pub message: String,
+}

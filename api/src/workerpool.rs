@@ -1,0 +1,107 @@
+//! The WorkerPool custom resource: a Deployment of workers scaled by queue depth.
+
+use crate::common::Condition;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Workers that serve a set of functions, as a Deployment whose replicas follow the queue.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "kontinuum.dev",
+    version = "v1alpha1",
+    kind = "WorkerPool",
+    plural = "workerpools",
+    singular = "workerpool",
+    shortname = "wp",
+    namespaced,
+    doc = "A pool of workers (a Deployment) scaled by queue depth.",
+    status = "WorkerPoolStatus",
+    scale = r#"{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.replicas","labelSelectorPath":".status.selector"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredReplicas"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Queued","type":"integer","jsonPath":".status.queued"}"#,
+    printcolumn = r#"{"name":"Running","type":"integer","jsonPath":".status.running"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPoolSpec {
+    /// Pod template of the worker Deployment (the stock worker image when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form_object")]
+    pub template: Option<PodTemplateSpec>,
+    /// Tasks one replica runs at once (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<u32>,
+    /// How replicas follow queue depth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<Scaling>,
+    /// Fixed replicas (set by `kubectl scale`); when set, queue-depth scaling is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("spec.scaling.minReplicas must not exceed maxReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct Scaling {
+    /// Fewest replicas (default 0: scale to zero).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_replicas: Option<i32>,
+    /// Most replicas (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_replicas: Option<i32>,
+    /// Queued plus running tasks one replica should carry (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub target_per_replica: Option<u32>,
+    /// How long the queue must stay low before replicas are removed (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_duration")]
+    pub scale_down_delay: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPoolStatus {
+    /// Replicas of the worker Deployment.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Replicas whose pods are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Replicas the queue asks for.
+    #[serde(default)]
+    pub desired_replicas: i32,
+    /// Tasks waiting (due now).
+    #[serde(default)]
+    pub queued: u64,
+    /// Tasks leased to workers.
+    #[serde(default)]
+    pub running: u64,
+    /// Tasks waiting for a later time.
+    #[serde(default)]
+    pub delayed: u64,
+    /// Workers connected.
+    #[serde(default)]
+    pub workers: u32,
+    /// Functions the connected workers serve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<String>,
+    /// Label selector of the pods (for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// When replicas last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
+    /// Ready conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
