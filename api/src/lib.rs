@@ -12,6 +12,7 @@ pub mod reducer;
 pub mod schema;
 pub mod task;
 pub mod workerpool;
+pub mod wire;
 
 pub use fnref::{BindError, FnRef};
 pub use future::{FutureStatus, HierarchicalFuture, HierarchicalFutureSpec};

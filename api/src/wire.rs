@@ -1,0 +1,109 @@
+//! What travels between the engine and workers, in process or over HTTP.
+//! The engine hands out [`Lease`]s; a worker executes the [`Work`] and answers
+//! with a [`Completion`], heartbeats in between.
+
+use crate::fnref::FnRef;
+use crate::reducer::Reducer;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Id of a node (a task) in the engine's store.
+pub type NodeId = u64;
+
+/// One attempt of one task, handed to one worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    /// Opaque; proves this worker holds this attempt. Completions and
+    /// heartbeats carrying an older token are refused.
+    pub token: u64,
+    pub node: NodeId,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    pub work: Work,
+    /// The attempt fails as a timeout after this many milliseconds, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Without a heartbeat within this many milliseconds the lease expires.
+    pub lease_ms: u64,
+}
+
+/// What a worker is asked to do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Work {
+    /// Call the function; its arguments are already merged.
+    Call { call: FnRef },
+    /// Call `function` with + {item} for every item of the slice, fold the
+    /// results with `reducer` and answer with the accumulator
+    /// ([`crate::reduce::Accumulator`] as a value).
+    MapLeaf { function: FnRef, slice: Slice, reducer: Reducer },
+    /// Fold child values (accumulators, in order) with an FnRef reducer,
+    /// calling it with {acc, value}; the first value is the initial acc.
+    Fold { reducer: FnRef, values: Vec<Value> },
+}
+
+/// The part of a map source that one leaf covers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "source")]
+pub enum Slice {
+    /// Integers `start..end`.
+    Range { start: i64, end: i64 },
+    /// Items `offset..offset + items.len()` of the source list.
+    Items { offset: u64, items: Vec<Value> },
+    /// The lines of `path` whose first byte lies in `start..end`. A line
+    /// belongs to the range holding its first byte, so any byte offsets
+    /// split a file on line boundaries with each line in exactly one range.
+    Lines { path: String, start: u64, end: u64 },
+}
+
+impl Slice {
+    /// Position units of the slice: items for range and items, bytes for lines.
+    pub fn units(&self) -> u64 {
+        match self {
+            Slice::Range { start, end } => end.saturating_sub(*start) as u64,
+            Slice::Items { items, .. } => items.len() as u64,
+            Slice::Lines { start, end, .. } => end.saturating_sub(*start),
+        }
+    }
+}
+
+/// The outcome of one attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completion {
+    pub token: u64,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "status")]
+pub enum Outcome {
+    Success { value: Value },
+    /// `permanent` skips the remaining retries.
+    Failure { message: String, permanent: bool },
+}
+
+/// What the engine says in answer to a heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatReply {
+    /// The task (or its tree) was cancelled: stop and complete with a failure.
+    pub cancelled: bool,
+    /// The lease is no longer this worker's (expired or superseded): stop; a
+    /// completion would be refused.
+    pub lost: bool,
+    /// For a map leaf: workers are idle, so split the rest of the slice off
+    /// (call split with the next unprocessed position).
+    pub split: bool,
+}
+
+/// What the engine says to each completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CompletionAck {
+    Accepted,
+    /// The token was stale (the lease expired and was handed on, or the task
+    /// was cancelled): the outcome was ignored.
+    Stale,
+}
