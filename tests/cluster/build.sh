@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Build (or reuse) the binaries of the test control plane from the Go module
+# proxy: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+# etcd, helm and kwok, at the versions pinned in versions.env.
+#
+#   tests/cluster/build.sh [all|k8s|etcd|helm|kwok]...   (default: all)
+#
+# Each component is built in a wrapper Go module of its own and installed into
+#   ${KONTINUUM_CACHE:-~/.cache/kontinuum}/<component>/<version>/bin
+# A component whose bin dir already exists is not rebuilt, so only the first
+# run on a machine is slow (see docs/testing.md for measured times).
+# Progress goes to stderr; the full go output goes to <component>/<version>/build.log.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+CACHE=${KONTINUUM_CACHE:-$HOME/.cache/kontinuum}
+# The machine has 2 cores shared with other builds (cargo): a nice'd go build
+# still uses both, but yields to interactive work.
+NICE=${KONTINUUM_BUILD_NICE:-10}
+
+log() { printf '[kontinuum build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+command -v go >/dev/null || die "go is not installed (Go >= 1.26 is needed)"
+command -v jq >/dev/null || die "jq is not installed (apt-get install jq)"
+
+# Go toolchain: the machine's Go is used unless a module needs a newer one; then
+# the only approved way is GOTOOLCHAIN=go1.27.3, which callers may export.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
+export GOFLAGS=${GOFLAGS:--buildvcs=false}
+export CGO_ENABLED=0
+
+# run_go_build LOGFILE ARGS... — runs `go build -v` at low priority and turns
+# its one-line-per-package output into a progress line every 100 packages, so
+# a cold build (thousands of packages) shows it is alive without flooding.
+run_go_build() {
+  local logfile=$1; shift
+  local start=$SECONDS n=0 line
+  # pipefail makes the pipeline report go's exit status.
+  nice -n "$NICE" go build -v "$@" 2>&1 | while IFS= read -r line; do
+    printf '%s\n' "$line" >>"$logfile"
+    n=$((n + 1))
+    if ((n % 100 == 0)); then
+      log "  ... $n packages compiled ($((SECONDS - start))s)"
+    fi
+  done || { tail -n 30 "$logfile" >&2; return 1; }
+}
+
+# with_lock DIR CMD... — two concurrent builds (e.g. two clusters started at
+# once on a cold machine) must not write the same cache dir: serialize by flock.
+with_lock() {
+  local dir=$1; shift
+  mkdir -p "$dir"
+  (
+    flock 9
+    "$@"
+  ) 9>"$dir/.lock"
+}
+
+# ---------------------------------------------------------------------------
+# Kubernetes. k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces
+# every k8s.io/* staging module with ./staging/src/..., which only exists in
+# the git checkout. A wrapper module requires k8s.io/kubernetes and replaces
+# each staging module with its published v0.<minor>.<patch> instead. The list
+# is generated from that release's own go.mod every time, never hand-copied.
+build_k8s() {
+  local v=$KUBERNETES_VERSION
+  local root=$CACHE/k8s/$v
+  [[ -x $root/bin/kube-apiserver && -x $root/bin/kubectl ]] && return 0
+  with_lock "$root" build_k8s_locked
+}
+
+build_k8s_locked() {
+  local v=$KUBERNETES_VERSION
+  local root=$CACHE/k8s/$v
+  [[ -x $root/bin/kube-apiserver && -x $root/bin/kubectl ]] && return 0
+  log "Building Kubernetes $v (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl)."
+  log "First use on this machine: a cold build takes ~25-40 min on 2 cores. Log: $root/build.log"
+
+  [[ $v =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "KUBERNETES_VERSION must look like v1.Y.Z, got $v"
+  local minor=${BASH_REMATCH[1]} patch=${BASH_REMATCH[2]}
+  local staging_v="v0.$minor.$patch"
+
+  local src=$root/src
+  rm -rf "$src" && mkdir -p "$src"
+  : >"$root/build.log"
+
+  log "Downloading k8s.io/kubernetes@$v and reading its go.mod"
+  local info
+  info=$(go mod download -json "k8s.io/kubernetes@$v") || die "cannot download k8s.io/kubernetes@$v"
+  local upstream_mod release_time
+  upstream_mod=$(jq -r .GoMod <<<"$info")
+  release_time=$(jq -r '.Info' <<<"$info" | xargs jq -r '.Time // empty')
+  local modjson
+  modjson=$(go mod edit -json "$upstream_mod")
+
+  # Start the wrapper's go.mod with the release's own go and godebug lines.
+  (
+    cd "$src"
+    go mod init kontinuum.dev/testcluster/k8s >/dev/null 2>&1
+    local gov
+    gov=$(jq -r '.Go // empty' <<<"$modjson")
+    [[ -n $gov ]] && go mod edit -go="$gov"
+    local gd
+    while IFS= read -r gd; do
+      [[ -n $gd ]] && go mod edit -godebug="$gd"
+    done < <(jq -r '(.GoDebug // [])[] | "\(.Key)=\(.Value)"' <<<"$modjson")
+    go mod edit -require="k8s.io/kubernetes@$v"
+
+    # Every replace of the release, rewritten: ./staging/src/k8s.io/X becomes
+    # k8s.io/X@v0.Y.Z; a replace to a published version is kept as it is; any
+    # other local path cannot be reproduced outside the checkout, so it fails.
+    local old newp newv n=0
+    while IFS=$'\t' read -r old newp newv; do
+      if [[ $newp == ./staging/src/* ]]; then
+        [[ $newp == "./staging/src/$old" ]] || die "unexpected staging replace $old => $newp"
+        go mod edit -replace="$old=$old@$staging_v"
+      elif [[ -n $newv ]]; then
+        go mod edit -replace="$old=$newp@$newv"
+      else
+        die "cannot reproduce local replace $old => $newp"
+      fi
+      n=$((n + 1))
+    done < <(jq -r '(.Replace // [])[] | [.Old.Path, .New.Path, (.New.Version // "")] | @tsv' <<<"$modjson")
+    log "Wrapper module: $n replaces generated (staging modules at $staging_v)"
+  )
+
+  # Version info, as hack/lib/version.sh would stamp it. The module zip has no
+  # git metadata, so the commit is unknown and the tree state is "archive";
+  # the build date is the release's publication time (reproducible).
+  local pkg ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitCommit=0000000000000000000000000000000000000000"
+    ldflags+=" -X $pkg.gitTreeState=archive -X $pkg.buildDate=${release_time:-1970-01-01T00:00:00Z}"
+  done
+
+  log "Compiling (one go build for all four commands; progress every 100 packages)"
+  local start=$SECONDS
+  rm -rf "$root/bin.tmp" && mkdir -p "$root/bin.tmp"
+  (
+    cd "$src"
+    # -mod=mod lets go fill go.mod/go.sum of the wrapper from the release's
+    # requirements (MVS) while it builds, instead of a slow `go mod tidy`.
+    run_go_build "$root/build.log" -mod=mod -trimpath -ldflags "$ldflags" -o "$root/bin.tmp/" \
+      k8s.io/kubernetes/cmd/kube-apiserver \
+      k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler \
+      k8s.io/kubernetes/cmd/kubectl
+  ) || die "Kubernetes build failed; see $root/build.log"
+  rm -rf "$root/bin" && mv "$root/bin.tmp" "$root/bin"
+  log "Kubernetes $v built in $(((SECONDS - start) / 60))m$(((SECONDS - start) % 60))s -> $root/bin"
+  "$root/bin/kubectl" version --client >&2 || true
+}
+
+# ---------------------------------------------------------------------------
+# A plain Go command in a wrapper module: build_simple NAME VERSION MODULE PKG.
+# Wrapping (instead of `go install MODULE/PKG@VERSION`) lets us stamp versions
+# and keep the build recipe in one shape for every component.
+build_simple() {
+  local name=$1 v=$2
+  local root=$CACHE/$name/$v
+  [[ -x $root/bin/$name ]] && return 0
+  with_lock "$root" build_simple_locked "$@"
+}
+
+build_simple_locked() {
+  local name=$1 v=$2 module=$3 pkg=$4 ldflags=${5:-}
+  local root=$CACHE/$name/$v
+  [[ -x $root/bin/$name ]] && return 0
+  log "Building $name $v from $pkg (first use on this machine; log: $root/build.log)"
+  local src=$root/src start=$SECONDS
+  rm -rf "$src" "$root/bin.tmp" && mkdir -p "$src" "$root/bin.tmp"
+  : >"$root/build.log"
+  (
+    cd "$src"
+    go mod init "kontinuum.dev/testcluster/$name" >/dev/null 2>&1
+    # A wrapper inherits no replaces from the module it requires, so the
+    # require is all we need; -mod=mod fills in the rest while building.
+    local gov
+    gov=$(go mod download -json "$module@$v" | jq -r .GoMod | xargs go mod edit -json | jq -r '.Go // empty')
+    [[ -n $gov ]] && go mod edit -go="$gov"
+    go mod edit -require="$module@$v"
+    run_go_build "$root/build.log" -mod=mod -trimpath -ldflags "-s -w $ldflags" -o "$root/bin.tmp/$name" "$pkg"
+  ) || die "$name build failed; see $root/build.log"
+  rm -rf "$root/bin" && mv "$root/bin.tmp" "$root/bin"
+  log "$name $v built in $((SECONDS - start))s -> $root/bin"
+}
+
+build_etcd() {
+  build_simple etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3
+}
+
+build_helm() {
+  # helm's version package is internal/version; stamping it makes `helm version`
+  # print the pinned release instead of "v3.x-dev".
+  build_simple helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=archive"
+}
+
+build_kwok() {
+  build_simple kwok "$KWOK_VERSION" sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok \
+    "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+}
+
+targets=("$@")
+((${#targets[@]})) || targets=(all)
+for t in "${targets[@]}"; do
+  case $t in
+    all) build_etcd; build_kwok; build_helm; build_k8s ;;
+    k8s | kubernetes) build_k8s ;;
+    etcd) build_etcd ;;
+    helm) build_helm ;;
+    kwok) build_kwok ;;
+    *) die "unknown target $t (all|k8s|etcd|helm|kwok)" ;;
+  esac
+done
