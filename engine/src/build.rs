@@ -1,0 +1,429 @@
+//! From a submitted spec to the records that run it. Planning reads and
+//! checks everything first (and may fail); applying only mutates, so a bad
+//! submission changes nothing.
+
+use crate::decide::{self, Debounce, Exclusive};
+use crate::machine::{State, Tx};
+use crate::model::{
+    Body, ExclusiveSettings, MapParams, MapSourceKind, Node, NodeState, RetrySettings, Root,
+    RootKind, RootState,
+};
+use crate::store::Store;
+use crate::types::EngineError;
+use kontinuum_api::canonical::to_canonical_string;
+use kontinuum_api::common::RetryPolicy;
+use kontinuum_api::duration::parse_duration;
+use kontinuum_api::wire::NodeId;
+use kontinuum_api::{FnRef, HierarchicalFutureSpec, TaskSpec};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+
+fn invalid(field: &str, message: impl std::fmt::Display) -> EngineError {
+    EngineError::Invalid(format!("{field}: {message}"))
+}
+
+fn duration_ms(field: &str, text: &Option<String>) -> Result<Option<u64>, EngineError> {
+    text.as_deref()
+        .map(|t| {
+            parse_duration(t)
+                .map(|d| d.as_millis() as u64)
+                .map_err(|e| invalid(field, e))
+        })
+        .transpose()
+}
+
+fn retry_settings(field: &str, policy: &Option<RetryPolicy>) -> Result<RetrySettings, EngineError> {
+    let mut retry = RetrySettings::default();
+    let Some(p) = policy else { return Ok(retry) };
+    if let Some(n) = p.max_attempts {
+        if n < 1 {
+            return Err(invalid(
+                &format!("{field}.maxAttempts"),
+                "must be at least 1",
+            ));
+        }
+        retry.max_attempts = n;
+    }
+    if let Some(b) = &p.backoff {
+        if let Some(ms) = duration_ms(&format!("{field}.backoff.initial"), &b.initial)? {
+            retry.initial_ms = ms;
+        }
+        if let Some(ms) = duration_ms(&format!("{field}.backoff.max"), &b.max)? {
+            retry.max_ms = ms;
+        }
+        if let Some(f) = b.factor {
+            if !(f >= 1.0) {
+                return Err(invalid(
+                    &format!("{field}.backoff.factor"),
+                    "must be at least 1",
+                ));
+            }
+            retry.factor = f;
+        }
+    }
+    Ok(retry)
+}
+
+/// Identifies a spec so that resubmitting the same one is recognised.
+pub fn spec_hash(kind: &str, spec: &impl serde::Serialize) -> String {
+    let value = serde_json::to_value(spec).unwrap_or(Value::Null);
+    let text = format!("{kind}:{}", to_canonical_string(&value));
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub struct TaskPlan {
+    pub call: FnRef,
+    pub pool: String,
+    pub retry: RetrySettings,
+    pub timeout_ms: Option<u64>,
+    pub due_ms: u64,
+    pub on_success: Option<FnRef>,
+    pub on_failure: Option<FnRef>,
+    /// (key, initial, repeat)
+    pub debounce: Option<(String, u64, u64)>,
+    pub exclusive: Option<ExclusiveSettings>,
+}
+
+pub fn plan_task(spec: &TaskSpec, now_ms: u64) -> Result<TaskPlan, EngineError> {
+    let delay = duration_ms("spec.delay", &spec.delay)?;
+    let not_before = spec
+        .not_before
+        .as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|d| d.timestamp_millis().max(0) as u64)
+                .map_err(|e| {
+                    invalid(
+                        "spec.notBefore",
+                        format!("'{t}' is not an RFC 3339 time ({e})"),
+                    )
+                })
+        })
+        .transpose()?;
+    let due_ms = match (delay, not_before) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "spec.delay",
+                "spec.delay and spec.notBefore cannot both be set",
+            ));
+        }
+        (Some(d), None) => now_ms + d,
+        (None, Some(t)) => t,
+        (None, None) => 0,
+    };
+    let debounce = match &spec.debounce {
+        Some(d) => {
+            let initial = duration_ms("spec.debounce.initial", &d.initial)?.unwrap_or(0);
+            let repeat = duration_ms("spec.debounce.repeat", &d.repeat)?.unwrap_or(initial);
+            Some((
+                d.key.clone().unwrap_or_else(|| spec.call.stable_id()),
+                initial,
+                repeat,
+            ))
+        }
+        None => None,
+    };
+    let exclusive = spec.exclusive.as_ref().map(|e| ExclusiveSettings {
+        key: e.key.clone().unwrap_or_else(|| spec.call.stable_id()),
+        rerun_on_skip: e.rerun_on_skip,
+    });
+    Ok(TaskPlan {
+        call: spec.call.clone(),
+        pool: spec.pool.clone(),
+        retry: retry_settings("spec.retry", &spec.retry)?,
+        timeout_ms: duration_ms("spec.timeout", &spec.timeout)?,
+        due_ms,
+        on_success: spec.on_success.clone(),
+        on_failure: spec.on_failure.clone(),
+        debounce,
+        exclusive,
+    })
+}
+
+/// Creates the task's tree (or merges it into another run). Returns its root id.
+pub fn apply_task(
+    st: &mut State,
+    tx: &mut Tx,
+    store: &Store,
+    name: Option<String>,
+    plan: TaskPlan,
+) -> Result<NodeId, EngineError> {
+    let id = st.alloc_id(tx);
+    let mut root = Root::new_task(
+        id,
+        name,
+        &plan.pool,
+        &plan.call,
+        plan.retry,
+        plan.timeout_ms,
+        tx.now,
+    );
+    root.on_success = plan.on_success;
+    root.on_failure = plan.on_failure;
+    let mut due = plan.due_ms;
+    let mut state = NodeState::Queued;
+    let mut merged_into = None;
+    if let Some((key, initial, repeat)) = &plan.debounce {
+        root.debounce_key = Some(key.clone());
+        let mut ds = st.debounce_state(store, key)?;
+        match decide::debounce(&ds, tx.now, *initial, *repeat) {
+            Debounce::MergeInto(other) => merged_into = Some(other),
+            Debounce::ScheduleAt(at) => {
+                due = due.max(at);
+                ds.pending = Some(id);
+                st.set_debounce(tx, key, ds)?;
+            }
+        }
+    }
+    if let (None, Some(ex)) = (merged_into, &plan.exclusive) {
+        root.exclusive = Some(ex.clone());
+        let mut es = st.exclusive_state(store, &ex.key)?;
+        match decide::exclusive(&es, ex.rerun_on_skip) {
+            Exclusive::Run => es.holder = Some(id),
+            Exclusive::Rerun => {
+                es.rerun = Some(id);
+                state = NodeState::Blocked;
+            }
+            Exclusive::MergeInto(other) => merged_into = Some(other),
+        }
+        if merged_into.is_none() {
+            st.set_exclusive(tx, &ex.key, es)?;
+        }
+    }
+    if let Some(other) = merged_into {
+        root.state = RootState::Merged;
+        root.merged_into = Some(other);
+        root.finished_ms = tx.now;
+        root.debounce_key = None;
+        root.exclusive = None;
+        tx.writes.put_root(&root)?;
+        return Ok(id);
+    }
+    if state == NodeState::Queued && due > tx.now {
+        state = NodeState::Waiting;
+    }
+    st.roots.insert(id, root);
+    st.insert_node(
+        tx,
+        Node::root_node(id, Body::Call { call: plan.call }, 1, state, due),
+    )?;
+    Ok(id)
+}
+
+pub struct FuturePlan {
+    pub pool: String,
+    pub body: Body,
+    pub weight: u64,
+    pub declared_total: Option<u64>,
+    pub retry: RetrySettings,
+    pub timeout_ms: Option<u64>,
+    pub deadline_ms: Option<u64>,
+    pub on_success: Option<FnRef>,
+    pub on_failure: Option<FnRef>,
+    pub max_failed_children: u64,
+    pub map: Option<MapParams>,
+    pub items: Option<Vec<Value>>,
+    pub stable_id: String,
+}
+
+/// Lines files are split by bytes; the shard size in lines becomes bytes
+/// through the average line length of the file's first 64 KiB.
+fn lines_source(path: &str) -> Result<(u64, u64), EngineError> {
+    let field = "spec.map.source.lines.path";
+    if !std::path::Path::new(path).is_absolute() {
+        return Err(invalid(
+            field,
+            format!("'{path}' must be absolute by the time it reaches the engine"),
+        ));
+    }
+    let meta = std::fs::metadata(path)
+        .map_err(|e| invalid(field, format!("cannot read '{path}': {e}")))?;
+    let mut sample = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut sample))
+        .map_err(|e| invalid(field, format!("cannot read '{path}': {e}")))?;
+    let lines = sample.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
+    let avg = (sample.len() as u64 / lines).max(1);
+    Ok((meta.len(), avg))
+}
+
+pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FuturePlan, EngineError> {
+    let bodies = [
+        spec.map.is_some(),
+        spec.call.is_some(),
+        spec.parallel.is_some(),
+        spec.sequence.is_some(),
+    ];
+    if bodies.iter().filter(|b| **b).count() != 1 {
+        return Err(invalid(
+            "spec",
+            "spec must set exactly one body: map, call, parallel or sequence",
+        ));
+    }
+    let mut map = None;
+    let mut items = None;
+    let mut stable_id = String::new();
+    let (body, units) = if let Some(m) = &spec.map {
+        let shard = m.shard_size.unwrap_or(1000);
+        let fanout = m.fanout.unwrap_or(8);
+        if shard < 1 {
+            return Err(invalid("spec.map.shardSize", "must be at least 1"));
+        }
+        if fanout < 2 {
+            return Err(invalid("spec.map.fanout", "must be at least 2"));
+        }
+        let (source, units, shard_units) = match (&m.source.range, &m.source.items, &m.source.lines)
+        {
+            (Some(r), None, None) => {
+                if r.end < r.start {
+                    return Err(invalid(
+                        "spec.map.source.range.end",
+                        "must not be less than start",
+                    ));
+                }
+                (
+                    MapSourceKind::Range { start: r.start },
+                    r.end.abs_diff(r.start),
+                    shard,
+                )
+            }
+            (None, Some(list), None) => {
+                items = Some(list.clone());
+                (MapSourceKind::Items, list.len() as u64, shard)
+            }
+            (None, None, Some(l)) => {
+                let (bytes, avg) = lines_source(&l.path)?;
+                (
+                    MapSourceKind::Lines {
+                        path: l.path.clone(),
+                    },
+                    bytes,
+                    shard.saturating_mul(avg),
+                )
+            }
+            _ => {
+                return Err(invalid(
+                    "spec.map.source",
+                    "spec.map.source must set exactly one of range, items or lines",
+                ));
+            }
+        };
+        stable_id = m.function.stable_id();
+        map = Some(MapParams {
+            function: m.function.clone(),
+            reducer: m.reduce.clone().unwrap_or_default(),
+            shard_units,
+            fanout,
+            source,
+        });
+        let body = if units <= shard_units {
+            Body::Leaf {
+                start: 0,
+                end: units,
+            }
+        } else {
+            Body::Split {
+                start: 0,
+                end: units,
+            }
+        };
+        (body, units)
+    } else if let Some(call) = &spec.call {
+        stable_id = call.stable_id();
+        (Body::Call { call: call.clone() }, 1)
+    } else if let Some(calls) = &spec.parallel {
+        (
+            Body::Parallel {
+                calls: calls.clone(),
+            },
+            calls.len() as u64,
+        )
+    } else if let Some(calls) = &spec.sequence {
+        (
+            Body::Sequence {
+                calls: calls.clone(),
+            },
+            calls.len() as u64,
+        )
+    } else {
+        return Err(invalid(
+            "spec",
+            "spec must set exactly one body: map, call, parallel or sequence",
+        ));
+    };
+    if stable_id.is_empty() {
+        stable_id = format!(
+            "sha256:{}",
+            spec_hash("body", &spec.parallel.as_ref().or(spec.sequence.as_ref()))
+        );
+    }
+    let deadline_ms = duration_ms("spec.deadline", &spec.deadline)?.map(|d| now_ms + d);
+    Ok(FuturePlan {
+        pool: spec.pool.clone(),
+        weight: units,
+        // A map's total is its item count; otherwise a declared weight fixes it.
+        declared_total: if map.is_some() {
+            Some(units)
+        } else {
+            spec.weight
+        },
+        body,
+        retry: retry_settings("spec.retry", &spec.retry)?,
+        timeout_ms: duration_ms("spec.timeout", &spec.timeout)?,
+        deadline_ms,
+        on_success: spec.on_success.clone(),
+        on_failure: spec.on_failure.clone(),
+        max_failed_children: spec
+            .failure_policy
+            .as_ref()
+            .map_or(0, |f| f.max_failed_children),
+        map,
+        items,
+        stable_id,
+    })
+}
+
+pub fn apply_future(
+    st: &mut State,
+    tx: &mut Tx,
+    name: Option<String>,
+    plan: FuturePlan,
+) -> Result<NodeId, EngineError> {
+    let id = st.alloc_id(tx);
+    let placeholder = FnRef::new("");
+    let mut root = Root::new_task(
+        id,
+        name,
+        &plan.pool,
+        &placeholder,
+        plan.retry,
+        plan.timeout_ms,
+        tx.now,
+    );
+    root.kind = RootKind::Future;
+    root.stable_id = plan.stable_id;
+    root.deadline_ms = plan.deadline_ms;
+    root.on_success = plan.on_success;
+    root.on_failure = plan.on_failure;
+    root.max_failed_children = plan.max_failed_children;
+    root.map = plan.map;
+    root.declared_total = plan.declared_total;
+    // Parallel and sequence roots only gather: their children carry the units.
+    root.known_total = if matches!(plan.body, Body::Call { .. }) {
+        1
+    } else {
+        plan.weight
+    };
+    if let Some(items) = plan.items {
+        tx.writes.put_items(id, &items)?;
+        st.items.insert(id, std::sync::Arc::new(items));
+    }
+    st.roots.insert(id, root);
+    st.insert_node(
+        tx,
+        Node::root_node(id, plan.body, plan.weight, NodeState::Queued, 0),
+    )?;
+    Ok(id)
+}

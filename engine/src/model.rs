@@ -1,0 +1,375 @@
+//! The records the engine keeps: a tree of nodes per root, one root record
+//! per tree with its settings and roll-up, and the object names users gave.
+
+use kontinuum_api::FnRef;
+use kontinuum_api::common::ErrorInfo;
+use kontinuum_api::reducer::Reducer;
+use kontinuum_api::wire::NodeId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One unit of a tree: a call, a map shard, or a node that only gathers children.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Node {
+    pub id: NodeId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<NodeId>,
+    pub root: NodeId,
+    /// Position among the parent's children (creation order).
+    pub index: u32,
+    pub depth: u32,
+    pub body: Body,
+    /// Expected work units.
+    pub weight: u64,
+    pub state: NodeState,
+    /// For `Waiting`: when it becomes due (ms since the epoch).
+    #[serde(default)]
+    pub due_ms: u64,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    /// The body's own value (a map leaf's accumulator, a call's result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own: Option<Value>,
+    /// Children created so far.
+    #[serde(default)]
+    pub children: u32,
+    /// Children whose outcome is final.
+    #[serde(default)]
+    pub finished_children: u32,
+    #[serde(default)]
+    pub started_ms: u64,
+    #[serde(default)]
+    pub finished_ms: u64,
+}
+
+/// What a node does itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Body {
+    /// A worker calls this function.
+    Call { call: FnRef },
+    /// Engine work: split positions `start..end` of the root's map into children.
+    Split { start: u64, end: u64 },
+    /// A worker maps positions `start..end` of the root's map.
+    Leaf { start: u64, end: u64 },
+    /// Engine work: start every call as a child at once.
+    Parallel { calls: Vec<FnRef> },
+    /// Engine work: start the calls one after another.
+    Sequence { calls: Vec<FnRef> },
+}
+
+impl Body {
+    /// Bodies the engine carries out itself when it takes them off the queue.
+    pub fn is_engine_work(&self) -> bool {
+        matches!(
+            self,
+            Body::Split { .. } | Body::Parallel { .. } | Body::Sequence { .. }
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NodeState {
+    /// Not due yet (delay, backoff).
+    Waiting,
+    /// Held back by an exclusive section.
+    Blocked,
+    Queued,
+    Running,
+    /// The body is done; children are not.
+    Children,
+    /// Children are done; their values await an FnRef reducer (a Fold task).
+    Folding,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Folded into another run by debounce or an exclusive section.
+    Merged,
+}
+
+impl NodeState {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            NodeState::Succeeded | NodeState::Failed | NodeState::Cancelled | NodeState::Merged
+        )
+    }
+
+    pub fn bucket(self) -> CountBucket {
+        match self {
+            NodeState::Waiting | NodeState::Blocked | NodeState::Queued => CountBucket::Pending,
+            NodeState::Running | NodeState::Children | NodeState::Folding => CountBucket::Running,
+            NodeState::Succeeded => CountBucket::Succeeded,
+            NodeState::Failed => CountBucket::Failed,
+            NodeState::Cancelled | NodeState::Merged => CountBucket::Cancelled,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountBucket {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RootKind {
+    Task,
+    Future,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RootState {
+    Active,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Merged,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetrySettings {
+    pub max_attempts: u32,
+    pub initial_ms: u64,
+    pub factor: f64,
+    pub max_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: 3,
+            initial_ms: 1_000,
+            factor: 2.0,
+            max_ms: 300_000,
+        }
+    }
+}
+
+/// Where a map's items come from; positions index into it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum MapSourceKind {
+    /// Position p is the integer `start + p`.
+    Range { start: i64 },
+    /// Position p is item p of the list kept in the store (blob of the root).
+    Items,
+    /// Positions are byte offsets into the file.
+    Lines { path: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MapParams {
+    pub function: FnRef,
+    pub reducer: Reducer,
+    /// Positions per leaf: shardSize items, or for lines shardSize times the
+    /// file's average line length in bytes.
+    pub shard_units: u64,
+    pub fanout: u32,
+    pub source: MapSourceKind,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExclusiveSettings {
+    pub key: String,
+    pub rerun_on_skip: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub pending: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+impl Counts {
+    pub fn slot(&mut self, bucket: CountBucket) -> &mut u64 {
+        match bucket {
+            CountBucket::Pending => &mut self.pending,
+            CountBucket::Running => &mut self.running,
+            CountBucket::Succeeded => &mut self.succeeded,
+            CountBucket::Failed => &mut self.failed,
+            CountBucket::Cancelled => &mut self.cancelled,
+        }
+    }
+}
+
+/// A tree's settings and roll-up: one per Task, future, continuation or
+/// spawned task. Small at any tree size.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Root {
+    pub id: NodeId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub kind: RootKind,
+    pub pool: String,
+    pub stable_id: String,
+    pub retry: RetrySettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<FnRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<FnRef>,
+    #[serde(default)]
+    pub max_failed_children: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapParams>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<ExclusiveSettings>,
+    pub state: RootState,
+    /// Declared weight (fixes `total`), else None and total is the sum known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_total: Option<u64>,
+    pub known_total: u64,
+    pub done: u64,
+    pub counts: Counts,
+    pub nodes: u64,
+    pub depth: u32,
+    #[serde(default)]
+    pub failed_leaves: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    #[serde(default)]
+    pub attempts: u32,
+    pub accepted_ms: u64,
+    #[serde(default)]
+    pub started_ms: u64,
+    #[serde(default)]
+    pub finished_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<NodeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<NodeId>,
+}
+
+impl Root {
+    pub fn total(&self) -> u64 {
+        self.declared_total.unwrap_or(self.known_total)
+    }
+
+    /// A one-call tree with default settings; callers adjust the rest.
+    pub fn new_task(
+        id: NodeId,
+        name: Option<String>,
+        pool: &str,
+        call: &FnRef,
+        retry: RetrySettings,
+        timeout_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Root {
+        Root {
+            id,
+            name,
+            kind: RootKind::Task,
+            pool: pool.to_string(),
+            stable_id: call.stable_id(),
+            retry,
+            timeout_ms,
+            deadline_ms: None,
+            on_success: None,
+            on_failure: None,
+            max_failed_children: 0,
+            map: None,
+            debounce_key: None,
+            exclusive: None,
+            state: RootState::Active,
+            declared_total: None,
+            known_total: 1,
+            done: 0,
+            counts: Counts::default(),
+            nodes: 0,
+            depth: 0,
+            failed_leaves: 0,
+            failures: Vec::new(),
+            result: None,
+            error: None,
+            attempts: 0,
+            accepted_ms: now_ms,
+            started_ms: 0,
+            finished_ms: 0,
+            continuation: None,
+            merged_into: None,
+        }
+    }
+}
+
+impl Node {
+    /// The root node of a tree shares the root's id.
+    pub fn root_node(id: NodeId, body: Body, weight: u64, state: NodeState, due_ms: u64) -> Node {
+        Node {
+            id,
+            parent: None,
+            root: id,
+            index: 0,
+            depth: 0,
+            body,
+            weight,
+            state,
+            due_ms,
+            attempts: 0,
+            error: None,
+            own: None,
+            children: 0,
+            finished_children: 0,
+            started_ms: 0,
+            finished_ms: 0,
+        }
+    }
+}
+
+/// A user-named object (`task/NAME`, `future/NAME`) and the tree that runs it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRecord {
+    pub root: NodeId,
+    pub kind: RootKind,
+    /// Hash of the canonical spec: a resubmission must match it.
+    pub spec_hash: String,
+}
+
+/// Debounce state per key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DebounceState {
+    /// The run that is scheduled and has not started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<NodeId>,
+    /// When the last run started (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_ms: Option<u64>,
+}
+
+/// Exclusive-section state per key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExclusiveState {
+    /// The root that holds the section (queued or running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<NodeId>,
+    /// The one rerun that collapsed calls wait in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun: Option<NodeId>,
+}

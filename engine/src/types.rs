@@ -1,0 +1,79 @@
+//! The engine's public vocabulary: errors, settings, submissions, statuses.
+
+use kontinuum_api::{FutureStatus, HierarchicalFutureSpec, TaskSpec, TaskStatus};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("store error: {0}")]
+    Store(#[from] sled::Error),
+    #[error("object '{name}' already exists with a different spec")]
+    Conflict { name: String },
+    #[error("invalid submission: {0}")]
+    Invalid(String),
+    #[error("lease is stale or unknown")]
+    StaleLease,
+    #[error("no object named '{0}'")]
+    NotFound(String),
+    #[error("corrupt record {what}: {detail}")]
+    Corrupt { what: String, detail: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Lease length without heartbeat.
+    pub lease: Duration,
+    /// A map leaf running this long may be asked to split.
+    pub split_after: Duration,
+    /// sled page cache size.
+    pub cache_bytes: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            lease: Duration::from_secs(10),
+            split_after: Duration::from_secs(2),
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A manifest object handed to the engine. Names are unique per engine; the
+/// CLI uses `namespace/kind/name`-free plain names (`kind/name`).
+#[derive(Clone, Debug)]
+pub enum Submission {
+    Task {
+        name: String,
+        spec: TaskSpec,
+    },
+    /// `lines` paths must already be absolute.
+    Future {
+        name: String,
+        spec: HierarchicalFutureSpec,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ObjectStatus {
+    Task(TaskStatus),
+    Future(FutureStatus),
+}
+
+impl ObjectStatus {
+    /// True once the object's outcome is final (Succeeded, Failed, Cancelled, Merged).
+    pub fn is_final(&self) -> bool {
+        let phase = match self {
+            ObjectStatus::Task(s) => s.phase.as_deref(),
+            ObjectStatus::Future(s) => s.phase.as_deref(),
+        };
+        matches!(phase, Some("Succeeded" | "Failed" | "Cancelled" | "Merged"))
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub queued: u64,
+    pub running: u64,
+    pub delayed: u64,
+}
