@@ -204,6 +204,29 @@ build_helm() {
 build_kwok() {
   build_simple kwok "$KWOK_VERSION" sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok \
     "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  kwok_stages
+}
+
+# kwok run on its own (not through kwokctl) has no built-in lifecycle: its
+# config must list the Stages. We take the same default set that kwokctl
+# uses (node initialize + lease heartbeat, pod ready/complete/delete) from
+# the YAML files shipped in the pinned kwok module, so they match its version.
+kwok_stages() {
+  local out=$CACHE/kwok/$KWOK_VERSION/stages.yaml
+  [[ -s $out ]] && return 0
+  local dir f
+  dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | jq -r .Dir)
+  {
+    for f in node/fast/node-initialize.yaml \
+      node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+      pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+      [[ -f $dir/kustomize/stage/$f ]] || die "kwok $KWOK_VERSION has no stage $f"
+      echo "---"
+      cat "$dir/kustomize/stage/$f"
+    done
+  } >"$out.tmp"
+  mv "$out.tmp" "$out"
+  log "kwok stages written to $out"
 }
 
 targets=("$@")

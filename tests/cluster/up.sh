@@ -200,7 +200,6 @@ start_daemon "$dir" kube-controller-manager "$K8S_BIN/kube-controller-manager" \
   --root-ca-file="$pki/ca.crt" \
   --cluster-signing-cert-file="$pki/ca.crt" \
   --cluster-signing-key-file="$pki/ca.key" \
-  --controllers='*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller' \
   --profiling=false
 start_daemon "$dir" kube-scheduler "$K8S_BIN/kube-scheduler" \
   --kubeconfig="$dir/scheduler.kubeconfig" \
@@ -222,9 +221,11 @@ log "starting kwok with $NODES fake node(s)"
 # kwok plays the kubelet of every Node annotated kwok.x-k8s.io/node=fake:
 # it marks them Ready, heartbeats their leases, and moves their pods to
 # Running (no image is pulled, no container runs).
-# An explicit (empty) config keeps a developer's ~/.kwok/kwok.yaml out of it;
-# kwok then uses its built-in stages for node and pod lifecycles.
-printf '%s\n' 'apiVersion: config.kwok.x-k8s.io/v1alpha1' 'kind: KwokConfiguration' 'options: {}' >"$dir/kwok.yaml"
+# The config holds only the lifecycle Stages (made by build.sh from kwok's
+# own defaults): without a KwokConfiguration document kwok applies its
+# defaults, and flags set the rest. Naming a file also keeps a developer's
+# ~/.kwok/kwok.yaml out of it.
+cp "$CACHE/kwok/$KWOK_VERSION/stages.yaml" "$dir/kwok.yaml"
 start_daemon "$dir" kwok "$KWOK_BIN/kwok" \
   --config="$dir/kwok.yaml" \
   --kubeconfig="$dir/kwok.kubeconfig" \

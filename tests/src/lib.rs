@@ -214,7 +214,11 @@ static CRDS: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 /// idempotent, and waits until every CRD is Established.
 pub async fn ensure_crds() {
     CRDS.get_or_init(|| async {
-        let dir = repo_root().join("crds");
+        // KONTINUUM_CRD_DIR: try CRDs that are not in crds/ yet (e.g. the
+        // output of `kontinuum crds`, split into files).
+        let dir = std::env::var_os("KONTINUUM_CRD_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("crds"));
         let files = yaml_files(&dir);
         assert!(
             !files.is_empty(),
