@@ -497,7 +497,11 @@ fn recover(st: &mut State, tx: &mut Tx, store: &Store) -> Result<(), EngineError
         st.next_id = st.next_id.max(id + 1);
         if !st.roots.contains_key(&node.root) {
             match store.root(node.root)? {
-                Some(root) if root.state == RootState::Active => {
+                Some(mut root) if root.state == RootState::Active => {
+                    // Pending and running are recounted from the nodes below;
+                    // leases were never written, so the stored counts may be ahead.
+                    root.counts.pending = 0;
+                    root.counts.running = 0;
                     st.roots.insert(root.id, root);
                 }
                 _ => continue,
@@ -505,12 +509,10 @@ fn recover(st: &mut State, tx: &mut Tx, store: &Store) -> Result<(), EngineError
         }
         if node.state == NodeState::Running {
             node.state = NodeState::Queued;
-            if let Some(root) = st.roots.get_mut(&node.root) {
-                root.counts.running = root.counts.running.saturating_sub(1);
-                root.counts.pending += 1;
-                tx.writes.put_root(root)?;
-            }
             tx.writes.put_node(&node)?;
+        }
+        if let Some(root) = st.roots.get_mut(&node.root) {
+            *root.counts.slot(node.state.bucket()) += 1;
         }
         let (state, due) = (node.state, node.due_ms);
         st.nodes.insert(id, node);
@@ -521,6 +523,9 @@ fn recover(st: &mut State, tx: &mut Tx, store: &Store) -> Result<(), EngineError
             }
             _ => {}
         }
+    }
+    for root in st.roots.values() {
+        tx.writes.put_root(root)?;
     }
     Ok(())
 }

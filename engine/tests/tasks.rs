@@ -1,0 +1,357 @@
+//! Tasks through the engine: results, continuations, retries, timeouts,
+//! debounce and exclusive sections.
+
+mod common;
+
+use common::*;
+use kontinuum_api::wire::{Completion, CompletionAck, Outcome, Work};
+use kontinuum_engine::EngineError;
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn sum_with_continuation_runs_the_continuation_once_with_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .submit(vec![task("sum", "{call: {function: t.sum, args: {a: 4, b: 5}}, onSuccess: {function: t.echo, args: {c: 7}}}")])
+        .unwrap();
+    let statuses = drive(&engine, &["sum"], Duration::from_secs(10));
+    let s = task_status(&statuses[0]);
+    assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(s.result, Some(json!(9)));
+    assert_eq!(s.attempts, 1);
+    let call = kontinuum_api::FnRef::new("t.sum").arg("a", 4).arg("b", 5);
+    assert_eq!(s.stable_id.as_deref(), Some(call.stable_id().as_str()));
+    assert!(s.continuation.is_some(), "continuation id recorded");
+    let cont = engine.lease("*", "w", 10, Duration::from_secs(1)).unwrap();
+    assert_eq!(cont.len(), 1, "one continuation");
+    engine
+        .complete(vec![Completion {
+            token: cont[0].token,
+            outcome: Outcome::Success { value: json!(null) },
+        }])
+        .unwrap();
+    let more = engine
+        .lease("*", "w", 10, Duration::from_millis(100))
+        .unwrap();
+    assert!(
+        more.is_empty(),
+        "the continuation ran exactly once: {more:?}"
+    );
+}
+
+#[test]
+fn continuation_gets_result_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.submit(vec![task("sum", "{call: {function: t.sum, args: {a: 4, b: 5}}, onSuccess: {function: t.echo, args: {c: 7}}}")]).unwrap();
+    let first = engine.lease("*", "w", 10, Duration::from_secs(1)).unwrap();
+    assert_eq!(first.len(), 1);
+    engine
+        .complete(vec![Completion {
+            token: first[0].token,
+            outcome: Outcome::Success { value: json!(9) },
+        }])
+        .unwrap();
+    let cont = engine.lease("*", "w", 10, Duration::from_secs(1)).unwrap();
+    assert_eq!(cont.len(), 1);
+    match &cont[0].work {
+        Work::Call { call } => {
+            assert_eq!(call.function, "t.echo");
+            assert_eq!(call.args.get("result"), Some(&json!(9)));
+            assert_eq!(call.args.get("c"), Some(&json!(7)));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn retryable_failures_retry_with_backoff_then_fail_and_run_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .submit(vec![task(
+            "flaky",
+            "{call: {function: t.flaky}, retry: {maxAttempts: 3, backoff: {initial: 50ms, factor: 2}}, onFailure: {function: t.echo}}",
+        )])
+        .unwrap();
+    let started = std::time::Instant::now();
+    let statuses = drive(&engine, &["flaky"], Duration::from_secs(10));
+    let s = task_status(&statuses[0]);
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(s.attempts, 3);
+    let error = s.error.as_ref().unwrap();
+    assert_eq!(error.message, "try again");
+    assert_eq!(error.attempt, 3);
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "backoff 50ms + 100ms was waited"
+    );
+    assert!(s.continuation.is_some());
+}
+
+#[test]
+fn permanent_failure_skips_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .submit(vec![task(
+            "f",
+            "{call: {function: t.fail, args: {message: boom}}, retry: {maxAttempts: 5}}",
+        )])
+        .unwrap();
+    let statuses = drive(&engine, &["f"], Duration::from_secs(10));
+    let s = task_status(&statuses[0]);
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(s.attempts, 1);
+    assert_eq!(s.error.as_ref().unwrap().message, "boom");
+}
+
+#[test]
+fn expired_lease_comes_back_and_stale_completion_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.submit(vec![task("t", "{call: {function: t.sum, args: {a: 1, b: 2}}, retry: {maxAttempts: 3, backoff: {initial: 10ms}}}")]).unwrap();
+    let first = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
+    assert_eq!(first.len(), 1);
+    // No heartbeat: the 500ms lease expires, the task is retried.
+    let second = engine.lease("*", "w", 1, Duration::from_secs(3)).unwrap();
+    assert_eq!(second.len(), 1, "task came back after its lease expired");
+    assert_eq!(second[0].attempt, 2);
+    let stale = engine
+        .complete(vec![Completion {
+            token: first[0].token,
+            outcome: Outcome::Success { value: json!(100) },
+        }])
+        .unwrap();
+    assert_eq!(stale, vec![CompletionAck::Stale]);
+    let ok = engine
+        .complete(vec![Completion {
+            token: second[0].token,
+            outcome: Outcome::Success { value: json!(3) },
+        }])
+        .unwrap();
+    assert_eq!(ok, vec![CompletionAck::Accepted]);
+    assert_eq!(
+        task_status(&engine.status("t").unwrap()).result,
+        Some(json!(3))
+    );
+}
+
+#[test]
+fn timeout_fails_the_attempt_even_with_heartbeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .submit(vec![task(
+            "slow",
+            "{call: {function: t.sum}, timeout: 100ms, retry: {maxAttempts: 1}}",
+        )])
+        .unwrap();
+    let leases = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
+    assert_eq!(leases[0].timeout_ms, Some(100));
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(30));
+        let _ = engine.heartbeat(leases[0].token, None).unwrap();
+    }
+    let s = engine.status("slow").unwrap();
+    let s = task_status(&s);
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(
+        s.error.as_ref().unwrap().kind,
+        kontinuum_api::common::ErrorKind::Timeout
+    );
+}
+
+#[test]
+fn delay_holds_the_task_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .submit(vec![task(
+            "later",
+            "{call: {function: t.sum}, delay: 300ms}",
+        )])
+        .unwrap();
+    assert_eq!(
+        task_status(&engine.status("later").unwrap())
+            .phase
+            .as_deref(),
+        Some("Pending")
+    );
+    assert!(
+        engine
+            .lease("*", "w", 1, Duration::from_millis(150))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        engine
+            .lease("*", "w", 1, Duration::from_secs(2))
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn debounce_runs_once_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let spec = |id: &str| {
+        format!(
+            "{{call: {{function: t.echo, args: {{personId: '{id}'}}}}, debounce: {{initial: 200ms, repeat: 1s}}}}"
+        )
+    };
+    engine
+        .submit(vec![
+            task("a1", &spec("1234")),
+            task("a2", &spec("1234")),
+            task("b1", &spec("5432")),
+        ])
+        .unwrap();
+    let statuses = drive(&engine, &["a1", "a2", "b1"], Duration::from_secs(10));
+    let phases: Vec<_> = statuses
+        .iter()
+        .map(|s| task_status(s).phase.clone().unwrap())
+        .collect();
+    assert_eq!(phases, ["Succeeded", "Merged", "Succeeded"]);
+    assert_eq!(task_status(&statuses[1]).merged_into.as_deref(), Some("a1"));
+    // A call after the run started schedules a new run no earlier than repeat.
+    let t0 = std::time::Instant::now();
+    engine.submit(vec![task("a3", &spec("1234"))]).unwrap();
+    drive(&engine, &["a3"], Duration::from_secs(10));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(500),
+        "second run waited for repeat: {:?}",
+        t0.elapsed()
+    );
+}
+
+fn exclusive_runs(rerun: bool) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let spec = format!(
+        "{{call: {{function: t.sum, args: {{a: 1, b: 1}}}}, exclusive: {{rerunOnSkip: {rerun}}}}}"
+    );
+    // The first call takes the section and is running while the others arrive.
+    engine.submit(vec![task("x0", &spec)]).unwrap();
+    let first = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
+    assert_eq!(first.len(), 1);
+    let threads: Vec<_> = (1..100)
+        .map(|i| {
+            let engine = engine.clone();
+            let spec = spec.clone();
+            std::thread::spawn(move || engine.submit(vec![task(&format!("x{i}"), &spec)]).unwrap())
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(
+        engine
+            .lease("*", "w", 10, Duration::from_millis(100))
+            .unwrap()
+            .is_empty(),
+        "nobody runs beside the holder"
+    );
+    engine
+        .complete(vec![Completion {
+            token: first[0].token,
+            outcome: Outcome::Success { value: json!(2) },
+        }])
+        .unwrap();
+    let names: Vec<String> = (0..100).map(|i| format!("x{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let statuses = drive(&engine, &refs, Duration::from_secs(10));
+    statuses
+        .iter()
+        .filter(|s| task_status(s).phase.as_deref() == Some("Succeeded"))
+        .count()
+}
+
+#[test]
+fn exclusive_hundred_calls_give_two_runs_with_rerun() {
+    assert_eq!(exclusive_runs(true), 2);
+}
+
+#[test]
+fn exclusive_hundred_calls_give_one_run_without_rerun() {
+    assert_eq!(exclusive_runs(false), 1);
+}
+
+#[test]
+fn resubmitting_is_idempotent_and_a_changed_spec_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .submit(vec![task(
+            "s",
+            "{call: {function: t.sum, args: {a: 1, b: 2}}}",
+        )])
+        .unwrap();
+    engine
+        .submit(vec![task(
+            "s",
+            "{call: {function: t.sum, args: {a: 1, b: 2}}}",
+        )])
+        .unwrap();
+    assert_eq!(
+        engine
+            .lease("*", "w", 10, Duration::from_millis(100))
+            .unwrap()
+            .len(),
+        1
+    );
+    let err = engine
+        .submit(vec![task(
+            "s",
+            "{call: {function: t.sum, args: {a: 9, b: 2}}}",
+        )])
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Conflict { .. }), "{err}");
+}
+
+#[test]
+fn bad_submission_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let err = engine
+        .submit(vec![
+            task("good", "{call: {function: t.sum}}"),
+            task("bad", "{call: {function: t.sum}, timeout: 10x}"),
+        ])
+        .unwrap_err();
+    assert!(err.to_string().contains("spec.timeout"), "{err}");
+    assert!(engine.objects().unwrap().is_empty());
+    assert!(
+        engine
+            .lease("*", "w", 10, Duration::from_millis(50))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn accepted_work_survives_a_restart_and_running_work_is_queued_again() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = open(dir.path());
+        engine
+            .submit(vec![
+                task("a", "{call: {function: t.sum, args: {a: 2, b: 3}}}"),
+                task("b", "{call: {function: t.sum, args: {a: 1, b: 1}}}"),
+            ])
+            .unwrap();
+        let leased = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
+        assert_eq!(leased.len(), 1);
+        engine.close();
+    }
+    // Give the old ticker a moment to notice and drop its handle on the store.
+    std::thread::sleep(Duration::from_millis(100));
+    let engine = open(dir.path());
+    let statuses = drive(&engine, &["a", "b"], Duration::from_secs(10));
+    assert_eq!(task_status(&statuses[0]).result, Some(json!(5)));
+    assert_eq!(task_status(&statuses[1]).result, Some(json!(2)));
+}
