@@ -8,11 +8,12 @@ pub mod crds;
 pub mod duration;
 pub mod fnref;
 pub mod future;
+pub mod reduce;
 pub mod reducer;
 pub mod schema;
 pub mod task;
-pub mod workerpool;
 pub mod wire;
+pub mod workerpool;
 
 pub use fnref::{BindError, FnRef};
 pub use future::{FutureStatus, HierarchicalFuture, HierarchicalFutureSpec};
