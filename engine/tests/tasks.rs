@@ -115,8 +115,8 @@ fn expired_lease_comes_back_and_stale_completion_is_ignored() {
     engine.submit(vec![task("t", "{call: {function: t.sum, args: {a: 1, b: 2}}, retry: {maxAttempts: 3, backoff: {initial: 10ms}}}")]).unwrap();
     let first = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
     assert_eq!(first.len(), 1);
-    // No heartbeat: the 500ms lease expires, the task is retried.
-    let second = engine.lease("*", "w", 1, Duration::from_secs(3)).unwrap();
+    // No heartbeat: the 1.5s lease expires, the task is retried.
+    let second = engine.lease("*", "w", 1, Duration::from_secs(6)).unwrap();
     assert_eq!(second.len(), 1, "task came back after its lease expired");
     assert_eq!(second[0].attempt, 2);
     let stale = engine
