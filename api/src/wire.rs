@@ -37,7 +37,11 @@ pub enum Work {
     /// Call `function` with + {item} for every item of the slice, fold the
     /// results with `reducer` and answer with the accumulator
     /// ([`crate::reduce::Accumulator`] as a value).
-    MapLeaf { function: FnRef, slice: Slice, reducer: Reducer },
+    MapLeaf {
+        function: FnRef,
+        slice: Slice,
+        reducer: Reducer,
+    },
     /// Fold child values (accumulators, in order) with an FnRef reducer,
     /// calling it with {acc, value}; the first value is the initial acc.
     Fold { reducer: FnRef, values: Vec<Value> },
@@ -79,9 +83,14 @@ pub struct Completion {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "status")]
 pub enum Outcome {
-    Success { value: Value },
+    Success {
+        value: Value,
+    },
     /// `permanent` skips the remaining retries.
-    Failure { message: String, permanent: bool },
+    Failure {
+        message: String,
+        permanent: bool,
+    },
 }
 
 /// What the engine says in answer to a heartbeat.
