@@ -1,0 +1,84 @@
+//! Sends completions to the engine in batches: a batch goes when it is full
+//! or when its first completion has waited `flush_after`. The engine commits
+//! a batch at once, so batching is what makes thousands of tasks/s cheap.
+
+use crate::source::WorkSource;
+use kontinuum_api::wire::{Completion, CompletionAck};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub(crate) enum Report {
+    Done(Completion),
+    /// Flush what came before, then end (sent once at shutdown).
+    Stop,
+}
+
+pub(crate) async fn flush_loop<S: WorkSource>(
+    source: Arc<S>,
+    mut rx: mpsc::UnboundedReceiver<Report>,
+    max_batch: usize,
+    flush_after: Duration,
+) {
+    let mut batch: Vec<Completion> = Vec::with_capacity(max_batch);
+    let mut stopping = false;
+    while !stopping {
+        match rx.recv().await {
+            Some(Report::Done(c)) => batch.push(c),
+            Some(Report::Stop) | None => break,
+        }
+        let deadline = tokio::time::sleep(flush_after);
+        tokio::pin!(deadline);
+        while batch.len() < max_batch {
+            // Take what is already queued without touching the timer.
+            match rx.try_recv() {
+                Ok(Report::Done(c)) => {
+                    batch.push(c);
+                    continue;
+                }
+                Ok(Report::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    stopping = true;
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            tokio::select! {
+                report = rx.recv() => match report {
+                    Some(Report::Done(c)) => batch.push(c),
+                    Some(Report::Stop) | None => { stopping = true; break; }
+                },
+                () = &mut deadline => break,
+            }
+        }
+        send(
+            &*source,
+            std::mem::replace(&mut batch, Vec::with_capacity(max_batch)),
+        )
+        .await;
+    }
+    if !batch.is_empty() {
+        send(&*source, batch).await;
+    }
+}
+
+/// Sends once: a transport that can usefully retry (HTTP) does so inside
+/// `complete`. A lost batch is delayed work, never lost work: the leases
+/// expire and the engine runs the tasks again.
+async fn send<S: WorkSource>(source: &S, batch: Vec<Completion>) {
+    let count = batch.len();
+    match source.complete(batch).await {
+        Ok(acks) => {
+            let stale = acks.iter().filter(|a| **a == CompletionAck::Stale).count();
+            if stale > 0 {
+                tracing::debug!(stale, of = count, "completions ignored as stale");
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, count, "completions not delivered; their tasks will run again")
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `Ctx`: what a running function knows about its task and can ask of the
+//! engine. One per task attempt; cloning it is cheap (one `Arc`). The runtime
+//! keeps a clone to report progress and to pass on cancellation.
+
+use crate::args::Args;
+use crate::error::{FnError, SourceError};
+use crate::registry::{FnResult, Invocation, Registry};
+use futures::future::BoxFuture;
+use kontinuum_api::wire::NodeId;
+use kontinuum_api::{FnRef, TaskSpec};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::sync::Notify;
+
+/// The engine calls a running task may make. Object-safe so that `Ctx` need
+/// not be generic over the work source.
+pub(crate) trait TaskServices: Send + Sync + 'static {
+    fn split(&self, token: u64, at: u64) -> BoxFuture<'_, Result<bool, SourceError>>;
+    fn add_child(
+        &self,
+        token: u64,
+        call: FnRef,
+        weight: u64,
+    ) -> BoxFuture<'_, Result<NodeId, SourceError>>;
+    fn spawn(&self, token: u64, spec: TaskSpec) -> BoxFuture<'_, Result<NodeId, SourceError>>;
+}
+
+/// Services for a context with no engine behind it (tests, local calls).
+struct Detached;
+
+const DETACHED: &str = "not running under a worker runtime";
+
+impl TaskServices for Detached {
+    fn split(&self, _: u64, _: u64) -> BoxFuture<'_, Result<bool, SourceError>> {
+        Box::pin(async { Ok(false) })
+    }
+    fn add_child(&self, _: u64, _: FnRef, _: u64) -> BoxFuture<'_, Result<NodeId, SourceError>> {
+        Box::pin(async { Err(SourceError::Rejected(DETACHED.into())) })
+    }
+    fn spawn(&self, _: u64, _: TaskSpec) -> BoxFuture<'_, Result<NodeId, SourceError>> {
+        Box::pin(async { Err(SourceError::Rejected(DETACHED.into())) })
+    }
+}
+
+/// The lease a context belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskInfo {
+    pub token: u64,
+    pub node: NodeId,
+    pub attempt: u32,
+    /// The pool this worker serves ("*" = any), for error messages.
+    pub pool: String,
+}
+
+struct Inner {
+    info: TaskInfo,
+    registry: Arc<Registry>,
+    services: Arc<dyn TaskServices>,
+    /// Units done, as the function or map leaf last reported.
+    progress: AtomicU64,
+    progress_reported: AtomicBool,
+    split_requested: AtomicBool,
+    cancelled: AtomicBool,
+    cancel_notify: Notify,
+    /// Set by whoever reports the attempt's outcome first (the task itself,
+    /// or the heartbeat loop on cancellation), so it is reported once.
+    finished: AtomicBool,
+}
+
+/// The context of one running task attempt.
+#[derive(Clone)]
+pub struct Ctx {
+    inner: Arc<Inner>,
+}
+
+impl Ctx {
+    pub(crate) fn new(
+        info: TaskInfo,
+        registry: Arc<Registry>,
+        services: Arc<dyn TaskServices>,
+    ) -> Ctx {
+        Ctx {
+            inner: Arc::new(Inner {
+                info,
+                registry,
+                services,
+                progress: AtomicU64::new(0),
+                progress_reported: AtomicBool::new(false),
+                split_requested: AtomicBool::new(false),
+                cancelled: AtomicBool::new(false),
+                cancel_notify: Notify::new(),
+                finished: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A context outside any runtime: functions can be called (inline calls
+    /// work), but `child`/`spawn` fail. For tests and local use.
+    pub fn detached(registry: Arc<Registry>) -> Ctx {
+        let info = TaskInfo {
+            pool: "local".into(),
+            ..TaskInfo::default()
+        };
+        Ctx::new(info, registry, Arc::new(Detached))
+    }
+
+    pub fn info(&self) -> &TaskInfo {
+        &self.inner.info
+    }
+
+    /// The lease token of this attempt.
+    pub fn token(&self) -> u64 {
+        self.inner.info.token
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// Reports `units` of work done so far in this attempt (sent with the next heartbeat).
+    pub fn progress(&self, units: u64) {
+        self.inner.progress.store(units, Ordering::Relaxed);
+        self.inner.progress_reported.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn reported_progress(&self) -> Option<u64> {
+        self.inner
+            .progress_reported
+            .load(Ordering::Relaxed)
+            .then(|| self.inner.progress.load(Ordering::Relaxed))
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the task is cancelled (or its lease is lost).
+    pub async fn cancelled(&self) {
+        let notified = self.inner.cancel_notify.notified();
+        tokio::pin!(notified);
+        // Register before checking the flag, so a cancel in between is not missed.
+        notified.as_mut().enable();
+        if self.is_cancelled() {
+            return;
+        }
+        notified.await;
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::Release);
+        self.inner.cancel_notify.notify_waiters();
+    }
+
+    pub(crate) fn request_split(&self) {
+        self.inner.split_requested.store(true, Ordering::Relaxed);
+    }
+
+    /// Takes a pending split request (a map leaf polls this between items).
+    pub(crate) fn take_split_request(&self) -> bool {
+        self.inner.split_requested.load(Ordering::Relaxed)
+            && self.inner.split_requested.swap(false, Ordering::Relaxed)
+    }
+
+    /// True for the one caller that gets to report the outcome.
+    pub(crate) fn claim_finish(&self) -> bool {
+        !self.inner.finished.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) async fn split(&self, at: u64) -> Result<bool, SourceError> {
+        self.inner.services.split(self.token(), at).await
+    }
+
+    /// Adds a child future node under this task's node, with `weight`
+    /// expected work units; its value joins this node's summary.
+    pub async fn child(&self, call: FnRef, weight: u64) -> Result<NodeId, FnError> {
+        Ok(self
+            .inner
+            .services
+            .add_child(self.token(), call, weight)
+            .await?)
+    }
+
+    /// Starts an independent task (same pool unless the spec says otherwise).
+    pub async fn spawn(&self, spec: TaskSpec) -> Result<NodeId, FnError> {
+        Ok(self.inner.services.spawn(self.token(), spec).await?)
+    }
+
+    /// Starts an independent task that calls `call`, with default settings.
+    pub async fn spawn_call(&self, call: &FnRef) -> Result<NodeId, FnError> {
+        // Built from JSON so that new optional TaskSpec fields keep their defaults.
+        let spec: TaskSpec = serde_json::from_value(json!({ "call": call })).map_err(|e| {
+            FnError::permanent(format!("cannot build a task for '{}': {e}", call.function))
+        })?;
+        self.spawn(spec).await
+    }
+
+    /// Calls a function of this worker by name, in this task.
+    pub fn invoke(&self, function: &str, args: Args<'_>) -> Invocation {
+        match self.inner.registry.get(function) {
+            Some(f) => f.invoke(self, args),
+            None => Invocation::Ready(Err(self.unknown_function(function))),
+        }
+    }
+
+    /// Calls an FnRef inline: same task, same attempt, no round trip.
+    pub async fn call_inline(&self, call: &FnRef) -> FnResult {
+        self.invoke(&call.function, Args::new(&call.args))
+            .resolve()
+            .await
+    }
+
+    pub(crate) fn unknown_function(&self, function: &str) -> FnError {
+        FnError::permanent(format!(
+            "function '{function}' is not registered by the workers of pool '{}'",
+            self.inner.info.pool
+        ))
+    }
+}

@@ -1,0 +1,119 @@
+//! Functions by name. A function either answers at once ([`Invocation::Ready`],
+//! the sync fast path: a map leaf calls it per item with no future, no box and
+//! no task) or hands back a future ([`Invocation::Pending`]).
+
+use crate::args::Args;
+use crate::ctx::Ctx;
+use crate::error::FnError;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+pub type FnResult = Result<Value, FnError>;
+
+/// What calling a function gives back.
+pub enum Invocation {
+    Ready(FnResult),
+    Pending(BoxFuture<'static, FnResult>),
+}
+
+impl Invocation {
+    /// The result, awaiting the future if there is one.
+    pub async fn resolve(self) -> FnResult {
+        match self {
+            Invocation::Ready(r) => r,
+            Invocation::Pending(f) => f.await,
+        }
+    }
+}
+
+/// A function workers can run. Most code registers closures with
+/// [`Registry::register`] or [`Registry::register_sync`] instead.
+pub trait Function: Send + Sync + 'static {
+    fn invoke(&self, ctx: &Ctx, args: Args<'_>) -> Invocation;
+}
+
+struct SyncFn<F>(F);
+
+impl<F> Function for SyncFn<F>
+where
+    F: Fn(&Ctx, Args<'_>) -> FnResult + Send + Sync + 'static,
+{
+    fn invoke(&self, ctx: &Ctx, args: Args<'_>) -> Invocation {
+        Invocation::Ready((self.0)(ctx, args))
+    }
+}
+
+struct AsyncFn<F>(F);
+
+impl<F, Fut> Function for AsyncFn<F>
+where
+    F: Fn(Ctx, Args<'static>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = FnResult> + Send + 'static,
+{
+    fn invoke(&self, ctx: &Ctx, args: Args<'_>) -> Invocation {
+        // The future must not borrow the caller, so it gets owned copies.
+        Invocation::Pending(Box::pin((self.0)(ctx.clone(), args.into_owned())))
+    }
+}
+
+/// Function names to implementations. Registering a name again replaces the
+/// earlier function (so a worker can override a `std.*` function).
+#[derive(Clone, Default)]
+pub struct Registry {
+    functions: HashMap<String, Arc<dyn Function>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// An async function: `registry.register("x", |ctx, args| async move { ... })`.
+    pub fn register<F, Fut>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        F: Fn(Ctx, Args<'static>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = FnResult> + Send + 'static,
+    {
+        self.register_function(name, Arc::new(AsyncFn(f)))
+    }
+
+    /// A pure, quick CPU function, called in place with no async overhead.
+    /// It runs on the async executor, so it must not block or take long
+    /// (say, more than a few milliseconds per call); use [`Registry::register`]
+    /// with `tokio::task::spawn_blocking` for that.
+    pub fn register_sync<F>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        F: Fn(&Ctx, Args<'_>) -> FnResult + Send + Sync + 'static,
+    {
+        self.register_function(name, Arc::new(SyncFn(f)))
+    }
+
+    pub fn register_function(&mut self, name: &str, f: Arc<dyn Function>) -> &mut Self {
+        self.functions.insert(name.to_string(), f);
+        self
+    }
+
+    /// Adds every function of `other`, replacing same-named ones.
+    pub fn extend(&mut self, other: Registry) -> &mut Self {
+        self.functions.extend(other.functions);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Function>> {
+        self.functions.get(name)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.functions.contains_key(name)
+    }
+
+    /// Registered names, sorted (what a worker tells the engine it serves).
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.functions.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}

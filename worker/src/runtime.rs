@@ -1,0 +1,298 @@
+//! The worker runtime: leases work for a pool in batches of free slots, runs
+//! up to `concurrency` tasks at once, heartbeats the long ones from one loop,
+//! and reports outcomes in batches.
+
+use crate::completions::{Report, flush_loop};
+use crate::ctx::{Ctx, TaskInfo, TaskServices};
+use crate::error::FnError;
+use crate::execute::execute_catching;
+use crate::heartbeat::{MAX_TICK, heartbeat_loop};
+use crate::registry::{FnResult, Registry};
+use crate::source::WorkSource;
+use kontinuum_api::wire::{Completion, Lease, Outcome};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::{AbortHandle, JoinHandle};
+
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Pool to lease from; "*" = any pool.
+    pub pool: String,
+    /// This worker's name, as the engine records it on leases.
+    pub worker: String,
+    /// Tasks running at once.
+    pub concurrency: usize,
+    /// Most leases per lease call and completions per complete call.
+    pub max_batch: usize,
+    /// How long one lease call may wait for work (a long poll). Shutdown
+    /// waits for the call in flight, so this bounds its latency too.
+    pub lease_wait: Duration,
+    /// Longest a completion waits for others to share its batch.
+    pub flush_after: Duration,
+    /// How long shutdown lets running tasks finish before handing them back.
+    pub shutdown_grace: Duration,
+}
+
+impl RuntimeConfig {
+    pub fn new(pool: &str, concurrency: usize) -> Self {
+        RuntimeConfig {
+            pool: pool.to_string(),
+            worker: format!("worker-{}", std::process::id()),
+            concurrency: concurrency.max(1),
+            max_batch: 256,
+            lease_wait: Duration::from_millis(100),
+            flush_after: Duration::from_millis(1),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A task attempt in flight, as the heartbeat loop and shutdown see it.
+pub(crate) struct Running {
+    pub(crate) ctx: Ctx,
+    pub(crate) last_beat: Instant,
+    pub(crate) beat_every: Duration,
+    pub(crate) abort: AbortHandle,
+}
+
+pub(crate) struct Shared<S> {
+    pub(crate) source: Arc<S>,
+    registry: Arc<Registry>,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) running: Mutex<HashMap<u64, Running>>,
+    slots: Arc<Semaphore>,
+    reports: mpsc::UnboundedSender<Report>,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) stop: Notify,
+    /// Wakes the heartbeat loop early for a task with a short lease.
+    pub(crate) beat_wake: Notify,
+}
+
+impl<S: WorkSource> Shared<S> {
+    fn report(&self, token: u64, result: FnResult) {
+        let outcome = match result {
+            Ok(value) => Outcome::Success { value },
+            Err(FnError { message, permanent }) => Outcome::Failure { message, permanent },
+        };
+        // Fails only after shutdown ended the flusher; nothing can be sent then.
+        let _ = self
+            .reports
+            .send(Report::Done(Completion { token, outcome }));
+    }
+
+    /// Ends a running attempt from outside (cancellation, lost lease,
+    /// shutdown). `outcome`: what to report, if anything.
+    pub(crate) fn end_running(&self, token: u64, outcome: Option<FnError>) {
+        let Some(running) = self.running.lock().remove(&token) else {
+            return;
+        };
+        running.ctx.cancel();
+        if running.ctx.claim_finish() {
+            running.abort.abort();
+            if let Some(error) = outcome {
+                self.report(token, Err(error));
+            }
+        }
+    }
+}
+
+/// Gives a slot back when a task ends, however it ends (aborted included).
+struct Slot(Arc<Semaphore>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.add_permits(1);
+    }
+}
+
+/// A running worker runtime. Stop it with [`Runtime::shutdown`].
+pub struct Runtime<S: WorkSource> {
+    shared: Arc<Shared<S>>,
+    lease_loop: JoinHandle<()>,
+    heartbeat_loop: JoinHandle<()>,
+    flusher: JoinHandle<()>,
+}
+
+impl<S: WorkSource> Runtime<S> {
+    /// Starts leasing and running work on the current tokio runtime.
+    pub fn start(source: Arc<S>, registry: Arc<Registry>, config: RuntimeConfig) -> Runtime<S> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            source: source.clone(),
+            registry,
+            slots: Arc::new(Semaphore::new(config.concurrency)),
+            running: Mutex::new(HashMap::new()),
+            reports: tx,
+            stopping: AtomicBool::new(false),
+            stop: Notify::new(),
+            beat_wake: Notify::new(),
+            config,
+        });
+        let flusher = tokio::spawn(flush_loop(
+            source,
+            rx,
+            shared.config.max_batch,
+            shared.config.flush_after,
+        ));
+        let heartbeat_loop = tokio::spawn(heartbeat_loop(shared.clone()));
+        let lease_loop = tokio::spawn(lease_loop(shared.clone()));
+        Runtime {
+            shared,
+            lease_loop,
+            heartbeat_loop,
+            flusher,
+        }
+    }
+
+    /// Tasks running now.
+    pub fn running(&self) -> usize {
+        self.shared.running.lock().len()
+    }
+
+    /// Stops leasing, lets running tasks finish within the grace period,
+    /// hands back the rest as retryable failures, and flushes completions.
+    pub async fn shutdown(self) {
+        let shared = &self.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
+        shared.stop.notify_waiters();
+        if let Err(e) = self.lease_loop.await {
+            tracing::error!(error = %e, "lease loop ended abnormally");
+        }
+        let all = u32::try_from(shared.config.concurrency).unwrap_or(u32::MAX);
+        let drained =
+            tokio::time::timeout(shared.config.shutdown_grace, shared.slots.acquire_many(all))
+                .await;
+        if drained.is_err() {
+            let left: Vec<u64> = shared.running.lock().keys().copied().collect();
+            tracing::warn!(
+                tasks = left.len(),
+                "shutdown grace over; handing back running tasks"
+            );
+            for token in left {
+                shared.end_running(
+                    token,
+                    Some(FnError::retryable(
+                        "worker shut down before the task finished",
+                    )),
+                );
+            }
+        }
+        let _ = shared.reports.send(Report::Stop);
+        if let Err(e) = self.flusher.await {
+            tracing::error!(error = %e, "completion flusher ended abnormally");
+        }
+        self.heartbeat_loop.abort();
+    }
+}
+
+async fn lease_loop<S: WorkSource>(shared: Arc<Shared<S>>) {
+    let config = &shared.config;
+    let mut backoff = Duration::from_millis(50);
+    while !shared.stopping.load(Ordering::SeqCst) {
+        // Wait for one free slot, then take whatever else is free at once.
+        let stop = shared.stop.notified();
+        let first = tokio::select! {
+            permit = shared.slots.acquire() => permit,
+            () = stop => break,
+        };
+        let Ok(first) = first else { break };
+        first.forget();
+        let mut want = 1;
+        while want < config.max_batch {
+            match shared.slots.try_acquire() {
+                Ok(p) => {
+                    p.forget();
+                    want += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if shared.stopping.load(Ordering::SeqCst) {
+            shared.slots.add_permits(want);
+            break;
+        }
+        let leases = match shared
+            .source
+            .lease(&config.pool, &config.worker, want, config.lease_wait)
+            .await
+        {
+            Ok(leases) => {
+                backoff = Duration::from_millis(50);
+                leases
+            }
+            Err(e) => {
+                shared.slots.add_permits(want);
+                tracing::warn!(error = %e, retry_in = ?backoff, "lease failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        // A source may answer with more than asked; never run more than the slots.
+        let got = leases.len().min(want);
+        shared.slots.add_permits(want - got);
+        for lease in leases.into_iter().take(got) {
+            start_task(&shared, lease);
+        }
+    }
+}
+
+fn start_task<S: WorkSource>(shared: &Arc<Shared<S>>, lease: Lease) {
+    let slot = Slot(shared.slots.clone());
+    let info = TaskInfo {
+        token: lease.token,
+        node: lease.node,
+        attempt: lease.attempt,
+        pool: shared.config.pool.clone(),
+    };
+    let services: Arc<dyn TaskServices> = shared.source.clone();
+    let ctx = Ctx::new(info, shared.registry.clone(), services);
+    let token = lease.token;
+    let timeout = lease.timeout_ms.map(Duration::from_millis);
+    let task_ctx = ctx.clone();
+    let task_shared = shared.clone();
+    let work = lease.work;
+    let task = async move {
+        let _slot = slot;
+        let result = match timeout {
+            None => execute_catching(&task_ctx, work).await,
+            Some(limit) => tokio::time::timeout(limit, execute_catching(&task_ctx, work))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(FnError::retryable(format!(
+                        "timed out after {} ms",
+                        limit.as_millis()
+                    )))
+                }),
+        };
+        task_shared.running.lock().remove(&token);
+        if task_ctx.claim_finish() {
+            if let Err(e) = &result {
+                tracing::debug!(token, error = %e.message, permanent = e.permanent, "task failed");
+            }
+            task_shared.report(token, result);
+        }
+    };
+    let beat_every = Duration::from_millis((lease.lease_ms / 3).max(1));
+    // Hold the lock across spawn so the task cannot finish (and try to
+    // remove itself) before it is listed.
+    let mut running = shared.running.lock();
+    let handle = tokio::spawn(task);
+    running.insert(
+        token,
+        Running {
+            ctx,
+            last_beat: Instant::now(),
+            beat_every,
+            abort: handle.abort_handle(),
+        },
+    );
+    drop(running);
+    if beat_every < MAX_TICK {
+        shared.beat_wake.notify_one();
+    }
+}
