@@ -1,1 +1,62 @@
-fn main() {}
+//! `kontinuum`: run manifests on the embedded engine, print the CRDs.
+
+mod error;
+
+use clap::{Parser, Subcommand};
+use error::CliError;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kontinuum",
+    version,
+    about = "Distributed first-class functions: tasks, continuations and hierarchical futures"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions (the YAML that crds/ holds).
+    Crds {
+        /// Write one file per CRD into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crds { dir } => crds(dir.as_deref()).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn crds(dir: Option<&Path>) -> Result<(), CliError> {
+    let Some(dir) = dir else {
+        let yaml = kontinuum_api::crds::crds_yaml().map_err(|e| CliError::Crds(e.to_string()))?;
+        print!("{yaml}");
+        return Ok(());
+    };
+    let files = kontinuum_api::crds::crd_files().map_err(|e| CliError::Crds(e.to_string()))?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CliError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    for (name, yaml) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, yaml).map_err(io(&path))?;
+    }
+    Ok(())
+}
