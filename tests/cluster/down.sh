@@ -23,36 +23,43 @@ fi
 [[ -d $dir/run && -d $dir/logs && $(basename "$dir") == kontinuum-cluster.* ]] \
   || die "$dir is not a cluster directory made by up.sh"
 
-# stop NAME: SIGTERM, wait up to 20 s for a clean exit, then SIGKILL.
-stop() {
-  local name=$1 pidfile=$dir/run/$1.pid pid
-  [[ -f $pidfile ]] || return 0
+# ours NAME: print the recorded pid if that process is still running and its
+# command line names this cluster dir.
+ours() {
+  local pidfile=$dir/run/$1.pid pid
+  [[ -f $pidfile ]] || return 1
   pid=$(cat "$pidfile")
-  if ! kill -0 "$pid" 2>/dev/null; then
-    rm -f "$pidfile"
-    return 0
-  fi
+  kill -0 "$pid" 2>/dev/null || return 1
   if ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir"; then
-    log "pid $pid ($name) is no longer ours; leaving it alone"
-    rm -f "$pidfile"
-    return 0
+    log "pid $pid ($1) is no longer ours; leaving it alone"
+    return 1
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  local i
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
+  echo "$pid"
 }
 
-# Clients first, etcd last, so nothing logs storage errors on the way down.
+# SIGTERM to all at once (the state is thrown away, so the order does not
+# matter and stopping in parallel takes ~3 s instead of ~11 s), wait up to
+# 20 s for them to exit, then SIGKILL whatever is left.
+pids=()
 for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-  stop "$name"
+  if pid=$(ours "$name"); then
+    pids+=("$pid")
+    kill -TERM "$pid" 2>/dev/null || true
+  fi
+done
+for ((i = 0; i < 100; i++)); do
+  alive=()
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null && alive+=("$pid")
+  done
+  ((${#alive[@]})) || break
+  sleep 0.2
+done
+for pid in "${pids[@]}"; do
+  if kill -0 "$pid" 2>/dev/null; then
+    log "pid $pid ignored SIGTERM; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
 done
 release_ports "$dir"
 rm -rf "$dir"

@@ -14,8 +14,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams, PostParams};
 use rand::Rng;
 
 const HOW_TO_START: &str = "start a cluster first: `eval \"$(tests/cluster/up.sh)\"` \
@@ -60,15 +60,20 @@ pub fn kubectl_raw(args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new("kubectl");
     cmd.args(args)
         .env("KUBECONFIG", kubeconfig)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| {
-        panic!("cannot run kubectl ({e}): it must be on PATH; {HOW_TO_START}")
-    });
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run kubectl ({e}): it must be on PATH; {HOW_TO_START}"));
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin is piped");
-        pipe.write_all(input.as_bytes()).expect("write kubectl stdin");
+        pipe.write_all(input.as_bytes())
+            .expect("write kubectl stdin");
     }
     child.wait_with_output().expect("wait for kubectl")
 }
@@ -283,8 +288,15 @@ pub fn parse_table(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
             .iter()
             .enumerate()
             .map(|(k, &s)| {
-                let e = starts.get(k + 1).copied().unwrap_or(line.len()).min(line.len());
-                line.get(s.min(line.len())..e).unwrap_or("").trim().to_owned()
+                let e = starts
+                    .get(k + 1)
+                    .copied()
+                    .unwrap_or(line.len())
+                    .min(line.len());
+                line.get(s.min(line.len())..e)
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
             })
             .collect()
     };

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, PostParams};
 use kontinuum_e2e::{TestNamespace, client, kubectl, kubectl_result, parse_table, wait_for};
+use kube::api::{Api, ListParams, PostParams};
 
 fn node_is_ready(node: &Node) -> bool {
     node.status
@@ -33,11 +33,17 @@ async fn a_node_is_ready() {
         .as_ref()
         .and_then(|s| s.allocatable.as_ref())
         .expect("a Ready node has allocatable resources");
-    assert!(allocatable.contains_key("pods"), "allocatable: {allocatable:?}");
+    assert!(
+        allocatable.contains_key("pods"),
+        "allocatable: {allocatable:?}"
+    );
 
     // And the real kubectl agrees.
     let (header, rows) = parse_table(&kubectl(&["get", "nodes"]));
-    let status = header.iter().position(|h| h == "STATUS").expect("STATUS column");
+    let status = header
+        .iter()
+        .position(|h| h == "STATUS")
+        .expect("STATUS column");
     assert!(
         rows.iter().any(|r| r[status] == "Ready"),
         "kubectl get nodes shows no Ready node: {rows:?}"
@@ -73,7 +79,10 @@ async fn a_deployment_with_3_replicas_gets_3_running_pods() {
     let running = wait_for("3 Running pods", Duration::from_secs(120), || {
         let pods = pods.clone();
         async move {
-            let list = pods.list(&ListParams::default().labels("app=three")).await.ok()?;
+            let list = pods
+                .list(&ListParams::default().labels("app=three"))
+                .await
+                .ok()?;
             let running: Vec<Pod> = list
                 .items
                 .into_iter()
@@ -85,17 +94,24 @@ async fn a_deployment_with_3_replicas_gets_3_running_pods() {
     .await;
     for pod in &running {
         let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
-        assert!(node.is_some(), "a Running pod was scheduled to a node: {pod:?}");
+        assert!(
+            node.is_some(),
+            "a Running pod was scheduled to a node: {pod:?}"
+        );
     }
 
-    let available = wait_for("the Deployment to report 3 available replicas", Duration::from_secs(60), || {
-        let deployments = deployments.clone();
-        async move {
-            let d = deployments.get("three").await.ok()?;
-            let n = d.status?.available_replicas?;
-            (n == 3).then_some(n)
-        }
-    })
+    let available = wait_for(
+        "the Deployment to report 3 available replicas",
+        Duration::from_secs(60),
+        || {
+            let deployments = deployments.clone();
+            async move {
+                let d = deployments.get("three").await.ok()?;
+                let n = d.status?.available_replicas?;
+                (n == 3).then_some(n)
+            }
+        },
+    )
     .await;
     assert_eq!(available, 3);
 }
@@ -109,7 +125,10 @@ async fn rbac_denies_a_service_account_what_it_was_not_granted() {
     let who = format!("system:serviceaccount:{n}:nobody");
 
     let can_i = |verb: &str, resource: &str| {
-        let r = kubectl_result(&["auth", "can-i", verb, resource, "-n", n, "--as", &who], None);
+        let r = kubectl_result(
+            &["auth", "can-i", verb, resource, "-n", n, "--as", &who],
+            None,
+        );
         r.stdout.trim().to_owned()
     };
     // Nothing is granted to a fresh ServiceAccount: RBAC says no.
@@ -119,7 +138,15 @@ async fn rbac_denies_a_service_account_what_it_was_not_granted() {
 
     // A Role grants exactly one thing, which proves the "no" above comes from
     // RBAC evaluating rules, not from a broken authorizer.
-    kubectl(&["create", "role", "pod-reader", "--verb=get", "--resource=pods", "-n", n]);
+    kubectl(&[
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get",
+        "--resource=pods",
+        "-n",
+        n,
+    ]);
     kubectl(&[
         "create",
         "rolebinding",

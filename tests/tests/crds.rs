@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kontinuum_api::future::{NodeCounts, Progress};
-use kontinuum_api::{FutureStatus, HierarchicalFuture, Task, TaskStatus, WorkerPool, WorkerPoolStatus};
+use kontinuum_api::{
+    FutureStatus, HierarchicalFuture, Task, TaskStatus, WorkerPool, WorkerPoolStatus,
+};
 use kontinuum_e2e::{
     TestNamespace, client, ensure_crds, kubectl, kubectl_result, kubectl_stdin, parse_table,
     repo_root, wait_for, yaml_files,
@@ -32,13 +34,32 @@ async fn crds_apply_and_become_established_with_their_names_and_subresources() {
 
     // (name, kind, singular, short name, has scale subresource)
     let expected = [
-        ("futures.kontinuum.dev", "HierarchicalFuture", "future", "hf", false),
+        (
+            "futures.kontinuum.dev",
+            "HierarchicalFuture",
+            "future",
+            "hf",
+            false,
+        ),
         ("tasks.kontinuum.dev", "Task", "task", "kt", false),
-        ("workerpools.kontinuum.dev", "WorkerPool", "workerpool", "wp", true),
+        (
+            "workerpools.kontinuum.dev",
+            "WorkerPool",
+            "workerpool",
+            "wp",
+            true,
+        ),
     ];
     for (name, kind, singular, short, scale) in expected {
-        let crd = crds.get(name).await.unwrap_or_else(|e| panic!("get crd {name}: {e}"));
-        assert_eq!(crd_condition(&crd, "Established").as_deref(), Some("True"), "{name} Established");
+        let crd = crds
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("get crd {name}: {e}"));
+        assert_eq!(
+            crd_condition(&crd, "Established").as_deref(),
+            Some("True"),
+            "{name} Established"
+        );
         assert_eq!(
             crd_condition(&crd, "NamesAccepted").as_deref(),
             Some("True"),
@@ -50,7 +71,10 @@ async fn crds_apply_and_become_established_with_their_names_and_subresources() {
         assert_eq!(names.kind, kind);
         assert_eq!(names.singular.as_deref(), Some(singular));
         assert!(
-            names.short_names.as_ref().is_some_and(|s| s.iter().any(|n| n == short)),
+            names
+                .short_names
+                .as_ref()
+                .is_some_and(|s| s.iter().any(|n| n == short)),
             "{name} has short name {short}: {:?}",
             names.short_names
         );
@@ -61,7 +85,10 @@ async fn crds_apply_and_become_established_with_their_names_and_subresources() {
             .find(|v| v.name == "v1alpha1")
             .unwrap_or_else(|| panic!("{name} serves v1alpha1"));
         assert!(version.served && version.storage);
-        let sub = version.subresources.as_ref().unwrap_or_else(|| panic!("{name} subresources"));
+        let sub = version
+            .subresources
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name} subresources"));
         assert!(sub.status.is_some(), "{name} has the status subresource");
         assert_eq!(sub.scale.is_some(), scale, "{name} scale subresource");
     }
@@ -69,7 +96,15 @@ async fn crds_apply_and_become_established_with_their_names_and_subresources() {
     // kubectl resolves every name form.
     let ns = TestNamespace::create(&client().await, "names").await;
     for resource in [
-        "futures", "future", "hf", "tasks", "task", "kt", "workerpools", "workerpool", "wp",
+        "futures",
+        "future",
+        "hf",
+        "tasks",
+        "task",
+        "kt",
+        "workerpools",
+        "workerpool",
+        "wp",
     ] {
         kubectl(&["get", resource, "-n", ns.name()]);
     }
@@ -87,7 +122,7 @@ fn assert_explained(path: &str) {
         match line.trim_end() {
             "DESCRIPTION:" => section = "description",
             "FIELDS:" => section = "fields",
-            l if l.is_empty() => {}
+            "" => {}
             l if !l.starts_with(' ') => section = "",
             l => match section {
                 "description" => description.push_str(l.trim()),
@@ -102,9 +137,15 @@ fn assert_explained(path: &str) {
         }
     }
     let real = |d: &str| !d.is_empty() && d != "<empty>" && d != "<no description>";
-    assert!(real(&description), "kubectl explain {path}: no description:\n{out}");
+    assert!(
+        real(&description),
+        "kubectl explain {path}: no description:\n{out}"
+    );
     for (field, desc) in &fields {
-        assert!(real(desc), "kubectl explain {path}: field `{field}` has no description:\n{out}");
+        assert!(
+            real(desc),
+            "kubectl explain {path}: field `{field}` has no description:\n{out}"
+        );
     }
 }
 
@@ -113,7 +154,10 @@ async fn kubectl_explain_shows_descriptions() {
     ensure_crds().await;
     let out = kubectl(&["explain", "futures.spec.map"]);
     for field in ["source", "function", "shardSize", "fanout", "reduce"] {
-        assert!(out.contains(field), "explain futures.spec.map lists {field}:\n{out}");
+        assert!(
+            out.contains(field),
+            "explain futures.spec.map lists {field}:\n{out}"
+        );
     }
     for path in [
         "futures",
@@ -172,7 +216,13 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
     let status = FutureStatus {
         phase: Some("Running".into()),
         progress: Some(Progress::new(42, 100)),
-        counts: Some(NodeCounts { pending: 3, running: 2, succeeded: 4, failed: 1, cancelled: 0 }),
+        counts: Some(NodeCounts {
+            pending: 3,
+            running: 2,
+            succeeded: 4,
+            failed: 1,
+            cancelled: 0,
+        }),
         nodes: 10,
         depth: 2,
         ..Default::default()
@@ -183,7 +233,10 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
         .await
         .expect("status subresource of futures accepts the operator's FutureStatus");
     let (header, row) = table_row("futures", "squares", n);
-    assert_eq!(header, ["NAME", "PHASE", "PROGRESS", "DONE/TOTAL", "FAILED", "AGE"]);
+    assert_eq!(
+        header,
+        ["NAME", "PHASE", "PROGRESS", "DONE/TOTAL", "FAILED", "AGE"]
+    );
     assert_eq!(row[0], "squares");
     assert_eq!(row[1], "Running");
     assert!(row[2].starts_with("42"), "PROGRESS is the percent: {row:?}");
@@ -193,11 +246,21 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
     // The short name prints the same table.
     assert_eq!(table_row("hf", "squares", n).1[1], "Running");
 
-    // A spec update through the main resource must not touch status, and a
-    // status write must not touch spec: that is what the subresource means.
+    // The typed api types read back both halves: the status written through
+    // the subresource, and the spec kubectl applied, untouched by it.
     let f = futures.get("squares").await.unwrap();
-    assert_eq!(f.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running"));
-    assert_eq!(f.spec.map.as_ref().and_then(|m| m.source.range.as_ref()).map(|r| r.end), Some(100));
+    assert_eq!(
+        f.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Running")
+    );
+    assert_eq!(
+        f.spec
+            .map
+            .as_ref()
+            .and_then(|m| m.source.range.as_ref())
+            .map(|r| r.end),
+        Some(100)
+    );
 
     // --- tasks: PHASE, FUNCTION, ATTEMPTS, AGE
     kubectl_stdin(
@@ -207,7 +270,11 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
              spec:\n  call: {function: std.sum, args: {a: 4, b: 5}}\n",
         ),
     );
-    let status = TaskStatus { phase: Some("Succeeded".into()), attempts: 2, ..Default::default() };
+    let status = TaskStatus {
+        phase: Some("Succeeded".into()),
+        attempts: 2,
+        ..Default::default()
+    };
     Api::<Task>::namespaced(client.clone(), n)
         .patch_status("sum-4-5", &pp, &status_patch(&status))
         .await
@@ -240,7 +307,10 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
         .await
         .expect("status subresource of workerpools accepts the operator's WorkerPoolStatus");
     let (header, row) = table_row("workerpools", "default", n);
-    assert_eq!(header, ["NAME", "DESIRED", "READY", "QUEUED", "RUNNING", "AGE"]);
+    assert_eq!(
+        header,
+        ["NAME", "DESIRED", "READY", "QUEUED", "RUNNING", "AGE"]
+    );
     assert_eq!(&row[..5], ["default", "4", "2", "57", "16"]);
     assert!(!row[5].is_empty(), "AGE: {row:?}");
 
@@ -248,7 +318,15 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
     kubectl(&["scale", "workerpool/default", "--replicas=5", "-n", n]);
     let replicas = wait_for("spec.replicas = 5", Duration::from_secs(10), || {
         let pools = pools.clone();
-        async move { pools.get("default").await.ok()?.spec.replicas.filter(|r| *r == 5) }
+        async move {
+            pools
+                .get("default")
+                .await
+                .ok()?
+                .spec
+                .replicas
+                .filter(|r| *r == 5)
+        }
     })
     .await;
     assert_eq!(replicas, 5);
@@ -257,11 +335,22 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
 /// Applies `manifest` with `kubectl apply --dry-run=server` and expects the
 /// API server to reject it with a message containing every one of `needles`.
 fn assert_rejected(ns: &str, what: &str, manifest: &str, needles: &[&str]) {
-    let r = kubectl_result(&["apply", "--dry-run=server", "-n", ns, "-f", "-"], Some(manifest));
-    assert!(!r.success, "{what}: the API server accepted it:\n{manifest}\n{}", r.stdout);
+    let r = kubectl_result(
+        &["apply", "--dry-run=server", "-n", ns, "-f", "-"],
+        Some(manifest),
+    );
+    assert!(
+        !r.success,
+        "{what}: the API server accepted it:\n{manifest}\n{}",
+        r.stdout
+    );
     // "... is invalid: <field>: ..." comes from the API server's validation,
     // not from kubectl's client side.
-    assert!(r.stderr.contains("is invalid"), "{what}: not a validation error: {}", r.stderr);
+    assert!(
+        r.stderr.contains("is invalid"),
+        "{what}: not a validation error: {}",
+        r.stderr
+    );
     for needle in needles {
         assert!(
             r.stderr.contains(needle),
@@ -273,8 +362,10 @@ fn assert_rejected(ns: &str, what: &str, manifest: &str, needles: &[&str]) {
 
 const FUTURE_HEAD: &str =
     "apiVersion: kontinuum.dev/v1alpha1\nkind: HierarchicalFuture\nmetadata: {name: bad}\nspec:\n";
-const TASK_HEAD: &str = "apiVersion: kontinuum.dev/v1alpha1\nkind: Task\nmetadata: {name: bad}\nspec:\n";
-const MAP: &str = "  map:\n    source: {range: {start: 0, end: 10}}\n    function: {function: std.square}\n";
+const TASK_HEAD: &str =
+    "apiVersion: kontinuum.dev/v1alpha1\nkind: Task\nmetadata: {name: bad}\nspec:\n";
+const MAP: &str =
+    "  map:\n    source: {range: {start: 0, end: 10}}\n    function: {function: std.square}\n";
 
 #[tokio::test]
 async fn invalid_manifests_are_rejected_by_the_api_server_naming_the_field() {
@@ -283,10 +374,15 @@ async fn invalid_manifests_are_rejected_by_the_api_server_naming_the_field() {
     let n = ns.name();
 
     // The baselines are valid, so each rejection below is about its one change.
-    kubectl_stdin(&["apply", "--dry-run=server", "-n", n, "-f", "-"], Some(&format!("{FUTURE_HEAD}{MAP}")));
     kubectl_stdin(
         &["apply", "--dry-run=server", "-n", n, "-f", "-"],
-        Some(&format!("{TASK_HEAD}  call: {{function: std.sum}}\n  timeout: 30s\n  retry: {{maxAttempts: 3}}\n")),
+        Some(&format!("{FUTURE_HEAD}{MAP}")),
+    );
+    kubectl_stdin(
+        &["apply", "--dry-run=server", "-n", n, "-f", "-"],
+        Some(&format!(
+            "{TASK_HEAD}  call: {{function: std.sum}}\n  timeout: 30s\n  retry: {{maxAttempts: 3}}\n"
+        )),
     );
 
     assert_rejected(
@@ -301,7 +397,12 @@ async fn invalid_manifests_are_rejected_by_the_api_server_naming_the_field() {
         &format!("{FUTURE_HEAD}{MAP}    shardSize: 0\n"),
         &["spec.map.shardSize"],
     );
-    assert_rejected(n, "fanout: 1", &format!("{FUTURE_HEAD}{MAP}    fanout: 1\n"), &["spec.map.fanout"]);
+    assert_rejected(
+        n,
+        "fanout: 1",
+        &format!("{FUTURE_HEAD}{MAP}    fanout: 1\n"),
+        &["spec.map.fanout"],
+    );
     assert_rejected(
         n,
         "an unknown reducer",
@@ -350,10 +451,17 @@ async fn every_example_passes_server_side_dry_run() {
     let mut failures = Vec::new();
     for f in &files {
         let path = f.to_str().expect("utf-8 path");
-        let r = kubectl_result(&["apply", "--dry-run=server", "-n", ns.name(), "-f", path], None);
+        let r = kubectl_result(
+            &["apply", "--dry-run=server", "-n", ns.name(), "-f", path],
+            None,
+        );
         if !r.success {
             failures.push(format!("{path}:\n{}{}", r.stdout, r.stderr));
         }
     }
-    assert!(failures.is_empty(), "examples rejected by the API server:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "examples rejected by the API server:\n{}",
+        failures.join("\n")
+    );
 }
