@@ -22,13 +22,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _peerbench import (  # noqa: E402
-    Deadline, claim_stdout, emit, exit_on_signals, log, parse_args, set_pdeathsig,
+    Deadline, claim_stdout, emit, exit_on_signals, log, make_tmpdir, parse_args,
+    blocking, run_main, set_pdeathsig, supervise,
 )
 
 from celery import Celery  # noqa: E402
@@ -120,36 +120,47 @@ def start_worker(url):
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=HERE, env=env,
         stdin=subprocess.DEVNULL, stdout=2, stderr=2,
-        start_new_session=True, preexec_fn=set_pdeathsig,
+        # If we die, the worker is killed outright (no warm shutdown against
+        # a Redis that is gone too); its pool children die with it (Celery
+        # sets their pdeathsig to SIGKILL).
+        start_new_session=True, preexec_fn=lambda: set_pdeathsig(signal.SIGKILL),
     )
 
 
 def stop(proc, name, grace=10.0, group=False):
-    """Stop one process we started (and, with group, the process group it
-    leads, i.e. a worker's pool children): SIGTERM, then SIGKILL."""
+    """Stop one process we started: SIGTERM to it (a Celery worker then
+    shuts its pool down itself), SIGKILL after `grace` seconds; with group,
+    SIGKILL also whatever is left of the process group it leads (its pool
+    children)."""
     if proc is None:
         return
-
-    def send(sig):
-        try:
-            if group:
-                os.killpg(proc.pid, sig)
-            else:
-                proc.send_signal(sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
     if proc.poll() is None:
-        send(signal.SIGTERM)
         try:
+            proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            log(f"{name} (pid {proc.pid}) ignored SIGTERM; killing it")
+            log(f"{name} (pid {proc.pid}) still running {grace:g}s after SIGTERM; killing it")
+        except ProcessLookupError:
+            pass
     if group:
-        send(signal.SIGKILL)  # pool children that outlived their parent
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     if proc.poll() is None:
-        send(signal.SIGKILL)
+        proc.kill()
         proc.wait(timeout=10)
+
+
+def submit(task, n, deadline, start=0):
+    """task.delay(i) for i in start..start+n-1; stops (raises) on a signal
+    or the deadline, checked between sends, never inside one."""
+    results = []
+    for i in range(start, start + n):
+        results.append(task.delay(i))
+        if i % 100 == 99:
+            deadline.left()
+    return results
 
 
 def collect(results, deadline, worker):
@@ -162,12 +173,14 @@ def collect(results, deadline, worker):
         if worker.poll() is not None:
             raise RuntimeError(f"celery worker exited with {worker.returncode}")
         try:
-            return rs.get(timeout=min(deadline.left(), 5.0))
+            with blocking():
+                return rs.get(timeout=min(deadline.left(), 5.0))
         except CeleryTimeout:
             continue
 
 
 def main():
+    supervise()
     args = parse_args("Celery", default_timeout=600)
     out = claim_stdout()
     exit_on_signals(hard_limit=args.timeout + 60)
@@ -177,7 +190,7 @@ def main():
     import kombu
     import redis as redis_py
 
-    tmp = tempfile.mkdtemp(prefix="kcelery-")
+    tmp = make_tmpdir("kcelery")
     redis_proc = worker = None
     try:
         t0 = time.monotonic()
@@ -195,19 +208,19 @@ def main():
             "prefork, concurrency 2")
 
         # The first task's round trip tells that the worker is up.
-        got = collect([echo.delay(-1)], deadline, worker)
+        got = collect(submit(echo, 1, deadline, start=-1), deadline, worker)
         assert got == [-1], got
         log(f"worker answering {time.monotonic() - t0:.1f}s after start")
 
         if args.warmup:
             t0 = time.monotonic()
-            got = collect([echo.delay(i) for i in range(args.warmup)], deadline, worker)
+            got = collect(submit(echo, args.warmup, deadline), deadline, worker)
             assert got == list(range(args.warmup)), "warm-up results are wrong"
             log(f"warm-up: {args.warmup} tasks in {time.monotonic() - t0:.2f}s")
 
         n = args.tasks
         t0 = time.perf_counter()
-        results = [echo.delay(i) for i in range(n)]
+        results = submit(echo, n, deadline)
         t_sub = time.perf_counter()
         got = collect(results, deadline, worker)
         t1 = time.perf_counter()
@@ -221,10 +234,10 @@ def main():
             app.close()
         except Exception:
             pass
-        stop(worker, "celery worker", grace=15, group=True)
+        stop(worker, "celery worker", grace=5, group=True)
         stop(redis_proc, "redis-server", grace=5)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -12,7 +12,6 @@ Usage: ray_noop.py [N] [--warmup W] [--timeout SECONDS]
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 # Before `import ray`: no usage-stats report, and the node's address is the
@@ -21,10 +20,25 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _peerbench import Deadline, claim_stdout, emit, exit_on_signals, log, parse_args  # noqa: E402
+from _peerbench import (  # noqa: E402
+    Deadline, claim_stdout, emit, exit_on_signals, log, make_tmpdir, parse_args,
+    blocking, check_stop, kill_group_leftovers, run_main, supervise,
+)
+
+
+def submit(fn, n, deadline):
+    """fn.remote(i) for i in 0..n-1; stops (raises) on a signal or the
+    deadline, checked between submissions, never inside one."""
+    refs = []
+    for i in range(n):
+        refs.append(fn.remote(i))
+        if i % 100 == 99:
+            deadline.left()
+    return refs
 
 
 def main():
+    supervise()
     args = parse_args("Ray", default_timeout=600)
     out = claim_stdout()
     exit_on_signals(hard_limit=args.timeout + 60)
@@ -33,7 +47,7 @@ def main():
     import ray
 
     # A short private temp dir: Ray's socket paths must fit in 107 bytes.
-    tmp = tempfile.mkdtemp(prefix="kray-")
+    tmp = make_tmpdir("kray")
     try:
         t0 = time.monotonic()
         ray.init(
@@ -44,6 +58,10 @@ def main():
             _node_ip_address="127.0.0.1",
             _temp_dir=tmp,
         )
+        # ray.init installs its own SIGTERM handler (it aborts the process);
+        # put ours back so that SIGTERM means: clean up, then exit.
+        exit_on_signals()
+        check_stop()
         log(f"ray {ray.__version__} up in {time.monotonic() - t0:.1f}s "
             f"(resources {ray.cluster_resources()})")
 
@@ -53,16 +71,18 @@ def main():
 
         if args.warmup:
             t0 = time.monotonic()
-            got = ray.get([echo.remote(i) for i in range(args.warmup)],
-                          timeout=deadline.left())
+            refs = submit(echo, args.warmup, deadline)
+            with blocking():
+                got = ray.get(refs, timeout=deadline.left())
             assert got == list(range(args.warmup)), "warm-up results are wrong"
             log(f"warm-up: {args.warmup} tasks in {time.monotonic() - t0:.2f}s")
 
         n = args.tasks
         t0 = time.perf_counter()
-        refs = [echo.remote(i) for i in range(n)]
+        refs = submit(echo, n, deadline)
         t_sub = time.perf_counter()
-        got = ray.get(refs, timeout=deadline.left())
+        with blocking():
+            got = ray.get(refs, timeout=deadline.left())
         t1 = time.perf_counter()
 
         if got != list(range(n)):
@@ -71,10 +91,13 @@ def main():
         emit(out, "ray", n, t1 - t0)
     finally:
         try:
+            log("ray.shutdown()")
             ray.shutdown()
+            log("ray is down")
         finally:
+            kill_group_leftovers()
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
