@@ -53,7 +53,7 @@ fn retry_settings(field: &str, policy: &Option<RetryPolicy>) -> Result<RetrySett
             retry.max_ms = ms;
         }
         if let Some(f) = b.factor {
-            if !(f >= 1.0) {
+            if f.is_nan() || f < 1.0 {
                 return Err(invalid(
                     &format!("{field}.backoff.factor"),
                     "must be at least 1",
@@ -198,7 +198,7 @@ pub fn apply_task(
         root.finished_ms = tx.now;
         root.debounce_key = None;
         root.exclusive = None;
-        tx.writes.put_root(&root)?;
+        tx.root_done(root);
         return Ok(id);
     }
     if state == NodeState::Queued && due > tx.now {

@@ -50,7 +50,7 @@ impl Engine {
         let mut state = State::new(store.next_id()?, token_base);
         let mut tx = Tx::new(now_ms());
         recover(&mut state, &mut tx, &store)?;
-        store.apply(tx.writes)?;
+        store.apply(tx.into_writes(&state)?)?;
         let inner = Arc::new(Inner {
             store,
             config,
@@ -76,7 +76,7 @@ impl Engine {
         let mut tx = Tx::new(now_ms());
         let out = f(st, &mut tx, &self.inner.store)?;
         let wake = tx.work_ready;
-        let ticket = self.inner.store.apply(tx.writes)?;
+        let ticket = self.inner.store.apply(tx.into_writes(st)?)?;
         if wake {
             self.inner.work_ready.notify_all();
         }
@@ -126,16 +126,18 @@ impl Engine {
                 continue;
             }
             let plan = match object {
-                Submission::Task { spec, .. } => Plan::Task(build::plan_task(spec, now)?),
-                Submission::Future { spec, .. } => Plan::Future(build::plan_future(spec, now)?),
+                Submission::Task { spec, .. } => Plan::Task(Box::new(build::plan_task(spec, now)?)),
+                Submission::Future { spec, .. } => {
+                    Plan::Future(Box::new(build::plan_future(spec, now)?))
+                }
             };
             plans.push((name.clone(), kind, hash, plan));
         }
         self.commit(|st, tx, store| {
             for (name, kind, spec_hash, plan) in plans {
                 let root = match plan {
-                    Plan::Task(p) => build::apply_task(st, tx, store, Some(name.clone()), p)?,
-                    Plan::Future(p) => build::apply_future(st, tx, Some(name.clone()), p)?,
+                    Plan::Task(p) => build::apply_task(st, tx, store, Some(name.clone()), *p)?,
+                    Plan::Future(p) => build::apply_future(st, tx, Some(name.clone()), *p)?,
                 };
                 tx.writes.put_object(
                     &name,
@@ -459,8 +461,8 @@ impl Engine {
 }
 
 enum Plan {
-    Task(build::TaskPlan),
-    Future(build::FuturePlan),
+    Task(Box<build::TaskPlan>),
+    Future(Box<build::FuturePlan>),
 }
 
 /// Timers: due delays, expired leases and timeouts, tree deadlines.
@@ -490,42 +492,39 @@ fn ticker(inner: Weak<Inner>) {
 /// tree goes back where it belongs; attempts that were running when the
 /// process stopped are queued again.
 fn recover(st: &mut State, tx: &mut Tx, store: &Store) -> Result<(), EngineError> {
-    for id in store.active_ids()? {
-        let Some(mut node) = store.node(id)? else {
-            continue;
-        };
+    for stored in store.active_roots()? {
+        let mut root = stored.root;
+        // Pending and running are recounted from the nodes: moves between
+        // queued and running are not written, so the stored counts may lag.
+        root.counts.pending = 0;
+        root.counts.running = 0;
+        let id = root.id;
         st.next_id = st.next_id.max(id + 1);
-        if !st.roots.contains_key(&node.root) {
-            match store.root(node.root)? {
-                Some(mut root) if root.state == RootState::Active => {
-                    // Pending and running are recounted from the nodes below;
-                    // leases were never written, so the stored counts may be ahead.
-                    root.counts.pending = 0;
-                    root.counts.running = 0;
-                    st.roots.insert(root.id, root);
+        st.roots.insert(id, root);
+        tx.dirty_roots.insert(id);
+        let nodes = stored.node.into_iter().chain(store.tree_nodes(id)?);
+        for mut node in nodes {
+            st.next_id = st.next_id.max(node.id + 1);
+            if node.state.is_final() {
+                continue;
+            }
+            if node.state == NodeState::Running {
+                node.state = NodeState::Queued;
+                tx.dirty_nodes.insert(node.id);
+            }
+            if let Some(root) = st.roots.get_mut(&id) {
+                *root.counts.slot(node.state.bucket()) += 1;
+            }
+            let (nid, state, due) = (node.id, node.state, node.due_ms);
+            st.nodes.insert(nid, node);
+            match state {
+                NodeState::Queued | NodeState::Folding => st.enqueue(tx, nid),
+                NodeState::Waiting => {
+                    st.delayed.insert((due, nid));
                 }
-                _ => continue,
+                _ => {}
             }
         }
-        if node.state == NodeState::Running {
-            node.state = NodeState::Queued;
-            tx.writes.put_node(&node)?;
-        }
-        if let Some(root) = st.roots.get_mut(&node.root) {
-            *root.counts.slot(node.state.bucket()) += 1;
-        }
-        let (state, due) = (node.state, node.due_ms);
-        st.nodes.insert(id, node);
-        match state {
-            NodeState::Queued | NodeState::Folding => st.enqueue(tx, id),
-            NodeState::Waiting => {
-                st.delayed.insert((due, id));
-            }
-            _ => {}
-        }
-    }
-    for root in st.roots.values() {
-        tx.writes.put_root(root)?;
     }
     Ok(())
 }

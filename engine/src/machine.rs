@@ -14,7 +14,7 @@ use kontinuum_api::reduce::Accumulator;
 use kontinuum_api::reducer::{BuiltinReducer, Reducer};
 use kontinuum_api::wire::{Lease, NodeId, Slice, Work};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// The writes and side effects of one decision.
@@ -26,6 +26,12 @@ pub struct Tx {
     /// Child values written or removed by this decision, which the store
     /// does not show until the writes are applied.
     values: BTreeMap<(NodeId, u32), Option<Value>>,
+    /// Records touched by this decision, encoded once at the end.
+    pub dirty_nodes: HashSet<NodeId>,
+    pub dirty_roots: HashSet<NodeId>,
+    final_nodes: HashMap<NodeId, Node>,
+    final_roots: HashMap<NodeId, Root>,
+    pub next_id: Option<NodeId>,
 }
 
 impl Tx {
@@ -35,7 +41,56 @@ impl Tx {
             now,
             work_ready: false,
             values: BTreeMap::new(),
+            dirty_nodes: HashSet::new(),
+            dirty_roots: HashSet::new(),
+            final_nodes: HashMap::new(),
+            final_roots: HashMap::new(),
+            next_id: None,
         }
+    }
+
+    /// A node that left memory with a final outcome.
+    pub fn node_done(&mut self, node: Node) {
+        self.dirty_nodes.remove(&node.id);
+        if node.parent.is_none() {
+            self.dirty_roots.insert(node.root);
+        }
+        self.final_nodes.insert(node.id, node);
+    }
+
+    /// A root that left memory with a final outcome.
+    pub fn root_done(&mut self, root: Root) {
+        self.dirty_roots.insert(root.id);
+        self.final_roots.insert(root.id, root);
+    }
+
+    /// Encodes every record this decision touched, once each.
+    pub fn into_writes(mut self, st: &State) -> Result<WriteSet, EngineError> {
+        for id in &self.dirty_nodes {
+            match st.nodes.get(id) {
+                Some(n) if n.parent.is_none() => {
+                    self.dirty_roots.insert(n.root);
+                }
+                Some(n) => self.writes.put_node(n)?,
+                None => {}
+            }
+        }
+        for node in self.final_nodes.values() {
+            if node.parent.is_some() {
+                self.writes.put_node(node)?;
+            }
+        }
+        for id in &self.dirty_roots {
+            let root = self.final_roots.get(id).or_else(|| st.roots.get(id));
+            let node = st.nodes.get(id).or_else(|| self.final_nodes.get(id));
+            if let Some(root) = root {
+                self.writes.put_root(root, node)?;
+            }
+        }
+        if let Some(next) = self.next_id {
+            self.writes.put_next_id(next);
+        }
+        Ok(self.writes)
     }
 
     fn put_value(&mut self, parent: NodeId, index: u32, value: &Value) -> Result<(), EngineError> {
@@ -127,7 +182,7 @@ impl State {
     pub fn alloc_id(&mut self, tx: &mut Tx) -> NodeId {
         let id = self.next_id;
         self.next_id += 1;
-        tx.writes.put_next_id(self.next_id);
+        tx.next_id = Some(self.next_id);
         id
     }
 
@@ -224,8 +279,8 @@ impl State {
         *root.counts.slot(node.state.bucket()) += 1;
         root.nodes += 1;
         root.depth = root.depth.max(node.depth + 1);
-        tx.writes.put_root(root)?;
-        tx.writes.put_node(&node)?;
+        tx.dirty_roots.insert(node.root);
+        tx.dirty_nodes.insert(node.id);
         let (id, state, due) = (node.id, node.state, node.due_ms);
         self.nodes.insert(id, node);
         match state {
@@ -258,16 +313,18 @@ impl State {
         if let Some(root) = self.roots.get_mut(&root_id) {
             *root.counts.slot(old) -= 1;
             *root.counts.slot(state.bucket()) += 1;
-            tx.writes.put_root(root)?;
+        }
+        if state.is_final() || matches!(state, NodeState::Children | NodeState::Folding) {
+            // Final and gathering states must survive a restart; moves between
+            // waiting, queued and running need not (recovery queues them again).
+            tx.dirty_roots.insert(root_id);
         }
         Ok(())
     }
 
     fn write_node(&self, tx: &mut Tx, id: NodeId) -> Result<(), EngineError> {
-        match self.nodes.get(&id) {
-            Some(node) => tx.writes.put_node(node),
-            None => Ok(()),
-        }
+        tx.dirty_nodes.insert(id);
+        Ok(())
     }
 
     // ---- timers ----
@@ -674,7 +731,7 @@ impl State {
         let id = self.add_call_child(tx, parent, call, weight)?;
         let root = self.root_mut(root_id)?;
         root.known_total += weight;
-        tx.writes.put_root(root)?;
+        tx.dirty_roots.insert(root_id);
         Ok(id)
     }
 
@@ -734,7 +791,7 @@ impl State {
         let root_id = node.root;
         let root = self.root_mut(root_id)?;
         root.done += units;
-        tx.writes.put_root(root)?;
+        tx.dirty_roots.insert(root_id);
         self.set_state(tx, lease.node, NodeState::Children)?;
         self.write_node(tx, lease.node)?;
         self.maybe_finish_gathering(tx, store, lease.node)
@@ -843,19 +900,13 @@ impl State {
             tx.del_value(id, index);
         }
         node.own = None;
-        tx.writes.put_node(&node)?;
-        match node.parent {
-            None => self.finish_root(
-                tx,
-                store,
-                node.root,
-                RootState::Succeeded,
-                Some(value),
-                None,
-            ),
+        let (parent_of, root_of, index_of) = (node.parent, node.root, node.index);
+        tx.node_done(node);
+        match parent_of {
+            None => self.finish_root(tx, store, root_of, RootState::Succeeded, Some(value), None),
             Some(parent) => {
-                tx.put_value(parent, node.index, &value)?;
-                self.child_finished(tx, store, parent, node.index, Some(value))
+                tx.put_value(parent, index_of, &value)?;
+                self.child_finished(tx, store, parent, index_of, Some(value))
             }
         }
     }
@@ -876,15 +927,16 @@ impl State {
             .ok_or_else(|| corrupt("node", "vanished"))?;
         node.finished_ms = tx.now;
         node.error = Some(error.clone());
-        tx.writes.put_node(&node)?;
-        let Some(parent) = node.parent else {
-            return self.finish_root(tx, store, node.root, RootState::Failed, None, Some(error));
-        };
         let units = match node.body {
             Body::Leaf { start, end } => end - start,
             _ => node.weight,
         };
-        let root = self.root_mut(node.root)?;
+        let (parent_of, root_id, index) = (node.parent, node.root, node.index);
+        tx.node_done(node);
+        let Some(parent) = parent_of else {
+            return self.finish_root(tx, store, root_id, RootState::Failed, None, Some(error));
+        };
+        let root = self.root_mut(root_id)?;
         root.failed_leaves += 1;
         root.done += units;
         if root.failures.len() < 10 {
@@ -892,7 +944,7 @@ impl State {
         }
         let over = root.failed_leaves > root.max_failed_children;
         let failed = root.failed_leaves;
-        tx.writes.put_root(root)?;
+        tx.dirty_roots.insert(root_id);
         if over {
             let message = format!(
                 "{failed} child(ren) failed (failurePolicy.maxFailedChildren allows fewer); first at {path}: {}",
@@ -906,14 +958,14 @@ impl State {
             return self.finish_root(
                 tx,
                 store,
-                node.root,
+                root_id,
                 RootState::Failed,
                 None,
                 Some(tree_error),
             );
         }
         // Tolerated: the parent goes on without this child's value.
-        self.child_finished(tx, store, parent, node.index, None)
+        self.child_finished(tx, store, parent, index, None)
     }
 
     fn child_finished(
@@ -1009,7 +1061,7 @@ impl State {
                 if let Some(mut n) = self.nodes.remove(&nid) {
                     n.state = NodeState::Cancelled;
                     n.finished_ms = tx.now;
-                    tx.writes.put_node(&n)?;
+                    tx.node_done(n);
                 }
             }
             root.counts.cancelled += root.counts.pending + root.counts.running;
@@ -1030,12 +1082,12 @@ impl State {
             }
             if st.holder == Some(id) {
                 st.holder = st.rerun.take();
-                if let Some(next) = st.holder {
-                    if self.nodes.get(&next).map(|n| n.state) == Some(NodeState::Blocked) {
-                        self.set_state(tx, next, NodeState::Queued)?;
-                        self.write_node(tx, next)?;
-                        self.enqueue(tx, next);
-                    }
+                if let Some(next) = st.holder
+                    && self.nodes.get(&next).map(|n| n.state) == Some(NodeState::Blocked)
+                {
+                    self.set_state(tx, next, NodeState::Queued)?;
+                    self.write_node(tx, next)?;
+                    self.enqueue(tx, next);
                 }
             }
             self.set_exclusive(tx, &ex.key, st)?;
@@ -1062,7 +1114,7 @@ impl State {
                 Err(e) => tracing::warn!(root = id, "continuation not started: {e}"),
             }
         }
-        tx.writes.put_root(&root)?;
+        tx.root_done(root);
         self.shown_done.remove(&id);
         self.items.remove(&id);
         Ok(())

@@ -2,7 +2,7 @@
 //! that every change a decision makes lands in one atomic batch. Group commit
 //! makes an acknowledged change durable without one fsync per call.
 
-use crate::model::{DebounceState, ExclusiveState, Node, ObjectRecord, Root};
+use crate::model::{DebounceState, ExclusiveState, Node, ObjectRecord, Root, RootState};
 use crate::types::EngineError;
 use kontinuum_api::wire::NodeId;
 use parking_lot::{Condvar, Mutex};
@@ -11,7 +11,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 const NODE: u8 = b'n';
-const ACTIVE: u8 = b'a';
 const ROOT: u8 = b'r';
 const VALUE: u8 = b'v';
 const OBJECT: u8 = b'o';
@@ -25,6 +24,28 @@ fn id_key(prefix: u8, id: NodeId) -> [u8; 9] {
     key[0] = prefix;
     key[1..].copy_from_slice(&id.to_be_bytes());
     key
+}
+
+fn node_key(root: NodeId, id: NodeId) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = NODE;
+    key[1..9].copy_from_slice(&root.to_be_bytes());
+    key[9..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+#[derive(serde::Serialize)]
+struct StoredRootRef<'a> {
+    root: &'a Root,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a Node>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct StoredRoot {
+    pub root: Root,
+    #[serde(default)]
+    pub node: Option<Node>,
 }
 
 fn value_key(parent: NodeId, index: u32) -> [u8; 13] {
@@ -74,18 +95,23 @@ impl WriteSet {
         self.dirty = true;
     }
 
+    /// A node other than a root node (those travel inside their root record).
     pub fn put_node(&mut self, node: &Node) -> Result<(), EngineError> {
-        self.put(&id_key(NODE, node.id), encode("node", node)?);
-        if node.state.is_final() {
-            self.del(&id_key(ACTIVE, node.id));
-        } else {
-            self.put(&id_key(ACTIVE, node.id), Vec::new());
-        }
+        self.put(&node_key(node.root, node.id), encode("node", node)?);
         Ok(())
     }
 
-    pub fn put_root(&mut self, root: &Root) -> Result<(), EngineError> {
-        self.put(&id_key(ROOT, root.id), encode("root", root)?);
+    /// The root record, with the tree's root node inside it, behind one
+    /// byte of state so that recovery can skip finished trees unread.
+    pub fn put_root(&mut self, root: &Root, node: Option<&Node>) -> Result<(), EngineError> {
+        let mut bytes = vec![u8::from(root.state == RootState::Active)];
+        serde_json::to_writer(&mut bytes, &StoredRootRef { root, node }).map_err(|e| {
+            EngineError::Corrupt {
+                what: "root".into(),
+                detail: e.to_string(),
+            }
+        })?;
+        self.put(&id_key(ROOT, root.id), bytes);
         Ok(())
     }
 
@@ -211,18 +237,36 @@ impl Store {
         })
     }
 
-    pub fn node(&self, id: NodeId) -> Result<Option<Node>, EngineError> {
-        self.db
-            .get(id_key(NODE, id))?
-            .map(|b| decode("node", &b))
-            .transpose()
+    pub fn root(&self, id: NodeId) -> Result<Option<Root>, EngineError> {
+        match self.db.get(id_key(ROOT, id))? {
+            Some(b) if !b.is_empty() => Ok(Some(decode::<StoredRoot>("root", &b[1..])?.root)),
+            _ => Ok(None),
+        }
     }
 
-    pub fn root(&self, id: NodeId) -> Result<Option<Root>, EngineError> {
-        self.db
-            .get(id_key(ROOT, id))?
-            .map(|b| decode("root", &b))
-            .transpose()
+    /// Every unfinished tree: its root record and root node.
+    pub fn active_roots(&self) -> Result<Vec<StoredRoot>, EngineError> {
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix([ROOT]) {
+            let (_, bytes) = entry?;
+            if bytes.first() == Some(&1) {
+                out.push(decode("root", &bytes[1..])?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The nodes of a tree other than its root node.
+    pub fn tree_nodes(&self, root: NodeId) -> Result<Vec<Node>, EngineError> {
+        let mut prefix = [0u8; 9];
+        prefix[0] = NODE;
+        prefix[1..].copy_from_slice(&root.to_be_bytes());
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(prefix) {
+            let (_, bytes) = entry?;
+            out.push(decode("node", &bytes)?);
+        }
+        Ok(out)
     }
 
     pub fn object(&self, name: &str) -> Result<Option<ObjectRecord>, EngineError> {
@@ -270,18 +314,6 @@ impl Store {
             let mut idx = [0u8; 4];
             idx.copy_from_slice(&key[9..13]);
             out.push((u32::from_be_bytes(idx), decode("value", &bytes)?));
-        }
-        Ok(out)
-    }
-
-    /// Ids of every node whose outcome is not final.
-    pub fn active_ids(&self) -> Result<Vec<NodeId>, EngineError> {
-        let mut out = Vec::new();
-        for entry in self.db.scan_prefix([ACTIVE]) {
-            let (key, _) = entry?;
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&key[1..9]);
-            out.push(u64::from_be_bytes(b));
         }
         Ok(out)
     }

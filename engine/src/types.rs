@@ -42,6 +42,7 @@ impl Default for EngineConfig {
 /// A manifest object handed to the engine. Names are unique per engine; the
 /// CLI uses `namespace/kind/name`-free plain names (`kind/name`).
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // built once per object, never stored in bulk
 pub enum Submission {
     Task {
         name: String,
