@@ -11,7 +11,9 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
 
-type Extra<'a> = Option<(Cow<'a, str>, Cow<'a, Value>)>;
+/// Call-time arguments have names the system chooses (`item`, `acc`,
+/// `value`, ...), so they are `&'static str`: no allocation, small to move.
+type Extra<'a> = Option<(&'static str, Cow<'a, Value>)>;
 
 #[derive(Clone, Debug)]
 enum Bound<'a> {
@@ -46,21 +48,30 @@ impl<'a> Args<'a> {
     }
 
     /// Adds a call-time argument. Binding a name twice is an error, as for FnRef.
-    pub fn with(
-        self,
-        name: impl Into<Cow<'a, str>>,
-        value: Cow<'a, Value>,
-    ) -> Result<Self, BindError> {
-        let name = name.into();
-        if self.get(&name).is_some() {
-            return Err(BindError::AlreadyBound(name.into_owned()));
+    pub fn with(self, name: &'static str, value: Cow<'a, Value>) -> Result<Self, BindError> {
+        if self.get(name).is_some() {
+            return Err(BindError::AlreadyBound(name.to_string()));
         }
         Ok(self.with_unchecked(name, value))
     }
 
+    /// `bound` plus one call-time argument the caller has checked is free,
+    /// built in place: the map hot path makes one per item.
+    #[inline]
+    pub(crate) fn with_one(
+        bound: &'a Map<String, Value>,
+        name: &'static str,
+        value: Cow<'a, Value>,
+    ) -> Self {
+        Args {
+            bound: Bound::Borrowed(bound),
+            extra: [Some((name, value)), None],
+        }
+    }
+
     /// [`Args::with`] for a name the caller has already checked is free
     /// (once per slice instead of once per item).
-    pub(crate) fn with_unchecked(mut self, name: Cow<'a, str>, value: Cow<'a, Value>) -> Self {
+    pub(crate) fn with_unchecked(mut self, name: &'static str, value: Cow<'a, Value>) -> Self {
         for slot in &mut self.extra {
             if slot.is_none() {
                 *slot = Some((name, value));
@@ -69,7 +80,7 @@ impl<'a> Args<'a> {
         }
         // Rare: more than two extras. Fold everything into one owned map.
         let mut map = self.to_map();
-        map.insert(name.into_owned(), value.into_owned());
+        map.insert(name.to_string(), value.into_owned());
         Args {
             bound: Bound::Shared(Arc::new(map)),
             extra: [None, None],
@@ -79,7 +90,7 @@ impl<'a> Args<'a> {
     /// One argument, bound or call-time.
     pub fn get(&self, name: &str) -> Option<&Value> {
         for (n, v) in self.extra.iter().flatten() {
-            if n == name {
+            if *n == name {
                 return Some(v);
             }
         }
@@ -110,7 +121,7 @@ impl<'a> Args<'a> {
             .extra
             .iter()
             .flatten()
-            .map(|(k, v)| (k.as_ref(), v.as_ref()));
+            .map(|(k, v)| (*k, v.as_ref()));
         bound.chain(extra)
     }
 
@@ -136,7 +147,7 @@ impl<'a> Args<'a> {
             Bound::Shared(m) => Arc::try_unwrap(m).unwrap_or_else(|m| (*m).clone()),
         };
         for (k, v) in self.extra.into_iter().flatten() {
-            map.insert(k.into_owned(), v.into_owned());
+            map.insert(k.to_string(), v.into_owned());
         }
         map
     }
@@ -154,8 +165,7 @@ impl<'a> Args<'a> {
             Bound::Shared(m) => Bound::Shared(m),
         };
         let [a, b] = self.extra;
-        let own =
-            |e: Extra<'a>| e.map(|(k, v)| (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned())));
+        let own = |e: Extra<'a>| e.map(|(k, v)| (k, Cow::Owned(v.into_owned())));
         Args {
             bound,
             extra: [own(a), own(b)],

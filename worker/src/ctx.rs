@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 /// The engine calls a running task may make. Object-safe so that `Ctx` need
 /// not be generic over the work source.
 pub(crate) trait TaskServices: Send + Sync + 'static {
-    fn split(&self, token: u64, at: u64) -> BoxFuture<'_, Result<bool, SourceError>>;
+    fn split(&self, token: u64, at: i64) -> BoxFuture<'_, Result<bool, SourceError>>;
     fn add_child(
         &self,
         token: u64,
@@ -32,7 +32,7 @@ struct Detached;
 const DETACHED: &str = "not running under a worker runtime";
 
 impl TaskServices for Detached {
-    fn split(&self, _: u64, _: u64) -> BoxFuture<'_, Result<bool, SourceError>> {
+    fn split(&self, _: u64, _: i64) -> BoxFuture<'_, Result<bool, SourceError>> {
         Box::pin(async { Ok(false) })
     }
     fn add_child(&self, _: u64, _: FnRef, _: u64) -> BoxFuture<'_, Result<NodeId, SourceError>> {
@@ -167,7 +167,7 @@ impl Ctx {
         !self.inner.finished.swap(true, Ordering::AcqRel)
     }
 
-    pub(crate) async fn split(&self, at: u64) -> Result<bool, SourceError> {
+    pub(crate) async fn split(&self, at: i64) -> Result<bool, SourceError> {
         self.inner.services.split(self.token(), at).await
     }
 

@@ -20,7 +20,9 @@ pub(crate) fn work_function(work: &Work) -> &str {
     }
 }
 
-pub(crate) async fn execute(ctx: &Ctx, work: Work) -> FnResult {
+/// Runs one piece of work to its result in this task (no engine involved):
+/// the runtime's path, also handy for testing functions and map leaves.
+pub async fn execute(ctx: &Ctx, work: Work) -> FnResult {
     match work {
         // The lease's args are ours: move them in rather than borrow and clone.
         Work::Call { call } => {

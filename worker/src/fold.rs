@@ -36,19 +36,32 @@ impl Folder {
         Ok(Folder::Function { reducer, acc: None })
     }
 
-    /// Folds in one value. Built-in reducers never wait.
-    pub(crate) async fn add(&mut self, ctx: &Ctx, value: Value) -> Result<(), FnError> {
+    /// Folds in one value for a built-in reducer (no await); an FnRef
+    /// reducer needs [`Folder::add`].
+    #[inline]
+    pub(crate) fn add_now(&mut self, value: &Value) -> Result<(), FnError> {
         match self {
             Folder::Builtin(acc) => acc
-                .add(&value)
+                .add(value)
                 .map_err(|e| FnError::permanent(format!("reduce {}: {e}", acc.reducer().name()))),
+            Folder::Function { reducer, .. } => Err(FnError::permanent(format!(
+                "reducer '{}' must be called, not folded in place",
+                reducer.function
+            ))),
+        }
+    }
+
+    /// Folds in one value.
+    pub(crate) async fn add(&mut self, ctx: &Ctx, value: Value) -> Result<(), FnError> {
+        match self {
+            Folder::Builtin(_) => self.add_now(&value),
             Folder::Function { reducer, acc } => {
                 let next = match acc.take() {
                     None => value,
                     Some(current) => {
                         let args = Args::new(&reducer.args)
-                            .with_unchecked(Cow::Borrowed("acc"), Cow::Owned(current))
-                            .with_unchecked(Cow::Borrowed("value"), Cow::Owned(value));
+                            .with_unchecked("acc", Cow::Owned(current))
+                            .with_unchecked("value", Cow::Owned(value));
                         ctx.invoke(&reducer.function, args).resolve().await?
                     }
                 };

@@ -31,11 +31,11 @@ const YIELD_AFTER: Duration = Duration::from_millis(2);
 trait Cursor {
     fn next_item(&mut self) -> Result<Option<Cow<'_, Value>>, FnError>;
     /// The next unprocessed position: where a split would cut.
-    fn position(&self) -> u64;
-    fn end(&self) -> u64;
+    fn position(&self) -> i64;
+    fn end(&self) -> i64;
     /// Units done so far (items, or bytes for lines).
     fn done(&self) -> u64;
-    fn stop_at(&mut self, at: u64);
+    fn stop_at(&mut self, at: i64);
 }
 
 struct RangeCursor {
@@ -53,19 +53,17 @@ impl Cursor for RangeCursor {
         self.next += 1;
         Ok(Some(Cow::Owned(Value::from(i))))
     }
-    // Range positions cross the engine API as u64; negative integers keep
-    // their two's-complement bits, and the engine reads them back as i64.
-    fn position(&self) -> u64 {
-        self.next as u64
+    fn position(&self) -> i64 {
+        self.next
     }
-    fn end(&self) -> u64 {
-        self.end as u64
+    fn end(&self) -> i64 {
+        self.end
     }
     fn done(&self) -> u64 {
         self.next.abs_diff(self.start)
     }
-    fn stop_at(&mut self, at: u64) {
-        self.end = self.end.min(at as i64);
+    fn stop_at(&mut self, at: i64) {
+        self.end = self.end.min(at);
     }
 }
 
@@ -84,18 +82,18 @@ impl Cursor for ItemsCursor {
         self.next += 1;
         Ok(self.items.get(self.next - 1).map(Cow::Borrowed))
     }
-    fn position(&self) -> u64 {
-        self.offset + self.next as u64
+    fn position(&self) -> i64 {
+        to_i64(self.offset + self.next as u64)
     }
-    fn end(&self) -> u64 {
-        self.offset + self.end as u64
+    fn end(&self) -> i64 {
+        to_i64(self.offset + self.end as u64)
     }
     fn done(&self) -> u64 {
         self.next as u64
     }
-    fn stop_at(&mut self, at: u64) {
-        let local = usize::try_from(at.saturating_sub(self.offset)).unwrap_or(usize::MAX);
-        self.end = self.end.min(local);
+    fn stop_at(&mut self, at: i64) {
+        let local = u64::try_from(at).unwrap_or(0).saturating_sub(self.offset);
+        self.end = self.end.min(usize::try_from(local).unwrap_or(usize::MAX));
     }
 }
 
@@ -111,18 +109,24 @@ impl Cursor for LinesCursor {
             .next_line()?
             .map(|l| Cow::Owned(Value::String(l))))
     }
-    fn position(&self) -> u64 {
-        self.reader.position()
+    fn position(&self) -> i64 {
+        to_i64(self.reader.position())
     }
-    fn end(&self) -> u64 {
-        self.reader.end()
+    fn end(&self) -> i64 {
+        to_i64(self.reader.end())
     }
     fn done(&self) -> u64 {
         self.reader.position().saturating_sub(self.start)
     }
-    fn stop_at(&mut self, at: u64) {
-        self.reader.stop_at(at);
+    fn stop_at(&mut self, at: i64) {
+        self.reader.stop_at(u64::try_from(at).unwrap_or(0));
     }
+}
+
+/// Item indexes and byte offsets as engine positions (i64, like range
+/// integers); nothing real comes near 2^63.
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Runs a map leaf and answers with the folded value.
@@ -183,12 +187,16 @@ async fn drive<C: Cursor>(
         let Some(item) = cursor.next_item()? else {
             break;
         };
-        let args = Args::new(&function.args).with_unchecked(Cow::Borrowed("item"), item);
+        let args = Args::with_one(&function.args, "item", item);
         let (value, waited) = match f.invoke(ctx, args) {
             Invocation::Ready(r) => (r?, false),
             Invocation::Pending(fut) => (fut.await?, true),
         };
-        folder.add(ctx, value).await?;
+        // Built-in reducers fold without an await point.
+        match folder {
+            Folder::Builtin(_) => folder.add_now(&value)?,
+            Folder::Function { .. } => folder.add(ctx, value).await?,
+        }
         since_check += 1;
         // After an awaited call time has passed anyway, so check at once.
         if since_check >= CHECK_EVERY || waited {

@@ -215,6 +215,7 @@ async fn lease_loop<S: WorkSource>(shared: Arc<Shared<S>>) {
             shared.slots.add_permits(want);
             break;
         }
+        let asked = Instant::now();
         let leases = match shared
             .source
             .lease(&config.pool, &config.worker, want, config.lease_wait)
@@ -235,6 +236,11 @@ async fn lease_loop<S: WorkSource>(shared: Arc<Shared<S>>) {
         // A source may answer with more than asked; never run more than the slots.
         let got = leases.len().min(want);
         shared.slots.add_permits(want - got);
+        if got == 0 && asked.elapsed() < config.lease_wait / 2 {
+            // Nothing, and no long poll either (a closing engine answers at
+            // once): do not spin.
+            tokio::time::sleep(config.lease_wait / 2).await;
+        }
         for lease in leases.into_iter().take(got) {
             start_task(&shared, lease);
         }

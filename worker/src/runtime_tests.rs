@@ -233,7 +233,7 @@ async fn split_requests_cut_the_leaf_at_the_next_position() {
     let rt = start(&source, slow_registry(), 2);
     source.wait_completions(2).await;
     let splits = source.splits.lock().clone();
-    for (token, base, first) in [(1u64, 10u64, 10i128), (2, 500, 0)] {
+    for (token, base, first) in [(1u64, 10i64, 10i128), (2, 500, 0)] {
         let at = splits
             .iter()
             .find(|(t, _)| *t == token)

@@ -34,7 +34,7 @@ pub trait WorkSource: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<CompletionAck>, SourceError>> + Send;
 
     /// A map leaf gives up its slice from `at` on; `true` when accepted.
-    fn split(&self, token: u64, at: u64) -> impl Future<Output = Result<bool, SourceError>> + Send;
+    fn split(&self, token: u64, at: i64) -> impl Future<Output = Result<bool, SourceError>> + Send;
 
     /// Adds a child future node under the running task's node.
     fn add_child(
@@ -53,7 +53,7 @@ pub trait WorkSource: Send + Sync + 'static {
 }
 
 impl<S: WorkSource> TaskServices for S {
-    fn split(&self, token: u64, at: u64) -> BoxFuture<'_, Result<bool, SourceError>> {
+    fn split(&self, token: u64, at: i64) -> BoxFuture<'_, Result<bool, SourceError>> {
         Box::pin(WorkSource::split(self, token, at))
     }
     fn add_child(

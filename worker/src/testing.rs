@@ -21,7 +21,7 @@ pub(crate) struct FakeSource {
     pub(crate) heartbeats: Mutex<Vec<(u64, Option<u64>)>>,
     /// What a heartbeat of a token answers (default: all false).
     pub(crate) replies: Mutex<HashMap<u64, HeartbeatReply>>,
-    pub(crate) splits: Mutex<Vec<(u64, u64)>>,
+    pub(crate) splits: Mutex<Vec<(u64, i64)>>,
     pub(crate) accept_splits: AtomicBool,
     pub(crate) children: Mutex<Vec<(u64, FnRef, u64)>>,
     next_node: AtomicU64,
@@ -125,7 +125,7 @@ impl WorkSource for FakeSource {
         Ok(acks)
     }
 
-    async fn split(&self, token: u64, at: u64) -> Result<bool, SourceError> {
+    async fn split(&self, token: u64, at: i64) -> Result<bool, SourceError> {
         self.splits.lock().push((token, at));
         Ok(self.accept_splits.load(Ordering::SeqCst))
     }
