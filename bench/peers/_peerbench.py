@@ -1,7 +1,7 @@
 """Shared bits of the peer no-op benchmarks (ray_noop.py, celery_noop.py).
 
 Output contract: exactly one JSON line on stdout,
-    {"system": "...", "tasks": N, "seconds": S, "tasks_per_sec": R}
+    {"system":"...","tasks":N,"seconds":S,"tasks_per_sec":R}
 and everything else (our logs, the peer's logs, its child processes' output)
 on stderr. To make that hold whatever a library prints, `claim_stdout()`
 moves the real stdout aside and points file descriptor 1 at stderr, so only
@@ -40,7 +40,8 @@ def emit(out, system, tasks, seconds):
             "tasks": tasks,
             "seconds": round(seconds, 6),
             "tasks_per_sec": round(tasks / seconds, 1),
-        }
+        },
+        separators=(",", ":"),
     )
     out.write(line + "\n")
     out.flush()

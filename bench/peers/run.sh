@@ -6,8 +6,10 @@
 #   bench/peers/run.sh [N]        (N defaults to 10000)
 #
 # stdout: exactly one JSON line per system that finished, in this order,
-#   {"system": "ray", "tasks": N, "seconds": S, "tasks_per_sec": R}
-#   {"system": "celery", "tasks": N, "seconds": S, "tasks_per_sec": R}
+#   {"system":"ray","tasks":N,"seconds":S,"tasks_per_sec":R}
+#   {"system":"celery","tasks":N,"seconds":S,"tasks_per_sec":R}
+# (S: wall seconds from the first submission to the last result, start-up
+# and warm-up excluded; R = N / S.)
 # stderr: everything else (set-up, the peers' logs).
 # Exit status: 0 when every system printed its line, 1 otherwise.
 #
