@@ -160,3 +160,39 @@ async fn rbac_denies_a_service_account_what_it_was_not_granted() {
     assert_eq!(can_i("delete", "pods"), "no");
     assert_eq!(can_i("list", "secrets"), "no");
 }
+
+/// The value of `KEY=value` in tests/cluster/versions.env.
+fn pinned(key: &str) -> String {
+    let path = kontinuum_e2e::repo_root().join("tests/cluster/versions.env");
+    let text = std::fs::read_to_string(&path).expect("read versions.env");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} in {}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_pinned_versions_run_and_kubectl_and_helm_match() {
+    let k8s = pinned("KUBERNETES_VERSION");
+    // The API server reports the version stamped by build.sh's ldflags.
+    let info = client().await.apiserver_version().await.expect("/version");
+    assert_eq!(info.git_version, k8s, "kube-apiserver version");
+    let client_version = kubectl(&["version", "--client", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&client_version).expect("kubectl version json");
+    assert_eq!(
+        v["clientVersion"]["gitVersion"],
+        k8s.as_str(),
+        "kubectl on PATH"
+    );
+
+    let helm = std::process::Command::new("helm")
+        .args(["version", "--short"])
+        .output()
+        .expect("helm is on PATH (up.sh puts it there)");
+    let helm = String::from_utf8_lossy(&helm.stdout);
+    assert!(
+        helm.starts_with(&pinned("HELM_VERSION")),
+        "helm on PATH is {helm}"
+    );
+}
