@@ -27,7 +27,7 @@ use serde_json::Value;
     printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.counts.failed"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[x_kube(validation = Rule::new("[has(self.map), has(self.call), has(self.parallel), has(self.sequence)].filter(b, b).size() == 1").message("spec must set exactly one body: map, call, parallel or sequence"))]
+#[x_kube(validation = Rule::new("[has(self.map), has(self.call), has(self.parallel), has(self.sequence)].filter(b, b).size() == 1").message(crate::validate::FUTURE_ONE_BODY))]
 #[serde(rename_all = "camelCase")]
 pub struct HierarchicalFutureSpec {
     /// WorkerPool (in this namespace) whose workers run the tree's tasks.
@@ -78,7 +78,6 @@ pub struct HierarchicalFutureSpec {
 
 /// An adaptive sharded map.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = Rule::new("!has(self.reduce) || (type(self.reduce) == string && self.reduce in ['sum', 'count', 'min', 'max', 'mean', 'collect', 'merge']) || (type(self.reduce) == map && has(self.reduce.function))").message("spec.map.reduce must be one of sum, count, min, max, mean, collect, merge, or an FnRef {function: ...}").field_path(".reduce"))]
 #[serde(rename_all = "camelCase")]
 pub struct MapSpec {
     /// What to map over: exactly one of range, items or lines.
@@ -95,13 +94,19 @@ pub struct MapSpec {
     pub fanout: Option<u32>,
     /// How results combine: sum, count, min, max, mean, collect, merge, or an FnRef called with {acc, value} (default collect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // CEL cannot see an untyped field, so the API server checks the reducer's
+    // shape with these two (a string matches the names; an object needs
+    // `function`); crate::validate checks the rest.
     #[schemars(schema_with = "crate::schema::any_value")]
+    #[schemars(extend("pattern" = crate::validate::REDUCER_NAME_PATTERN, "required" = ["function"]))]
     pub reduce: Option<Reducer>,
 }
 
 /// The input of a map.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = Rule::new("[has(self.range), has(self.items), has(self.lines)].filter(b, b).size() == 1").message("spec.map.source must set exactly one of range, items or lines"))]
+// Exactly one of range, items, lines: CEL cannot see the untyped `items`, so
+// this is said with property counts (crate::validate::MAP_SOURCE_ONE).
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
 #[serde(rename_all = "camelCase")]
 pub struct MapSource {
     /// Integers start (inclusive) to end (exclusive).
@@ -117,7 +122,7 @@ pub struct MapSource {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = Rule::new("self.end >= self.start").message("spec.map.source.range.end must not be less than start"))]
+#[x_kube(validation = Rule::new("self.end >= self.start").message(crate::validate::RANGE_END_BEFORE_START).field_path(".end"))]
 pub struct RangeSource {
     /// First item (inclusive).
     pub start: i64,

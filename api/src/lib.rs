@@ -12,6 +12,7 @@ pub mod reduce;
 pub mod reducer;
 pub mod schema;
 pub mod task;
+pub mod validate;
 pub mod wire;
 pub mod workerpool;
 

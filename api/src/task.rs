@@ -24,7 +24,7 @@ use serde_json::Value;
     printcolumn = r#"{"name":"Attempts","type":"integer","jsonPath":".status.attempts"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[x_kube(validation = Rule::new("!(has(self.delay) && has(self.notBefore))").message("spec.delay and spec.notBefore cannot both be set: keep one").field_path(".delay"))]
+#[x_kube(validation = Rule::new("!(has(self.delay) && has(self.notBefore))").message(crate::validate::TASK_DELAY_AND_NOT_BEFORE).field_path(".delay"))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskSpec {
     /// WorkerPool (in this namespace) whose workers run the call.
