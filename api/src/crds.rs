@@ -3,20 +3,26 @@
 
 use kube::CustomResourceExt;
 
+/// serde_json's arbitrary-precision numbers reach serde_yaml as private
+/// structs; going through JSON text gives serde_yaml plain numbers.
+fn to_yaml(crd: &impl serde::Serialize) -> Result<String, serde_yaml::Error> {
+    let json =
+        serde_json::to_string(crd).map_err(<serde_yaml::Error as serde::ser::Error>::custom)?;
+    let value: serde_yaml::Value = serde_yaml::from_str(&json)?;
+    serde_yaml::to_string(&value)
+}
+
 /// (file name under `crds/`, YAML) for each custom resource, in a fixed order.
 pub fn crd_files() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
     Ok(vec![
         (
             "futures.kontinuum.dev.yaml",
-            serde_yaml::to_string(&crate::HierarchicalFuture::crd())?,
+            to_yaml(&crate::HierarchicalFuture::crd())?,
         ),
-        (
-            "tasks.kontinuum.dev.yaml",
-            serde_yaml::to_string(&crate::Task::crd())?,
-        ),
+        ("tasks.kontinuum.dev.yaml", to_yaml(&crate::Task::crd())?),
         (
             "workerpools.kontinuum.dev.yaml",
-            serde_yaml::to_string(&crate::WorkerPool::crd())?,
+            to_yaml(&crate::WorkerPool::crd())?,
         ),
     ])
 }
@@ -38,5 +44,9 @@ mod tests {
         let y = super::crds_yaml().unwrap();
         std::fs::write(std::env::temp_dir().join("kontinuum-crds.yaml"), &y).unwrap();
         assert!(y.contains("x-kubernetes-validations"));
+        assert!(
+            !y.contains("serde_json::private"),
+            "numbers must be plain YAML numbers"
+        );
     }
 }

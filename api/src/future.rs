@@ -236,10 +236,15 @@ impl Progress {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NodeCounts {
+    /// Nodes waiting: queued, delayed, or held by an exclusive section.
     pub pending: u64,
+    /// Nodes running, or waiting for their children.
     pub running: u64,
+    /// Nodes that succeeded.
     pub succeeded: u64,
+    /// Nodes that failed for good (after retries).
     pub failed: u64,
+    /// Nodes cancelled (with their tree, or merged into another run).
     pub cancelled: u64,
 }
 
