@@ -65,6 +65,7 @@ pub struct Scaling {
     pub scale_down_delay: Option<String>,
 }
 
+/// The pool's replicas and the queue they serve.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerPoolStatus {

@@ -126,6 +126,8 @@ fn assert_explained(path: &str) {
             l if !l.starts_with(' ') => section = "",
             l => match section {
                 "description" => description.push_str(l.trim()),
+                // kubectl prints an enum's values under the field line.
+                "fields" if l.trim_start().starts_with("enum:") => {}
                 "fields" if l.starts_with("    ") => {
                     if let Some(last) = fields.last_mut() {
                         last.1.push_str(l.trim());
