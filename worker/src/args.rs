@@ -117,11 +117,7 @@ impl<'a> Args<'a> {
     /// All arguments: bound ones in their order, then call-time ones.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         let bound = self.bound.map().iter().map(|(k, v)| (k.as_str(), v));
-        let extra = self
-            .extra
-            .iter()
-            .flatten()
-            .map(|(k, v)| (*k, v.as_ref()));
+        let extra = self.extra.iter().flatten().map(|(k, v)| (*k, v.as_ref()));
         bound.chain(extra)
     }
 

@@ -10,6 +10,7 @@ use crate::args::Args;
 use crate::ctx::Ctx;
 use crate::error::FnError;
 use crate::fold::Folder;
+use crate::kernel::run_kernel;
 use crate::lines::LineReader;
 use crate::registry::{Function, Invocation};
 use kontinuum_api::FnRef;
@@ -21,14 +22,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Items between checks of progress, cancellation, split requests and the clock.
-const CHECK_EVERY: u32 = 64;
+pub(crate) const CHECK_EVERY: u32 = 64;
 /// A sync loop gives the executor back at least this often, so heartbeats,
 /// leasing and other tasks run on a busy two-core box.
 const YIELD_AFTER: Duration = Duration::from_millis(2);
 
 /// Walks a slice. Positions are absolute in the source's units (the integer
 /// for a range, the index for items, the byte offset for lines).
-trait Cursor {
+pub(crate) trait Cursor {
     fn next_item(&mut self) -> Result<Option<Cow<'_, Value>>, FnError>;
     /// The next unprocessed position: where a split would cut.
     fn position(&self) -> i64;
@@ -38,10 +39,20 @@ trait Cursor {
     fn stop_at(&mut self, at: i64);
 }
 
-struct RangeCursor {
+pub(crate) struct RangeCursor {
     start: i64,
-    next: i64,
-    end: i64,
+    pub(crate) next: i64,
+    pub(crate) end: i64,
+}
+
+impl RangeCursor {
+    pub(crate) fn new(start: i64, end: i64) -> Self {
+        RangeCursor {
+            start,
+            next: start,
+            end,
+        }
+    }
 }
 
 impl Cursor for RangeCursor {
@@ -145,14 +156,17 @@ pub(crate) async fn run_leaf(
     let Some(f) = ctx.registry().get(&function.function).cloned() else {
         return Err(ctx.unknown_function(&function.function));
     };
+    if let (Slice::Range { start, end }, Reducer::Builtin(b)) = (&slice, &reducer)
+        && let Some(kernel) = f.int_kernel(&function.args)
+        && let Some(value) =
+            run_kernel(ctx, &kernel, *b, &mut RangeCursor::new(*start, *end)).await?
+    {
+        return Ok(value);
+    }
     let mut folder = Folder::new(reducer)?;
     match slice {
         Slice::Range { start, end } => {
-            let mut c = RangeCursor {
-                start,
-                next: start,
-                end,
-            };
+            let mut c = RangeCursor::new(start, end);
             drive(ctx, &f, function, &mut c, &mut folder).await?;
         }
         Slice::Items { offset, items } => {
@@ -208,7 +222,7 @@ async fn drive<C: Cursor>(
     Ok(())
 }
 
-async fn checkpoint<C: Cursor>(
+pub(crate) async fn checkpoint<C: Cursor>(
     ctx: &Ctx,
     cursor: &mut C,
     last_yield: &mut Instant,

@@ -260,3 +260,42 @@ async fn wordcount_over_lines_merges() {
     let v = run(leaf("std.wordcount", slice, merge)).await.unwrap();
     assert_eq!(finish(&v), json!({"the": 3, "cat": 1, "dog": 1, "end": 1}));
 }
+
+/// The kernel path and the generic path give the same accumulator.
+#[tokio::test]
+async fn int_kernels_agree_with_the_generic_path() {
+    let mut generic = std_registry();
+    generic.register_sync("plain.square", |ctx, args| {
+        ctx.invoke("std.square", args).resolve_now()
+    });
+    let ctx = Ctx::detached(Arc::new(generic));
+    for reducer in [
+        BuiltinReducer::Sum,
+        BuiltinReducer::Mean,
+        BuiltinReducer::Count,
+    ] {
+        for (start, end) in [(-1000, 1000), (5, 5), (0, 130), (i64::MAX - 3, i64::MAX)] {
+            let slice = Slice::Range { start, end };
+            let fast = leaf("std.square", slice.clone(), Reducer::Builtin(reducer));
+            let slow = leaf("plain.square", slice, Reducer::Builtin(reducer));
+            let fast = execute(&ctx, fast).await;
+            let slow = execute(&ctx, slow).await;
+            assert_eq!(fast, slow, "{reducer:?} over {start}..{end}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn int_kernel_overflow_is_the_reducers_error() {
+    let slice = Slice::Range {
+        start: i64::MAX - 50_000,
+        end: i64::MAX,
+    };
+    let e = run(leaf("std.square", slice, SUM)).await.unwrap_err();
+    assert!(e.permanent);
+    assert!(
+        e.message.starts_with("reduce sum: sum overflowed"),
+        "{}",
+        e.message
+    );
+}

@@ -6,7 +6,7 @@ use crate::args::Args;
 use crate::ctx::Ctx;
 use crate::error::FnError;
 use futures::future::BoxFuture;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -20,6 +20,17 @@ pub enum Invocation {
 }
 
 impl Invocation {
+    /// The result of a sync call; an async one here is an error (for sync
+    /// functions that delegate to others they know are sync).
+    pub fn resolve_now(self) -> FnResult {
+        match self {
+            Invocation::Ready(r) => r,
+            Invocation::Pending(_) => Err(FnError::permanent(
+                "an async function was called where only a sync one can run",
+            )),
+        }
+    }
+
     /// The result, awaiting the future if there is one.
     pub async fn resolve(self) -> FnResult {
         match self {
@@ -29,10 +40,29 @@ impl Invocation {
     }
 }
 
+/// A number on the integer-kernel fast path.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar {
+    Int(i128),
+    Float(f64),
+}
+
+/// `item` → number, for map leaves over integer ranges (see [`Function::int_kernel`]).
+pub type IntKernel<'a> = Box<dyn Fn(i64) -> Result<Scalar, FnError> + Send + Sync + 'a>;
+
 /// A function workers can run. Most code registers closures with
 /// [`Registry::register`] or [`Registry::register_sync`] instead.
 pub trait Function: Send + Sync + 'static {
     fn invoke(&self, ctx: &Ctx, args: Args<'_>) -> Invocation;
+
+    /// Optional fast path: with these bound arguments, the function maps an
+    /// integer `item` to a number, exactly as [`Function::invoke`] would but
+    /// without JSON values. A map leaf over a range with an arithmetic
+    /// reducer (sum, mean, count) then calls it per item, a few ns instead
+    /// of ~150 (with arbitrary-precision JSON every number is a string).
+    fn int_kernel(&self, _bound: &Map<String, Value>) -> Option<IntKernel<'_>> {
+        None
+    }
 }
 
 struct SyncFn<F>(F);

@@ -4,15 +4,30 @@ use super::{as_str, wrong_type};
 use crate::args::Args;
 use crate::ctx::Ctx;
 use crate::error::FnError;
-use crate::registry::FnResult;
+use crate::registry::{FnResult, Function, IntKernel, Invocation, Scalar};
 use kontinuum_api::BuiltinReducer;
 use kontinuum_api::reduce::{Accumulator, int_value};
-use serde_json::{Number, Value};
+use serde_json::{Map, Number, Value};
 use std::time::Duration;
 
 /// The arguments, as an object.
 pub(super) fn echo(_: &Ctx, args: Args<'_>) -> FnResult {
     Ok(Value::Object(args.into_map()))
+}
+
+/// std.square, with an integer kernel so that a range map squaring and
+/// summing needs no JSON number per item.
+pub(super) struct Square;
+
+impl Function for Square {
+    fn invoke(&self, ctx: &Ctx, args: Args<'_>) -> Invocation {
+        Invocation::Ready(square(ctx, args))
+    }
+
+    fn int_kernel(&self, _bound: &Map<String, Value>) -> Option<IntKernel<'_>> {
+        // An i64 squared always fits in i128: the same value `square` gives.
+        Some(Box::new(|i| Ok(Scalar::Int(i128::from(i) * i128::from(i)))))
+    }
 }
 
 /// `{a, b}` or `{values: [..]}`: the sum, exact for integers as the `sum` reducer.
@@ -41,7 +56,7 @@ pub(super) fn sum(_: &Ctx, args: Args<'_>) -> FnResult {
 
 /// `{item}`: item². Integers stay exact (an i64 squared always fits the
 /// 128 bits a JSON integer result carries); floats square as floats.
-pub(super) fn square(_: &Ctx, args: Args<'_>) -> FnResult {
+fn square(_: &Ctx, args: Args<'_>) -> FnResult {
     let item = args.require("item")?;
     let Value::Number(n) = item else {
         return Err(wrong_type("item", "a number", item));

@@ -8,6 +8,7 @@ use crate::error::FnError;
 use crate::registry::Registry;
 use kontinuum_api::reduce::type_phrase;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// A registry holding every `std.*` function.
 pub fn std_registry() -> Registry {
@@ -21,7 +22,7 @@ pub fn register_std(registry: &mut Registry) {
     registry
         .register_sync("std.echo", basic::echo)
         .register_sync("std.sum", basic::sum)
-        .register_sync("std.square", basic::square)
+        .register_function("std.square", Arc::new(basic::Square))
         .register("std.sleep", basic::sleep)
         .register_sync("std.fail", basic::fail)
         .register_sync("std.log", basic::log)
