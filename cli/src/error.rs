@@ -1,9 +1,36 @@
 //! What can go wrong in a command, and the exit code each maps to.
 
+use std::fmt;
 use std::path::PathBuf;
+
+/// One problem with the input, printed as `FILE:LINE: FIELD: MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    /// 1-based; `None` when the file could not be read at all.
+    pub line: Option<usize>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// Bad manifests: nothing was run.
+    #[error("{} problem(s) in the input; nothing was run", .0.len())]
+    Invalid(Vec<Diagnostic>),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -11,10 +38,25 @@ pub enum CliError {
     },
     #[error("cannot render the CRDs: {0}")]
     Crds(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// A rerun with --data whose manifest changed under the same name.
+    #[error(
+        "{name} is already in the store at {} with a different spec: use another --data directory, or another name",
+        dir.display()
+    )]
+    Conflict { name: String, dir: PathBuf },
+    #[error("engine: {0}")]
+    Engine(#[from] kontinuum_engine::EngineError),
 }
 
 impl CliError {
+    /// 2 for input that was rejected (as DESIGN.md §4 says), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
-        1
+        match self {
+            CliError::Invalid(_) | CliError::Conflict { .. } => 2,
+            CliError::Engine(kontinuum_engine::EngineError::Invalid(_)) => 2,
+            _ => 1,
+        }
     }
 }

@@ -1,6 +1,11 @@
 //! `kontinuum`: run manifests on the embedded engine, print the CRDs.
 
 mod error;
+mod load;
+mod output;
+mod progress;
+mod run;
+mod yaml;
 
 use clap::{Parser, Subcommand};
 use error::CliError;
@@ -20,6 +25,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run manifests to completion on the embedded engine with in-process
+    /// workers, then print each object with its final status.
+    Run(run::RunArgs),
     /// Print the CustomResourceDefinitions (the YAML that crds/ holds).
     Crds {
         /// Write one file per CRD into this directory instead.
@@ -31,11 +39,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Crds { dir } => crds(dir.as_deref()).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
+            if let CliError::Invalid(problems) = &e {
+                for problem in problems {
+                    eprintln!("{problem}");
+                }
+            }
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }

@@ -1,0 +1,234 @@
+//! `kontinuum run`: validate, submit to the embedded engine, run in-process
+//! workers until every object is final, print, and exit 0/1/2.
+
+use crate::error::CliError;
+use crate::load::{self, Object};
+use crate::output::{self, Format};
+use crate::progress::Progress;
+use kontinuum_api::API_VERSION;
+use kontinuum_engine::{Engine, EngineConfig, EngineError, ObjectStatus};
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the objects' statuses are read.
+const POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Manifest files (multi-document YAML).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Keep the store here: the run is durable and rerunning the same command resumes it.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// In-process workers (tasks run at once); default: the CPU count.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
+    /// Output format of the final objects.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
+    // Everything is validated before the store is even opened.
+    let objects = load::load(&args.files).map_err(CliError::Invalid)?;
+    let workers = match args.workers {
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    // Without --data the store lives in a temporary directory, removed on drop
+    // (after the engine, which is dropped inside `execute`).
+    let temp;
+    let dir = match &args.data {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("kontinuum-run-")
+                .tempdir()
+                .map_err(|source| CliError::Io {
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
+            temp.path().to_path_buf()
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    let finished = runtime.block_on(execute(&dir, &objects, workers))?;
+    let Some(statuses) = finished else {
+        let hint = match &args.data {
+            Some(dir) => format!(
+                "the store in {} keeps the work: rerun the same command to resume",
+                dir.display()
+            ),
+            None => {
+                "the temporary store is removed: use --data DIR to make a run resumable".to_string()
+            }
+        };
+        eprintln!("interrupted: workers stopped; {hint}");
+        return Ok(ExitCode::from(130));
+    };
+    let printed: Vec<Value> = objects
+        .iter()
+        .zip(&statuses)
+        .map(|(o, s)| full_object(o, s.as_ref()))
+        .collect();
+    let text = output::render(&printed, args.output);
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not worth an error message.
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush());
+    Ok(ExitCode::from(exit_code(&statuses)))
+}
+
+/// Runs to completion. `Ok(None)` when interrupted by Ctrl-C.
+async fn execute(
+    dir: &Path,
+    objects: &[Object],
+    workers: usize,
+) -> Result<Option<Vec<Option<Value>>>, CliError> {
+    std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let engine = Engine::open(dir, EngineConfig::default())?;
+    let submissions = objects
+        .iter()
+        .filter_map(|o| o.submission.clone())
+        .collect();
+    engine.submit(submissions).map_err(|e| match e {
+        EngineError::Conflict { name } => CliError::Conflict {
+            name,
+            dir: dir.to_path_buf(),
+        },
+        other => CliError::Engine(other),
+    })?;
+    for o in objects.iter().filter(|o| o.submission.is_none()) {
+        eprintln!(
+            "note: {} is accepted but runs nothing here: kontinuum run serves every pool with in-process workers",
+            o.key
+        );
+    }
+    let pools: BTreeSet<String> = objects
+        .iter()
+        .filter_map(|o| o.pool())
+        .map(String::from)
+        .collect();
+
+    // "*": the in-process workers serve every pool of the embedded engine.
+    let registry = Arc::new(kontinuum_worker::std_registry());
+    let running = kontinuum_worker::start_in_process(engine.clone(), registry, "*", workers);
+    let mut progress = Progress::new(objects.iter().map(|o| o.key.clone()).collect());
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut ticker = tokio::time::interval(POLL);
+    let outcome = loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = &mut ctrl_c => break None,
+        }
+        let statuses = read_statuses(&engine, objects)?;
+        progress.update(&statuses);
+        if statuses.iter().flatten().all(is_final) && idle(&engine, &pools) {
+            break Some(statuses);
+        }
+    };
+    progress.finish();
+    if outcome.is_none() {
+        // A second Ctrl-C while workers wind down leaves at once: the store
+        // is crash-safe, so nothing is lost either way.
+        tokio::spawn(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        });
+    }
+    running.shutdown().await;
+    // Wakes anything still waiting for work; the store flushes on drop.
+    engine.close();
+    Ok(outcome)
+}
+
+/// Each object's status as JSON; `None` for a WorkerPool.
+fn read_statuses(engine: &Engine, objects: &[Object]) -> Result<Vec<Option<Value>>, CliError> {
+    objects
+        .iter()
+        .map(|o| {
+            if o.submission.is_none() {
+                return Ok(None);
+            }
+            let status = match engine.status(&o.key)? {
+                ObjectStatus::Task(s) => serde_json::to_value(s),
+                ObjectStatus::Future(s) => serde_json::to_value(s),
+            };
+            Ok(Some(status.unwrap_or(Value::Null)))
+        })
+        .collect()
+}
+
+fn is_final(status: &Value) -> bool {
+    matches!(
+        status["phase"].as_str(),
+        Some("Succeeded" | "Failed" | "Cancelled" | "Merged")
+    )
+}
+
+/// No work left in the pools: continuations spawned by final objects have
+/// run too, so a rerun has nothing left to do.
+fn idle(engine: &Engine, pools: &BTreeSet<String>) -> bool {
+    pools.iter().all(|pool| {
+        let s = engine.pool_stats(pool);
+        s.queued + s.running + s.delayed == 0
+    })
+}
+
+/// 1 when anything failed or was cancelled, else 0 (Merged is a success:
+/// the call was folded into a run that did happen).
+fn exit_code(statuses: &[Option<Value>]) -> u8 {
+    let bad = statuses
+        .iter()
+        .flatten()
+        .any(|s| matches!(s["phase"].as_str(), Some("Failed" | "Cancelled")));
+    u8::from(bad)
+}
+
+/// apiVersion, kind, metadata, spec, status: the object as kubectl prints it.
+fn full_object(object: &Object, status: Option<&Value>) -> Value {
+    let doc = &object.document;
+    let mut out = Map::new();
+    out.insert(
+        "apiVersion".into(),
+        doc.get("apiVersion")
+            .cloned()
+            .unwrap_or(Value::from(API_VERSION)),
+    );
+    out.insert("kind".into(), doc["kind"].clone());
+    out.insert("metadata".into(), doc["metadata"].clone());
+    out.insert("spec".into(), object.spec.clone());
+    if let Some(status) = status {
+        out.insert("status".into(), status.clone());
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn exit_codes() {
+        let s = |p: &str| Some(json!({"phase": p}));
+        assert_eq!(exit_code(&[s("Succeeded"), s("Merged"), None]), 0);
+        assert_eq!(exit_code(&[s("Succeeded"), s("Failed")]), 1);
+        assert_eq!(exit_code(&[s("Cancelled")]), 1);
+    }
+}
