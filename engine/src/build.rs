@@ -13,6 +13,7 @@ use crate::types::EngineError;
 use kontinuum_api::canonical::to_canonical_string;
 use kontinuum_api::common::RetryPolicy;
 use kontinuum_api::duration::parse_duration;
+use kontinuum_api::validate;
 use kontinuum_api::wire::NodeId;
 use kontinuum_api::{FnRef, HierarchicalFutureSpec, TaskSpec};
 use serde_json::Value;
@@ -106,7 +107,7 @@ pub fn plan_task(spec: &TaskSpec, now_ms: u64) -> Result<TaskPlan, EngineError> 
         (Some(_), Some(_)) => {
             return Err(invalid(
                 "spec.delay",
-                "spec.delay and spec.notBefore cannot both be set",
+                validate::TASK_DELAY_AND_NOT_BEFORE,
             ));
         }
         (Some(d), None) => now_ms + d,
@@ -259,7 +260,7 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
     if bodies.iter().filter(|b| **b).count() != 1 {
         return Err(invalid(
             "spec",
-            "spec must set exactly one body: map, call, parallel or sequence",
+            validate::FUTURE_ONE_BODY,
         ));
     }
     let mut map = None;
@@ -306,7 +307,7 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
             _ => {
                 return Err(invalid(
                     "spec.map.source",
-                    "spec.map.source must set exactly one of range, items or lines",
+                    validate::MAP_SOURCE_ONE,
                 ));
             }
         };
@@ -350,7 +351,7 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
     } else {
         return Err(invalid(
             "spec",
-            "spec must set exactly one body: map, call, parallel or sequence",
+            validate::FUTURE_ONE_BODY,
         ));
     };
     if stable_id.is_empty() {
