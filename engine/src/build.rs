@@ -105,10 +105,7 @@ pub fn plan_task(spec: &TaskSpec, now_ms: u64) -> Result<TaskPlan, EngineError> 
         .transpose()?;
     let due_ms = match (delay, not_before) {
         (Some(_), Some(_)) => {
-            return Err(invalid(
-                "spec.delay",
-                validate::TASK_DELAY_AND_NOT_BEFORE,
-            ));
+            return Err(invalid("spec.delay", validate::TASK_DELAY_AND_NOT_BEFORE));
         }
         (Some(d), None) => now_ms + d,
         (None, Some(t)) => t,
@@ -258,10 +255,7 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
         spec.sequence.is_some(),
     ];
     if bodies.iter().filter(|b| **b).count() != 1 {
-        return Err(invalid(
-            "spec",
-            validate::FUTURE_ONE_BODY,
-        ));
+        return Err(invalid("spec", validate::FUTURE_ONE_BODY));
     }
     let mut map = None;
     let mut items = None;
@@ -305,10 +299,7 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
                 )
             }
             _ => {
-                return Err(invalid(
-                    "spec.map.source",
-                    validate::MAP_SOURCE_ONE,
-                ));
+                return Err(invalid("spec.map.source", validate::MAP_SOURCE_ONE));
             }
         };
         stable_id = m.function.stable_id();
@@ -349,10 +340,7 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
             calls.len() as u64,
         )
     } else {
-        return Err(invalid(
-            "spec",
-            validate::FUTURE_ONE_BODY,
-        ));
+        return Err(invalid("spec", validate::FUTURE_ONE_BODY));
     };
     if stable_id.is_empty() {
         stable_id = format!(

@@ -623,7 +623,7 @@ impl State {
             r.started_ms = now;
         }
         match body {
-            Body::Split { start, end } => self.add_map_children(tx, id, start, end)?,
+            Body::Split { start, end } => self.add_map_children(tx, id, start, end, false)?,
             Body::Parallel { calls } => {
                 for call in calls {
                     self.add_call_child(tx, id, call, 1)?;
@@ -642,12 +642,15 @@ impl State {
     }
 
     /// Children over positions `start..end` of the root's map.
+    /// `runtime_split`: the rest of a running leaf, cut into `fanout` parts
+    /// even below the shard size, so idle workers share it.
     fn add_map_children(
         &mut self,
         tx: &mut Tx,
         parent: NodeId,
         start: u64,
         end: u64,
+        runtime_split: bool,
     ) -> Result<(), EngineError> {
         let p = self
             .nodes
@@ -658,7 +661,14 @@ impl State {
             .map
             .clone()
             .ok_or_else(|| corrupt("root", "split without map"))?;
-        for (s, e) in decide::split_range(start, end, map.fanout, map.shard_units) {
+        let cut = if runtime_split {
+            (end - start)
+                .div_ceil(u64::from(map.fanout))
+                .min(map.shard_units)
+        } else {
+            map.shard_units
+        };
+        for (s, e) in decide::split_range(start, end, map.fanout, cut) {
             let body = if e - s <= map.shard_units {
                 Body::Leaf { start: s, end: e }
             } else {
@@ -761,7 +771,7 @@ impl State {
         }
         let at = at as u64;
         self.node_mut(lease.node)?.body = Body::Leaf { start, end: at };
-        self.add_map_children(tx, lease.node, at, end)?;
+        self.add_map_children(tx, lease.node, at, end, true)?;
         if let Some(l) = self.leases.get_mut(&token) {
             l.last_split_ms = tx.now;
         }
