@@ -152,31 +152,38 @@ def stop(proc, name, grace=10.0, group=False):
         proc.wait(timeout=10)
 
 
-def submit(task, n, deadline, start=0):
-    """task.delay(i) for i in start..start+n-1; stops (raises) on a signal
-    or the deadline, checked between sends, never inside one."""
+def watcher(worker, deadline):
+    """A check that raises when the worker has exited or the deadline (or a
+    stop signal) has come."""
+
+    def watch():
+        if worker.poll() is not None:
+            raise RuntimeError(f"celery worker exited with {worker.returncode}")
+        deadline.left()
+
+    return watch
+
+
+def submit(task, n, watch, start=0):
+    """task.delay(i) for i in start..start+n-1; `watch()` between sends
+    (every 100), never inside one."""
     results = []
     for i in range(start, start + n):
         results.append(task.delay(i))
         if i % 100 == 99:
-            deadline.left()
+            watch()
     return results
 
 
-def collect(results, deadline, worker):
-    """All results of `results`, in order; watches that the worker lives."""
-    from celery.exceptions import TimeoutError as CeleryTimeout
+def collect(results, watch, deadline):
+    """All results of `results`, in order. One ResultSet.get (with the Redis
+    backend: pub/sub, no polling); `watch()` between drained batches, and at
+    least once a second."""
     from celery.result import ResultSet
 
-    rs = ResultSet(results)
-    while True:
-        if worker.poll() is not None:
-            raise RuntimeError(f"celery worker exited with {worker.returncode}")
-        try:
-            with blocking():
-                return rs.get(timeout=min(deadline.left(), 5.0))
-        except CeleryTimeout:
-            continue
+    watch()
+    with blocking():
+        return ResultSet(results).get(timeout=deadline.left(), on_interval=watch)
 
 
 def main():
@@ -203,26 +210,27 @@ def main():
             f"on 127.0.0.1:{port}")
 
         worker = start_worker(url)
+        watch = watcher(worker, deadline)
         log(f"celery {celery.__version__} (kombu {kombu.__version__}, "
             f"redis-py {redis_py.__version__}) worker pid {worker.pid}, "
             "prefork, concurrency 2")
 
         # The first task's round trip tells that the worker is up.
-        got = collect(submit(echo, 1, deadline, start=-1), deadline, worker)
+        got = collect(submit(echo, 1, watch, start=-1), watch, deadline)
         assert got == [-1], got
         log(f"worker answering {time.monotonic() - t0:.1f}s after start")
 
         if args.warmup:
             t0 = time.monotonic()
-            got = collect(submit(echo, args.warmup, deadline), deadline, worker)
+            got = collect(submit(echo, args.warmup, watch), watch, deadline)
             assert got == list(range(args.warmup)), "warm-up results are wrong"
             log(f"warm-up: {args.warmup} tasks in {time.monotonic() - t0:.2f}s")
 
         n = args.tasks
         t0 = time.perf_counter()
-        results = submit(echo, n, deadline)
+        results = submit(echo, n, watch)
         t_sub = time.perf_counter()
-        got = collect(results, deadline, worker)
+        got = collect(results, watch, deadline)
         t1 = time.perf_counter()
 
         if got != list(range(n)):

@@ -21,7 +21,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 n="${1:-10000}"
 case "$n" in
-  ''|*[!0-9]*) echo "usage: $0 [N]   (N: a positive integer)" >&2; exit 2 ;;
+  ''|*[!0-9]*|0) echo "usage: $0 [N]   (N: a positive integer)" >&2; exit 2 ;;
 esac
 systems="${PEERS_SYSTEMS:-ray celery}"
 limit="${PEERS_TIMEOUT:-900}"
