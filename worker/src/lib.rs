@@ -7,6 +7,42 @@
 //!   engine, or later a remote server), runs it, heartbeats and completes it
 //!   in batches. [`start_in_process`] is the `kontinuum run` entry.
 //! - [`std_registry`] holds the `std.*` functions of DESIGN.md §2.
+//!
+//! ```
+//! use kontinuum_worker::{Args, Ctx, FnError, Registry};
+//! use serde_json::{Value, json};
+//! use std::sync::Arc;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Greet {
+//!     name: String,
+//! }
+//!
+//! let mut registry = Registry::new();
+//! // Pure and quick: the sync fast path (map leaves call it per item).
+//! registry.register_sync("demo.greet", |_ctx, args| {
+//!     let Greet { name } = args.parse()?; // wrong type: permanent error naming `name`
+//!     Ok(json!(format!("hello {name}")))
+//! });
+//! // Anything that waits: async.
+//! registry.register("demo.twice", |ctx, args| async move {
+//!     let f = args.fnref("f")?; // an FnRef argument, {"$fn": {...}}
+//!     let once = ctx.call_inline(&f).await?;
+//!     Ok(json!([once.clone(), once]))
+//! });
+//!
+//! let ctx = Ctx::detached(Arc::new(registry));
+//! let greet = kontinuum_api::FnRef::new("demo.greet").arg("name", "ada");
+//! let args = json!({"f": greet.to_value()});
+//! let args = args.as_object().cloned().unwrap_or_default();
+//! let out = futures::executor::block_on(ctx.invoke("demo.twice", Args::new(&args)).resolve());
+//! assert_eq!(out, Ok(json!(["hello ada", "hello ada"])));
+//!
+//! let bad = json!({"name": 7}).as_object().cloned().unwrap_or_default();
+//! let err: FnError = ctx.invoke("demo.greet", Args::new(&bad)).resolve_now().unwrap_err();
+//! assert!(err.permanent && err.message.starts_with("argument 'name'"));
+//! # let _: Value = Value::Null;
+//! ```
 
 mod args;
 mod completions;

@@ -346,3 +346,56 @@ async fn children_and_inline_calls_reach_the_source() {
     assert_eq!(source.children.lock().clone(), vec![(9, f, 5)]);
     rt.shutdown().await;
 }
+
+/// A kernel-path function slow enough to be asked to split.
+struct SlowKernel;
+
+impl crate::registry::Function for SlowKernel {
+    fn invoke(&self, _: &crate::Ctx, args: crate::Args<'_>) -> crate::Invocation {
+        crate::Invocation::Ready(args.require("item").cloned())
+    }
+    fn int_kernel(
+        &self,
+        _: &serde_json::Map<String, Value>,
+    ) -> Option<crate::registry::IntKernel<'_>> {
+        Some(Box::new(|i| {
+            std::thread::sleep(Duration::from_micros(20));
+            Ok(crate::registry::Scalar::Int(i128::from(i)))
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kernel_path_splits_too() {
+    let mut registry = std_registry();
+    registry.register_function("test.slow_kernel", Arc::new(SlowKernel));
+    let source = Arc::new(FakeSource::default());
+    source.accept_splits.store(true, Ordering::SeqCst);
+    let split = HeartbeatReply {
+        split: true,
+        ..Default::default()
+    };
+    source.replies.lock().insert(1, split);
+    let sum = Reducer::Builtin(BuiltinReducer::Sum);
+    let range = Slice::Range {
+        start: -50,
+        end: 99_950,
+    };
+    let work = Work::MapLeaf {
+        function: FnRef::new("test.slow_kernel"),
+        slice: range,
+        reducer: sum,
+    };
+    source.push(lease(1, work, 30));
+    let rt = start(&source, registry, 1);
+    let done = source.wait_completions(1).await;
+    let at = source.splits.lock()[0].1;
+    assert!(at > -50 && at < 99_950, "split at {at}");
+    let Outcome::Success { value } = &done[0].outcome else {
+        panic!()
+    };
+    let acc = Accumulator::from_value(value).unwrap();
+    assert_eq!(acc.count() as i64, at + 50);
+    assert_eq!(acc.finish(), json!((-50..at as i128).sum::<i128>()));
+    rt.shutdown().await;
+}
