@@ -26,7 +26,7 @@ pub struct RunArgs {
     /// Keep the store here: the run is durable and rerunning the same command resumes it.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// In-process workers (tasks run at once); default: the CPU count.
+    /// In-process workers per pool (tasks run at once); default: the CPU count.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
     /// Output format of the final objects.
@@ -123,9 +123,15 @@ async fn execute(
         .map(String::from)
         .collect();
 
-    // "*": the in-process workers serve every pool of the embedded engine.
+    // Workers per pool rather than one set for "*", so that a failure such as
+    // an unknown function names the task's own pool.
     let registry = Arc::new(kontinuum_worker::std_registry());
-    let running = kontinuum_worker::start_in_process(engine.clone(), registry, "*", workers);
+    let running: Vec<_> = pools
+        .iter()
+        .map(|pool| {
+            kontinuum_worker::start_in_process(engine.clone(), registry.clone(), pool, workers)
+        })
+        .collect();
     let mut progress = Progress::new(objects.iter().map(|o| o.key.clone()).collect());
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -151,7 +157,14 @@ async fn execute(
             }
         });
     }
-    running.shutdown().await;
+    let stopping: Vec<_> = running
+        .into_iter()
+        .map(|w| tokio::spawn(w.shutdown()))
+        .collect();
+    for stopped in stopping {
+        // A panic while stopping loses nothing: the store is crash-safe.
+        let _ = stopped.await;
+    }
     // Wakes anything still waiting for work; the store flushes on drop.
     engine.close();
     Ok(outcome)
