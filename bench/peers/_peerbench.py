@@ -55,9 +55,9 @@ def exit_on_signals(hard_limit=None):
     bound for a call that would hang past its own timeout) make the script
     stop and run its `finally` clean-ups (`timeout` sends SIGTERM).
 
-    The exception is not raised at whatever bytecode the signal lands on:
-    raised inside a peer's own code (Ray's task submission is Cython over
-    C++) it can leave the peer unable to shut down. It is raised at once
+    The exception is not raised at whatever bytecode the signal lands on,
+    which could be half-way through a peer's own call (Ray's submission is
+    Cython over C++, Celery's a publish to Redis). It is raised at once
     only inside `blocking()` (waits that the peers make interruptible);
     elsewhere the signal is noted and `check_stop()`, called by our loops,
     raises it."""
@@ -167,7 +167,7 @@ def make_tmpdir(prefix):
     """A private temp dir named <prefix>-<our pid>-*. Dirs of earlier runs
     with the same prefix whose pid is gone (a run that was SIGKILLed and
     could not clean up) are removed first, with any process left in that
-    run's process group."""
+    run's process group that carries that run's token (file run-token)."""
     root = tempfile.gettempdir()
     for name in os.listdir(root):
         parts = name.split("-")
@@ -179,14 +179,25 @@ def make_tmpdir(prefix):
                 # that run is gone: end what it left (the supervised child
                 # leads a process group whose id is its pid), then its files
                 log(f"cleaning up after an earlier run (pid {pid})")
-                kill_group_leftovers(pid)
-                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+                path = os.path.join(root, name)
+                try:
+                    with open(os.path.join(path, "run-token")) as f:
+                        kill_group_leftovers(pid, f.read().strip())
+                except OSError:
+                    pass
+                shutil.rmtree(path, ignore_errors=True)
             except OSError:
                 pass
-    return tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=root)
+    path = tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=root)
+    with open(os.path.join(path, "run-token"), "w") as f:
+        f.write(os.environ.get(RUN_ENV, ""))
+    return path
 
 
 SUPERVISED_ENV = "KPEERS_SUPERVISED"
+# A token per run, in the environment of the child and so of every process
+# the peer starts: what tells a leftover of that run from anything else.
+RUN_ENV = "KPEERS_RUN"
 
 
 def supervise():
@@ -209,6 +220,7 @@ def supervise():
 
     env = dict(os.environ)
     env[SUPERVISED_ENV] = "1"
+    env[RUN_ENV] = os.urandom(8).hex()
     child = subprocess.Popen(
         [sys.executable, os.path.abspath(sys.argv[0]), *sys.argv[1:]],
         env=env, start_new_session=True, preexec_fn=set_pdeathsig,
@@ -242,19 +254,26 @@ def supervise():
     os._exit(code if code >= 0 else 128 - code)
 
 
-def kill_group_leftovers(pgid=None):
-    """SIGKILL, by pid, every process of process group `pgid` but us.
+def _environ_has(pid, entry):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return entry.encode() in f.read().split(b"\0")
 
-    Default: our own group, in the supervised child (which leads it): after a
-    peer's own shutdown, for helpers it did not stop. With the pgid of an
-    earlier run's child that is gone (see make_tmpdir): what that run left.
-    A pgid is never handed out again as a pid while its group has members,
-    so this finds that run's processes and nothing else."""
+
+def kill_group_leftovers(pgid=None, token=None):
+    """SIGKILL, by pid, every process of process group `pgid` but us whose
+    environment holds this run's token.
+
+    Default: our own group and token, in the supervised child (which leads
+    the group): after a peer's own shutdown, for helpers it did not stop.
+    With the pgid and token of an earlier run that is gone (see
+    make_tmpdir): what that run left."""
     me = os.getpid()
     if pgid is None:
-        pgid = me
+        pgid, token = me, os.environ.get(RUN_ENV)
         if os.getpgrp() != me:
             return
+    if not token:
+        return
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -262,8 +281,11 @@ def kill_group_leftovers(pgid=None):
             with open(f"/proc/{entry}/stat") as f:
                 stat = f.read()
             # fields after "(comm)": state ppid pgrp ...
-            if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
-                os.kill(int(entry), signal.SIGKILL)
-                log(f"killed leftover pid {entry} (process group {pgid})")
+            if int(stat[stat.rindex(")") + 2:].split()[2]) != pgid:
+                continue
+            if not _environ_has(entry, f"{RUN_ENV}={token}"):
+                continue
+            os.kill(int(entry), signal.SIGKILL)
+            log(f"killed leftover pid {entry} (process group {pgid})")
         except (OSError, ValueError, IndexError):
             pass
