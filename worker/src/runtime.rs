@@ -90,13 +90,15 @@ impl<S: WorkSource> Shared<S> {
         let Some(running) = self.running.lock().remove(&token) else {
             return;
         };
-        running.ctx.cancel();
+        // Claim the outcome before waking the function: woken first, it
+        // could report its own ("cancelled") outcome in between.
         if running.ctx.claim_finish() {
             running.abort.abort();
             if let Some(error) = outcome {
                 self.report(token, Err(error));
             }
         }
+        running.ctx.cancel();
     }
 }
 

@@ -129,3 +129,70 @@ async fn std_tasks_and_maps_run_end_to_end() {
         (json!(1000), json!(500), json!(1))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_leaf_splits_for_idle_workers_and_counts_each_item_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    // One leaf of 20,000 items at 50 µs each: ~1 s alone, so after
+    // split_after (200 ms) with idle workers the engine asks it to split.
+    engine
+        .submit(vec![future(
+            "skew",
+            "{map: {source: {range: {start: 0, end: 20000}}, function: {function: test.slow}, shardSize: 20000, reduce: sum}}",
+        )])
+        .unwrap();
+    let mut registry = std_registry();
+    registry.register_sync("test.slow", |_, args| {
+        std::thread::sleep(Duration::from_micros(50));
+        Ok(args.require("item")?.clone())
+    });
+    let workers = start_in_process(engine.clone(), Arc::new(registry), "*", 4);
+    let s = wait_final(&engine, &["skew"]).await;
+    workers.shutdown().await;
+    let f = future_status(&s[0]);
+    assert_eq!(f.result, Some(json!((0..20_000i64).sum::<i64>())));
+    assert!(f.nodes > 1, "the leaf was never split: {f:?}");
+    assert_eq!(
+        f.progress.as_ref().map(|p| (p.done, p.total)),
+        Some((20_000, 20_000))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_stops_running_work_at_its_next_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .submit(vec![task(
+            "nap",
+            "{call: {function: std.sleep, args: {ms: 60000}}}",
+        )])
+        .unwrap();
+    let workers = start_in_process(engine.clone(), Arc::new(std_registry()), "*", 1);
+    while workers.running() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let t = Instant::now();
+    engine.cancel("nap").unwrap();
+    let s = wait_final(&engine, &["nap"]).await;
+    assert_eq!(task_status(&s[0]).phase.as_deref(), Some("Cancelled"));
+    // The lease is 900 ms, so a heartbeat comes within ~300 ms.
+    while workers.running() > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "still running after cancel"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The freed slot takes new work.
+    engine
+        .submit(vec![task(
+            "after",
+            "{call: {function: std.sum, args: {a: 1, b: 2}}}",
+        )])
+        .unwrap();
+    let s = wait_final(&engine, &["after"]).await;
+    assert_eq!(task_status(&s[0]).result, Some(json!(3)));
+    workers.shutdown().await;
+}
