@@ -165,13 +165,26 @@ impl<'a> Reader<'a> {
 
     fn mapping(&mut self, path: &mut Vec<String>) -> Result<Value, YamlError> {
         let mut map = Map::new();
+        // `<<: *defaults` merge keys (kubectl's YAML reader honours them):
+        // applied at the end, so keys written in this mapping win.
+        let mut merged: Vec<(Map<String, Value>, usize)> = Vec::new();
         loop {
             let (event, span) = self.next()?;
-            let key = match event {
-                Event::MappingEnd => return Ok(Value::Object(map)),
-                Event::Scalar(text, ..) => text.into_owned(),
+            let (key, style) = match event {
+                Event::MappingEnd => break,
+                Event::Scalar(text, style, ..) => (text.into_owned(), style),
                 _ => return Err(at(&span, "a mapping key must be a plain value")),
             };
+            if key == "<<" && style == ScalarStyle::Plain {
+                let (event, value_span) = self.next()?;
+                let value = self.node(event, value_span, path)?;
+                merged.extend(
+                    merge_sources(value, &span)?
+                        .into_iter()
+                        .map(|m| (m, line(&span))),
+                );
+                continue;
+            }
             if map.contains_key(&key) {
                 return Err(at(&span, &format!("duplicate key '{key}'")));
             }
@@ -183,6 +196,39 @@ impl<'a> Reader<'a> {
             path.pop();
             map.insert(key, value?);
         }
+        for (source, merge_line) in merged {
+            for (key, value) in source {
+                if !map.contains_key(&key) {
+                    path.push(key.clone());
+                    self.lines.entry(path.join(".")).or_insert(merge_line);
+                    path.pop();
+                    map.insert(key, value);
+                }
+            }
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+/// The mappings a merge key names: one mapping, or a list of them (earlier
+/// ones win, as YAML's merge type says).
+fn merge_sources(value: Value, span: &Span) -> Result<Vec<Map<String, Value>>, YamlError> {
+    let not_a_map = || {
+        at(
+            span,
+            "a merge key (<<) takes a mapping or a list of mappings",
+        )
+    };
+    match value {
+        Value::Object(map) => Ok(vec![map]),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::Object(map) => Ok(map),
+                _ => Err(not_a_map()),
+            })
+            .collect(),
+        _ => Err(not_a_map()),
     }
 }
 
@@ -350,6 +396,23 @@ spec:
     fn anchors_and_aliases() {
         let docs = parse_stream("a: &x {f: 1}\nb: *x\n").unwrap();
         assert_eq!(docs[0].value["b"], json!({"f": 1}));
+    }
+
+    #[test]
+    fn merge_keys() {
+        let text = "\
+base: &base {pool: fast, timeout: 5s}
+more: &more {retry: 3, pool: slow}
+task:
+  timeout: 9s
+  <<: [*base, *more]
+";
+        let docs = parse_stream(text).unwrap();
+        let task = &docs[0].value["task"];
+        assert_eq!(task, &json!({"timeout": "9s", "pool": "fast", "retry": 3}));
+        assert_eq!(docs[0].line_of("task.timeout"), 4);
+        assert_eq!(docs[0].line_of("task.retry"), 5);
+        assert!(parse_stream("a:\n  <<: 3\n").is_err());
     }
 
     #[test]
