@@ -90,6 +90,25 @@ fn squares() {
     assert_eq!(f["status"]["progress"]["total"], json!(10_000_000));
 }
 
+#[test]
+fn squares_as_yaml_prints_the_exact_integer() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kontinuum"))
+        .args(["run", "-o", "yaml"])
+        .arg(examples_dir().join("squares.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("apiVersion: kontinuum.dev/v1alpha1\nkind: HierarchicalFuture\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  result: 333333283333335000000\n"),
+        "a plain YAML integer:\n{text}"
+    );
+}
+
 /// std.wordcount's rule: whitespace-separated, lowercased, trimmed of
 /// characters that are neither letters nor digits.
 fn count_words(text: &str) -> Value {
