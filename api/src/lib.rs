@@ -8,6 +8,7 @@ pub mod crds;
 pub mod duration;
 pub mod fnref;
 pub mod future;
+pub mod protocol;
 pub mod reduce;
 pub mod reducer;
 pub mod schema;

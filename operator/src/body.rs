@@ -1,0 +1,85 @@
+//! JSON in and out. Requests are read with the body limit and parsed with
+//! the failing field's path, so a client learns which field was wrong; every
+//! rejection is a JSON [`ApiError`], never axum's plain-text default.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kontinuum_api::protocol::codes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A JSON body: the request extractor and the response writer.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                )
+            }
+        })?;
+        parse(&bytes).map(Json)
+    }
+}
+
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        codes::TOO_LARGE,
+        format!(
+            "the body is larger than {} bytes",
+            kontinuum_api::protocol::MAX_BODY_BYTES
+        ),
+    )
+}
+
+/// Parses `bytes` as `T`; an error names the field (`completions[2].token`)
+/// and what was wrong with it.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::bad_field("", "the body is empty; expected JSON"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        let inner = e.into_inner();
+        let message = if inner.is_syntax() || inner.is_eof() {
+            format!("malformed JSON: {inner}")
+        } else {
+            inner.to_string()
+        };
+        ApiError::bad_field(field, message)
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_field("", format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a response");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r#"{"error":"internal","message":"cannot encode the response"}"#,
+                )
+                    .into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! A small client for the CLI's endpoints (`kontinuum submit`, `get`,
+//! `cancel`): one call per method, errors typed, the server's JSON error
+//! body kept so its field-naming messages reach the user unchanged.
+
+use kontinuum_api::protocol::{
+    ErrorBody, Health, ObjectList, ObjectView, SubmitRequest, SubmitResponse,
+};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("bad server URL '{0}': expected http://HOST:PORT or https://HOST:PORT")]
+    BadUrl(String),
+    #[error("cannot reach the server: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// The server answered with an error (4xx/5xx).
+    #[error("{} ({status})", body.message)]
+    Api { status: u16, body: ErrorBody },
+    #[error("unexpected answer from the server: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// True for 404 (no such object or route).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Api { status: 404, .. })
+    }
+}
+
+/// The phases after which an object never changes.
+pub fn is_final(view: &ObjectView) -> bool {
+    matches!(
+        view.status.get("phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed" | "Cancelled" | "Merged")
+    )
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// `server`: `http://127.0.0.1:7070` (a trailing slash is fine).
+    pub fn new(server: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let base = server.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::BadUrl(server.to_string()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Client { http, base, token })
+    }
+
+    /// Validates and accepts manifests (JSON documents), all or nothing.
+    /// Returns their names (`task/NAME`, `future/NAME`, `workerpool/NAME`).
+    pub async fn submit(&self, objects: Vec<Value>) -> Result<Vec<String>, ClientError> {
+        let response: SubmitResponse = self
+            .call(
+                Method::POST,
+                "/v1/objects",
+                Some(&SubmitRequest { objects }),
+            )
+            .await?;
+        Ok(response.names)
+    }
+
+    /// One object by name (`task/NAME` or `future/NAME`) with its status.
+    pub async fn get(&self, name: &str) -> Result<ObjectView, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/objects/{name}"), None)
+            .await
+    }
+
+    /// Every object, or those of one kind (`task` or `future`).
+    pub async fn list(&self, kind: Option<&str>) -> Result<Vec<ObjectView>, ClientError> {
+        let path = match kind {
+            Some(kind) => format!("/v1/objects?kind={kind}"),
+            None => "/v1/objects".to_string(),
+        };
+        let list: ObjectList = self.call::<(), _>(Method::GET, &path, None).await?;
+        Ok(list.items)
+    }
+
+    /// Cancels an object's whole tree; returns its status after.
+    pub async fn cancel(&self, name: &str) -> Result<ObjectView, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("/v1/objects/{name}/cancel"), None)
+            .await
+    }
+
+    /// Polls until every named object is final; returns them in order.
+    pub async fn wait(
+        &self,
+        names: &[String],
+        every: Duration,
+    ) -> Result<Vec<ObjectView>, ClientError> {
+        let mut done: Vec<Option<ObjectView>> = vec![None; names.len()];
+        loop {
+            for (slot, name) in done.iter_mut().zip(names) {
+                if slot.is_none() {
+                    let view = self.get(name).await?;
+                    if is_final(&view) {
+                        *slot = Some(view);
+                    }
+                }
+            }
+            if done.iter().all(Option::is_some) {
+                return Ok(done.into_iter().flatten().collect());
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call::<(), _>(Method::GET, "/healthz", None).await
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?;
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        decode(status, &bytes)
+    }
+}
+
+/// A success body as `T`, or the server's error body as [`ClientError::Api`].
+pub(crate) fn decode<T: DeserializeOwned>(
+    status: StatusCode,
+    bytes: &[u8],
+) -> Result<T, ClientError> {
+    if status.is_success() {
+        return serde_json::from_slice(bytes).map_err(|e| ClientError::Decode(e.to_string()));
+    }
+    let body = serde_json::from_slice::<ErrorBody>(bytes).unwrap_or_else(|_| ErrorBody {
+        error: "http".into(),
+        message: format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        ),
+        ..ErrorBody::default()
+    });
+    Err(ClientError::Api {
+        status: status.as_u16(),
+        body,
+    })
+}

@@ -1,0 +1,181 @@
+//! The CLI's endpoints: submit manifests, list and get objects with their
+//! status, cancel. Manifests are validated here with the same layer as
+//! `kontinuum run`, whatever the client did before.
+
+use crate::body::Json;
+use crate::error::ApiError;
+use crate::server::AppStateRef;
+use crate::worker_api::blocking;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use kontinuum_api::protocol::{
+    ObjectList, ObjectMeta, ObjectView, Problem, SubmitRequest, SubmitResponse, codes,
+};
+use kontinuum_api::validate::{Manifest, validate};
+use kontinuum_engine::{ObjectStatus, Submission};
+use serde::Deserialize;
+
+pub(crate) async fn submit(
+    State(state): State<AppStateRef>,
+    Json(req): Json<SubmitRequest>,
+) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    if req.objects.is_empty() {
+        return Err(ApiError::bad_field("objects", "no objects to submit"));
+    }
+    let mut problems = Vec::new();
+    let mut names = Vec::new();
+    let mut submissions = Vec::new();
+    for (index, doc) in req.objects.iter().enumerate() {
+        let manifest = match validate(doc) {
+            Ok(m) => m,
+            Err(errors) => {
+                problems.extend(errors.into_iter().map(|e| Problem {
+                    object: index,
+                    field: e.field,
+                    message: e.message,
+                }));
+                continue;
+            }
+        };
+        let name = manifest.name().to_string();
+        match manifest {
+            Manifest::Task(task) => {
+                let name = format!("task/{name}");
+                names.push(name.clone());
+                submissions.push(Submission::Task {
+                    name,
+                    spec: task.spec,
+                });
+            }
+            Manifest::Future(future) => {
+                if let Some(message) = lines_problem(&future.spec) {
+                    problems.push(Problem {
+                        object: index,
+                        field: "spec.map.source.lines.path".into(),
+                        message,
+                    });
+                    continue;
+                }
+                let name = format!("future/{name}");
+                names.push(name.clone());
+                submissions.push(Submission::Future {
+                    name,
+                    spec: future.spec,
+                });
+            }
+            // Pools are the operator's business; this server runs what any
+            // connected worker leases.
+            Manifest::WorkerPool(_) => names.push(format!("workerpool/{name}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let count = submissions.len();
+    blocking(&state.engine, move |e| e.submit(submissions)).await?;
+    tracing::info!(objects = count, "accepted a submission");
+    Ok((StatusCode::CREATED, Json(SubmitResponse { names })))
+}
+
+/// The server reads `lines` files itself, so their paths are the server's.
+fn lines_problem(spec: &kontinuum_api::HierarchicalFutureSpec) -> Option<String> {
+    let lines = spec.map.as_ref()?.source.lines.as_ref()?;
+    let path = std::path::Path::new(&lines.path);
+    if !path.is_absolute() {
+        return Some(format!(
+            "must be an absolute path on the server (found \"{}\")",
+            lines.path
+        ));
+    }
+    if !path.is_file() {
+        return Some(format!("no such file on the server: {}", lines.path));
+    }
+    None
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    kind: Option<String>,
+}
+
+pub(crate) async fn list(
+    State(state): State<AppStateRef>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<ObjectList>, ApiError> {
+    let prefix = match query.kind.as_deref() {
+        None => None,
+        Some(kind) => Some(format!("{}/", engine_kind(kind)?)),
+    };
+    let items = blocking(&state.engine, move |e| {
+        let mut items = Vec::new();
+        for name in e.objects()? {
+            if prefix.as_ref().is_some_and(|p| !name.starts_with(p)) {
+                continue;
+            }
+            let status = e.status(&name)?;
+            items.push(view(&name, status));
+        }
+        Ok(items)
+    })
+    .await?;
+    Ok(Json(ObjectList {
+        api_version: "v1".into(),
+        kind: "List".into(),
+        items,
+    }))
+}
+
+pub(crate) async fn get(
+    State(state): State<AppStateRef>,
+    Path((kind, name)): Path<(String, String)>,
+) -> Result<Json<ObjectView>, ApiError> {
+    let key = format!("{}/{name}", engine_kind(&kind)?);
+    let status = blocking(&state.engine, move |e| {
+        let status = e.status(&key)?;
+        Ok(view(&key, status))
+    })
+    .await?;
+    Ok(Json(status))
+}
+
+pub(crate) async fn cancel(
+    State(state): State<AppStateRef>,
+    Path((kind, name)): Path<(String, String)>,
+) -> Result<Json<ObjectView>, ApiError> {
+    let key = format!("{}/{name}", engine_kind(&kind)?);
+    let status = blocking(&state.engine, move |e| {
+        e.cancel(&key)?;
+        let status = e.status(&key)?;
+        Ok(view(&key, status))
+    })
+    .await?;
+    tracing::info!(object = %status.metadata.name, "cancelled");
+    Ok(Json(status))
+}
+
+/// `task` or `future` (also the kinds' other spellings kubectl accepts).
+fn engine_kind(kind: &str) -> Result<&'static str, ApiError> {
+    match kind.to_ascii_lowercase().as_str() {
+        "task" | "tasks" | "kt" => Ok("task"),
+        "future" | "futures" | "hf" | "hierarchicalfuture" | "hierarchicalfutures" => Ok("future"),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            format!("no object kind '{kind}' (task or future)"),
+        )),
+    }
+}
+
+fn view(key: &str, status: ObjectStatus) -> ObjectView {
+    let name = key.split_once('/').map_or(key, |(_, n)| n).to_string();
+    let (kind, status) = match status {
+        ObjectStatus::Task(s) => ("Task", serde_json::to_value(s)),
+        ObjectStatus::Future(s) => ("HierarchicalFuture", serde_json::to_value(s)),
+    };
+    ObjectView {
+        api_version: kontinuum_api::API_VERSION.into(),
+        kind: kind.into(),
+        metadata: ObjectMeta { name },
+        status: status.unwrap_or_default(),
+    }
+}

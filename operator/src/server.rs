@@ -1,0 +1,233 @@
+//! The HTTP server: binding (and refusing to go unauthenticated beyond
+//! loopback), the router, and the layers every request passes: panic
+//! catching, bearer auth, the body limit, JSON 404/405.
+
+use crate::body::{Json, too_large};
+use crate::error::{ApiError, ServeError};
+use crate::{objects, worker_api};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use kontinuum_api::protocol::{Health, MAX_BODY_BYTES, codes};
+use kontinuum_engine::Engine;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+/// A worker as it registered, for operators to see who is connected.
+#[derive(Clone, Debug)]
+pub struct WorkerRecord {
+    pub pool: String,
+    pub functions: Vec<String>,
+    pub concurrency: u32,
+    pub last_seen: Instant,
+}
+
+pub(crate) struct AppState {
+    pub(crate) engine: Engine,
+    token: Option<String>,
+    pub(crate) workers: parking_lot::Mutex<HashMap<String, WorkerRecord>>,
+    /// Set when shutdown begins: long polls return at their next slice.
+    pub(crate) stopping: AtomicBool,
+}
+
+pub(crate) type AppStateRef = Arc<AppState>;
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    state: AppStateRef,
+}
+
+impl Server {
+    /// Binds `listen`. Without a token only loopback addresses are allowed:
+    /// the API can run arbitrary registered functions with any arguments.
+    pub async fn bind(
+        engine: Engine,
+        listen: SocketAddr,
+        token: Option<String>,
+    ) -> Result<Server, ServeError> {
+        if let Some(t) = &token
+            && (t.is_empty() || HeaderValue::from_str(&format!("Bearer {t}")).is_err())
+        {
+            return Err(ServeError::BadToken);
+        }
+        if token.is_none() && !listen.ip().is_loopback() {
+            return Err(ServeError::TokenRequired(listen));
+        }
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let state = Arc::new(AppState {
+            engine,
+            token,
+            workers: parking_lot::Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+        });
+        Ok(Server { listener, state })
+    }
+
+    /// The address actually bound (port 0 picks a free port).
+    pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` resolves, then lets requests in flight end
+    /// (long polls end within a fraction of a second).
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let addr = self.local_addr()?;
+        let state = self.state.clone();
+        tracing::info!(%addr, auth = state.token.is_some(), "serving the worker API");
+        let app = router(self.state);
+        // Small request/response pairs: Nagle's delay would dominate latency.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down the worker API");
+                state.stopping.store(true, Ordering::SeqCst);
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Serves the engine's API on `listen` until `shutdown` resolves. A token
+/// is required unless `listen` is a loopback address; with one, every
+/// request but `/healthz` must carry `Authorization: Bearer TOKEN`.
+pub async fn serve(
+    engine: Engine,
+    listen: SocketAddr,
+    token: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    Server::bind(engine, listen, token)
+        .await?
+        .run(shutdown)
+        .await
+}
+
+fn router(state: AppStateRef) -> Router {
+    let v1 = Router::new()
+        .route("/workers/register", post(worker_api::register))
+        .route("/lease", post(worker_api::lease))
+        .route("/heartbeat", post(worker_api::heartbeat))
+        .route("/complete", post(worker_api::complete))
+        .route("/split", post(worker_api::split))
+        .route("/children", post(worker_api::add_child))
+        .route("/spawn", post(worker_api::spawn))
+        .route("/objects", post(objects::submit).get(objects::list))
+        .route("/objects/{kind}/{name}", get(objects::get))
+        .route("/objects/{kind}/{name}/cancel", post(objects::cancel));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(declared_length))
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(CatchPanicLayer::custom(panicked))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        codes::NOT_FOUND,
+        format!("no such route: {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Every request but the health probe carries the token (probes cannot
+/// easily hold a secret, and the probe reveals nothing).
+async fn auth(State(state): State<AppStateRef>, req: Request, next: Next) -> Response {
+    let Some(expected) = &state.token else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if same(given.as_bytes(), expected.as_bytes()) => next.run(req).await,
+        Some(_) => unauthorized("wrong bearer token"),
+        None => unauthorized("missing bearer token (Authorization: Bearer TOKEN)"),
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Compares without stopping at the first difference, so timing does not
+/// reveal how much of a guessed token was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses a body declared too large before reading any of it.
+async fn declared_length(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        let mut response = too_large().into_response();
+        // The rest of the body is never read: the connection cannot be reused.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    next.run(req).await
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::internal("the server failed while handling this request").into_response()
+}

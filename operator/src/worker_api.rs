@@ -1,0 +1,170 @@
+//! The worker-facing endpoints: register, lease (long poll), heartbeat,
+//! complete, split, children, spawn. Engine calls block (locks, group
+//! commit), so each runs on tokio's blocking pool.
+
+use crate::body::Json;
+use crate::error::ApiError;
+use crate::server::{AppStateRef, WorkerRecord};
+use axum::extract::State;
+use kontinuum_api::protocol::{
+    ChildRequest, CompleteRequest, CompleteResponse, HeartbeatRequest, HeartbeatResponse,
+    LeaseRequest, LeaseResponse, MAX_BATCH, MAX_BODY_BYTES, MAX_LEASE_WAIT_MS, NodeResponse,
+    RegisterRequest, RegisterResponse, SpawnRequest, SplitRequest, SplitResponse,
+};
+use kontinuum_engine::{Engine, EngineError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often a long poll looks up from the engine to see whether the
+/// server is stopping or its client has gone. Work wakes it at once anyway.
+const POLL_SLICE: Duration = Duration::from_millis(250);
+
+/// Runs an engine call on the blocking pool; a panic there is a 500.
+pub(crate) async fn blocking<T: Send + 'static>(
+    engine: &Engine,
+    call: impl FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let engine = engine.clone();
+    match tokio::task::spawn_blocking(move || call(&engine)).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => {
+            tracing::error!(error = %e, "engine call ended abnormally");
+            Err(ApiError::internal("the engine call failed"))
+        }
+    }
+}
+
+pub(crate) async fn register(
+    State(state): State<AppStateRef>,
+    Json(req): Json<RegisterRequest>,
+) -> Result<Json<RegisterResponse>, ApiError> {
+    check_pool(&req.pool)?;
+    let worker = if req.worker.trim().is_empty() {
+        format!("worker-{}", state.workers.lock().len() + 1)
+    } else {
+        req.worker.clone()
+    };
+    tracing::info!(%worker, pool = %req.pool, functions = req.functions.len(), "worker registered");
+    state.workers.lock().insert(
+        worker.clone(),
+        WorkerRecord {
+            pool: req.pool,
+            functions: req.functions,
+            concurrency: req.concurrency,
+            last_seen: Instant::now(),
+        },
+    );
+    Ok(Json(RegisterResponse {
+        worker,
+        max_batch: MAX_BATCH,
+        max_lease_wait_ms: MAX_LEASE_WAIT_MS,
+        max_body_bytes: MAX_BODY_BYTES,
+    }))
+}
+
+fn check_pool(pool: &str) -> Result<(), ApiError> {
+    if pool.is_empty() {
+        return Err(ApiError::bad_field(
+            "pool",
+            "must not be empty (\"*\" = any pool)",
+        ));
+    }
+    Ok(())
+}
+
+/// Set when the handler's future is dropped (the client went away), so the
+/// blocking long poll stops taking leases nobody will receive.
+struct Gone(Arc<AtomicBool>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+pub(crate) async fn lease(
+    State(state): State<AppStateRef>,
+    Json(req): Json<LeaseRequest>,
+) -> Result<Json<LeaseResponse>, ApiError> {
+    check_pool(&req.pool)?;
+    if req.max == 0 || req.max > MAX_BATCH {
+        return Err(ApiError::bad_field(
+            "max",
+            format!("must be 1..={MAX_BATCH}"),
+        ));
+    }
+    if let Some(w) = state.workers.lock().get_mut(&req.worker) {
+        w.last_seen = Instant::now();
+    }
+    let wait = Duration::from_millis(req.wait_ms.min(MAX_LEASE_WAIT_MS));
+    let gone = Arc::new(AtomicBool::new(false));
+    let _guard = Gone(gone.clone());
+    let app = state.clone();
+    let leases = blocking(&state.engine, move |engine| {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let leases = engine.lease(&req.pool, &req.worker, req.max, left.min(POLL_SLICE))?;
+            let stop = app.stopping.load(Ordering::SeqCst) || gone.load(Ordering::SeqCst);
+            if !leases.is_empty() || left <= POLL_SLICE || stop {
+                return Ok(leases);
+            }
+        }
+    })
+    .await?;
+    Ok(Json(LeaseResponse { leases }))
+}
+
+pub(crate) async fn heartbeat(
+    State(state): State<AppStateRef>,
+    Json(req): Json<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let reply = blocking(&state.engine, move |e| e.heartbeat(req.token, req.progress)).await?;
+    Ok(Json(reply))
+}
+
+pub(crate) async fn complete(
+    State(state): State<AppStateRef>,
+    Json(req): Json<CompleteRequest>,
+) -> Result<Json<CompleteResponse>, ApiError> {
+    if req.completions.len() > MAX_BATCH {
+        return Err(ApiError::bad_field(
+            "completions",
+            format!("at most {MAX_BATCH} per call"),
+        ));
+    }
+    let acks = blocking(&state.engine, move |e| e.complete(req.completions)).await?;
+    Ok(Json(CompleteResponse { acks }))
+}
+
+pub(crate) async fn split(
+    State(state): State<AppStateRef>,
+    Json(req): Json<SplitRequest>,
+) -> Result<Json<SplitResponse>, ApiError> {
+    let accepted = blocking(&state.engine, move |e| e.split(req.token, req.at)).await?;
+    Ok(Json(SplitResponse { accepted }))
+}
+
+pub(crate) async fn add_child(
+    State(state): State<AppStateRef>,
+    Json(req): Json<ChildRequest>,
+) -> Result<Json<NodeResponse>, ApiError> {
+    kontinuum_api::validate::check_fnref(&req.call, "call")
+        .map_err(|e| ApiError::bad_field(e.field, e.message))?;
+    let node = blocking(&state.engine, move |e| {
+        e.add_child(req.token, req.call, req.weight)
+    })
+    .await?;
+    Ok(Json(NodeResponse { node }))
+}
+
+pub(crate) async fn spawn(
+    State(state): State<AppStateRef>,
+    Json(req): Json<SpawnRequest>,
+) -> Result<Json<NodeResponse>, ApiError> {
+    kontinuum_api::validate::check_fnref(&req.spec.call, "spec.call")
+        .map_err(|e| ApiError::bad_field(e.field, e.message))?;
+    let node = blocking(&state.engine, move |e| e.spawn(req.token, req.spec)).await?;
+    Ok(Json(NodeResponse { node }))
+}

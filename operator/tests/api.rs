@@ -1,0 +1,458 @@
+//! The worker API over real HTTP: bad input of every kind gets the right
+//! 4xx JSON answer and the server keeps serving; the lease/complete cycle
+//! and the CLI endpoints work end to end.
+
+use kontinuum_api::protocol::MAX_BODY_BYTES;
+use kontinuum_engine::{Engine, EngineConfig};
+use kontinuum_operator::{Client, ServeError, Server};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+struct Running {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(token: Option<&str>) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), EngineConfig::default()).unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = Server::bind(engine, addr, token.map(String::from))
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Running {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        token: token.map(String::from),
+        stop: Some(tx),
+        task,
+        _dir: dir,
+    }
+}
+
+impl Running {
+    async fn send(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+        (status, value)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send("POST", path, Some(serde_json::to_vec(&body).unwrap()))
+            .await
+    }
+
+    async fn healthy(&self) {
+        let (status, body) = self.send("GET", "/healthz", None).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn task(name: &str, call: Value) -> Value {
+    json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "Task",
+           "metadata": {"name": name}, "spec": {"call": call}})
+}
+
+#[tokio::test]
+async fn malformed_and_mistyped_bodies_are_400_naming_the_field() {
+    let s = start(None).await;
+    let (status, body) = s
+        .send("POST", "/v1/lease", Some(b"{\"worker\": ".to_vec()))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "bad_request");
+    assert!(
+        body["message"].as_str().unwrap().contains("malformed JSON"),
+        "{body}"
+    );
+
+    let (status, body) = s
+        .post(
+            "/v1/lease",
+            json!({"worker": "w", "pool": "p", "max": "ten"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["field"], "max", "{body}");
+
+    let (status, body) = s
+        .post(
+            "/v1/complete",
+            json!({"completions": [
+            {"token": 1, "outcome": {"status": "success", "value": 1}},
+            {"token": -4, "outcome": {"status": "success", "value": 1}}]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["field"], "completions[1].token", "{body}");
+
+    let (status, body) = s
+        .post("/v1/heartbeat", json!({"token": 1, "extra": 2}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap().contains("extra"),
+        "{body}"
+    );
+
+    let (status, _) = s.send("POST", "/v1/heartbeat", Some(Vec::new())).await;
+    assert_eq!(status, 400);
+    let (status, _) = s
+        .post("/v1/lease", json!({"worker": "w", "pool": "p", "max": 0}))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = s
+        .send("POST", "/v1/heartbeat", Some(b"{\"token\":1} x".to_vec()))
+        .await;
+    assert_eq!(status, 400);
+    s.healthy().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_json() {
+    let s = start(None).await;
+    let (status, body) = s.send("GET", "/v2/nothing", None).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, body) = s.send("GET", "/v1/lease", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let (status, body) = s.send("GET", "/v1/objects/task/missing", None).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, _) = s.send("GET", "/v1/objects/widget/x", None).await;
+    assert_eq!(status, 404);
+    s.healthy().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_100_mb_body_is_413_and_the_server_keeps_serving() {
+    let s = start(None).await;
+    let huge = vec![b' '; 100 << 20];
+    let (status, body) = s.send("POST", "/v1/complete", Some(huge)).await;
+    assert_eq!((status, body["error"].as_str()), (413, Some("too_large")));
+    // Just over the limit: read, then refused.
+    let mut over = b"{\"completions\": [], \"x\": \"".to_vec();
+    over.resize(MAX_BODY_BYTES + 10, b'a');
+    over.extend_from_slice(b"\"}");
+    let (status, _) = s.send("POST", "/v1/complete", Some(over)).await;
+    assert_eq!(status, 413);
+    s.healthy().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start(None).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = "POST /v1/complete HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..12 {
+        let frame = format!("{:x}\r\n", chunk.len());
+        if tcp.write_all(frame.as_bytes()).await.is_err()
+            || tcp.write_all(&chunk).await.is_err()
+            || tcp.write_all(b"\r\n").await.is_err()
+        {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("too_large"), "{text}");
+    s.healthy().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_required_and_checked() {
+    let mut s = start(Some("s3cret")).await;
+    s.healthy().await; // probes need no token
+    let (status, _) = s.send("GET", "/v1/objects", None).await;
+    assert_eq!(status, 200);
+    s.token = None;
+    let (status, body) = s.send("GET", "/v1/objects", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    s.token = Some("s3cres".into());
+    let (status, _) = s.post("/v1/heartbeat", json!({"token": 1})).await;
+    assert_eq!(status, 401);
+    // Unauthenticated garbage is refused before it is read.
+    let (status, _) = s.send("POST", "/v1/lease", Some(b"{{{".to_vec())).await;
+    assert_eq!(status, 401);
+    s.token = Some("s3cret".into());
+    let (status, _) = s.post("/v1/heartbeat", json!({"token": 1})).await;
+    assert_eq!(status, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn no_token_beyond_loopback_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), EngineConfig::default()).unwrap();
+    let any: SocketAddr = "0.0.0.0:0".parse().unwrap();
+    let err = Server::bind(engine.clone(), any, None).await.err().unwrap();
+    assert!(matches!(err, ServeError::TokenRequired(_)), "{err}");
+    let err = Server::bind(engine.clone(), any, Some(String::new()))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, ServeError::BadToken), "{err}");
+    assert!(Server::bind(engine, any, Some("t".into())).await.is_ok());
+}
+
+#[tokio::test]
+async fn stale_tokens_get_per_item_answers() {
+    let s = start(None).await;
+    let (status, body) = s
+        .post(
+            "/v1/complete",
+            json!({"completions": [
+            {"token": 12345, "outcome": {"status": "success", "value": 1}}]}),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({"acks": ["stale"]})));
+    let (status, body) = s.post("/v1/heartbeat", json!({"token": 12345})).await;
+    assert_eq!((status, body["lost"].as_bool()), (200, Some(true)));
+    let (status, body) = s.post("/v1/split", json!({"token": 12345, "at": 10})).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("stale_lease")));
+    let (status, body) = s
+        .post(
+            "/v1/children",
+            json!({"token": 12345, "call": {"function": "std.echo"}}),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("stale_lease")));
+    let (status, body) = s
+        .post(
+            "/v1/spawn",
+            json!({"token": 12345, "spec": {"call": {"function": "std.echo"}}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("stale_lease")),
+        "{body}"
+    );
+    s.healthy().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn submit_lease_complete_get_cancel() {
+    let s = start(Some("t0k")).await;
+    let client = Client::new(&s.base, Some("t0k".into())).unwrap();
+
+    // Server-side validation names the object and the field.
+    let bad = json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "HierarchicalFuture",
+        "metadata": {"name": "m"}, "spec": {"map": {"source": {"range": {"start": 0, "end": 9}},
+        "function": {"function": "std.square"}, "shardSize": 0}}});
+    let (status, body) = s
+        .post(
+            "/v1/objects",
+            json!({"objects": [task("ok", json!({"function": "std.echo"})), bad]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+    assert_eq!(body["problems"][0]["object"], 1);
+    assert_eq!(body["problems"][0]["field"], "spec.map.shardSize");
+    assert!(
+        client.get("task/ok").await.unwrap_err().is_not_found(),
+        "all or nothing"
+    );
+
+    let names = client
+        .submit(vec![task(
+            "sum",
+            json!({"function": "std.sum", "args": {"a": 4, "b": 5}}),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(names, vec!["task/sum".to_string()]);
+    // The same spec again is a no-op; another spec under the name conflicts.
+    client
+        .submit(vec![task(
+            "sum",
+            json!({"function": "std.sum", "args": {"a": 4, "b": 5}}),
+        )])
+        .await
+        .unwrap();
+    let (status, body) = s
+        .post(
+            "/v1/objects",
+            json!({"objects": [task("sum", json!({"function": "std.echo"}))]}),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("conflict")));
+
+    let (status, body) = s
+        .post(
+            "/v1/lease",
+            json!({"worker": "w1", "pool": "*", "max": 10, "waitMs": 1000}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let leases = body["leases"].as_array().unwrap();
+    assert_eq!(leases.len(), 1, "{body}");
+    assert_eq!(leases[0]["work"]["call"]["function"], "std.sum");
+    let token = leases[0]["token"].as_u64().unwrap();
+    let (_, beat) = s
+        .post("/v1/heartbeat", json!({"token": token, "progress": 0}))
+        .await;
+    assert_eq!(
+        beat,
+        json!({"cancelled": false, "lost": false, "split": false})
+    );
+    let done =
+        json!({"completions": [{"token": token, "outcome": {"status": "success", "value": 9}}]});
+    let (_, acks) = s.post("/v1/complete", done.clone()).await;
+    assert_eq!(acks, json!({"acks": ["accepted"]}));
+    let (_, acks) = s.post("/v1/complete", done).await;
+    assert_eq!(
+        acks,
+        json!({"acks": ["stale"]}),
+        "a repeated batch is stale, not counted twice"
+    );
+
+    let view = client.get("task/sum").await.unwrap();
+    assert_eq!(view.kind, "Task");
+    assert_eq!(view.status["phase"], "Succeeded");
+    assert_eq!(view.status["result"], 9);
+    let all = client.list(Some("task")).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert!(client.list(Some("future")).await.unwrap().is_empty());
+
+    let long = task(
+        "nap",
+        json!({"function": "std.sleep", "args": {"ms": 60000}}),
+    );
+    client.submit(vec![long]).await.unwrap();
+    let view = client.cancel("task/nap").await.unwrap();
+    assert_eq!(view.status["phase"], "Cancelled");
+    let waited = client
+        .wait(
+            &["task/sum".into(), "task/nap".into()],
+            Duration::from_millis(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(waited.len(), 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_poll_waits_for_work_and_wakes_on_it() {
+    let s = start(None).await;
+    let t0 = Instant::now();
+    let (status, body) = s
+        .post(
+            "/v1/lease",
+            json!({"worker": "w", "pool": "*", "max": 4, "waitMs": 600}),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({"leases": []})));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(550),
+        "{:?}",
+        t0.elapsed()
+    );
+
+    let poll = s.post(
+        "/v1/lease",
+        json!({"worker": "w", "pool": "*", "max": 4, "waitMs": 20000}),
+    );
+    let submit = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let client = Client::new(&s.base, None).unwrap();
+        client
+            .submit(vec![task("e", json!({"function": "std.echo"}))])
+            .await
+            .unwrap();
+    };
+    let t0 = Instant::now();
+    let ((status, body), ()) = tokio::join!(poll, submit);
+    assert_eq!(status, 200);
+    assert_eq!(body["leases"].as_array().unwrap().len(), 1);
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    // Shutdown is not held up by a poll in flight.
+    let base = s.base.clone();
+    let url = format!("{base}/v1/lease");
+    let poll = async move {
+        let body = json!({"worker": "w", "pool": "*", "max": 4, "waitMs": 30000});
+        let resp = reqwest::Client::new()
+            .post(url)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), ())
+    };
+    let t0 = Instant::now();
+    let stopper = async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.stop().await;
+    };
+    let ((status, _), ()) = tokio::join!(poll, stopper);
+    assert_eq!(status, 200);
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert!(reqwest::get(format!("{base}/healthz")).await.is_err());
+}
+
+#[tokio::test]
+async fn register_answers_the_limits() {
+    let s = start(None).await;
+    let (status, body) = s
+        .post(
+            "/v1/workers/register",
+            json!({"worker": "w-1", "pool": "default",
+            "functions": ["std.echo"], "concurrency": 4}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["worker"], "w-1");
+    assert_eq!(body["maxBodyBytes"], MAX_BODY_BYTES);
+    let (status, body) = s
+        .post("/v1/workers/register", json!({"worker": "w", "pool": ""}))
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("pool")));
+    s.stop().await;
+}

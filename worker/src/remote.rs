@@ -1,0 +1,362 @@
+//! A [`WorkSource`] over the server's HTTP/JSON API (docs/protocol.md), for
+//! workers in other processes and on other machines.
+//!
+//! Failure handling follows what each call may safely repeat:
+//! - lease and heartbeat are tried once; the runtime's loops back off and
+//!   ask again, so a server that is away is polled at a capped rate.
+//! - complete is idempotent (a token the server no longer knows is answered
+//!   `Stale`), so a batch is retried with capped exponential backoff until
+//!   it is delivered or `complete_patience` runs out: a completion is never
+//!   dropped because the server restarted. A batch over the body limit is
+//!   halved; one outcome too large to send becomes a permanent failure
+//!   saying so, instead of a task that runs and fails forever.
+//! - split, children and spawn create things, so they are retried only when
+//!   the request cannot have reached the server (connection refused).
+
+use crate::error::SourceError;
+use crate::source::WorkSource;
+use kontinuum_api::protocol::{
+    ChildRequest, CompleteRequest, CompleteResponse, ErrorBody, HeartbeatRequest, LeaseRequest,
+    LeaseResponse, NodeResponse, RegisterRequest, RegisterResponse, SpawnRequest, SplitRequest,
+    SplitResponse, codes,
+};
+use kontinuum_api::wire::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Outcome};
+use kontinuum_api::{FnRef, TaskSpec};
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct RemoteConfig {
+    /// `http://HOST:PORT` or `https://HOST:PORT`.
+    pub server: String,
+    /// Bearer token, if the server wants one.
+    pub token: Option<String>,
+    /// Longest pause between retries while the server is away.
+    pub max_backoff: Duration,
+    /// How long a completion batch is retried before it is given up (its
+    /// tasks then run again when their leases expire).
+    pub complete_patience: Duration,
+    /// Per-request limit for calls that do not long-poll.
+    pub request_timeout: Duration,
+}
+
+impl RemoteConfig {
+    pub fn new(server: &str) -> Self {
+        RemoteConfig {
+            server: server.trim_end_matches('/').to_string(),
+            token: None,
+            max_backoff: Duration::from_secs(5),
+            complete_patience: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The server as a work source.
+pub struct RemoteSource {
+    http: reqwest::Client,
+    config: RemoteConfig,
+}
+
+/// Why one request failed, before it becomes a [`SourceError`].
+enum CallError {
+    /// Never reached the server: safe to send again.
+    Unsent(String),
+    /// May or may not have been processed (timeout, reset, 5xx).
+    Unknown(String),
+    /// The server refused it: `(status, body)`.
+    Refused(StatusCode, ErrorBody),
+}
+
+impl From<CallError> for SourceError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Unsent(m) | CallError::Unknown(m) => SourceError::Unavailable(m),
+            CallError::Refused(_, body) if body.error == codes::STALE_LEASE => {
+                SourceError::StaleLease
+            }
+            CallError::Refused(status, body) if status.is_server_error() => {
+                SourceError::Unavailable(body.message)
+            }
+            CallError::Refused(_, body) => SourceError::Rejected(body.message),
+        }
+    }
+}
+
+impl RemoteSource {
+    pub fn new(config: RemoteConfig) -> Result<RemoteSource, SourceError> {
+        if !(config.server.starts_with("http://") || config.server.starts_with("https://")) {
+            return Err(SourceError::Rejected(format!(
+                "bad server URL '{}': expected http://HOST:PORT or https://HOST:PORT",
+                config.server
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| SourceError::Rejected(format!("cannot build an HTTP client: {e}")))?;
+        Ok(RemoteSource { http, config })
+    }
+
+    /// Tells the server who this worker is; retries until it gets through
+    /// or `give_up` is past. Returns the name the server assigned.
+    pub async fn register(
+        &self,
+        request: &RegisterRequest,
+        give_up: Instant,
+    ) -> Result<RegisterResponse, SourceError> {
+        let mut backoff = Backoff::new(self.config.max_backoff);
+        loop {
+            match self
+                .post("/v1/workers/register", request, self.config.request_timeout)
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(CallError::Refused(s, body)) if !s.is_server_error() => {
+                    return Err(CallError::Refused(s, body).into());
+                }
+                Err(CallError::Unsent(m) | CallError::Unknown(m))
+                    if Instant::now() + backoff.peek() < give_up =>
+                {
+                    tracing::warn!(error = %m, retry_in = ?backoff.peek(), "cannot register yet");
+                    backoff.wait().await;
+                }
+                Err(CallError::Refused(_, body)) if Instant::now() + backoff.peek() < give_up => {
+                    tracing::warn!(error = %body.message, "cannot register yet");
+                    backoff.wait().await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<T, CallError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| CallError::Unsent(format!("cannot encode the request: {e}")))?;
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.config.server))
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(bytes);
+        if let Some(token) = &self.config.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| {
+            let message = format!("{path}: {}", error_chain(&e));
+            if e.is_connect() {
+                CallError::Unsent(message)
+            } else {
+                CallError::Unknown(message)
+            }
+        })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| CallError::Unknown(format!("{path}: {}", error_chain(&e))))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| CallError::Unknown(format!("{path}: unexpected answer: {e}")));
+        }
+        let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
+            error: "http".into(),
+            message: format!("{path}: HTTP {status}"),
+            ..ErrorBody::default()
+        });
+        Err(CallError::Refused(status, body))
+    }
+
+    /// For calls that must not run twice: retried only while unsent.
+    async fn post_once<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, SourceError> {
+        let give_up = Instant::now() + self.config.request_timeout;
+        let mut backoff = Backoff::new(self.config.max_backoff);
+        loop {
+            match self.post(path, body, self.config.request_timeout).await {
+                Err(CallError::Unsent(m)) if Instant::now() + backoff.peek() < give_up => {
+                    tracing::debug!(error = %m, "server away; trying again");
+                    backoff.wait().await;
+                }
+                other => return other.map_err(SourceError::from),
+            }
+        }
+    }
+
+    /// Delivers one batch, retrying while the outcome is unknown; halves a
+    /// batch the server finds too large.
+    async fn deliver(&self, batch: Vec<Completion>) -> Result<Vec<CompletionAck>, SourceError> {
+        let give_up = Instant::now() + self.config.complete_patience;
+        let mut backoff = Backoff::new(self.config.max_backoff);
+        let request = CompleteRequest { completions: batch };
+        loop {
+            let result: Result<CompleteResponse, _> = self
+                .post("/v1/complete", &request, self.config.request_timeout)
+                .await;
+            match result {
+                Ok(r) if r.acks.len() == request.completions.len() => return Ok(r.acks),
+                Ok(r) => {
+                    return Err(SourceError::Unavailable(format!(
+                        "{} acks for {} completions",
+                        r.acks.len(),
+                        request.completions.len()
+                    )));
+                }
+                Err(CallError::Refused(StatusCode::PAYLOAD_TOO_LARGE, _)) => {
+                    return Box::pin(self.deliver_halves(request.completions)).await;
+                }
+                Err(CallError::Refused(s, body)) if !s.is_server_error() => {
+                    return Err(CallError::Refused(s, body).into());
+                }
+                Err(e) => {
+                    let e = SourceError::from(e);
+                    if Instant::now() + backoff.peek() >= give_up {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, retry_in = ?backoff.peek(), count = request.completions.len(), "completions not delivered yet");
+                    backoff.wait().await;
+                }
+            }
+        }
+    }
+
+    async fn deliver_halves(
+        &self,
+        mut batch: Vec<Completion>,
+    ) -> Result<Vec<CompletionAck>, SourceError> {
+        if batch.len() == 1 {
+            let c = &mut batch[0];
+            let size = serde_json::to_vec(&c.outcome).map_or(0, |b| b.len());
+            tracing::warn!(token = c.token, size, "outcome too large for the server");
+            c.outcome = Outcome::Failure {
+                message: format!(
+                    "the outcome ({size} bytes of JSON) is larger than the server accepts"
+                ),
+                permanent: true,
+            };
+            return self.deliver(batch).await;
+        }
+        let rest = batch.split_off(batch.len() / 2);
+        let mut acks = self.deliver(batch).await?;
+        acks.extend(self.deliver(rest).await?);
+        Ok(acks)
+    }
+}
+
+impl WorkSource for RemoteSource {
+    async fn lease(
+        &self,
+        pool: &str,
+        worker: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Lease>, SourceError> {
+        let request = LeaseRequest {
+            worker: worker.to_string(),
+            pool: pool.to_string(),
+            max,
+            wait_ms: wait.as_millis() as u64,
+        };
+        let timeout = wait + self.config.request_timeout;
+        let response: LeaseResponse = self.post("/v1/lease", &request, timeout).await?;
+        Ok(response.leases)
+    }
+
+    async fn heartbeat(
+        &self,
+        token: u64,
+        progress: Option<u64>,
+    ) -> Result<HeartbeatReply, SourceError> {
+        let request = HeartbeatRequest { token, progress };
+        Ok(self
+            .post("/v1/heartbeat", &request, self.config.request_timeout)
+            .await?)
+    }
+
+    async fn complete(
+        &self,
+        completions: Vec<Completion>,
+    ) -> Result<Vec<CompletionAck>, SourceError> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.deliver(completions).await
+    }
+
+    async fn split(&self, token: u64, at: i64) -> Result<bool, SourceError> {
+        let response: SplitResponse = self
+            .post_once("/v1/split", &SplitRequest { token, at })
+            .await?;
+        Ok(response.accepted)
+    }
+
+    async fn add_child(&self, token: u64, call: FnRef, weight: u64) -> Result<NodeId, SourceError> {
+        let request = ChildRequest {
+            token,
+            call,
+            weight,
+        };
+        let response: NodeResponse = self.post_once("/v1/children", &request).await?;
+        Ok(response.node)
+    }
+
+    async fn spawn(&self, token: u64, spec: TaskSpec) -> Result<NodeId, SourceError> {
+        let response: NodeResponse = self
+            .post_once("/v1/spawn", &SpawnRequest { token, spec })
+            .await?;
+        Ok(response.node)
+    }
+}
+
+/// reqwest's top-level message hides the cause ("error sending request").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Exponential backoff from 100 ms, doubling up to `max`, with a little
+/// jitter so a fleet of workers does not knock in step.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Self {
+        Backoff {
+            next: Duration::from_millis(100).min(max),
+            max,
+        }
+    }
+
+    fn peek(&self) -> Duration {
+        self.next
+    }
+
+    async fn wait(&mut self) {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let jitter = self.next.mul_f64(f64::from(nanos % 1000) / 4000.0);
+        tokio::time::sleep(self.next + jitter).await;
+        self.next = (self.next * 2).min(self.max);
+    }
+}
