@@ -132,7 +132,8 @@ async fn execute(
             kontinuum_worker::start_in_process(engine.clone(), registry.clone(), pool, workers)
         })
         .collect();
-    let mut progress = Progress::new(objects.iter().map(|o| o.key.clone()).collect());
+    let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
+    let mut progress = Progress::new(&keys);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut ticker = tokio::time::interval(POLL);
