@@ -1,0 +1,259 @@
+//! Real `kontinuum-worker` processes against the HTTP server (started in
+//! this process): exact results, a worker killed with SIGKILL mid-task, a
+//! graceful SIGTERM, and workers that start before the server does.
+
+use kontinuum_engine::{Engine, EngineConfig};
+use kontinuum_operator::{Client, Server};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+const TOKEN: &str = "e2e-token";
+
+struct Served {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The server on `addr` with a short lease, so a killed worker's tasks come
+/// back within about a second.
+async fn serve(addr: SocketAddr) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        lease: Duration::from_secs(1),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::open(dir.path(), config).unwrap();
+    let server = Server::bind(engine, addr, Some(TOKEN.into()))
+        .await
+        .unwrap();
+    let url = format!("http://{}", server.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Served {
+        url,
+        stop: Some(tx),
+        _dir: dir,
+    }
+}
+
+/// A worker process, killed if the test ends early.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn worker(url: &str, dir: &Path, concurrency: usize) -> Worker {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
+        .args(["--server", url, "--pool", "default", "--grace", "10"])
+        .arg("--concurrency")
+        .arg(concurrency.to_string())
+        .arg("--token-file")
+        .arg(&token_file)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    Worker(child)
+}
+
+fn future(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "HierarchicalFuture",
+           "metadata": {"name": name}, "spec": spec})
+}
+
+fn task(name: &str, call: Value) -> Value {
+    json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "Task",
+           "metadata": {"name": name}, "spec": {"call": call}})
+}
+
+async fn wait(client: &Client, names: &[&str], limit: Duration) -> Vec<Value> {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let views = tokio::time::timeout(limit, client.wait(&names, Duration::from_millis(20)))
+        .await
+        .unwrap_or_else(|_| panic!("{names:?} not finished within {limit:?}"))
+        .unwrap();
+    views.into_iter().map(|v| v.status).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_run_a_map_to_the_exact_result() {
+    let served = serve("127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _a = worker(&served.url, dir.path(), 4);
+    let _b = worker(&served.url, dir.path(), 4);
+    let client = Client::new(&served.url, Some(TOKEN.into())).unwrap();
+    let n: i128 = 200_000;
+    client
+        .submit(vec![
+            future(
+                "squares",
+                json!({"map": {
+                "source": {"range": {"start": 0, "end": n}},
+                "function": {"function": "std.square"},
+                "shardSize": 1000, "reduce": "sum"}}),
+            ),
+            task(
+                "sum",
+                json!({"function": "std.sum", "args": {"a": 4, "b": 5}}),
+            ),
+        ])
+        .await
+        .unwrap();
+    let statuses = wait(
+        &client,
+        &["future/squares", "task/sum"],
+        Duration::from_secs(60),
+    )
+    .await;
+    let expected = (n - 1) * n * (2 * n - 1) / 6;
+    assert_eq!(statuses[0]["phase"], "Succeeded", "{}", statuses[0]);
+    assert_eq!(statuses[0]["result"].to_string(), expected.to_string());
+    assert_eq!(statuses[1]["result"], 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_tasks_come_back_after_the_lease_expires() {
+    let served = serve("127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new(&served.url, Some(TOKEN.into())).unwrap();
+    let mut doomed = worker(&served.url, dir.path(), 4);
+    client
+        .submit(vec![
+            task(
+                "nap",
+                json!({"function": "std.sleep", "args": {"ms": 1500}}),
+            ),
+            future(
+                "naps",
+                json!({"map": {
+                "source": {"items": (0..24).collect::<Vec<_>>()},
+                "function": {"function": "std.sleep", "args": {"ms": 300}},
+                "shardSize": 1, "reduce": "count"}}),
+            ),
+        ])
+        .await
+        .unwrap();
+    // Wait until the doomed worker holds the long task, then SIGKILL it.
+    let t0 = Instant::now();
+    loop {
+        let nap = client.get("task/nap").await.unwrap();
+        if nap.status["phase"] == "Running" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "never leased: {}",
+            nap.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    doomed.0.kill().unwrap();
+    doomed.0.wait().unwrap();
+    let killed = Instant::now();
+    let _rescuer = worker(&served.url, dir.path(), 4);
+    let statuses = wait(
+        &client,
+        &["task/nap", "future/naps"],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(statuses[0]["phase"], "Succeeded", "{}", statuses[0]);
+    assert_eq!(
+        statuses[0]["attempts"], 2,
+        "the first attempt died with its worker"
+    );
+    // The lease (1 s) had to expire before the task could run again.
+    assert!(
+        killed.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        killed.elapsed()
+    );
+    assert_eq!(statuses[1]["phase"], "Succeeded", "{}", statuses[1]);
+    assert_eq!(statuses[1]["result"], 24, "each item counted exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_running_work_then_exits() {
+    let served = serve("127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new(&served.url, Some(TOKEN.into())).unwrap();
+    let mut w = worker(&served.url, dir.path(), 2);
+    client
+        .submit(vec![task(
+            "nap",
+            json!({"function": "std.sleep", "args": {"ms": 1000}}),
+        )])
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    while client.get("task/nap").await.unwrap().status["phase"] != "Running" {
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &w.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let code = w.0.wait();
+        (code, w)
+    })
+    .await
+    .unwrap()
+    .0
+    .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let nap = client.get("task/nap").await.unwrap().status;
+    assert_eq!(
+        nap["phase"], "Succeeded",
+        "finished within the grace: {nap}"
+    );
+    assert_eq!(nap["attempts"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_wait_for_a_server_that_is_not_up_yet() {
+    // Find a free port, then leave it free for the server to come.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{addr}");
+    let dir = tempfile::tempdir().unwrap();
+    let _w = worker(&url, dir.path(), 2);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let served = serve(addr).await;
+    let client = Client::new(&served.url, Some(TOKEN.into())).unwrap();
+    client
+        .submit(vec![task(
+            "late",
+            json!({"function": "std.echo", "args": {"x": 1}}),
+        )])
+        .await
+        .unwrap();
+    let statuses = wait(&client, &["task/late"], Duration::from_secs(30)).await;
+    assert_eq!(statuses[0]["result"], json!({"x": 1}));
+}
