@@ -46,6 +46,8 @@ pub enum CliError {
         dir.display()
     )]
     Conflict { name: String, dir: PathBuf },
+    #[error("the store at {} is in use by another process (another kontinuum run?)", .0.display())]
+    Busy(PathBuf),
     #[error("engine: {0}")]
     Engine(#[from] kontinuum_engine::EngineError),
 }
