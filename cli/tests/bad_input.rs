@@ -24,6 +24,8 @@ struct Outcome {
     code: Option<i32>,
     stderr: String,
     file: PathBuf,
+    /// Removed when the outcome is dropped.
+    _dir: tempfile::TempDir,
 }
 
 /// Runs `kontinuum run` on a file holding a valid side-effect Task followed
@@ -55,11 +57,11 @@ fn run_bad(bad: &str) -> Outcome {
             "objects were submitted"
         );
     }
-    let kept = dir.keep();
     Outcome {
         code: out.status.code(),
         stderr,
-        file: kept.join("job.yaml"),
+        file,
+        _dir: dir,
     }
 }
 
@@ -77,7 +79,6 @@ fn expect(bad: &str, line: usize, field: &str, words: &str) {
         panic!("no line starting with {prefix:?} in:\n{}", out.stderr);
     };
     assert!(hit.contains(words), "{hit:?} should mention {words:?}");
-    let _ = std::fs::remove_dir_all(out.file.parent().unwrap());
 }
 
 const FUTURE: &str = "apiVersion: kontinuum.dev/v1alpha1
