@@ -19,11 +19,19 @@ pub fn start(concurrency: usize) -> anyhow::Result<Bench> {
     let dir = tempfile::tempdir().context("temporary store directory")?;
     let engine = Engine::open(dir.path(), EngineConfig::default()).context("open engine")?;
     let workers = start_in_process(engine.clone(), Arc::new(std_registry()), "*", concurrency);
-    Ok(Bench { engine, workers, _dir: dir })
+    Ok(Bench {
+        engine,
+        workers,
+        _dir: dir,
+    })
 }
 
 /// Polls until `name` is final; fails after `limit`.
-pub async fn wait_final(engine: &Engine, name: &str, limit: Duration) -> anyhow::Result<ObjectStatus> {
+pub async fn wait_final(
+    engine: &Engine,
+    name: &str,
+    limit: Duration,
+) -> anyhow::Result<ObjectStatus> {
     let start = Instant::now();
     loop {
         let status = engine.status(name)?;
@@ -42,9 +50,11 @@ pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }

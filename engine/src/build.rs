@@ -10,7 +10,6 @@ use crate::model::{
 };
 use crate::store::Store;
 use crate::types::EngineError;
-use kontinuum_api::canonical::to_canonical_string;
 use kontinuum_api::common::RetryPolicy;
 use kontinuum_api::duration::parse_duration;
 use kontinuum_api::validate;
@@ -66,12 +65,18 @@ fn retry_settings(field: &str, policy: &Option<RetryPolicy>) -> Result<RetrySett
     Ok(retry)
 }
 
-/// Identifies a spec so that resubmitting the same one is recognised.
+/// Identifies a spec so that resubmitting the same one is recognised. The
+/// typed spec serializes the same way every time, so its JSON is hashed as is.
 pub fn spec_hash(kind: &str, spec: &impl serde::Serialize) -> String {
-    let value = serde_json::to_value(spec).unwrap_or(Value::Null);
-    let text = format!("{kind}:{}", to_canonical_string(&value));
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hasher = Sha256::new();
+    hasher.update(kind.as_bytes());
+    hasher.update(b":");
+    hasher.update(serde_json::to_vec(spec).unwrap_or_default());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub struct TaskPlan {

@@ -12,13 +12,23 @@ use std::time::{Duration, Instant};
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let tasks: usize = flag(&args, "--tasks").unwrap_or(100_000);
-    let peers_n: Option<usize> = args.iter().any(|a| a == "--peers").then(|| flag(&args, "--peer-tasks").unwrap_or(10_000));
+    let peers_n: Option<usize> = args
+        .iter()
+        .any(|a| a == "--peers")
+        .then(|| flag(&args, "--peer-tasks").unwrap_or(10_000));
     let bench = kontinuum_bench::start(256)?;
-    let spec: kontinuum_api::TaskSpec = serde_yaml::from_str("{call: {function: std.echo, args: {x: 1}}}")?;
+    let spec: kontinuum_api::TaskSpec =
+        serde_yaml::from_str("{call: {function: std.echo, args: {x: 1}}}")?;
     let started = Instant::now();
     // Submissions arrive in batches while workers run, as a busy client's would.
     for chunk in (0..tasks).collect::<Vec<_>>().chunks(2_000) {
-        let batch = chunk.iter().map(|i| Submission::Task { name: format!("noop-{i}"), spec: spec.clone() }).collect();
+        let batch = chunk
+            .iter()
+            .map(|i| Submission::Task {
+                name: format!("noop-{i}"),
+                spec: spec.clone(),
+            })
+            .collect();
         bench.engine.submit(batch)?;
         tokio::task::yield_now().await;
     }
@@ -30,20 +40,31 @@ async fn main() -> anyhow::Result<()> {
         if started.elapsed() > Duration::from_secs(600) {
             bail!("not done after 600 s: {s:?}");
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let wall = started.elapsed().as_secs_f64();
     bench.workers.shutdown().await;
     // Every task must have succeeded with its own echo: checked outside the timing.
     for i in 0..tasks {
-        match bench.engine.status(&format!("noop-{i}")).context("status")? {
-            ObjectStatus::Task(t) if t.phase.as_deref() == Some("Succeeded") && t.result == Some(json!({"x": 1})) => {}
+        match bench
+            .engine
+            .status(&format!("noop-{i}"))
+            .context("status")?
+        {
+            ObjectStatus::Task(t)
+                if t.phase.as_deref() == Some("Succeeded") && t.result == Some(json!({"x": 1})) => {
+            }
             other => bail!("noop-{i} did not succeed: {other:?}"),
         }
     }
     let rate = tasks as f64 / wall;
-    println!("{}", json!({"system": "kontinuum", "tasks": tasks, "seconds": round3(wall), "tasks_per_sec": rate.round()}));
-    eprintln!("kontinuum: {tasks} no-op tasks in {wall:.2} s = {rate:.0} tasks/s (target >= 20000)");
+    println!(
+        "{}",
+        json!({"system": "kontinuum", "tasks": tasks, "seconds": round3(wall), "tasks_per_sec": rate.round()})
+    );
+    eprintln!(
+        "kontinuum: {tasks} no-op tasks in {wall:.2} s = {rate:.0} tasks/s (target >= 20000)"
+    );
     if let Some(n) = peers_n {
         run_peers(n, rate)?;
     }
@@ -52,21 +73,35 @@ async fn main() -> anyhow::Result<()> {
 
 fn run_peers(n: usize, ours: f64) -> anyhow::Result<()> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/run.sh");
-    let out = std::process::Command::new("bash").arg(&script).arg(n.to_string()).output().context("bench/peers/run.sh")?;
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(n.to_string())
+        .output()
+        .context("bench/peers/run.sh")?;
     if !out.status.success() {
         bail!("peers failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let (Some(system), Some(rate)) = (v["system"].as_str(), v["tasks_per_sec"].as_f64()) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(system), Some(rate)) = (v["system"].as_str(), v["tasks_per_sec"].as_f64()) else {
+            continue;
+        };
         println!("{line}");
-        eprintln!("{system}: {rate:.0} tasks/s; kontinuum is {:.1}x faster (target >= 20x)", ours / rate);
+        eprintln!(
+            "{system}: {rate:.0} tasks/s; kontinuum is {:.1}x faster (target >= 20x)",
+            ours / rate
+        );
     }
     Ok(())
 }
 
 fn flag(args: &[String], name: &str) -> Option<usize> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
 }
 
 fn round3(x: f64) -> f64 {
