@@ -21,7 +21,7 @@ const POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Manifest files (multi-document YAML).
-    #[arg(required = true)]
+    #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Keep the store here: the run is durable and rerunning the same command resumes it.
     #[arg(long, value_name = "DIR")]
