@@ -17,8 +17,8 @@ use crate::error::SourceError;
 use crate::source::WorkSource;
 use kontinuum_api::protocol::{
     ChildRequest, CompleteRequest, CompleteResponse, ErrorBody, HeartbeatRequest, LeaseRequest,
-    LeaseResponse, NodeResponse, RegisterRequest, RegisterResponse, SpawnRequest, SplitRequest,
-    SplitResponse, codes,
+    LeaseResponse, MAX_BODY_BYTES, NodeResponse, RegisterRequest, RegisterResponse, SpawnRequest,
+    SplitRequest, SplitResponse, codes,
 };
 use kontinuum_api::wire::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Outcome};
 use kontinuum_api::{FnRef, TaskSpec};
@@ -40,6 +40,8 @@ pub struct RemoteConfig {
     pub complete_patience: Duration,
     /// Per-request limit for calls that do not long-poll.
     pub request_timeout: Duration,
+    /// The server's body limit: larger completion batches are split first.
+    pub max_body_bytes: usize,
 }
 
 impl RemoteConfig {
@@ -50,6 +52,7 @@ impl RemoteConfig {
             max_backoff: Duration::from_secs(5),
             complete_patience: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
+            max_body_bytes: MAX_BODY_BYTES,
         }
     }
 }
@@ -142,6 +145,15 @@ impl RemoteSource {
     ) -> Result<T, CallError> {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| CallError::Unsent(format!("cannot encode the request: {e}")))?;
+        self.post_bytes(path, bytes, timeout).await
+    }
+
+    async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        bytes: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<T, CallError> {
         let mut request = self
             .http
             .post(format!("{}{path}", self.config.server))
@@ -201,9 +213,16 @@ impl RemoteSource {
         let give_up = Instant::now() + self.config.complete_patience;
         let mut backoff = Backoff::new(self.config.max_backoff);
         let request = CompleteRequest { completions: batch };
+        let bytes = serde_json::to_vec(&request)
+            .map_err(|e| SourceError::Rejected(format!("cannot encode completions: {e}")))?;
+        // Known too large: the server would refuse it, possibly by closing
+        // the connection mid-upload, which looks like an unknown outcome.
+        if bytes.len() > self.config.max_body_bytes {
+            return Box::pin(self.deliver_halves(request.completions)).await;
+        }
         loop {
             let result: Result<CompleteResponse, _> = self
-                .post("/v1/complete", &request, self.config.request_timeout)
+                .post_bytes("/v1/complete", bytes.clone(), self.config.request_timeout)
                 .await;
             match result {
                 Ok(r) if r.acks.len() == request.completions.len() => return Ok(r.acks),

@@ -1,0 +1,204 @@
+//! `RemoteSource` against the real server: completions survive a server
+//! that is away or restarts, oversized batches are halved, an outcome too
+//! large to send becomes a permanent failure, stale tokens are typed.
+
+use kontinuum_api::wire::{Completion, CompletionAck, Outcome};
+use kontinuum_engine::{Engine, EngineConfig};
+use kontinuum_operator::{Client, Server};
+use kontinuum_worker::{RemoteConfig, RemoteSource, SourceError, WorkSource};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+struct Served {
+    url: String,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Served {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Serves the store at `dir` on `addr`; reopening waits for the previous
+/// server's engine to let go of the store.
+async fn serve(dir: &Path, addr: SocketAddr) -> Served {
+    serve_with_lease(dir, addr, Duration::from_secs(1)).await
+}
+
+async fn serve_with_lease(dir: &Path, addr: SocketAddr, lease: Duration) -> Served {
+    let config = EngineConfig {
+        lease,
+        ..EngineConfig::default()
+    };
+    let t0 = Instant::now();
+    let engine = loop {
+        match Engine::open(dir, config.clone()) {
+            Ok(e) => break e,
+            Err(e) if t0.elapsed() < Duration::from_secs(10) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot reopen the store: {e}"),
+        }
+    };
+    let server = Server::bind(engine, addr, None).await.unwrap();
+    let url = format!("http://{}", server.local_addr().unwrap());
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    Served { url, stop, task }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn source(url: &str) -> RemoteSource {
+    let mut config = RemoteConfig::new(url);
+    config.max_backoff = Duration::from_millis(200);
+    RemoteSource::new(config).unwrap()
+}
+
+fn task(name: &str, call: Value) -> Value {
+    json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "Task",
+           "metadata": {"name": name}, "spec": {"call": call}})
+}
+
+fn success(token: u64, value: Value) -> Completion {
+    Completion {
+        token,
+        outcome: Outcome::Success { value },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_waits_for_the_server_to_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let remote = source(&format!("http://{addr}"));
+    let sending = tokio::spawn(async move { remote.complete(vec![success(7, json!(1))]).await });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!sending.is_finished(), "gave up while the server was away");
+    let served = serve(dir.path(), addr).await;
+    let acks = tokio::time::timeout(Duration::from_secs(10), sending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(acks, vec![CompletionAck::Stale]);
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_batches_are_halved_and_oversized_outcomes_fail_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long lease: this test holds one without heartbeats while it
+    // encodes megabytes (slow in debug builds on a busy machine).
+    let lease = Duration::from_secs(60);
+    let served = serve_with_lease(dir.path(), "127.0.0.1:0".parse().unwrap(), lease).await;
+    let remote = source(&served.url);
+    let big = || json!("x".repeat(3 << 20));
+    let batch = vec![success(1, big()), success(2, big()), success(3, big())];
+    let acks = remote.complete(batch).await.unwrap();
+    assert_eq!(acks, vec![CompletionAck::Stale; 3]);
+
+    let client = Client::new(&served.url, None).unwrap();
+    client
+        .submit(vec![task("huge", json!({"function": "std.echo"}))])
+        .await
+        .unwrap();
+    let leases = remote
+        .lease("*", "w", 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 1);
+    let token = leases[0].token;
+    let acks = remote
+        .complete(vec![success(token, json!("y".repeat(9 << 20)))])
+        .await
+        .unwrap();
+    assert_eq!(acks, vec![CompletionAck::Accepted]);
+    let status = client.get("task/huge").await.unwrap().status;
+    assert_eq!(status["phase"], "Failed", "{status}");
+    let message = status["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("larger than the server accepts"),
+        "{message}"
+    );
+
+    assert_eq!(remote.split(token, 5).await, Err(SourceError::StaleLease));
+    let beat = remote.heartbeat(token, None).await.unwrap();
+    assert!(beat.lost);
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_survives_a_server_restart_with_workers_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let served = serve(dir.path(), addr).await;
+    let url = served.url.clone();
+    let workers: Vec<Child> = (0..2)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
+                .args(["--server", &url, "--pool", "default", "--concurrency", "4"])
+                .env("RUST_LOG", "error")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    struct Kill(Vec<Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let _workers = Kill(workers);
+    let client = Client::new(&url, None).unwrap();
+    let spec = json!({"map": {"source": {"items": (0..40).collect::<Vec<_>>()},
+        "function": {"function": "std.sleep", "args": {"ms": 100}},
+        "shardSize": 1, "reduce": "count"}});
+    client
+        .submit(vec![json!({"apiVersion": "kontinuum.dev/v1alpha1",
+            "kind": "HierarchicalFuture", "metadata": {"name": "naps"}, "spec": spec})])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    served.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let served = serve(dir.path(), addr).await;
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.wait(&["future/naps".into()], Duration::from_millis(20)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(done[0].status["phase"], "Succeeded", "{}", done[0].status);
+    assert_eq!(
+        done[0].status["result"], 40,
+        "each item counted exactly once"
+    );
+    served.stop().await;
+}
