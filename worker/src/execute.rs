@@ -40,7 +40,7 @@ pub async fn execute(ctx: &Ctx, work: Work) -> FnResult {
             for value in values {
                 folder.add(ctx, value).await?;
             }
-            Ok(folder.finish())
+            folder.finish()
         }
     }
 }

@@ -185,7 +185,7 @@ pub(crate) async fn run_leaf(
             drive(ctx, &f, function, &mut c, &mut folder).await?;
         }
     }
-    Ok(folder.finish())
+    folder.finish()
 }
 
 async fn drive<C: Cursor>(
@@ -207,9 +207,10 @@ async fn drive<C: Cursor>(
             Invocation::Pending(fut) => (fut.await?, true),
         };
         // Built-in reducers fold without an await point.
-        match folder {
-            Folder::Builtin(_) => folder.add_now(&value)?,
-            Folder::Function { .. } => folder.add(ctx, value).await?,
+        if folder.is_builtin() {
+            folder.add_now(value)?;
+        } else {
+            folder.add(ctx, value).await?;
         }
         since_check += 1;
         // After an awaited call time has passed anyway, so check at once.
