@@ -78,7 +78,7 @@ async fn noop(engine: Engine, concurrency: usize, n: usize) -> Result<(), Error>
         if s.queued == 0 && s.running == 0 && s.delayed == 0 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let wall = t.elapsed();
     let cpu = cpu_seconds() - cpu;

@@ -186,10 +186,16 @@ impl Ctx {
         Ok(self.inner.services.spawn(self.token(), spec).await?)
     }
 
-    /// Starts an independent task that calls `call`, with default settings.
+    /// Starts an independent task that calls `call`, with default settings,
+    /// in this worker's pool (the default pool when it serves every pool).
     pub async fn spawn_call(&self, call: &FnRef) -> Result<NodeId, FnError> {
+        let mut spec = json!({ "call": call });
+        let pool = &self.inner.info.pool;
+        if pool != "*" && !pool.is_empty() {
+            spec["pool"] = json!(pool);
+        }
         // Built from JSON so that new optional TaskSpec fields keep their defaults.
-        let spec: TaskSpec = serde_json::from_value(json!({ "call": call })).map_err(|e| {
+        let spec: TaskSpec = serde_json::from_value(spec).map_err(|e| {
             FnError::permanent(format!("cannot build a task for '{}': {e}", call.function))
         })?;
         self.spawn(spec).await

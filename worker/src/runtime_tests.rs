@@ -326,6 +326,7 @@ async fn children_and_inline_calls_reach_the_source() {
         let f = args.fnref("f")?;
         let node = ctx.child(f.clone(), 5).await?;
         let inline = ctx.call_inline(&f).await?;
+        ctx.spawn_call(&f).await?;
         Ok(json!({"node": node, "inline": inline}))
     });
     let source = Arc::new(FakeSource::default());
@@ -343,7 +344,9 @@ async fn children_and_inline_calls_reach_the_source() {
             value: json!({"node": 1000, "inline": 5})
         }
     );
-    assert_eq!(source.children.lock().clone(), vec![(9, f, 5)]);
+    assert_eq!(source.children.lock().clone(), vec![(9, f.clone(), 5)]);
+    let spawned = source.spawned.lock().clone();
+    assert_eq!((spawned[0].pool.as_str(), &spawned[0].call), ("p", &f));
     rt.shutdown().await;
 }
 

@@ -24,6 +24,7 @@ pub(crate) struct FakeSource {
     pub(crate) splits: Mutex<Vec<(u64, i64)>>,
     pub(crate) accept_splits: AtomicBool,
     pub(crate) children: Mutex<Vec<(u64, FnRef, u64)>>,
+    pub(crate) spawned: Mutex<Vec<TaskSpec>>,
     next_node: AtomicU64,
 }
 
@@ -135,7 +136,8 @@ impl WorkSource for FakeSource {
         Ok(self.next_node.fetch_add(1, Ordering::SeqCst) + 1000)
     }
 
-    async fn spawn(&self, _token: u64, _spec: TaskSpec) -> Result<NodeId, SourceError> {
+    async fn spawn(&self, _token: u64, spec: TaskSpec) -> Result<NodeId, SourceError> {
+        self.spawned.lock().push(spec);
         Ok(self.next_node.fetch_add(1, Ordering::SeqCst) + 1000)
     }
 }
