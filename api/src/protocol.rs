@@ -52,6 +52,26 @@ pub struct RegisterResponse {
     pub max_body_bytes: usize,
 }
 
+/// `GET /v1/workers`: the workers seen in the last few minutes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerList {
+    pub workers: Vec<WorkerView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerView {
+    pub worker: String,
+    pub pool: String,
+    /// Empty for a worker that leased without registering (for example
+    /// after the server restarted).
+    pub functions: Vec<String>,
+    pub concurrency: u32,
+    /// Milliseconds since its last register or lease call.
+    pub idle_ms: u64,
+}
+
 /// `POST /v1/lease`: up to `max` leases, waiting up to `waitMs` for the first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -3,7 +3,8 @@
 //! body kept so its field-naming messages reach the user unchanged.
 
 use kontinuum_api::protocol::{
-    ErrorBody, Health, ObjectList, ObjectView, SubmitRequest, SubmitResponse,
+    ErrorBody, Health, ObjectList, ObjectView, SubmitRequest, SubmitResponse, WorkerList,
+    WorkerView,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -116,6 +117,12 @@ impl Client {
             }
             tokio::time::sleep(every).await;
         }
+    }
+
+    /// The workers the server has heard from lately.
+    pub async fn workers(&self) -> Result<Vec<WorkerView>, ClientError> {
+        let list: WorkerList = self.call::<(), _>(Method::GET, "/v1/workers", None).await?;
+        Ok(list.workers)
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {

@@ -129,6 +129,7 @@ pub async fn serve(
 fn router(state: AppStateRef) -> Router {
     let v1 = Router::new()
         .route("/workers/register", post(worker_api::register))
+        .route("/workers", get(worker_api::workers))
         .route("/lease", post(worker_api::lease))
         .route("/heartbeat", post(worker_api::heartbeat))
         .route("/complete", post(worker_api::complete))

@@ -9,7 +9,8 @@ use axum::extract::State;
 use kontinuum_api::protocol::{
     ChildRequest, CompleteRequest, CompleteResponse, HeartbeatRequest, HeartbeatResponse,
     LeaseRequest, LeaseResponse, MAX_BATCH, MAX_BODY_BYTES, MAX_LEASE_WAIT_MS, NodeResponse,
-    RegisterRequest, RegisterResponse, SpawnRequest, SplitRequest, SplitResponse,
+    RegisterRequest, RegisterResponse, SpawnRequest, SplitRequest, SplitResponse, WorkerList,
+    WorkerView,
 };
 use kontinuum_engine::{Engine, EngineError};
 use std::sync::Arc;
@@ -63,6 +64,49 @@ pub(crate) async fn register(
     }))
 }
 
+/// Workers not heard from for this long are forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(300);
+
+/// Notes a lease call; a worker unknown here (it registered with a server
+/// that has since restarted) is listed without its functions.
+fn seen(state: &AppStateRef, worker: &str, pool: &str) {
+    let now = Instant::now();
+    let mut workers = state.workers.lock();
+    if let Some(w) = workers.get_mut(worker) {
+        w.last_seen = now;
+        return;
+    }
+    workers.retain(|_, w| now.duration_since(w.last_seen) < FORGET_AFTER);
+    workers.insert(
+        worker.to_string(),
+        WorkerRecord {
+            pool: pool.to_string(),
+            functions: Vec::new(),
+            concurrency: 0,
+            last_seen: now,
+        },
+    );
+}
+
+pub(crate) async fn workers(State(state): State<AppStateRef>) -> Json<WorkerList> {
+    let now = Instant::now();
+    let mut workers: Vec<WorkerView> = state
+        .workers
+        .lock()
+        .iter()
+        .filter(|(_, w)| now.duration_since(w.last_seen) < FORGET_AFTER)
+        .map(|(name, w)| WorkerView {
+            worker: name.clone(),
+            pool: w.pool.clone(),
+            functions: w.functions.clone(),
+            concurrency: w.concurrency,
+            idle_ms: now.duration_since(w.last_seen).as_millis() as u64,
+        })
+        .collect();
+    workers.sort_by(|a, b| a.worker.cmp(&b.worker));
+    Json(WorkerList { workers })
+}
+
 fn check_pool(pool: &str) -> Result<(), ApiError> {
     if pool.is_empty() {
         return Err(ApiError::bad_field(
@@ -94,9 +138,7 @@ pub(crate) async fn lease(
             format!("must be 1..={MAX_BATCH}"),
         ));
     }
-    if let Some(w) = state.workers.lock().get_mut(&req.worker) {
-        w.last_seen = Instant::now();
-    }
+    seen(&state, &req.worker, &req.pool);
     let wait = Duration::from_millis(req.wait_ms.min(MAX_LEASE_WAIT_MS));
     let gone = Arc::new(AtomicBool::new(false));
     let _guard = Gone(gone.clone());

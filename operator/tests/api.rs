@@ -450,6 +450,17 @@ async fn register_answers_the_limits() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["worker"], "w-1");
     assert_eq!(body["maxBodyBytes"], MAX_BODY_BYTES);
+    // A worker that leases without registering is listed too.
+    let (_, body) = s
+        .post("/v1/lease", json!({"worker": "w-2", "pool": "p", "max": 1}))
+        .await;
+    assert_eq!(body, json!({"leases": []}));
+    let workers = Client::new(&s.base, None).unwrap().workers().await.unwrap();
+    let seen: Vec<_> = workers
+        .iter()
+        .map(|w| (w.worker.as_str(), w.functions.len()))
+        .collect();
+    assert_eq!(seen, vec![("w-1", 1), ("w-2", 0)]);
     let (status, body) = s
         .post("/v1/workers/register", json!({"worker": "w", "pool": ""}))
         .await;
