@@ -197,9 +197,17 @@ async fn lease_loop<S: WorkSource>(shared: Arc<Shared<S>>) {
     while !shared.stopping.load(Ordering::SeqCst) {
         // Wait for one free slot, then take whatever else is free at once.
         let stop = shared.stop.notified();
+        tokio::pin!(stop);
+        // Registered before the flag is read again: a shutdown in between
+        // still wakes this wait, which may otherwise last as long as the
+        // longest running task.
+        stop.as_mut().enable();
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
         let first = tokio::select! {
             permit = shared.slots.acquire() => permit,
-            () = stop => break,
+            () = &mut stop => break,
         };
         let Ok(first) = first else { break };
         first.forget();

@@ -402,3 +402,21 @@ async fn the_kernel_path_splits_too() {
     assert_eq!(acc.finish(), json!((-50..at as i128).sum::<i128>()));
     rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_every_slot_busy_still_ends_after_the_grace() {
+    let source = Arc::new(FakeSource::default());
+    source.push(lease(1, call("std.sleep", json!({"ms": 60_000})), 10_000));
+    let rt = start(&source, std_registry(), 1);
+    while rt.running() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let t = Instant::now();
+    rt.shutdown().await;
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let c = source.completion(1).unwrap();
+    assert_eq!(
+        failure(&c.outcome).0,
+        "worker shut down before the task finished"
+    );
+}
