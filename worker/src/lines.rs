@@ -38,7 +38,8 @@ impl LineReader {
             let n = reader
                 .read_until(b'\n', &mut buf)
                 .map_err(|e| io_error(path, &e))?;
-            pos = start - 1 + n as u64;
+            // At EOF nothing was read; never report a position before `start`.
+            pos = (start - 1 + n as u64).max(start);
         }
         Ok(LineReader {
             reader,

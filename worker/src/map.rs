@@ -127,7 +127,9 @@ impl Cursor for LinesCursor {
         to_i64(self.reader.end())
     }
     fn done(&self) -> u64 {
-        self.reader.position().saturating_sub(self.start)
+        // The last line may run past `end`; progress stays within the slice.
+        let pos = self.reader.position().min(self.reader.end());
+        pos.saturating_sub(self.start)
     }
     fn stop_at(&mut self, at: i64) {
         self.reader.stop_at(u64::try_from(at).unwrap_or(0));

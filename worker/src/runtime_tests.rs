@@ -420,3 +420,75 @@ async fn shutdown_with_every_slot_busy_still_ends_after_the_grace() {
         "worker shut down before the task finished"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lines_leaf_splits_at_a_line_start_and_loses_no_line() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    let expected: Vec<Value> = (0..5000)
+        .map(|i| json!(format!("line {i} {}", "x".repeat(i % 9))))
+        .collect();
+    for line in &expected {
+        std::io::Write::write_all(
+            &mut file,
+            format!("{}\n", line.as_str().unwrap()).as_bytes(),
+        )
+        .unwrap();
+    }
+    let path = file.path().to_str().unwrap().to_string();
+    let len = std::fs::metadata(&path).unwrap().len();
+    let source = Arc::new(FakeSource::default());
+    source.accept_splits.store(true, Ordering::SeqCst);
+    source.replies.lock().insert(
+        1,
+        HeartbeatReply {
+            split: true,
+            ..Default::default()
+        },
+    );
+    let collect = Reducer::Builtin(BuiltinReducer::Collect);
+    let slice = Slice::Lines {
+        path: path.clone(),
+        start: 0,
+        end: len,
+    };
+    let work = Work::MapLeaf {
+        function: FnRef::new("test.slow_id"),
+        slice,
+        reducer: collect.clone(),
+    };
+    source.push(lease(1, work, 30));
+    let rt = start(&source, slow_registry(), 1);
+    let done = source.wait_completions(1).await;
+    rt.shutdown().await;
+    let at = source.splits.lock()[0].1;
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        at > 0 && (at as u64) < len && bytes[at as usize - 1] == b'\n',
+        "split at {at}"
+    );
+    let Outcome::Success { value } = &done[0].outcome else {
+        panic!()
+    };
+    let mut got = Accumulator::from_value(value)
+        .unwrap()
+        .finish()
+        .as_array()
+        .unwrap()
+        .clone();
+    // The rest, as the engine's new children would read it.
+    let rest = Slice::Lines {
+        path,
+        start: at as u64,
+        end: len,
+    };
+    let rest = Work::MapLeaf {
+        function: FnRef::new("std.echo"),
+        slice: rest,
+        reducer: collect,
+    };
+    let ctx = crate::Ctx::detached(Arc::new(std_registry()));
+    let rest = crate::execute(&ctx, rest).await.unwrap();
+    let rest = Accumulator::from_value(&rest).unwrap().finish();
+    got.extend(rest.as_array().unwrap().iter().map(|o| o["item"].clone()));
+    assert_eq!(got, expected);
+}
