@@ -62,15 +62,20 @@ impl Drop for Worker {
 }
 
 fn worker(url: &str, dir: &Path, concurrency: usize) -> Worker {
+    worker_with_grace(url, dir, concurrency, 10)
+}
+
+fn worker_with_grace(url: &str, dir: &Path, concurrency: usize, grace: u64) -> Worker {
     let token_file = dir.join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
-        .args(["--server", url, "--pool", "default", "--grace", "10"])
+        .args(["--server", url, "--pool", "default", "--grace"])
+        .arg(grace.to_string())
         .arg("--concurrency")
         .arg(concurrency.to_string())
         .arg("--token-file")
         .arg(&token_file)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -232,6 +237,53 @@ async fn sigterm_finishes_running_work_then_exits() {
         "finished within the grace: {nap}"
     );
     assert_eq!(nap["attempts"], 1);
+}
+
+async fn wait_running(client: &Client, name: &str) {
+    let t0 = Instant::now();
+    while client.get(name).await.unwrap().status["phase"] != "Running" {
+        assert!(t0.elapsed() < Duration::from_secs(20), "{name} never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn terminate(w: &Worker) {
+    let status = Command::new("kill")
+        .args(["-TERM", &w.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_back_what_the_grace_cannot_finish() {
+    let served = serve("127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new(&served.url, Some(TOKEN.into())).unwrap();
+    let mut w = worker_with_grace(&served.url, dir.path(), 2, 1);
+    client
+        .submit(vec![task(
+            "long",
+            json!({"function": "std.sleep", "args": {"ms": 4000}}),
+        )])
+        .await
+        .unwrap();
+    wait_running(&client, "task/long").await;
+    terminate(&w);
+    let t0 = Instant::now();
+    let exit = tokio::task::spawn_blocking(move || (w.0.wait(), w))
+        .await
+        .unwrap()
+        .0
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    // Handed back as a retryable failure: another worker runs it at once,
+    // without waiting for the lease to expire.
+    let _next = worker(&served.url, dir.path(), 2);
+    let statuses = wait(&client, &["task/long"], Duration::from_secs(30)).await;
+    assert_eq!(statuses[0]["phase"], "Succeeded", "{}", statuses[0]);
+    assert_eq!(statuses[0]["attempts"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
