@@ -217,12 +217,7 @@ impl State {
         store: &Store,
         key: &str,
     ) -> Result<DebounceState, EngineError> {
-        if let Some(st) = self.debounce.get(key) {
-            return Ok(st.clone());
-        }
-        let st = store.debounce(key)?;
-        self.debounce.insert(key.to_string(), st.clone());
-        Ok(st)
+        cached(&mut self.debounce, key, || store.debounce(key))
     }
 
     pub fn set_debounce(
@@ -241,12 +236,7 @@ impl State {
         store: &Store,
         key: &str,
     ) -> Result<ExclusiveState, EngineError> {
-        if let Some(st) = self.exclusive.get(key) {
-            return Ok(st.clone());
-        }
-        let st = store.exclusive(key)?;
-        self.exclusive.insert(key.to_string(), st.clone());
-        Ok(st)
+        cached(&mut self.exclusive, key, || store.exclusive(key))
     }
 
     pub fn set_exclusive(
@@ -702,22 +692,11 @@ impl State {
         p.children += 1;
         let (root, depth) = (p.root, p.depth + 1);
         let child = Node {
-            id,
             parent: Some(parent),
             root,
             index,
             depth,
-            body,
-            weight,
-            state: NodeState::Queued,
-            due_ms: 0,
-            attempts: 0,
-            error: None,
-            own: None,
-            children: 0,
-            finished_children: 0,
-            started_ms: 0,
-            finished_ms: 0,
+            ..Node::root_node(id, body, weight, NodeState::Queued, 0)
         };
         self.insert_node(tx, child)?;
         self.write_node(tx, parent)?;
@@ -1146,6 +1125,21 @@ impl State {
         self.insert_node(tx, node)?;
         Ok(id)
     }
+}
+
+/// Per-key state read from the store once, then kept (this process is the
+/// only writer, so the kept copy is the latest).
+fn cached<T: Clone>(
+    cache: &mut HashMap<String, T>,
+    key: &str,
+    load: impl FnOnce() -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    if let Some(st) = cache.get(key) {
+        return Ok(st.clone());
+    }
+    let st = load()?;
+    cache.insert(key.to_string(), st.clone());
+    Ok(st)
 }
 
 /// `{previous: [...]}` bound into a sequence step.
