@@ -89,6 +89,9 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status.is_client_error() {
+            tracing::debug!(status = %self.status, error = %self.body.message, "request refused");
+        }
         (self.status, crate::body::Json(self.body)).into_response()
     }
 }

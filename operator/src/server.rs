@@ -139,8 +139,12 @@ fn router(state: AppStateRef) -> Router {
         .route("/objects", post(objects::submit).get(objects::list))
         .route("/objects/{kind}/{name}", get(objects::get))
         .route("/objects/{kind}/{name}/cancel", post(objects::cancel));
-    Router::new()
-        .nest("/v1", v1)
+    layered(Router::new().nest("/v1", v1), state)
+}
+
+/// The routes every server has, and the layers around all of them.
+fn layered(routes: Router<AppStateRef>, state: AppStateRef) -> Router {
+    routes
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -231,4 +235,45 @@ async fn declared_length(req: Request, next: Next) -> Response {
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     ApiError::internal("the server failed while handling this request").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_json_answer_and_serving_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path(), Default::default()).unwrap();
+        let server = Server::bind(engine, "127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        async fn boom() -> &'static str {
+            panic!("boom")
+        }
+        let app = layered(
+            Router::new().route("/boom", get(boom)),
+            server.state.clone(),
+        );
+        tokio::spawn(async move { axum::serve(server.listener, app).await });
+        let http = reqwest::Client::new();
+        for _ in 0..2 {
+            let resp = http
+                .get(format!("http://{addr}/boom"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 500);
+            let body: serde_json::Value =
+                serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+            assert_eq!(body["error"], "internal");
+        }
+        let resp = http
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    }
 }
