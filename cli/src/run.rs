@@ -192,7 +192,16 @@ fn read_statuses(engine: &Engine, objects: &[Object]) -> Result<Vec<Option<Value
                 ObjectStatus::Task(s) => serde_json::to_value(s),
                 ObjectStatus::Future(s) => serde_json::to_value(s),
             };
-            Ok(Some(status.unwrap_or(Value::Null)))
+            let mut status = status.unwrap_or(Value::Null);
+            // Locally the whole result is printed; only a custom resource's
+            // status keeps results to 4 KiB.
+            if let Some(obj) = status.as_object_mut()
+                && obj.remove("resultRef").is_some()
+                && let Some(result) = engine.result(&o.key)?
+            {
+                obj.insert("result".into(), result);
+            }
+            Ok(Some(status))
         })
         .collect()
 }

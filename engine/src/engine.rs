@@ -225,6 +225,14 @@ impl Engine {
         }
     }
 
+    /// The whole result of an object, also when it is too large for the
+    /// status (which then carries only `resultRef`).
+    pub fn result(&self, name: &str) -> Result<Option<serde_json::Value>, EngineError> {
+        let st = self.inner.state.lock();
+        let (_, root) = self.root_of(&st, name)?;
+        Ok(root.result)
+    }
+
     /// Cancels an object's whole tree: queued work is dropped, running work
     /// sees it at its next heartbeat.
     pub fn cancel(&self, name: &str) -> Result<(), EngineError> {
