@@ -212,24 +212,13 @@ async fn sigterm_finishes_running_work_then_exits() {
         )])
         .await
         .unwrap();
-    let t0 = Instant::now();
-    while client.get("task/nap").await.unwrap().status["phase"] != "Running" {
-        assert!(t0.elapsed() < Duration::from_secs(20));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let status = Command::new("kill")
-        .args(["-TERM", &w.0.id().to_string()])
-        .status()
+    wait_running(&client, "task/nap").await;
+    terminate(&w);
+    let exit = tokio::task::spawn_blocking(move || (w.0.wait(), w))
+        .await
+        .unwrap()
+        .0
         .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || {
-        let code = w.0.wait();
-        (code, w)
-    })
-    .await
-    .unwrap()
-    .0
-    .unwrap();
     assert!(exit.success(), "{exit:?}");
     let nap = client.get("task/nap").await.unwrap().status;
     assert_eq!(
@@ -247,9 +236,11 @@ async fn wait_running(client: &Client, name: &str) {
     }
 }
 
+/// SIGTERM through the shell's builtin `kill` (no procps needed).
 fn terminate(w: &Worker) {
-    let status = Command::new("kill")
-        .args(["-TERM", &w.0.id().to_string()])
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -TERM {}", w.0.id()))
         .status()
         .unwrap();
     assert!(status.success());
