@@ -1,0 +1,140 @@
+//! `kill -9` the server process in the middle of a job, start it again on
+//! the same store: the job ends with the exact result, nothing counted twice.
+//! The server process is this test binary run again as `server_child`, so
+//! the test needs no binary of another crate.
+
+use kontinuum_engine::{Engine, EngineConfig};
+use kontinuum_operator::Client;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DATA: &str = "KONTINUUM_TEST_SERVER_DATA";
+const ADDR: &str = "KONTINUUM_TEST_SERVER_ADDR";
+
+#[test]
+#[ignore = "the server process that kill_9_the_server_mid_job starts; does nothing alone"]
+fn server_child() {
+    let (Ok(dir), Ok(addr)) = (std::env::var(DATA), std::env::var(ADDR)) else {
+        return;
+    };
+    let addr: SocketAddr = addr.parse().unwrap();
+    let config = EngineConfig {
+        lease: Duration::from_secs(1),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::open(Path::new(&dir), config).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(kontinuum_operator::serve(
+            engine,
+            addr,
+            None,
+            std::future::pending(),
+        ))
+        .unwrap();
+}
+
+/// Processes ended with SIGKILL when the test ends, however it ends.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start_server(dir: &Path, addr: SocketAddr) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["server_child", "--exact", "--ignored", "--nocapture"])
+        .env(DATA, dir)
+        .env(ADDR, addr.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_healthy(client: &Client) {
+    let t0 = Instant::now();
+    while client.health().await.is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "server never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn future(name: &str, map: Value) -> Value {
+    json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "HierarchicalFuture",
+           "metadata": {"name": name}, "spec": {"map": map}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_the_server_mid_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{addr}");
+    let client = Client::new(&url, None).unwrap();
+    let mut server = Procs(vec![start_server(dir.path(), addr)]);
+    wait_healthy(&client).await;
+    let workers: Vec<Child> = (0..2)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
+                .args(["--server", &url, "--pool", "default", "--concurrency", "4"])
+                .env("RUST_LOG", "error")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let _workers = Procs(workers);
+    let n: i128 = 100_000;
+    client
+        .submit(vec![
+            future(
+                "naps",
+                json!({"source": {"items": (0..40).collect::<Vec<_>>()},
+                    "function": {"function": "std.sleep", "args": {"ms": 100}},
+                    "shardSize": 1, "reduce": "count"}),
+            ),
+            future(
+                "squares",
+                json!({"source": {"range": {"start": 0, "end": n}},
+                    "function": {"function": "std.square"}, "shardSize": 100, "reduce": "sum"}),
+            ),
+        ])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = client.get("future/naps").await.unwrap().status;
+    server.0[0].kill().unwrap();
+    server.0[0].wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.0[0] = start_server(dir.path(), addr);
+    wait_healthy(&client).await;
+    let names = ["future/naps".to_string(), "future/squares".to_string()];
+    let done = tokio::time::timeout(
+        Duration::from_secs(120),
+        client.wait(&names, Duration::from_millis(20)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_ne!(before["phase"], "Succeeded", "killed too late to matter");
+    assert_eq!(done[0].status["phase"], "Succeeded", "{}", done[0].status);
+    assert_eq!(
+        done[0].status["result"], 40,
+        "each item counted exactly once"
+    );
+    let expected = (n - 1) * n * (2 * n - 1) / 6;
+    assert_eq!(done[1].status["result"].to_string(), expected.to_string());
+}
