@@ -268,19 +268,31 @@ async fn int_kernels_agree_with_the_generic_path() {
     generic.register_sync("plain.square", |ctx, args| {
         ctx.invoke("std.square", args).resolve_now()
     });
+    generic.register_int("fast.third", |i| Ok(crate::Scalar::Float(i as f64 / 3.0)));
+    generic.register_sync("plain.third", |ctx, args| {
+        ctx.invoke("fast.third", args).resolve_now()
+    });
     let ctx = Ctx::detached(Arc::new(generic));
-    for reducer in [
+    let reducers = [
         BuiltinReducer::Sum,
         BuiltinReducer::Mean,
         BuiltinReducer::Count,
-    ] {
-        for (start, end) in [(-1000, 1000), (5, 5), (0, 130), (i64::MAX - 3, i64::MAX)] {
-            let slice = Slice::Range { start, end };
-            let fast = leaf("std.square", slice.clone(), Reducer::Builtin(reducer));
-            let slow = leaf("plain.square", slice, Reducer::Builtin(reducer));
-            let fast = execute(&ctx, fast).await;
-            let slow = execute(&ctx, slow).await;
-            assert_eq!(fast, slow, "{reducer:?} over {start}..{end}");
+    ];
+    let ranges = [(-1000, 1000), (5, 5), (0, 130), (i64::MAX - 3, i64::MAX)];
+    let pairs = [
+        ("std.square", "plain.square"),
+        ("fast.third", "plain.third"),
+    ];
+    for reducer in reducers {
+        for (start, end) in ranges {
+            for (kernel, plain) in pairs {
+                let slice = Slice::Range { start, end };
+                let fast = leaf(kernel, slice.clone(), Reducer::Builtin(reducer));
+                let slow = leaf(plain, slice, Reducer::Builtin(reducer));
+                let fast = execute(&ctx, fast).await;
+                let slow = execute(&ctx, slow).await;
+                assert_eq!(fast, slow, "{kernel} {reducer:?} over {start}..{end}");
+            }
         }
     }
 }
@@ -297,5 +309,38 @@ async fn int_kernel_overflow_is_the_reducers_error() {
         e.message.starts_with("reduce sum: sum overflowed"),
         "{}",
         e.message
+    );
+}
+
+#[tokio::test]
+async fn int_functions_take_the_kernel_path_and_check_their_item() {
+    let mut r = std_registry();
+    r.register_int("test.half", |i| Ok(crate::Scalar::Float(i as f64 / 2.0)));
+    let ctx = Ctx::detached(Arc::new(r));
+    let slice = Slice::Range { start: 0, end: 5 };
+    let v = execute(&ctx, leaf("test.half", slice, SUM)).await.unwrap();
+    assert_eq!(finish(&v), json!(5.0));
+    let v = execute(
+        &ctx,
+        leaf(
+            "test.half",
+            Slice::Items {
+                offset: 0,
+                items: vec![json!(3)],
+            },
+            SUM,
+        ),
+    );
+    assert_eq!(finish(&v.await.unwrap()), json!(1.5));
+    let items = vec![json!(2.5)];
+    let e = execute(
+        &ctx,
+        leaf("test.half", Slice::Items { offset: 0, items }, SUM),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "argument 'item': expected a 64-bit integer, got 2.5"
     );
 }
