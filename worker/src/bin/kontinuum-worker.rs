@@ -107,6 +107,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     // A long poll, short enough that shutdown (which waits for the poll in
     // flight) is prompt; work arriving during a poll is handed out at once.
     runtime_config.lease_wait = Duration::from_secs(1);
+    // Completions batch by themselves while a complete call is in flight;
+    // waiting for company on an idle worker only adds latency.
+    runtime_config.flush_after = Duration::from_micros(200);
     tracing::info!(server = %cli.server, pool = %cli.pool, concurrency = cli.concurrency, %name, "worker starting");
     let runtime = Runtime::start(source, registry, runtime_config);
 
