@@ -3,8 +3,10 @@
 //! - Write functions: [`Registry::register`] (async) and
 //!   [`Registry::register_sync`] (pure CPU, the map fast path); they receive a
 //!   [`Ctx`] and an [`Args`] view and return `Result<Value, FnError>`.
+//!   [`Registry::register_int`] (or [`Function::int_kernel`]) adds an
+//!   integer kernel: range maps with sum/mean/count then skip JSON per item.
 //! - Serve them: [`Runtime`] leases work from a [`WorkSource`] (the embedded
-//!   engine, or later a remote server), runs it, heartbeats and completes it
+//!   engine, or a remote server), runs it, heartbeats and completes it
 //!   in batches. [`start_in_process`] is the `kontinuum run` entry.
 //! - [`std_registry`] holds the `std.*` functions of DESIGN.md §2.
 //!
