@@ -208,8 +208,14 @@ impl RemoteSource {
     }
 
     /// Delivers one batch, retrying while the outcome is unknown; halves a
-    /// batch the server finds too large.
-    async fn deliver(&self, batch: Vec<Completion>) -> Result<Vec<CompletionAck>, SourceError> {
+    /// batch the server finds too large (`shrink`: not yet cut down to a
+    /// replacement failure, so a server that refuses even that is an error
+    /// rather than a loop).
+    async fn deliver(
+        &self,
+        batch: Vec<Completion>,
+        shrink: bool,
+    ) -> Result<Vec<CompletionAck>, SourceError> {
         let give_up = Instant::now() + self.config.complete_patience;
         let mut backoff = Backoff::new(self.config.max_backoff);
         let request = CompleteRequest { completions: batch };
@@ -217,7 +223,13 @@ impl RemoteSource {
             .map_err(|e| SourceError::Rejected(format!("cannot encode completions: {e}")))?;
         // Known too large: the server would refuse it, possibly by closing
         // the connection mid-upload, which looks like an unknown outcome.
+        let too_large = || {
+            SourceError::Rejected("the server refuses even a short completion as too large".into())
+        };
         if bytes.len() > self.config.max_body_bytes {
+            if !shrink {
+                return Err(too_large());
+            }
             return Box::pin(self.deliver_halves(request.completions)).await;
         }
         loop {
@@ -233,8 +245,11 @@ impl RemoteSource {
                         request.completions.len()
                     )));
                 }
-                Err(CallError::Refused(StatusCode::PAYLOAD_TOO_LARGE, _)) => {
+                Err(CallError::Refused(StatusCode::PAYLOAD_TOO_LARGE, _)) if shrink => {
                     return Box::pin(self.deliver_halves(request.completions)).await;
+                }
+                Err(CallError::Refused(StatusCode::PAYLOAD_TOO_LARGE, _)) => {
+                    return Err(too_large());
                 }
                 Err(CallError::Refused(s, body)) if !s.is_server_error() => {
                     return Err(CallError::Refused(s, body).into());
@@ -265,11 +280,11 @@ impl RemoteSource {
                 ),
                 permanent: true,
             };
-            return self.deliver(batch).await;
+            return self.deliver(batch, false).await;
         }
         let rest = batch.split_off(batch.len() / 2);
-        let mut acks = self.deliver(batch).await?;
-        acks.extend(self.deliver(rest).await?);
+        let mut acks = self.deliver(batch, true).await?;
+        acks.extend(self.deliver(rest, true).await?);
         Ok(acks)
     }
 }
@@ -311,7 +326,7 @@ impl WorkSource for RemoteSource {
         if completions.is_empty() {
             return Ok(Vec::new());
         }
-        self.deliver(completions).await
+        self.deliver(completions, true).await
     }
 
     async fn split(&self, token: u64, at: i64) -> Result<bool, SourceError> {

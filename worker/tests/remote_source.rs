@@ -143,6 +143,18 @@ async fn oversized_batches_are_halved_and_oversized_outcomes_fail_the_task() {
         "{message}"
     );
 
+    // A limit nothing fits under is an error, not an endless loop.
+    let mut config = RemoteConfig::new(&served.url);
+    config.max_body_bytes = 10;
+    let tiny = RemoteSource::new(config).unwrap();
+    let refused = tiny
+        .complete(vec![success(1, big()), success(2, big())])
+        .await;
+    assert!(
+        matches!(refused, Err(SourceError::Rejected(_))),
+        "{refused:?}"
+    );
+
     assert_eq!(remote.split(token, 5).await, Err(SourceError::StaleLease));
     let beat = remote.heartbeat(token, None).await.unwrap();
     assert!(beat.lost);
