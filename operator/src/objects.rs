@@ -5,7 +5,7 @@
 use crate::body::Json;
 use crate::error::ApiError;
 use crate::server::AppStateRef;
-use crate::worker_api::blocking;
+use crate::worker_api::{blocking, blocking_api};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use kontinuum_api::protocol::{
@@ -14,6 +14,7 @@ use kontinuum_api::protocol::{
 use kontinuum_api::validate::{Manifest, validate};
 use kontinuum_engine::{ObjectStatus, Submission};
 use serde::Deserialize;
+use serde_json::Value;
 
 pub(crate) async fn submit(
     State(state): State<AppStateRef>,
@@ -22,10 +23,24 @@ pub(crate) async fn submit(
     if req.objects.is_empty() {
         return Err(ApiError::bad_field("objects", "no objects to submit"));
     }
+    // Validating megabytes of manifest is CPU work: off the async threads.
+    let names = blocking_api(&state.engine, move |engine| {
+        let (names, submissions) = plan(&req.objects)?;
+        let count = submissions.len();
+        engine.submit(submissions)?;
+        tracing::info!(objects = count, "accepted a submission");
+        Ok(names)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(SubmitResponse { names })))
+}
+
+/// Validates every document; all problems, or the engine's submissions.
+fn plan(objects: &[Value]) -> Result<(Vec<String>, Vec<Submission>), ApiError> {
     let mut problems = Vec::new();
     let mut names = Vec::new();
     let mut submissions = Vec::new();
-    for (index, doc) in req.objects.iter().enumerate() {
+    for (index, doc) in objects.iter().enumerate() {
         let manifest = match validate(doc) {
             Ok(m) => m,
             Err(errors) => {
@@ -68,13 +83,11 @@ pub(crate) async fn submit(
             Manifest::WorkerPool(_) => names.push(format!("workerpool/{name}")),
         }
     }
-    if !problems.is_empty() {
-        return Err(ApiError::invalid(problems));
+    if problems.is_empty() {
+        Ok((names, submissions))
+    } else {
+        Err(ApiError::invalid(problems))
     }
-    let count = submissions.len();
-    blocking(&state.engine, move |e| e.submit(submissions)).await?;
-    tracing::info!(objects = count, "accepted a submission");
-    Ok((StatusCode::CREATED, Json(SubmitResponse { names })))
 }
 
 /// The server reads `lines` files itself, so their paths are the server's.

@@ -26,9 +26,17 @@ pub(crate) async fn blocking<T: Send + 'static>(
     engine: &Engine,
     call: impl FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    blocking_api(engine, move |e| call(e).map_err(ApiError::from)).await
+}
+
+/// Like [`blocking`], for work that fails with request errors too.
+pub(crate) async fn blocking_api<T: Send + 'static>(
+    engine: &Engine,
+    call: impl FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     let engine = engine.clone();
     match tokio::task::spawn_blocking(move || call(&engine)).await {
-        Ok(result) => result.map_err(ApiError::from),
+        Ok(result) => result,
         Err(e) => {
             tracing::error!(error = %e, "engine call ended abnormally");
             Err(ApiError::internal("the engine call failed"))
