@@ -300,3 +300,36 @@ async fn workers_wait_for_a_server_that_is_not_up_yet() {
     let statuses = wait(&client, &["task/late"], Duration::from_secs(30)).await;
     assert_eq!(statuses[0]["result"], json!({"x": 1}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_stops_the_worker_with_a_message() {
+    let served = serve("127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("wrong");
+    std::fs::write(&token_file, "not-the-token").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
+        .args(["--server", &served.url, "--token-file"])
+        .arg(&token_file)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let waited = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await;
+    let Ok(output) = waited else {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -9 {pid}"))
+            .status();
+        panic!("the worker kept running with a wrong token");
+    };
+    let output = output.unwrap().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("wrong bearer token"), "{stderr}");
+}

@@ -6,7 +6,9 @@
 
 use clap::Parser;
 use kontinuum_api::protocol::RegisterRequest;
-use kontinuum_worker::{RemoteConfig, RemoteSource, Runtime, RuntimeConfig, std_registry};
+use kontinuum_worker::{
+    RemoteConfig, RemoteSource, Runtime, RuntimeConfig, SourceError, std_registry,
+};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,7 +87,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     let mut interrupt =
         signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
 
-    // Registration only informs the server; leasing does not wait for it.
+    // Registration informs the server and checks the token; leasing does
+    // not wait for it (the server may not be up yet).
     let request = RegisterRequest {
         worker: name.clone(),
         pool: cli.pool.clone(),
@@ -93,12 +96,9 @@ async fn run(cli: Cli) -> Result<(), String> {
         concurrency: u32::try_from(cli.concurrency).unwrap_or(u32::MAX),
     };
     let registrar = source.clone();
-    tokio::spawn(async move {
+    let mut registration = tokio::spawn(async move {
         let give_up = Instant::now() + Duration::from_secs(3600);
-        match registrar.register(&request, give_up).await {
-            Ok(r) => tracing::info!(worker = %r.worker, "registered"),
-            Err(e) => tracing::warn!(error = %e, "could not register"),
-        }
+        registrar.register(&request, give_up).await
     });
 
     let mut runtime_config = RuntimeConfig::new(&cli.pool, cli.concurrency);
@@ -113,9 +113,37 @@ async fn run(cli: Cli) -> Result<(), String> {
     tracing::info!(server = %cli.server, pool = %cli.pool, concurrency = cli.concurrency, %name, "worker starting");
     let runtime = Runtime::start(source, registry, runtime_config);
 
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: finishing running tasks"),
-        _ = interrupt.recv() => tracing::info!("SIGINT: finishing running tasks"),
+    // A server that refuses us (a wrong token, a bad pool) will refuse every
+    // lease too: say so and stop instead of retrying forever.
+    let mut refused = None;
+    let mut registering = true;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => {
+                tracing::info!("SIGTERM: finishing running tasks");
+                break;
+            }
+            _ = interrupt.recv() => {
+                tracing::info!("SIGINT: finishing running tasks");
+                break;
+            }
+            done = &mut registration, if registering => {
+                registering = false;
+                match done {
+                    Ok(Ok(r)) => tracing::info!(worker = %r.worker, "registered"),
+                    Ok(Err(SourceError::Rejected(message))) => {
+                        refused = Some(message);
+                        break;
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "could not register"),
+                    Err(e) => tracing::warn!(error = %e, "registration ended abnormally"),
+                }
+            }
+        }
+    }
+    if let Some(message) = refused {
+        runtime.shutdown().await;
+        return Err(format!("the server refused this worker: {message}"));
     }
     tokio::select! {
         () = runtime.shutdown() => {
