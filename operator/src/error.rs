@@ -105,6 +105,11 @@ pub enum ServeError {
     TokenRequired(SocketAddr),
     #[error("the bearer token is empty or has characters an HTTP header cannot carry")]
     BadToken,
+    #[error("cannot read the token file {path}: {source}")]
+    TokenFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,

@@ -126,6 +126,20 @@ pub async fn serve(
         .await
 }
 
+/// Reads a `--token-file` the way `kontinuum-worker` does: surrounding
+/// whitespace (a trailing newline) is not part of the token.
+pub fn token_from_file(path: &std::path::Path) -> Result<String, ServeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ServeError::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ServeError::BadToken);
+    }
+    Ok(token.to_string())
+}
+
 fn router(state: AppStateRef) -> Router {
     let v1 = Router::new()
         .route("/workers/register", post(worker_api::register))

@@ -467,3 +467,19 @@ async fn register_answers_the_limits() {
     assert_eq!((status, body["field"].as_str()), (400, Some("pool")));
     s.stop().await;
 }
+
+#[test]
+fn token_files_are_trimmed_and_must_hold_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, "abc123\n").unwrap();
+    assert_eq!(
+        kontinuum_operator::token_from_file(&path).unwrap(),
+        "abc123"
+    );
+    std::fs::write(&path, " \n").unwrap();
+    let err = kontinuum_operator::token_from_file(&path).unwrap_err();
+    assert!(matches!(err, ServeError::BadToken), "{err}");
+    let err = kontinuum_operator::token_from_file(&dir.path().join("missing")).unwrap_err();
+    assert!(matches!(err, ServeError::TokenFile { .. }), "{err}");
+}
