@@ -6,6 +6,7 @@ use crate::body::Json;
 use crate::error::ApiError;
 use crate::server::AppStateRef;
 use crate::worker_api::{blocking, blocking_api};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use kontinuum_api::protocol::{
@@ -113,8 +114,9 @@ pub(crate) struct ListQuery {
 
 pub(crate) async fn list(
     State(state): State<AppStateRef>,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ObjectList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_field("kind", e.body_text()))?;
     let prefix = match query.kind.as_deref() {
         None => None,
         Some(kind) => Some(format!("{}/", engine_kind(kind)?)),
@@ -140,8 +142,9 @@ pub(crate) async fn list(
 
 pub(crate) async fn get(
     State(state): State<AppStateRef>,
-    Path((kind, name)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ObjectView>, ApiError> {
+    let (kind, name) = object_path(path)?;
     let key = format!("{}/{name}", engine_kind(&kind)?);
     let status = blocking(&state.engine, move |e| {
         let status = e.status(&key)?;
@@ -153,8 +156,9 @@ pub(crate) async fn get(
 
 pub(crate) async fn cancel(
     State(state): State<AppStateRef>,
-    Path((kind, name)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ObjectView>, ApiError> {
+    let (kind, name) = object_path(path)?;
     let key = format!("{}/{name}", engine_kind(&kind)?);
     let status = blocking(&state.engine, move |e| {
         e.cancel(&key)?;
@@ -164,6 +168,14 @@ pub(crate) async fn cancel(
     .await?;
     tracing::info!(object = %status.metadata.name, "cancelled");
     Ok(Json(status))
+}
+
+/// axum's own rejections are plain text; every answer here is JSON.
+fn object_path(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, String), ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|e| ApiError::bad_field("path", e.body_text()))
 }
 
 /// `task` or `future` (also the kinds' other spellings kubectl accepts).

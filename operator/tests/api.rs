@@ -150,6 +150,16 @@ async fn unknown_routes_and_methods_are_json() {
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     let (status, _) = s.send("GET", "/v1/objects/widget/x", None).await;
     assert_eq!(status, 404);
+    let (status, body) = s.send("GET", "/v1/objects/task/%FF", None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+    let (status, body) = s.send("POST", "/v1/objects/task/%C3%28/cancel", None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+    let (status, body) = s.send("GET", "/v1/objects?kind=a&kind=b", None).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("kind")),
+        "{body}"
+    );
     s.healthy().await;
     s.stop().await;
 }
