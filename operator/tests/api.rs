@@ -493,3 +493,53 @@ fn token_files_are_trimmed_and_must_hold_a_token() {
     let err = kontinuum_operator::token_from_file(&dir.path().join("missing")).unwrap_err();
     assert!(matches!(err, ServeError::TokenFile { .. }), "{err}");
 }
+
+/// Garbage and truncated bodies on every POST route: always a 4xx JSON
+/// answer, never a 5xx or a dropped connection, and the server stays up.
+#[tokio::test]
+async fn garbage_on_every_route_is_a_4xx_json_answer() {
+    let s = start(None).await;
+    let routes = [
+        "/v1/workers/register",
+        "/v1/lease",
+        "/v1/heartbeat",
+        "/v1/complete",
+        "/v1/split",
+        "/v1/children",
+        "/v1/spawn",
+        "/v1/objects",
+    ];
+    let valid = json!({"completions": [{"token": 1, "outcome": {"status": "failure",
+        "message": "x", "permanent": false}}], "objects": [task("t", json!({"function": "f"}))],
+        "token": 5, "at": 3, "call": {"function": "std.echo"}, "pool": "p", "max": 2})
+    .to_string();
+    // A small deterministic generator: the same bodies on every run.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for route in routes {
+        for round in 0..25 {
+            let body: Vec<u8> = match round % 3 {
+                0 => (0..next() % 64).map(|_| next() as u8).collect(),
+                1 => valid.as_bytes()[..(next() as usize % valid.len())].to_vec(),
+                _ => {
+                    let mut b = valid.as_bytes().to_vec();
+                    let at = next() as usize % b.len();
+                    b[at] = b"{}[]\":,0-e\\ x"[next() as usize % 13];
+                    b
+                }
+            };
+            let (status, answer) = s.send("POST", route, Some(body)).await;
+            assert!((200..500).contains(&status), "{route}: {status} {answer}");
+            if status >= 400 {
+                assert!(answer["error"].is_string(), "{route}: {answer}");
+            }
+        }
+    }
+    s.healthy().await;
+    s.stop().await;
+}
