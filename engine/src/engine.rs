@@ -225,6 +225,33 @@ impl Engine {
         }
     }
 
+    /// The object's tree with per-node state and progress, at most
+    /// `max_nodes` nodes (breadth first).
+    pub fn tree(
+        &self,
+        name: &str,
+        max_nodes: usize,
+    ) -> Result<crate::types::TreeView, EngineError> {
+        let st = self.inner.state.lock();
+        let record = self
+            .inner
+            .store
+            .object(name)?
+            .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
+        let (root, node) = match st.roots.get(&record.root) {
+            Some(r) => (r.clone(), st.nodes.get(&record.root).cloned()),
+            None => {
+                let stored = self
+                    .inner
+                    .store
+                    .stored_root(record.root)?
+                    .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
+                (stored.root, stored.node)
+            }
+        };
+        crate::tree::view(&st, &self.inner.store, &root, node, max_nodes)
+    }
+
     /// The whole result of an object, also when it is too large for the
     /// status (which then carries only `resultRef`).
     pub fn result(&self, name: &str) -> Result<Option<serde_json::Value>, EngineError> {

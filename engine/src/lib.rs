@@ -14,6 +14,7 @@ mod machine;
 mod model;
 mod status;
 mod store;
+mod tree;
 mod types;
 
 pub use engine::{Engine, now_ms};

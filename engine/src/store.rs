@@ -244,6 +244,14 @@ impl Store {
         }
     }
 
+    /// A root record with its root node.
+    pub fn stored_root(&self, id: NodeId) -> Result<Option<StoredRoot>, EngineError> {
+        match self.db.get(id_key(ROOT, id))? {
+            Some(b) if !b.is_empty() => Ok(Some(decode("root", &b[1..])?)),
+            _ => Ok(None),
+        }
+    }
+
     /// Every unfinished tree: its root record and root node.
     pub fn active_roots(&self) -> Result<Vec<StoredRoot>, EngineError> {
         let mut out = Vec::new();

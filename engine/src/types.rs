@@ -78,3 +78,37 @@ pub struct PoolStats {
     pub running: u64,
     pub delayed: u64,
 }
+
+/// One node of a future tree as `kontinuum tree` shows it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TreeNode {
+    /// Child indexes from the root, e.g. `/2/0`.
+    pub path: String,
+    /// call, split, leaf, parallel or sequence.
+    pub kind: String,
+    /// The function a call node calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// waiting, blocked, queued, running, children, folding, succeeded, failed, cancelled, merged.
+    pub state: String,
+    pub weight: u64,
+    /// Units done below and at this node (finished work, plus reported progress of running leaves).
+    pub done: u64,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<TreeNode>,
+}
+
+/// A tree, cut off after a number of nodes.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TreeView {
+    pub root: TreeNode,
+    /// Nodes in the whole tree.
+    pub nodes: u64,
+    /// True when nodes beyond the limit were left out.
+    pub truncated: bool,
+}

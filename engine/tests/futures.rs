@@ -240,3 +240,40 @@ fn a_tree_resumes_after_restart_without_double_counting() {
     assert_eq!(s.result, Some(json!(expected)));
     assert_eq!(s.progress.as_ref().map(|p| p.done), Some(1000));
 }
+
+#[test]
+fn tree_shows_every_node_with_its_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .submit(vec![future("t", "{map: {source: {range: {start: 0, end: 100}}, function: {function: t.square}, shardSize: 10, fanout: 4, reduce: sum}}")])
+        .unwrap();
+    // Before anything ran: one queued split node.
+    let before = engine.tree("t", 100).unwrap();
+    assert_eq!(
+        (
+            before.root.kind.as_str(),
+            before.root.state.as_str(),
+            before.root.done
+        ),
+        ("split", "queued", 0)
+    );
+    drive(&engine, &["t"], Duration::from_secs(10));
+    let view = engine.tree("t", 1000).unwrap();
+    assert!(!view.truncated);
+    assert_eq!(view.root.state, "succeeded");
+    assert_eq!((view.root.weight, view.root.done), (100, 100));
+    assert_eq!(view.root.children.len(), 4);
+    assert_eq!(view.root.children[1].path, "/1");
+    fn leaves(n: &kontinuum_engine::TreeNode) -> u64 {
+        if n.children.is_empty() {
+            u64::from(n.kind == "leaf")
+        } else {
+            n.children.iter().map(leaves).sum()
+        }
+    }
+    assert_eq!(leaves(&view.root), 10);
+    let small = engine.tree("t", 3).unwrap();
+    assert!(small.truncated);
+    assert_eq!(small.root.done, 100, "done still counts the nodes left out");
+}
