@@ -62,6 +62,7 @@ pub mod remote;
 mod runtime;
 mod source;
 mod std_fns;
+mod typed;
 
 pub use args::Args;
 pub use ctx::{Ctx, TaskInfo};
@@ -73,6 +74,7 @@ pub use remote::{RemoteConfig, RemoteSource};
 pub use runtime::{Runtime, RuntimeConfig};
 pub use source::WorkSource;
 pub use std_fns::{register_std, std_registry};
+pub use typed::{BindArgsError, FnRefExt, TypedFn, fn_value};
 
 #[cfg(test)]
 mod map_tests;
