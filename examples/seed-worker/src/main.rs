@@ -1,0 +1,143 @@
+//! `kontinuum-seed-worker --server URL [--pool P] [--concurrency N]`: serves
+//! the seed's functions (and `std.*`) to a `kontinuum serve` over HTTP. The
+//! bearer token, if the server wants one, comes from `$KONTINUUM_TOKEN`.
+//! Ctrl-C or SIGTERM stops leasing and lets running tasks finish.
+
+use kontinuum_api::protocol::RegisterRequest;
+use kontinuum_seed_worker::{Journal, register};
+use kontinuum_worker::{RemoteConfig, RemoteSource, Runtime, RuntimeConfig, std_registry};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+
+const USAGE: &str = "usage: kontinuum-seed-worker --server URL [--pool P] [--concurrency N]";
+
+struct Options {
+    server: String,
+    pool: String,
+    concurrency: usize,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let (mut server, mut pool, mut concurrency) = (None, "default".to_string(), 8);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--server" => server = Some(value()?),
+            "--pool" => pool = value()?,
+            "--concurrency" => {
+                let v = value()?;
+                concurrency = v
+                    .parse()
+                    .map_err(|_| format!("--concurrency: '{v}' is not a count"))?;
+            }
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    let server = server.ok_or("--server is required")?;
+    Ok(Options {
+        server,
+        pool,
+        concurrency,
+    })
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("kontinuum-seed-worker: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .and_then(|rt| rt.block_on(serve(options)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kontinuum-seed-worker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(options: Options) -> Result<(), String> {
+    let mut config = RemoteConfig::new(&options.server);
+    config.token = std::env::var("KONTINUUM_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let source = Arc::new(RemoteSource::new(config).map_err(|e| e.to_string())?);
+    let mut registry = std_registry();
+    register(&mut registry, &Journal::default());
+    let request = RegisterRequest {
+        worker: format!("seed-worker-{}", std::process::id()),
+        pool: options.pool.clone(),
+        functions: registry.names(),
+        concurrency: u32::try_from(options.concurrency).unwrap_or(u32::MAX),
+    };
+    // Registration tells the server what this pool serves; leasing does not
+    // wait for it, since the server may still be starting.
+    let registrar = source.clone();
+    tokio::spawn(async move {
+        let give_up = Instant::now() + Duration::from_secs(600);
+        if let Err(e) = registrar.register(&request, give_up).await {
+            tracing::error!("registration failed: {e}");
+        }
+    });
+    let mut runtime_config = RuntimeConfig::new(&options.pool, options.concurrency);
+    runtime_config.worker = format!("seed-worker-{}", std::process::id());
+    runtime_config.lease_wait = Duration::from_secs(1);
+    let runtime = Runtime::start(source, Arc::new(registry), runtime_config);
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("stopping: finishing running tasks");
+    runtime.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> impl Iterator<Item = String> {
+        s.split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn flags_parse_and_mistakes_are_named() {
+        let o = parse(args("--server http://x:1 --pool p --concurrency 3")).unwrap();
+        assert_eq!(
+            (o.server.as_str(), o.pool.as_str(), o.concurrency),
+            ("http://x:1", "p", 3)
+        );
+        assert_eq!(
+            parse(args("--pool p")).err().unwrap(),
+            "--server is required"
+        );
+        assert_eq!(
+            parse(args("--server")).err().unwrap(),
+            "--server needs a value"
+        );
+        assert!(parse(args("--server s --concurrency x")).is_err());
+        assert_eq!(
+            parse(args("--bogus")).err().unwrap(),
+            "unknown argument '--bogus'"
+        );
+    }
+}
