@@ -1,10 +1,14 @@
-//! `kontinuum`: run manifests on the embedded engine, print the CRDs.
+//! `kontinuum`: run manifests on the embedded engine, serve the engine over
+//! HTTP and talk to a server (submit, get, cancel), print the CRDs.
 
 mod error;
 mod load;
 mod output;
 mod progress;
+mod remote;
 mod run;
+mod serve;
+mod submit;
 mod yaml;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +32,14 @@ enum Command {
     /// Run manifests to completion on the embedded engine with in-process
     /// workers, then print each object with its final status.
     Run(run::RunArgs),
+    /// Serve the engine and its worker API over HTTP until Ctrl-C or SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Validate manifests like `run` and submit them to a server.
+    Submit(submit::SubmitArgs),
+    /// List objects of a kind, or show one, from a server.
+    Get(remote::GetArgs),
+    /// Cancel an object's whole tree on a server.
+    Cancel(remote::CancelArgs),
     /// Print the CustomResourceDefinitions (the YAML that crds/ holds).
     Crds {
         /// Write one file per CRD into this directory instead.
@@ -38,10 +50,21 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Crds { dir } => crds(dir.as_deref()).map(|()| ExitCode::SUCCESS),
-    };
+    match cli.command {
+        Command::Run(args) => local(run::run(args)),
+        Command::Crds { dir } => local(crds(dir.as_deref()).map(|()| ExitCode::SUCCESS)),
+        Command::Serve(args) => remote(serve::serve(args)),
+        Command::Submit(args) => remote(submit::submit(args)),
+        Command::Get(args) => remote(remote::get(args)),
+        Command::Cancel(args) => remote(remote::cancel(args)),
+    }
+}
+
+fn remote(result: Result<ExitCode, remote::RemoteError>) -> ExitCode {
+    result.unwrap_or_else(|e| e.report())
+}
+
+fn local(result: Result<ExitCode, CliError>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -1,0 +1,231 @@
+//! What the commands that talk to a running server share: `--server` and
+//! `--token-file`, their errors and exit codes; and the two smallest of
+//! them, `kontinuum get` and `kontinuum cancel`.
+
+use crate::error::Diagnostic;
+use crate::output::{self, Format};
+use kontinuum_api::protocol::ObjectView;
+use kontinuum_operator::{Client, ClientError, ServeError};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Where the server is and how to prove who we are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The server's URL (`kontinuum serve` listens on http://127.0.0.1:7070).
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// A file holding the server's bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    pub fn client(&self) -> Result<Client, RemoteError> {
+        let token = match &self.token_file {
+            Some(path) => Some(kontinuum_operator::token_from_file(path)?),
+            None => None,
+        };
+        Ok(Client::new(&self.server, token)?)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// Bad manifests found before anything was sent.
+    #[error("{} problem(s) in the input; nothing was submitted", .0.len())]
+    Invalid(Vec<Diagnostic>),
+    /// The server found the manifests invalid: one line per problem.
+    #[error("the server rejected the manifests; nothing was submitted")]
+    Rejected(Vec<String>),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("engine: {0}")]
+    Engine(#[from] kontinuum_engine::EngineError),
+}
+
+impl RemoteError {
+    /// 2 for input the CLI or the server rejected, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RemoteError::Invalid(_) | RemoteError::Rejected(_) | RemoteError::Usage(_) => 2,
+            RemoteError::Serve(ServeError::TokenRequired(_) | ServeError::BadToken) => 2,
+            RemoteError::Client(ClientError::BadUrl(_)) => 2,
+            RemoteError::Client(ClientError::Api {
+                status: 400 | 409, ..
+            }) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Prints the error (with every problem, and a hint where one helps).
+    pub fn report(&self) -> ExitCode {
+        match self {
+            RemoteError::Invalid(problems) => problems.iter().for_each(|p| eprintln!("{p}")),
+            RemoteError::Rejected(lines) => lines.iter().for_each(|l| eprintln!("{l}")),
+            _ => {}
+        }
+        eprintln!("error: {self}");
+        if let Some(hint) = self.hint() {
+            eprintln!("hint: {hint}");
+        }
+        ExitCode::from(self.exit_code())
+    }
+
+    fn hint(&self) -> Option<&'static str> {
+        match self {
+            RemoteError::Client(ClientError::Api { status: 401, .. }) => {
+                Some("pass the server's token with --token-file FILE")
+            }
+            RemoteError::Client(ClientError::Transport(_)) => {
+                Some("is `kontinuum serve` running, and is --server its address?")
+            }
+            RemoteError::Serve(ServeError::TokenRequired(_)) => {
+                Some("put a secret in a file and pass --token-file FILE, or listen on 127.0.0.1")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A current-thread runtime: these commands make a few calls and leave.
+pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, RemoteError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(RemoteError::Runtime)?;
+    Ok(runtime.block_on(f))
+}
+
+/// `task` or `future` for the spellings kubectl users type.
+pub fn kind(word: &str) -> Result<&'static str, RemoteError> {
+    match word.to_ascii_lowercase().as_str() {
+        "task" | "tasks" | "kt" => Ok("task"),
+        "future" | "futures" | "hf" | "hierarchicalfuture" | "hierarchicalfutures" => Ok("future"),
+        _ => Err(RemoteError::Usage(format!(
+            "unknown kind '{word}': use task, tasks, kt, future, futures or hf"
+        ))),
+    }
+}
+
+/// `future/x`, `hf/x`, `task/x` → the engine's name (`future/x`).
+pub fn object_name(name: &str) -> Result<String, RemoteError> {
+    match name.split_once('/') {
+        Some((k, n)) if !n.is_empty() => Ok(format!("{}/{n}", kind(k)?)),
+        _ => Err(RemoteError::Usage(format!(
+            "'{name}' is not KIND/NAME: write future/{name} or task/{name}"
+        ))),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// task, tasks, kt, future, futures or hf (or KIND/NAME).
+    pub kind: String,
+    /// One object; without it, every object of the kind.
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+pub fn get(args: GetArgs) -> Result<ExitCode, RemoteError> {
+    let one = match (args.kind.split_once('/'), &args.name) {
+        (Some(_), None) => Some(object_name(&args.kind)?),
+        (Some(_), Some(_)) => {
+            return Err(RemoteError::Usage(
+                "give KIND NAME or KIND/NAME, not both".into(),
+            ));
+        }
+        (None, Some(name)) => Some(format!("{}/{name}", kind(&args.kind)?)),
+        (None, None) => None,
+    };
+    let kind = match &one {
+        Some(_) => None,
+        None => Some(kind(&args.kind)?),
+    };
+    let client = args.server.client()?;
+    let views = block_on(async {
+        match &one {
+            Some(name) => client.get(name).await.map(|v| vec![v]),
+            None => client.list(kind).await,
+        }
+    })??;
+    let objects: Vec<Value> = views.iter().map(view_value).collect();
+    let text = match (one.is_some(), args.output) {
+        (false, Format::Text) if objects.is_empty() => {
+            eprintln!("No resources found.");
+            String::new()
+        }
+        // kubectl prints a listing as a List even with one item.
+        (false, Format::Json | Format::Yaml) => output::render(
+            &[json!({"apiVersion": "v1", "kind": "List", "items": objects})],
+            args.output,
+        ),
+        _ => output::render(&objects, args.output),
+    };
+    print_out(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    /// The object: future/NAME or task/NAME.
+    pub name: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+pub fn cancel(args: CancelArgs) -> Result<ExitCode, RemoteError> {
+    let name = object_name(&args.name)?;
+    let client = args.server.client()?;
+    let view = block_on(client.cancel(&name))??;
+    let text = match view.status["phase"].as_str() {
+        Some(phase @ ("Succeeded" | "Failed" | "Merged")) => {
+            format!("{name} was already {phase}: nothing to cancel\n")
+        }
+        _ => format!("{name} cancelled\n"),
+    };
+    print_out(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn view_value(view: &ObjectView) -> Value {
+    serde_json::to_value(view).unwrap_or(Value::Null)
+}
+
+/// A closed pipe (`| head`) is not worth an error message.
+pub fn print_out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_kinds() {
+        assert_eq!(object_name("hf/x").unwrap(), "future/x");
+        assert_eq!(object_name("task/y").unwrap(), "task/y");
+        assert!(object_name("x").is_err());
+        assert!(object_name("pod/x").is_err());
+        assert_eq!(kind("Futures").unwrap(), "future");
+    }
+}

@@ -1,0 +1,104 @@
+//! `kontinuum serve`: the engine behind the worker API until Ctrl-C or
+//! SIGTERM. Remote `kontinuum-worker` processes lease from it; `kontinuum
+//! submit`, `get`, `tree` and `cancel` talk to it.
+
+use crate::remote::RemoteError;
+use kontinuum_engine::{Engine, EngineConfig};
+use kontinuum_operator::Server;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Keep the store here (durable across restarts); default: a temporary
+    /// directory removed on exit.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The address to listen on; beyond loopback a --token-file is required.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// A file holding the bearer token every client must send.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+pub fn serve(args: ServeArgs) -> Result<ExitCode, RemoteError> {
+    init_logs();
+    let token = match &args.token_file {
+        Some(path) => Some(kontinuum_operator::token_from_file(path)?),
+        None => None,
+    };
+    // The temporary store is removed when `temp` drops, after the engine.
+    let temp;
+    let dir = match &args.data {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("kontinuum-serve-")
+                .tempdir()
+                .map_err(|source| RemoteError::Io {
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
+            temp.path().to_path_buf()
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(|source| RemoteError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(RemoteError::Runtime)?;
+    runtime.block_on(async {
+        let engine = Engine::open(&dir, EngineConfig::default())?;
+        let server = Server::bind(engine.clone(), args.listen, token).await?;
+        let addr = server.local_addr()?;
+        let store = match &args.data {
+            Some(d) => d.display().to_string(),
+            None => format!("{} (temporary)", dir.display()),
+        };
+        eprintln!("kontinuum serve: listening on http://{addr}, store {store}");
+        let served = server.run(stop_signal()).await;
+        engine.close();
+        served?;
+        eprintln!("kontinuum serve: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves at the first Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                eprintln!("warning: cannot watch for SIGTERM ({e}); Ctrl-C still stops");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The server's own logs on stderr (RUST_LOG overrides the level).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,180 @@
+//! `kontinuum submit`: validate like `kontinuum run`, send to a server,
+//! print the accepted names; with `--wait`, follow the objects until they
+//! are final and print and exit like `run` (0/1).
+
+use crate::load::{self, Object};
+use crate::output::{self, Format};
+use crate::progress::Progress;
+use crate::remote::{RemoteError, ServerArgs, block_on, print_out};
+use kontinuum_api::API_VERSION;
+use kontinuum_api::protocol::{ErrorBody, codes};
+use kontinuum_engine::Submission;
+use kontinuum_operator::{Client, ClientError};
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How often `--wait` reads the objects' statuses.
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// Manifest files (multi-document YAML).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Block until every object is final, then print them and exit like `run`.
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+pub fn submit(args: SubmitArgs) -> Result<ExitCode, RemoteError> {
+    // Nothing is sent unless every document is valid.
+    let objects = load::load(&args.files).map_err(RemoteError::Invalid)?;
+    let documents: Vec<Value> = objects.iter().map(document).collect();
+    let client = args.server.client()?;
+    block_on(async {
+        let names = client
+            .submit(documents)
+            .await
+            .map_err(|e| rejected(e, &objects))?;
+        if !args.wait {
+            let text = match args.output {
+                Format::Text => names.iter().map(|n| format!("{n} accepted\n")).collect(),
+                other => {
+                    let full: Vec<Value> = objects.iter().map(|o| full_object(o, None)).collect();
+                    output::render(&full, other)
+                }
+            };
+            print_out(&text);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let statuses = wait(&client, &objects).await?;
+        let full: Vec<Value> = objects
+            .iter()
+            .zip(&statuses)
+            .map(|(o, s)| full_object(o, s.as_ref()))
+            .collect();
+        print_out(&output::render(&full, args.output));
+        let bad = statuses
+            .iter()
+            .flatten()
+            .any(|s| matches!(s["phase"].as_str(), Some("Failed" | "Cancelled")));
+        Ok(ExitCode::from(u8::from(bad)))
+    })?
+}
+
+/// The document as written, with its `lines` path made absolute (the
+/// server reads the file itself, so a relative path means nothing there).
+fn document(object: &Object) -> Value {
+    let mut doc = object.document.clone();
+    if let Some(Submission::Future { spec, .. }) = &object.submission
+        && let Some(lines) = spec.map.as_ref().and_then(|m| m.source.lines.as_ref())
+        && let Some(slot) = doc.pointer_mut("/spec/map/source/lines/path")
+    {
+        *slot = Value::from(lines.path.clone());
+    }
+    doc
+}
+
+/// A 400 `invalid` names objects by index: print them by name instead.
+fn rejected(e: ClientError, objects: &[Object]) -> RemoteError {
+    match e {
+        ClientError::Api {
+            status: 400,
+            body: ErrorBody {
+                error, problems, ..
+            },
+        } if error == codes::INVALID && !problems.is_empty() => {
+            let lines = problems
+                .iter()
+                .map(|p| {
+                    let name = objects.get(p.object).map_or("?", |o| o.key.as_str());
+                    format!("{name}: {}: {}", p.field, p.message)
+                })
+                .collect();
+            RemoteError::Rejected(lines)
+        }
+        other => RemoteError::Client(other),
+    }
+}
+
+/// Polls until every Task and future is final; `None` for a WorkerPool.
+async fn wait(client: &Client, objects: &[Object]) -> Result<Vec<Option<Value>>, RemoteError> {
+    let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
+    let mut progress = Progress::new(&keys);
+    let mut statuses: Vec<Option<Value>> = vec![None; objects.len()];
+    let mut ticker = tokio::time::interval(POLL);
+    loop {
+        ticker.tick().await;
+        for (slot, object) in statuses.iter_mut().zip(objects) {
+            if object.submission.is_none() || slot.as_ref().is_some_and(is_final) {
+                continue;
+            }
+            let view = client.get(&object.key).await?;
+            *slot = Some(view.status);
+        }
+        progress.update(&statuses);
+        let done = statuses
+            .iter()
+            .zip(objects)
+            .all(|(s, o)| o.submission.is_none() || s.as_ref().is_some_and(is_final));
+        if done {
+            progress.finish();
+            return Ok(statuses);
+        }
+    }
+}
+
+fn is_final(status: &Value) -> bool {
+    matches!(
+        status["phase"].as_str(),
+        Some("Succeeded" | "Failed" | "Cancelled" | "Merged")
+    )
+}
+
+/// apiVersion, kind, metadata, spec, status: the object as kubectl prints it.
+fn full_object(object: &Object, status: Option<&Value>) -> Value {
+    let doc = &object.document;
+    let mut out = Map::new();
+    let api_version = doc.get("apiVersion").cloned();
+    out.insert(
+        "apiVersion".into(),
+        api_version.unwrap_or(Value::from(API_VERSION)),
+    );
+    out.insert("kind".into(), doc["kind"].clone());
+    out.insert("metadata".into(), doc["metadata"].clone());
+    out.insert("spec".into(), object.spec.clone());
+    if let Some(status) = status {
+        out.insert("status".into(), status.clone());
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_path_is_sent_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.txt"), "a b\n").unwrap();
+        let file = dir.path().join("job.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: kontinuum.dev/v1alpha1\nkind: HierarchicalFuture\n\
+             metadata: {name: w}\nspec:\n  map:\n    source: {lines: {path: t.txt}}\n\
+             \x20   function: {function: std.wordcount}\n    reduce: merge\n",
+        )
+        .unwrap();
+        let objects = load::load(std::slice::from_ref(&file)).unwrap();
+        let doc = document(&objects[0]);
+        let expected = dir.path().join("t.txt").display().to_string();
+        assert_eq!(doc["spec"]["map"]["source"]["lines"]["path"], expected);
+        assert!(doc["spec"].get("pool").is_none(), "defaults are not added");
+    }
+}

@@ -1,0 +1,134 @@
+//! Helpers for the `kontinuum serve` tests: a server process on a free
+//! loopback port, `kontinuum-worker` processes next to it, and running the
+//! CLI against them. Every process is killed when its handle drops.
+
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const KONTINUUM: &str = env!("CARGO_BIN_EXE_kontinuum");
+
+/// A child process killed (and reaped) on drop.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Server {
+    pub url: String,
+    pub process: Running,
+    pub dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// `kontinuum serve` on a free loopback port, ready to answer.
+pub fn serve(token: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(KONTINUUM);
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.path().join("store"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(token) = token {
+        let file = dir.path().join("token");
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        cmd.arg("--token-file").arg(file);
+    }
+    let process = Running(cmd.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "kontinuum serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server {
+        url: format!("http://127.0.0.1:{port}"),
+        process,
+        dir,
+    }
+}
+
+/// The `kontinuum-worker` binary next to `kontinuum`, built (or brought up
+/// to date) by cargo once per test process: it is another crate's binary,
+/// which cargo does not build for this crate's tests.
+pub fn worker_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(build_worker).clone()
+}
+
+fn build_worker() -> PathBuf {
+    let bin_dir = Path::new(KONTINUUM).parent().unwrap();
+    let worker = bin_dir.join(format!("kontinuum-worker{}", std::env::consts::EXE_SUFFIX));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args([
+        "build",
+        "-p",
+        "kontinuum-worker",
+        "--bin",
+        "kontinuum-worker",
+    ]);
+    if bin_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .expect("cannot run cargo to build kontinuum-worker");
+    assert!(
+        status.success() && worker.is_file(),
+        "`cargo build -p kontinuum-worker --bin kontinuum-worker` failed or did not produce {}",
+        worker.display()
+    );
+    worker
+}
+
+/// A `kontinuum-worker` process serving pool `default` of `server`.
+pub fn worker(server: &Server) -> Running {
+    let child = Command::new(worker_binary())
+        .args(["--server", &server.url, "--pool", "default"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+pub struct Cli {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `kontinuum ARGS... --server URL`.
+pub fn cli(server: &Server, args: &[&str]) -> Cli {
+    let out: Output = Command::new(KONTINUUM)
+        .args(args)
+        .args(["--server", &server.url])
+        .output()
+        .unwrap();
+    Cli {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
