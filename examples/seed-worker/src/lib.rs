@@ -7,6 +7,7 @@
 //! | seed | here |
 //! |---|---|
 //! | `DoSum(4, 5, OnSuccess)` | a Task calling `seed.do_sum` with `onSuccess: seed.success_handler` |
+//! | the same, `OnSuccess` in the same task | `seed.do_sum_cps` calls its `onSuccess` argument inline |
 //! | `GenerateSuccessHandler(7)` | [`generate_success_handler`]: `seed.add_c` with `c` bound |
 //! | `ApplyFunctionToArgs(lambda, 4, 5, HandleResult)` | `seed.apply_function_to_args` with `f` a `$fn` value of `seed.add` |
 //! | `GenerateApplyFunc(lambda, 4, 5, HandleApply)` | `seed.generate_apply_func` spawns its handler with `seed.apply_f` (f, a, b bound) |
@@ -64,6 +65,17 @@ impl Journal {
 pub struct Sum {
     pub a: i64,
     pub b: i64,
+}
+
+/// The seed's literal `DoSum(a, b, OnSuccess)`: continuation passing style,
+/// the handler runs inline in the same task and its value is the result.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct SumThen {
+    pub a: i64,
+    pub b: i64,
+    #[serde(with = "fn_value")]
+    pub on_success: FnRef,
 }
 
 /// A continuation's argument: the engine binds the task's result as `result`.
@@ -125,6 +137,7 @@ pub struct Person {
 #[derive(Clone, Debug)]
 pub struct Seed {
     pub do_sum: TypedFn<Sum, i64>,
+    pub do_sum_cps: TypedFn<SumThen, Value>,
     pub add: TypedFn<Sum, i64>,
     pub success_handler: TypedFn<Outcome, i64>,
     pub add_c: TypedFn<Captured, i64>,
@@ -155,6 +168,11 @@ fn logger(registry: &mut Registry, name: &str, journal: &Journal) -> TypedFn<Out
 /// Registers the seed's functions (and nothing else) in `registry`.
 pub fn register(registry: &mut Registry, journal: &Journal) -> Seed {
     let do_sum = registry.function_sync("seed.do_sum", |_, s: Sum| checked_add(s));
+    let do_sum_cps = registry.function("seed.do_sum_cps", |ctx: Ctx, x: SumThen| async move {
+        let sum = checked_add(Sum { a: x.a, b: x.b })?;
+        ctx.call_inline(&x.on_success.bind_with(&Outcome { result: sum })?)
+            .await
+    });
     let add = registry.function_sync("seed.add", |_, s: Sum| checked_add(s));
     let success_handler = logger(registry, "seed.success_handler", journal);
     let handle_result = logger(registry, "seed.handle_result", journal);
@@ -232,6 +250,7 @@ pub fn register(registry: &mut Registry, journal: &Journal) -> Seed {
 
     Seed {
         do_sum,
+        do_sum_cps,
         add,
         success_handler,
         add_c,

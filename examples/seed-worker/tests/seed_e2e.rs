@@ -4,7 +4,8 @@
 use kontinuum_api::{FnRef, TaskSpec, TaskStatus};
 use kontinuum_engine::{Engine, EngineConfig, ObjectStatus, Submission};
 use kontinuum_seed_worker::{
-    ApplyArgs, GenerateArgs, Journal, NoArgs, Person, Seed, Sum, generate_success_handler, register,
+    ApplyArgs, GenerateArgs, Journal, NoArgs, Person, Seed, Sum, SumThen, generate_success_handler,
+    register,
 };
 use kontinuum_worker::{InProcessWorkers, start_in_process, std_registry};
 use serde_json::{Value, json};
@@ -108,6 +109,26 @@ async fn a_generated_success_handler_closes_over_c() {
     s.engine.submit(vec![task("sum", &call, &rest)]).unwrap();
     wait_tasks(&s.engine, &["sum"]).await;
     assert_eq!(wait_logged(&s.journal, "seed.add_c").await, [json!(16)]);
+    s.workers.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuation_passing_runs_the_handler_in_the_same_task() {
+    let s = setup();
+    let on_success = generate_success_handler(&s.seed, 7).unwrap();
+    let call = s
+        .seed
+        .do_sum_cps
+        .call(&SumThen {
+            a: 4,
+            b: 5,
+            on_success,
+        })
+        .unwrap();
+    s.engine.submit(vec![task("cps", &call, "{}")]).unwrap();
+    let st = wait_tasks(&s.engine, &["cps"]).await;
+    assert_eq!(st[0].result, Some(json!(16)), "{:?}", st[0].error);
+    assert_eq!(s.journal.logged("seed.add_c"), [json!(16)]);
     s.workers.shutdown().await;
 }
 
