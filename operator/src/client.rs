@@ -1,5 +1,5 @@
 //! A small client for the CLI's endpoints (`kontinuum submit`, `get`,
-//! `cancel`): one call per method, errors typed, the server's JSON error
+//! `tree`, `cancel`): one call per method, errors typed, the server's JSON error
 //! body kept so its field-naming messages reach the user unchanged.
 
 use kontinuum_api::protocol::{
@@ -88,6 +88,17 @@ impl Client {
         };
         let list: ObjectList = self.call::<(), _>(Method::GET, &path, None).await?;
         Ok(list.items)
+    }
+
+    /// An object's tree with per-node state and progress, breadth first,
+    /// at most `max_nodes` nodes.
+    pub async fn tree(
+        &self,
+        name: &str,
+        max_nodes: usize,
+    ) -> Result<kontinuum_engine::TreeView, ClientError> {
+        let path = format!("/v1/objects/{name}/tree?maxNodes={max_nodes}");
+        self.call::<(), _>(Method::GET, &path, None).await
     }
 
     /// Cancels an object's whole tree; returns its status after.

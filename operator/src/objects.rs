@@ -1,5 +1,5 @@
 //! The CLI's endpoints: submit manifests, list and get objects with their
-//! status, cancel. Manifests are validated here with the same layer as
+//! status, an object's tree, cancel. Manifests are validated here with the same layer as
 //! `kontinuum run`, whatever the client did before.
 
 use crate::body::Json;
@@ -168,6 +168,36 @@ pub(crate) async fn cancel(
     .await?;
     tracing::info!(object = %status.metadata.name, "cancelled");
     Ok(Json(status))
+}
+
+/// Nodes a tree answer holds unless `maxNodes` says otherwise, and at most.
+const TREE_NODES: usize = 1000;
+const MAX_TREE_NODES: usize = 100_000;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TreeQuery {
+    max_nodes: Option<usize>,
+}
+
+/// The object's tree, breadth first, cut after `maxNodes` nodes.
+pub(crate) async fn tree(
+    State(state): State<AppStateRef>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<TreeQuery>, QueryRejection>,
+) -> Result<Json<kontinuum_engine::TreeView>, ApiError> {
+    let (kind, name) = object_path(path)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_field("maxNodes", e.body_text()))?;
+    let max = query.max_nodes.unwrap_or(TREE_NODES);
+    if !(1..=MAX_TREE_NODES).contains(&max) {
+        return Err(ApiError::bad_field(
+            "maxNodes",
+            format!("must be 1..={MAX_TREE_NODES} (found {max})"),
+        ));
+    }
+    let key = format!("{}/{name}", engine_kind(&kind)?);
+    let tree = blocking(&state.engine, move |e| e.tree(&key, max)).await?;
+    Ok(Json(tree))
 }
 
 /// axum's own rejections are plain text; every answer here is JSON.
