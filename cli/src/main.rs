@@ -1,5 +1,5 @@
 //! `kontinuum`: run manifests on the embedded engine, serve the engine over
-//! HTTP and talk to a server (submit, get, cancel), print the CRDs.
+//! HTTP and talk to a server (submit, get, tree, cancel), print the CRDs.
 
 mod error;
 mod load;
@@ -9,6 +9,7 @@ mod remote;
 mod run;
 mod serve;
 mod submit;
+mod tree;
 mod yaml;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Command {
     Submit(submit::SubmitArgs),
     /// List objects of a kind, or show one, from a server.
     Get(remote::GetArgs),
+    /// Draw an object's future tree from a server, with per-node progress.
+    Tree(tree::TreeArgs),
     /// Cancel an object's whole tree on a server.
     Cancel(remote::CancelArgs),
     /// Print the CustomResourceDefinitions (the YAML that crds/ holds).
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => remote(serve::serve(args)),
         Command::Submit(args) => remote(submit::submit(args)),
         Command::Get(args) => remote(remote::get(args)),
+        Command::Tree(args) => remote(tree::tree(args)),
         Command::Cancel(args) => remote(remote::cancel(args)),
     }
 }

@@ -1,4 +1,4 @@
-//! `kontinuum get` and `cancel` against `kontinuum serve`, conflicts, the
+//! `kontinuum get`, `tree` and `cancel` against `kontinuum serve`, conflicts, the
 //! bearer token, and the refusal to listen beyond loopback without one.
 
 mod serve_common;
@@ -44,6 +44,18 @@ fn get_and_cancel_round_trip() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stdout.starts_with("NAME"), "{}", out.stdout);
     assert!(out.stdout.contains("future/slow"), "{}", out.stdout);
+
+    let out = cli(&server, &["tree", "slow"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let first = out.stdout.lines().next().unwrap_or_default().to_string();
+    assert!(first.starts_with("future/slow "), "{}", out.stdout);
+    assert!(first.ends_with("0/1000"), "{}", out.stdout);
+    let out = cli(&server, &["tree", "future/slow", "-o", "json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(json(&out.stdout)["root"]["weight"], 1000);
+    let out = cli(&server, &["tree", "future/none"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("404"), "{}", out.stderr);
 
     let out = cli(&server, &["cancel", "slow"]);
     assert_eq!(
