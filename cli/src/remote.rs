@@ -53,6 +53,8 @@ pub enum RemoteError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the store at {} is in use by another process (another kontinuum serve or run?)", .0.display())]
+    Busy(PathBuf),
     #[error("engine: {0}")]
     Engine(#[from] kontinuum_engine::EngineError),
 }

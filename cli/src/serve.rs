@@ -3,7 +3,7 @@
 //! submit`, `get`, `tree` and `cancel` talk to it.
 
 use crate::remote::RemoteError;
-use kontinuum_engine::{Engine, EngineConfig};
+use kontinuum_engine::{Engine, EngineConfig, EngineError};
 use kontinuum_operator::Server;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,7 +53,15 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, RemoteError> {
         .build()
         .map_err(RemoteError::Runtime)?;
     runtime.block_on(async {
-        let engine = Engine::open(&dir, EngineConfig::default())?;
+        let engine = Engine::open(&dir, EngineConfig::default()).map_err(|e| match e {
+            // sled reports its file lock as a plain I/O error with this text.
+            EngineError::Store(sled::Error::Io(io))
+                if io.to_string().contains("could not acquire lock") =>
+            {
+                RemoteError::Busy(dir.clone())
+            }
+            other => RemoteError::Engine(other),
+        })?;
         let server = Server::bind(engine.clone(), args.listen, token).await?;
         let addr = server.local_addr()?;
         let store = match &args.data {

@@ -35,7 +35,31 @@ fn free_port() -> u16 {
 
 /// `kontinuum serve` on a free loopback port, ready to answer.
 pub fn serve(token: Option<&str>) -> Server {
-    let dir = tempfile::tempdir().unwrap();
+    start(tempfile::tempdir().unwrap(), token)
+}
+
+/// Stops `server` with SIGTERM (it must exit 0) and serves its store again.
+pub fn restart(server: Server) -> Server {
+    let Server {
+        mut process, dir, ..
+    } = server;
+    sigterm(&process);
+    let status = process.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "kontinuum serve after SIGTERM");
+    start(dir, None)
+}
+
+/// SIGTERM through the shell's builtin kill (no procps needed).
+pub fn sigterm(process: &Running) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -TERM {}", process.0.id()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn start(dir: tempfile::TempDir, token: Option<&str>) -> Server {
     let port = free_port();
     let mut cmd = Command::new(KONTINUUM);
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
