@@ -141,6 +141,7 @@ pub struct GetArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
+    /// Output format (json and yaml as kubectl prints them).
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }

@@ -28,6 +28,7 @@ pub struct SubmitArgs {
     /// Block until every object is final, then print them and exit like `run`.
     #[arg(long)]
     pub wait: bool,
+    /// Output format (json and yaml as kubectl prints them).
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }

@@ -19,6 +19,7 @@ pub struct TreeArgs {
     #[arg(long, value_name = "N", default_value_t = 200,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_nodes: u32,
+    /// Output format (json and yaml as kubectl prints them).
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
