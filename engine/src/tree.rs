@@ -55,23 +55,29 @@ pub fn view(
         .filter(|l| l.root == root.id)
         .map(|l| (l.node, l.progress))
         .collect();
-    let mut budget = max_nodes.max(1);
-    let mut truncated = false;
+    // Which nodes to show: the first `max_nodes` in breadth-first order.
+    let mut shown: std::collections::HashSet<NodeId> = std::collections::HashSet::new();
+    let mut queue = std::collections::VecDeque::from([root.id]);
+    while let Some(id) = queue.pop_front() {
+        if shown.len() >= max_nodes.max(1) {
+            break;
+        }
+        shown.insert(id);
+        queue.extend(
+            children
+                .get(&id)
+                .into_iter()
+                .flat_map(|c| c.values().copied()),
+        );
+    }
+    let truncated = shown.len() < nodes.len();
     let Some(top) = nodes.get(&root.id) else {
         return Err(EngineError::Corrupt {
             what: "tree".into(),
             detail: format!("root {} has no node", root.id),
         });
     };
-    let root_view = build(
-        top,
-        "/".into(),
-        &nodes,
-        &children,
-        &progress,
-        &mut budget,
-        &mut truncated,
-    );
+    let root_view = build(top, "/".into(), &nodes, &children, &progress, &shown);
     Ok(TreeView {
         root: root_view,
         nodes: nodes.len() as u64,
@@ -85,10 +91,8 @@ fn build(
     nodes: &HashMap<NodeId, Node>,
     children: &HashMap<NodeId, BTreeMap<u32, NodeId>>,
     progress: &HashMap<NodeId, u64>,
-    budget: &mut usize,
-    truncated: &mut bool,
+    shown: &std::collections::HashSet<NodeId>,
 ) -> TreeNode {
-    *budget = budget.saturating_sub(1);
     let (kind, function) = kind(&node.body);
     let mut view = TreeNode {
         path: path.clone(),
@@ -104,8 +108,7 @@ fn build(
     let mut below = 0;
     for (index, id) in children.get(&node.id).into_iter().flatten() {
         let Some(child) = nodes.get(id) else { continue };
-        if *budget == 0 {
-            *truncated = true;
+        if !shown.contains(id) {
             below += done_of(child, nodes, children, progress);
             continue;
         }
@@ -116,8 +119,7 @@ fn build(
             nodes,
             children,
             progress,
-            budget,
-            truncated,
+            shown,
         );
         below += c.done;
         view.children.push(c);

@@ -277,3 +277,19 @@ fn tree_shows_every_node_with_its_progress() {
     assert!(small.truncated);
     assert_eq!(small.root.done, 100, "done still counts the nodes left out");
 }
+
+#[test]
+fn a_cut_tree_keeps_the_top_levels() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .submit(vec![future("w", "{map: {source: {range: {start: 0, end: 64}}, function: {function: t.square}, shardSize: 1, fanout: 4, reduce: sum}}")])
+        .unwrap();
+    drive(&engine, &["w"], Duration::from_secs(10));
+    // Root plus its 4 children: breadth first, not a chain down one side.
+    let view = engine.tree("w", 5).unwrap();
+    assert!(view.truncated);
+    assert_eq!(view.root.children.len(), 4);
+    assert!(view.root.children.iter().all(|c| c.children.is_empty()));
+    assert_eq!(view.root.children.iter().map(|c| c.done).sum::<u64>(), 64);
+}
