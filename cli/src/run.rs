@@ -206,7 +206,7 @@ fn read_statuses(engine: &Engine, objects: &[Object]) -> Result<Vec<Option<Value
         .collect()
 }
 
-fn is_final(status: &Value) -> bool {
+pub(crate) fn is_final(status: &Value) -> bool {
     matches!(
         status["phase"].as_str(),
         Some("Succeeded" | "Failed" | "Cancelled" | "Merged")
@@ -224,7 +224,7 @@ fn idle(engine: &Engine, pools: &BTreeSet<String>) -> bool {
 
 /// 1 when anything failed or was cancelled, else 0 (Merged is a success:
 /// the call was folded into a run that did happen).
-fn exit_code(statuses: &[Option<Value>]) -> u8 {
+pub(crate) fn exit_code(statuses: &[Option<Value>]) -> u8 {
     let bad = statuses
         .iter()
         .flatten()
@@ -233,7 +233,7 @@ fn exit_code(statuses: &[Option<Value>]) -> u8 {
 }
 
 /// apiVersion, kind, metadata, spec, status: the object as kubectl prints it.
-fn full_object(object: &Object, status: Option<&Value>) -> Value {
+pub(crate) fn full_object(object: &Object, status: Option<&Value>) -> Value {
     let doc = &object.document;
     let mut out = Map::new();
     out.insert(

@@ -6,11 +6,11 @@ use crate::load::{self, Object};
 use crate::output::{self, Format};
 use crate::progress::Progress;
 use crate::remote::{RemoteError, ServerArgs, block_on, print_out};
-use kontinuum_api::API_VERSION;
+use crate::run::{exit_code, full_object, is_final};
 use kontinuum_api::protocol::{ErrorBody, codes};
 use kontinuum_engine::Submission;
 use kontinuum_operator::{Client, ClientError};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -61,11 +61,7 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode, RemoteError> {
             .map(|(o, s)| full_object(o, s.as_ref()))
             .collect();
         print_out(&output::render(&full, args.output));
-        let bad = statuses
-            .iter()
-            .flatten()
-            .any(|s| matches!(s["phase"].as_str(), Some("Failed" | "Cancelled")));
-        Ok(ExitCode::from(u8::from(bad)))
+        Ok(ExitCode::from(exit_code(&statuses)))
     })?
 }
 
@@ -129,31 +125,6 @@ async fn wait(client: &Client, objects: &[Object]) -> Result<Vec<Option<Value>>,
             return Ok(statuses);
         }
     }
-}
-
-fn is_final(status: &Value) -> bool {
-    matches!(
-        status["phase"].as_str(),
-        Some("Succeeded" | "Failed" | "Cancelled" | "Merged")
-    )
-}
-
-/// apiVersion, kind, metadata, spec, status: the object as kubectl prints it.
-fn full_object(object: &Object, status: Option<&Value>) -> Value {
-    let doc = &object.document;
-    let mut out = Map::new();
-    let api_version = doc.get("apiVersion").cloned();
-    out.insert(
-        "apiVersion".into(),
-        api_version.unwrap_or(Value::from(API_VERSION)),
-    );
-    out.insert("kind".into(), doc["kind"].clone());
-    out.insert("metadata".into(), doc["metadata"].clone());
-    out.insert("spec".into(), object.spec.clone());
-    if let Some(status) = status {
-        out.insert("status".into(), status.clone());
-    }
-    Value::Object(out)
 }
 
 #[cfg(test)]
