@@ -3,13 +3,10 @@
 //! bearer token, if the server wants one, comes from `$KONTINUUM_TOKEN`.
 //! Ctrl-C or SIGTERM stops leasing and lets running tasks finish.
 
-use kontinuum_api::protocol::RegisterRequest;
 use kontinuum_seed_worker::{Journal, register};
-use kontinuum_worker::{RemoteConfig, RemoteSource, Runtime, RuntimeConfig, std_registry};
+use kontinuum_worker::{ServeOptions, serve_registry, std_registry};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::signal::unix::{SignalKind, signal};
+use std::time::Duration;
 
 const USAGE: &str = "usage: kontinuum-seed-worker --server URL [--pool P] [--concurrency N]";
 
@@ -71,41 +68,17 @@ fn main() -> ExitCode {
 }
 
 async fn serve(options: Options) -> Result<(), String> {
-    let mut config = RemoteConfig::new(&options.server);
-    config.token = std::env::var("KONTINUUM_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
-    let source = Arc::new(RemoteSource::new(config).map_err(|e| e.to_string())?);
     let mut registry = std_registry();
     register(&mut registry, &Journal::default());
-    let request = RegisterRequest {
-        worker: format!("seed-worker-{}", std::process::id()),
-        pool: options.pool.clone(),
-        functions: registry.names(),
-        concurrency: u32::try_from(options.concurrency).unwrap_or(u32::MAX),
+    let serve_options = ServeOptions {
+        server: options.server,
+        token: std::env::var("KONTINUUM_TOKEN").ok(),
+        pool: options.pool,
+        concurrency: options.concurrency,
+        name: format!("seed-worker-{}", std::process::id()),
+        grace: Duration::from_secs(10),
     };
-    // Registration tells the server what this pool serves; leasing does not
-    // wait for it, since the server may still be starting.
-    let registrar = source.clone();
-    tokio::spawn(async move {
-        let give_up = Instant::now() + Duration::from_secs(600);
-        if let Err(e) = registrar.register(&request, give_up).await {
-            tracing::error!("registration failed: {e}");
-        }
-    });
-    let mut runtime_config = RuntimeConfig::new(&options.pool, options.concurrency);
-    runtime_config.worker = format!("seed-worker-{}", std::process::id());
-    runtime_config.lease_wait = Duration::from_secs(1);
-    let runtime = Runtime::start(source, Arc::new(registry), runtime_config);
-    let mut terminate =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("stopping: finishing running tasks");
-    runtime.shutdown().await;
-    Ok(())
+    serve_registry(serve_options, registry).await
 }
 
 #[cfg(test)]

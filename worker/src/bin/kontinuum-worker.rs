@@ -5,16 +5,11 @@
 //! signal exits at once (the server re-runs that work when leases expire).
 
 use clap::Parser;
-use kontinuum_api::protocol::RegisterRequest;
-use kontinuum_worker::{
-    RemoteConfig, RemoteSource, Runtime, RuntimeConfig, SourceError, std_registry,
-};
+use kontinuum_worker::{ServeOptions, serve_registry, std_registry};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::signal::unix::{SignalKind, signal};
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -73,86 +68,24 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let mut config = RemoteConfig::new(&cli.server);
-    if let Some(path) = &cli.token_file {
-        let token = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?;
-        config.token = Some(token.trim().to_string()).filter(|t| !t.is_empty());
-    }
-    let source = Arc::new(RemoteSource::new(config).map_err(|e| e.to_string())?);
-    let registry = Arc::new(std_registry());
-    let name = cli.name.clone().unwrap_or_else(default_name);
-    let mut terminate =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
-
-    // Registration informs the server and checks the token; leasing does
-    // not wait for it (the server may not be up yet).
-    let request = RegisterRequest {
-        worker: name.clone(),
-        pool: cli.pool.clone(),
-        functions: registry.names(),
-        concurrency: u32::try_from(cli.concurrency).unwrap_or(u32::MAX),
+    let token = match &cli.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
     };
-    let registrar = source.clone();
-    let mut registration = tokio::spawn(async move {
-        let give_up = Instant::now() + Duration::from_secs(3600);
-        registrar.register(&request, give_up).await
-    });
-
-    let mut runtime_config = RuntimeConfig::new(&cli.pool, cli.concurrency);
-    runtime_config.worker = name.clone();
-    runtime_config.shutdown_grace = Duration::from_secs(cli.grace);
-    // A long poll, short enough that shutdown (which waits for the poll in
-    // flight) is prompt; work arriving during a poll is handed out at once.
-    runtime_config.lease_wait = Duration::from_secs(1);
-    // Completions batch by themselves while a complete call is in flight;
-    // waiting for company on an idle worker only adds latency.
-    runtime_config.flush_after = Duration::from_micros(200);
-    tracing::info!(server = %cli.server, pool = %cli.pool, concurrency = cli.concurrency, %name, "worker starting");
-    let runtime = Runtime::start(source, registry, runtime_config);
-
-    // A server that refuses us (a wrong token, a bad pool) will refuse every
-    // lease too: say so and stop instead of retrying forever.
-    let mut refused = None;
-    let mut registering = true;
-    loop {
-        tokio::select! {
-            _ = terminate.recv() => {
-                tracing::info!("SIGTERM: finishing running tasks");
-                break;
-            }
-            _ = interrupt.recv() => {
-                tracing::info!("SIGINT: finishing running tasks");
-                break;
-            }
-            done = &mut registration, if registering => {
-                registering = false;
-                match done {
-                    Ok(Ok(r)) => tracing::info!(worker = %r.worker, "registered"),
-                    Ok(Err(SourceError::Rejected(message))) => {
-                        refused = Some(message);
-                        break;
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "could not register"),
-                    Err(e) => tracing::warn!(error = %e, "registration ended abnormally"),
-                }
-            }
-        }
-    }
-    if let Some(message) = refused {
-        runtime.shutdown().await;
-        return Err(format!("the server refused this worker: {message}"));
-    }
-    tokio::select! {
-        () = runtime.shutdown() => {
-            tracing::info!("worker stopped");
-            Ok(())
-        }
-        _ = terminate.recv() => Err("second signal: exiting without waiting".into()),
-        _ = interrupt.recv() => Err("second signal: exiting without waiting".into()),
-    }
+    let options = ServeOptions {
+        server: cli.server,
+        token,
+        pool: cli.pool,
+        concurrency: cli.concurrency,
+        name: cli.name.unwrap_or_else(default_name),
+        grace: Duration::from_secs(cli.grace),
+    };
+    serve_registry(options, std_registry()).await
 }
 
 fn default_name() -> String {

@@ -1,0 +1,108 @@
+//! Serving a registry to a server over HTTP until SIGTERM or Ctrl-C: what
+//! `kontinuum-worker` does with the `std.*` functions, and what a worker of
+//! your own functions (e.g. examples/seed-worker) does with its registry.
+
+use crate::{Registry, RemoteConfig, RemoteSource, Runtime, RuntimeConfig, SourceError};
+use kontinuum_api::protocol::RegisterRequest;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Where and how to serve.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// http://HOST:PORT of `kontinuum serve` or the operator.
+    pub server: String,
+    pub token: Option<String>,
+    /// The pool to serve ("*" = any pool).
+    pub pool: String,
+    /// Tasks run at once.
+    pub concurrency: usize,
+    /// This worker's name.
+    pub name: String,
+    /// How long running tasks may take to finish after the first signal.
+    pub grace: Duration,
+}
+
+/// Leases and runs tasks until SIGTERM or Ctrl-C; then stops leasing, lets
+/// running tasks finish within the grace period and hands back the rest. A
+/// second signal returns at once; a server that refuses the worker (a wrong
+/// token, a bad pool) ends it with that message.
+pub async fn serve_registry(options: ServeOptions, registry: Registry) -> Result<(), String> {
+    let mut config = RemoteConfig::new(&options.server);
+    config.token = options.token.clone().filter(|t| !t.is_empty());
+    let source = Arc::new(RemoteSource::new(config).map_err(|e| e.to_string())?);
+    let registry = Arc::new(registry);
+    let name = options.name.clone();
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+
+    // Registration informs the server and checks the token; leasing does
+    // not wait for it (the server may not be up yet).
+    let request = RegisterRequest {
+        worker: name.clone(),
+        pool: options.pool.clone(),
+        functions: registry.names(),
+        concurrency: u32::try_from(options.concurrency).unwrap_or(u32::MAX),
+    };
+    let registrar = source.clone();
+    let mut registration = tokio::spawn(async move {
+        let give_up = Instant::now() + Duration::from_secs(3600);
+        registrar.register(&request, give_up).await
+    });
+
+    let mut runtime_config = RuntimeConfig::new(&options.pool, options.concurrency);
+    runtime_config.worker = name.clone();
+    runtime_config.shutdown_grace = options.grace;
+    // A long poll, short enough that shutdown (which waits for the poll in
+    // flight) is prompt; work arriving during a poll is handed out at once.
+    runtime_config.lease_wait = Duration::from_secs(1);
+    // Completions batch by themselves while a complete call is in flight;
+    // waiting for company on an idle worker only adds latency.
+    runtime_config.flush_after = Duration::from_micros(200);
+    tracing::info!(server = %options.server, pool = %options.pool, concurrency = options.concurrency, %name, "worker starting");
+    let runtime = Runtime::start(source, registry, runtime_config);
+
+    // A server that refuses us (a wrong token, a bad pool) will refuse every
+    // lease too: say so and stop instead of retrying forever.
+    let mut refused = None;
+    let mut registering = true;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => {
+                tracing::info!("SIGTERM: finishing running tasks");
+                break;
+            }
+            _ = interrupt.recv() => {
+                tracing::info!("SIGINT: finishing running tasks");
+                break;
+            }
+            done = &mut registration, if registering => {
+                registering = false;
+                match done {
+                    Ok(Ok(r)) => tracing::info!(worker = %r.worker, "registered"),
+                    Ok(Err(SourceError::Rejected(message))) => {
+                        refused = Some(message);
+                        break;
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "could not register"),
+                    Err(e) => tracing::warn!(error = %e, "registration ended abnormally"),
+                }
+            }
+        }
+    }
+    if let Some(message) = refused {
+        runtime.shutdown().await;
+        return Err(format!("the server refused this worker: {message}"));
+    }
+    tokio::select! {
+        () = runtime.shutdown() => {
+            tracing::info!("worker stopped");
+            Ok(())
+        }
+        _ = terminate.recv() => Err("second signal: exiting without waiting".into()),
+        _ = interrupt.recv() => Err("second signal: exiting without waiting".into()),
+    }
+}
