@@ -81,6 +81,7 @@ pub fn spec_hash(kind: &str, spec: &impl serde::Serialize) -> String {
 
 pub struct TaskPlan {
     pub call: FnRef,
+    pub stable_id: String,
     pub pool: String,
     pub retry: RetrySettings,
     pub timeout_ms: Option<u64>,
@@ -116,12 +117,13 @@ pub fn plan_task(spec: &TaskSpec, now_ms: u64) -> Result<TaskPlan, EngineError> 
         (None, Some(t)) => t,
         (None, None) => 0,
     };
+    let stable_id = spec.call.stable_id();
     let debounce = match &spec.debounce {
         Some(d) => {
             let initial = duration_ms("spec.debounce.initial", &d.initial)?.unwrap_or(0);
             let repeat = duration_ms("spec.debounce.repeat", &d.repeat)?.unwrap_or(initial);
             Some((
-                d.key.clone().unwrap_or_else(|| spec.call.stable_id()),
+                d.key.clone().unwrap_or_else(|| stable_id.clone()),
                 initial,
                 repeat,
             ))
@@ -129,11 +131,12 @@ pub fn plan_task(spec: &TaskSpec, now_ms: u64) -> Result<TaskPlan, EngineError> 
         None => None,
     };
     let exclusive = spec.exclusive.as_ref().map(|e| ExclusiveSettings {
-        key: e.key.clone().unwrap_or_else(|| spec.call.stable_id()),
+        key: e.key.clone().unwrap_or_else(|| stable_id.clone()),
         rerun_on_skip: e.rerun_on_skip,
     });
     Ok(TaskPlan {
         call: spec.call.clone(),
+        stable_id,
         pool: spec.pool.clone(),
         retry: retry_settings("spec.retry", &spec.retry)?,
         timeout_ms: duration_ms("spec.timeout", &spec.timeout)?,
@@ -145,20 +148,41 @@ pub fn plan_task(spec: &TaskSpec, now_ms: u64) -> Result<TaskPlan, EngineError> 
     })
 }
 
+/// A user's name for a submitted object, with the hash of its spec.
+pub struct Named {
+    pub name: String,
+    pub spec_hash: String,
+}
+
+fn new_root(
+    id: NodeId,
+    object: Option<Named>,
+    pool: &str,
+    stable_id: String,
+    retry: RetrySettings,
+    timeout_ms: Option<u64>,
+    now: u64,
+) -> Root {
+    let (name, spec_hash) = object.map(|o| (o.name, o.spec_hash)).unzip();
+    let mut root = Root::new_task(id, name, pool, stable_id, retry, timeout_ms, now);
+    root.spec_hash = spec_hash;
+    root
+}
+
 /// Creates the task's tree (or merges it into another run). Returns its root id.
 pub fn apply_task(
     st: &mut State,
     tx: &mut Tx,
     store: &Store,
-    name: Option<String>,
+    object: Option<Named>,
     plan: TaskPlan,
 ) -> Result<NodeId, EngineError> {
     let id = st.alloc_id(tx);
-    let mut root = Root::new_task(
+    let mut root = new_root(
         id,
-        name,
+        object,
         &plan.pool,
-        &plan.call,
+        plan.stable_id,
         plan.retry,
         plan.timeout_ms,
         tx.now,
@@ -198,6 +222,7 @@ pub fn apply_task(
     if let Some(other) = merged_into {
         root.state = RootState::Merged;
         root.merged_into = Some(other);
+        root.merged_into_name = st.roots.get(&other).and_then(|r| r.name.clone());
         root.finished_ms = tx.now;
         root.debounce_key = None;
         root.exclusive = None;
@@ -382,22 +407,20 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
 pub fn apply_future(
     st: &mut State,
     tx: &mut Tx,
-    name: Option<String>,
+    object: Option<Named>,
     plan: FuturePlan,
 ) -> Result<NodeId, EngineError> {
     let id = st.alloc_id(tx);
-    let placeholder = FnRef::new("");
-    let mut root = Root::new_task(
+    let mut root = new_root(
         id,
-        name,
+        object,
         &plan.pool,
-        &placeholder,
+        plan.stable_id,
         plan.retry,
         plan.timeout_ms,
         tx.now,
     );
     root.kind = RootKind::Future;
-    root.stable_id = plan.stable_id;
     root.deadline_ms = plan.deadline_ms;
     root.on_success = plan.on_success;
     root.on_failure = plan.on_failure;

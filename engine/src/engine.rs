@@ -4,9 +4,9 @@
 
 use crate::build;
 use crate::machine::{LeaseKind, State, Tx};
-use crate::model::{Body, NodeState, ObjectRecord, Root, RootKind, RootState};
+use crate::model::{Body, NodeState, RootKind, RootState};
 use crate::status;
-use crate::store::Store;
+use crate::store::{Store, StoredRoot};
 use crate::types::{EngineConfig, EngineError, ObjectStatus, PoolStats, Submission};
 use kontinuum_api::common::{ErrorInfo, ErrorKind};
 use kontinuum_api::wire::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Outcome};
@@ -31,6 +31,9 @@ struct Inner {
     store: Store,
     config: EngineConfig,
     state: Mutex<State>,
+    /// One submission at a time between its name checks and its decision,
+    /// so two submissions of one name cannot both find it free.
+    submitting: Mutex<()>,
     work_ready: Condvar,
     closed: AtomicBool,
 }
@@ -55,6 +58,7 @@ impl Engine {
             store,
             config,
             state: Mutex::new(state),
+            submitting: Mutex::new(()),
             work_ready: Condvar::new(),
             closed: AtomicBool::new(false),
         });
@@ -101,26 +105,23 @@ impl Engine {
     /// spec under the same name is refused. All or nothing.
     pub fn submit(&self, objects: Vec<Submission>) -> Result<(), EngineError> {
         let now = now_ms();
-        let mut plans = Vec::new();
-        let mut seen = HashSet::new();
+        let mut plans = Vec::with_capacity(objects.len());
+        let mut seen = HashSet::with_capacity(objects.len());
+        let guard = self.inner.submitting.lock();
         for object in &objects {
-            let (name, kind, hash) = match object {
-                Submission::Task { name, spec } => {
-                    (name, RootKind::Task, build::spec_hash("Task", spec))
+            let (name, hash) = match object {
+                Submission::Task { name, spec } => (name, build::spec_hash("Task", spec)),
+                Submission::Future { name, spec } => {
+                    (name, build::spec_hash("HierarchicalFuture", spec))
                 }
-                Submission::Future { name, spec } => (
-                    name,
-                    RootKind::Future,
-                    build::spec_hash("HierarchicalFuture", spec),
-                ),
             };
-            if !seen.insert(name.clone()) {
+            if !seen.insert(name.as_str()) {
                 return Err(EngineError::Invalid(format!(
                     "object '{name}' appears twice in one submission"
                 )));
             }
             if let Some(existing) = self.inner.store.object(name)? {
-                if existing.spec_hash != hash {
+                if existing.root.spec_hash.as_deref() != Some(hash.as_str()) {
                     return Err(EngineError::Conflict { name: name.clone() });
                 }
                 continue;
@@ -131,73 +132,56 @@ impl Engine {
                     Plan::Future(Box::new(build::plan_future(spec, now)?))
                 }
             };
-            plans.push((name.clone(), kind, hash, plan));
+            let named = build::Named {
+                name: name.clone(),
+                spec_hash: hash,
+            };
+            plans.push((named, plan));
         }
-        self.commit(|st, tx, store| {
-            for (name, kind, spec_hash, plan) in plans {
-                let root = match plan {
-                    Plan::Task(p) => build::apply_task(st, tx, store, Some(name.clone()), *p)?,
-                    Plan::Future(p) => build::apply_future(st, tx, Some(name.clone()), *p)?,
-                };
-                tx.writes.put_object(
-                    &name,
-                    &ObjectRecord {
-                        root,
-                        kind,
-                        spec_hash,
-                    },
-                )?;
-            }
-            Ok(())
-        })
+        let ((), ticket) = {
+            let mut st = self.inner.state.lock();
+            self.decide(&mut st, |st, tx, store| {
+                for (named, plan) in plans {
+                    match plan {
+                        Plan::Task(p) => build::apply_task(st, tx, store, Some(named), *p)?,
+                        Plan::Future(p) => build::apply_future(st, tx, Some(named), *p)?,
+                    };
+                }
+                Ok(())
+            })?
+        };
+        drop(guard);
+        self.inner.store.wait_durable(ticket)
     }
 
     /// Names of every object ever submitted.
     pub fn objects(&self) -> Result<Vec<String>, EngineError> {
-        Ok(self
-            .inner
-            .store
-            .objects()?
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect())
+        self.inner.store.objects()
     }
 
-    fn root_of(&self, st: &State, name: &str) -> Result<(ObjectRecord, Root), EngineError> {
-        let record = self
+    /// A named object's root record, the live copy while it runs.
+    fn root_of(&self, st: &State, name: &str) -> Result<StoredRoot, EngineError> {
+        let mut stored = self
             .inner
             .store
             .object(name)?
             .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
-        let root = match st.roots.get(&record.root) {
-            Some(r) => r.clone(),
-            None => self
-                .inner
-                .store
-                .root(record.root)?
-                .ok_or_else(|| EngineError::Corrupt {
-                    what: "root".into(),
-                    detail: format!("{name} has no root"),
-                })?,
-        };
-        Ok((record, root))
+        if let Some(live) = st.roots.get(&stored.root.id) {
+            stored.root = live.clone();
+            stored.node = st.nodes.get(&live.id).cloned();
+        }
+        Ok(stored)
     }
 
     pub fn status(&self, name: &str) -> Result<ObjectStatus, EngineError> {
         let mut st = self.inner.state.lock();
-        let (record, root) = self.root_of(&st, name)?;
-        match record.kind {
-            RootKind::Task => {
-                let merged = match root.merged_into {
-                    Some(m) => self.inner.store.root(m)?.and_then(|r| r.name),
-                    None => None,
-                };
-                Ok(ObjectStatus::Task(status::task_status(
-                    &root,
-                    st.nodes.get(&root.id),
-                    merged,
-                )))
-            }
+        let StoredRoot { root, node } = self.root_of(&st, name)?;
+        match root.kind {
+            RootKind::Task => Ok(ObjectStatus::Task(status::task_status(
+                &root,
+                node.as_ref(),
+                root.merged_into_name.clone(),
+            ))),
             RootKind::Future => {
                 let live: u64 = st
                     .leases
@@ -233,22 +217,7 @@ impl Engine {
         max_nodes: usize,
     ) -> Result<crate::types::TreeView, EngineError> {
         let st = self.inner.state.lock();
-        let record = self
-            .inner
-            .store
-            .object(name)?
-            .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
-        let (root, node) = match st.roots.get(&record.root) {
-            Some(r) => (r.clone(), st.nodes.get(&record.root).cloned()),
-            None => {
-                let stored = self
-                    .inner
-                    .store
-                    .stored_root(record.root)?
-                    .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
-                (stored.root, stored.node)
-            }
-        };
+        let StoredRoot { root, node } = self.root_of(&st, name)?;
         crate::tree::view(&st, &self.inner.store, &root, node, max_nodes)
     }
 
@@ -256,32 +225,26 @@ impl Engine {
     /// status (which then carries only `resultRef`).
     pub fn result(&self, name: &str) -> Result<Option<serde_json::Value>, EngineError> {
         let st = self.inner.state.lock();
-        let (_, root) = self.root_of(&st, name)?;
-        Ok(root.result)
+        Ok(self.root_of(&st, name)?.root.result)
     }
 
     /// Cancels an object's whole tree: queued work is dropped, running work
     /// sees it at its next heartbeat.
     pub fn cancel(&self, name: &str) -> Result<(), EngineError> {
-        let record = self
+        let root_id = self
             .inner
             .store
             .object(name)?
-            .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
+            .ok_or_else(|| EngineError::NotFound(name.to_string()))?
+            .root
+            .id;
         self.commit(|st, tx, store| {
             let error = ErrorInfo {
                 message: "cancelled".into(),
                 kind: ErrorKind::Cancelled,
                 attempt: 0,
             };
-            st.finish_root(
-                tx,
-                store,
-                record.root,
-                RootState::Cancelled,
-                None,
-                Some(error),
-            )
+            st.finish_root(tx, store, root_id, RootState::Cancelled, None, Some(error))
         })
     }
 

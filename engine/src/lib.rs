@@ -16,6 +16,7 @@ mod status;
 mod store;
 mod tree;
 mod types;
+mod writer;
 
 pub use engine::{Engine, now_ms};
 pub use types::*;

@@ -1119,7 +1119,7 @@ impl State {
         timeout_ms: Option<u64>,
     ) -> Result<NodeId, EngineError> {
         let id = self.alloc_id(tx);
-        let root = Root::new_task(id, None, pool, &call, retry, timeout_ms, tx.now);
+        let root = Root::new_task(id, None, pool, call.stable_id(), retry, timeout_ms, tx.now);
         self.roots.insert(id, root);
         let node = Node::root_node(id, Body::Call { call }, 1, NodeState::Queued, 0);
         self.insert_node(tx, node)?;

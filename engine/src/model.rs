@@ -263,6 +263,13 @@ pub struct Root {
     pub continuation: Option<NodeId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<NodeId>,
+    /// The name of the run it merged into, when that run has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into_name: Option<String>,
+    /// For a named object: hash of its canonical spec, which a
+    /// resubmission under the same name must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
 }
 
 impl Root {
@@ -275,7 +282,7 @@ impl Root {
         id: NodeId,
         name: Option<String>,
         pool: &str,
-        call: &FnRef,
+        stable_id: String,
         retry: RetrySettings,
         timeout_ms: Option<u64>,
         now_ms: u64,
@@ -285,7 +292,7 @@ impl Root {
             name,
             kind: RootKind::Task,
             pool: pool.to_string(),
-            stable_id: call.stable_id(),
+            stable_id,
             retry,
             timeout_ms,
             deadline_ms: None,
@@ -312,6 +319,8 @@ impl Root {
             finished_ms: 0,
             continuation: None,
             merged_into: None,
+            merged_into_name: None,
+            spec_hash: None,
         }
     }
 }
@@ -338,16 +347,6 @@ impl Node {
             finished_ms: 0,
         }
     }
-}
-
-/// A user-named object (`task/NAME`, `future/NAME`) and the tree that runs it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectRecord {
-    pub root: NodeId,
-    pub kind: RootKind,
-    /// Hash of the canonical spec: a resubmission must match it.
-    pub spec_hash: String,
 }
 
 /// Debounce state per key.

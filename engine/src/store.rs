@@ -1,23 +1,30 @@
 //! The on-disk layout: one sled tree, records keyed by a one-byte prefix, so
-//! that every change a decision makes lands in one atomic batch. Group commit
-//! makes an acknowledged change durable without one fsync per call.
+//! that every change a decision makes lands in one atomic batch. The writer
+//! thread (writer.rs) applies and fsyncs them in rounds: group commit makes
+//! an acknowledged change durable without one fsync per call.
 
-use crate::model::{DebounceState, ExclusiveState, Node, ObjectRecord, Root, RootState};
+use crate::model::{DebounceState, ExclusiveState, Node, Root, RootState};
 use crate::types::EngineError;
+use crate::writer::{Entry, Writer};
 use kontinuum_api::wire::NodeId;
-use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 const NODE: u8 = b'n';
+/// Roots without a user's name (continuations, spawned tasks), by id.
 const ROOT: u8 = b'r';
 const VALUE: u8 = b'v';
+/// Roots of user-named objects, by name: one record answers both "does
+/// this name exist" and "what is its state".
 const OBJECT: u8 = b'o';
 const DEBOUNCE: u8 = b'd';
 const EXCLUSIVE: u8 = b'x';
 const ITEMS: u8 = b'i';
 const META_NEXT_ID: &[u8] = b"m/next-id";
+const META_LAYOUT: &[u8] = b"m/layout";
+/// Bumped whenever records move or change meaning.
+const LAYOUT: u8 = 2;
 
 fn id_key(prefix: u8, id: NodeId) -> [u8; 9] {
     let mut key = [0u8; 9];
@@ -80,19 +87,16 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, EngineErro
 /// The writes of one decision, applied atomically.
 #[derive(Default)]
 pub struct WriteSet {
-    batch: sled::Batch,
-    pub dirty: bool,
+    entries: Vec<Entry>,
 }
 
 impl WriteSet {
     fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        self.batch.insert(key, value);
-        self.dirty = true;
+        self.entries.push((key.to_vec(), Some(value.into())));
     }
 
     fn del(&mut self, key: &[u8]) {
-        self.batch.remove(key);
-        self.dirty = true;
+        self.entries.push((key.to_vec(), None));
     }
 
     /// A node other than a root node (those travel inside their root record).
@@ -103,6 +107,7 @@ impl WriteSet {
 
     /// The root record, with the tree's root node inside it, behind one
     /// byte of state so that recovery can skip finished trees unread.
+    /// A named root is kept under its name, any other under its id.
     pub fn put_root(&mut self, root: &Root, node: Option<&Node>) -> Result<(), EngineError> {
         let mut bytes = vec![u8::from(root.state == RootState::Active)];
         serde_json::to_writer(&mut bytes, &StoredRootRef { root, node }).map_err(|e| {
@@ -111,7 +116,10 @@ impl WriteSet {
                 detail: e.to_string(),
             }
         })?;
-        self.put(&id_key(ROOT, root.id), bytes);
+        match &root.name {
+            Some(name) => self.put(&str_key(OBJECT, name), bytes),
+            None => self.put(&id_key(ROOT, root.id), bytes),
+        }
         Ok(())
     }
 
@@ -127,11 +135,6 @@ impl WriteSet {
 
     pub fn del_value(&mut self, parent: NodeId, index: u32) {
         self.del(&value_key(parent, index));
-    }
-
-    pub fn put_object(&mut self, name: &str, record: &ObjectRecord) -> Result<(), EngineError> {
-        self.put(&str_key(OBJECT, name), encode("object", record)?);
-        Ok(())
     }
 
     pub fn put_debounce(&mut self, key: &str, state: &DebounceState) -> Result<(), EngineError> {
@@ -158,18 +161,9 @@ impl WriteSet {
     }
 }
 
-/// The sled database plus group commit.
+/// The sled database behind its writer thread.
 pub struct Store {
-    db: sled::Db,
-    commit: Mutex<CommitState>,
-    flushed: Condvar,
-}
-
-#[derive(Default)]
-struct CommitState {
-    applied: u64,
-    durable: u64,
-    flushing: bool,
+    writer: Writer,
 }
 
 impl Store {
@@ -181,53 +175,37 @@ impl Store {
             // only adds fsyncs nobody waits for.
             .flush_every_ms(None)
             .open()?;
+        match db.get(META_LAYOUT)?.as_deref() {
+            Some([v]) if *v == LAYOUT => {}
+            None if db.is_empty() => {
+                db.insert(META_LAYOUT, &[LAYOUT])?;
+            }
+            found => {
+                return Err(EngineError::Invalid(format!(
+                    "{} was written by another version of Kontinuum (layout {:?}, this one reads {LAYOUT}); use a new data directory",
+                    path.display(),
+                    found.and_then(|b| b.first())
+                )));
+            }
+        }
         Ok(Store {
-            db,
-            commit: Mutex::new(CommitState::default()),
-            flushed: Condvar::new(),
+            writer: Writer::start(db)?,
         })
     }
 
-    /// Applies the writes atomically (visible at once, durable after
-    /// [`Store::wait_durable`] with the returned ticket).
+    /// Hands the writes to the writer: visible to reads at once, atomic on
+    /// disk, durable after [`Store::wait_durable`] with the returned ticket.
     pub fn apply(&self, writes: WriteSet) -> Result<u64, EngineError> {
-        if !writes.dirty {
-            return Ok(0);
-        }
-        self.db.apply_batch(writes.batch)?;
-        let mut c = self.commit.lock();
-        c.applied += 1;
-        Ok(c.applied)
+        self.writer.hand_over(writes.entries)
     }
 
-    /// Blocks until everything applied up to `ticket` is on disk. One caller
-    /// flushes for all who wait meanwhile.
+    /// Blocks until everything handed over up to `ticket` is on disk.
     pub fn wait_durable(&self, ticket: u64) -> Result<(), EngineError> {
-        let mut c = self.commit.lock();
-        loop {
-            if c.durable >= ticket {
-                return Ok(());
-            }
-            if c.flushing {
-                self.flushed.wait(&mut c);
-                continue;
-            }
-            c.flushing = true;
-            let target = c.applied;
-            drop(c);
-            let result = self.db.flush();
-            c = self.commit.lock();
-            c.flushing = false;
-            if result.is_ok() {
-                c.durable = c.durable.max(target);
-            }
-            self.flushed.notify_all();
-            result?;
-        }
+        self.writer.wait_durable(ticket)
     }
 
     pub fn next_id(&self) -> Result<NodeId, EngineError> {
-        Ok(match self.db.get(META_NEXT_ID)? {
+        Ok(match self.writer.get(META_NEXT_ID)? {
             Some(bytes) if bytes.len() == 8 => {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&bytes);
@@ -237,16 +215,9 @@ impl Store {
         })
     }
 
-    pub fn root(&self, id: NodeId) -> Result<Option<Root>, EngineError> {
-        match self.db.get(id_key(ROOT, id))? {
-            Some(b) if !b.is_empty() => Ok(Some(decode::<StoredRoot>("root", &b[1..])?.root)),
-            _ => Ok(None),
-        }
-    }
-
-    /// A root record with its root node.
-    pub fn stored_root(&self, id: NodeId) -> Result<Option<StoredRoot>, EngineError> {
-        match self.db.get(id_key(ROOT, id))? {
+    /// The root record of a named object, with its root node.
+    pub fn object(&self, name: &str) -> Result<Option<StoredRoot>, EngineError> {
+        match self.writer.get(&str_key(OBJECT, name))? {
             Some(b) if !b.is_empty() => Ok(Some(decode("root", &b[1..])?)),
             _ => Ok(None),
         }
@@ -255,10 +226,11 @@ impl Store {
     /// Every unfinished tree: its root record and root node.
     pub fn active_roots(&self) -> Result<Vec<StoredRoot>, EngineError> {
         let mut out = Vec::new();
-        for entry in self.db.scan_prefix([ROOT]) {
-            let (_, bytes) = entry?;
-            if bytes.first() == Some(&1) {
-                out.push(decode("root", &bytes[1..])?);
+        for prefix in [ROOT, OBJECT] {
+            for (_, bytes) in self.writer.scan(&[prefix])? {
+                if bytes.first() == Some(&1) {
+                    out.push(decode("root", &bytes[1..])?);
+                }
             }
         }
         Ok(out)
@@ -270,24 +242,16 @@ impl Store {
         prefix[0] = NODE;
         prefix[1..].copy_from_slice(&root.to_be_bytes());
         let mut out = Vec::new();
-        for entry in self.db.scan_prefix(prefix) {
-            let (_, bytes) = entry?;
+        for (_, bytes) in self.writer.scan(&prefix)? {
             out.push(decode("node", &bytes)?);
         }
         Ok(out)
     }
 
-    pub fn object(&self, name: &str) -> Result<Option<ObjectRecord>, EngineError> {
-        self.db
-            .get(str_key(OBJECT, name))?
-            .map(|b| decode("object", &b))
-            .transpose()
-    }
-
     pub fn debounce(&self, key: &str) -> Result<DebounceState, EngineError> {
         Ok(self
-            .db
-            .get(str_key(DEBOUNCE, key))?
+            .writer
+            .get(&str_key(DEBOUNCE, key))?
             .map(|b| decode("debounce", &b))
             .transpose()?
             .unwrap_or_default())
@@ -295,8 +259,8 @@ impl Store {
 
     pub fn exclusive(&self, key: &str) -> Result<ExclusiveState, EngineError> {
         Ok(self
-            .db
-            .get(str_key(EXCLUSIVE, key))?
+            .writer
+            .get(&str_key(EXCLUSIVE, key))?
             .map(|b| decode("exclusive", &b))
             .transpose()?
             .unwrap_or_default())
@@ -304,8 +268,8 @@ impl Store {
 
     pub fn items(&self, root: NodeId) -> Result<Vec<Value>, EngineError> {
         Ok(self
-            .db
-            .get(id_key(ITEMS, root))?
+            .writer
+            .get(&id_key(ITEMS, root))?
             .map(|b| decode("items", &b))
             .transpose()?
             .unwrap_or_default())
@@ -317,8 +281,7 @@ impl Store {
         prefix[0] = VALUE;
         prefix[1..].copy_from_slice(&parent.to_be_bytes());
         let mut out = Vec::new();
-        for entry in self.db.scan_prefix(prefix) {
-            let (key, bytes) = entry?;
+        for (key, bytes) in self.writer.scan(&prefix)? {
             let mut idx = [0u8; 4];
             idx.copy_from_slice(&key[9..13]);
             out.push((u32::from_be_bytes(idx), decode("value", &bytes)?));
@@ -326,14 +289,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Every object name with its record.
-    pub fn objects(&self) -> Result<Vec<(String, ObjectRecord)>, EngineError> {
-        let mut out = Vec::new();
-        for entry in self.db.scan_prefix([OBJECT]) {
-            let (key, bytes) = entry?;
-            let name = String::from_utf8_lossy(&key[1..]).into_owned();
-            out.push((name, decode("object", &bytes)?));
-        }
-        Ok(out)
+    /// Every object name, in order.
+    pub fn objects(&self) -> Result<Vec<String>, EngineError> {
+        Ok(self
+            .writer
+            .scan(&[OBJECT])?
+            .into_iter()
+            .map(|(key, _)| String::from_utf8_lossy(&key[1..]).into_owned())
+            .collect())
     }
 }

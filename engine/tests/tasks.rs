@@ -355,3 +355,51 @@ fn accepted_work_survives_a_restart_and_running_work_is_queued_again() {
     assert_eq!(task_status(&statuses[0]).result, Some(json!(5)));
     assert_eq!(task_status(&statuses[1]).result, Some(json!(2)));
 }
+
+#[test]
+fn concurrent_submissions_of_one_name_create_one_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let spec = "{call: {function: t.echo, args: {n: 1}}}";
+    let rounds = 20;
+    for round in 0..rounds {
+        let name = format!("once-{round}");
+        let start = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let (engine, name, start) = (&engine, &name, &start);
+                s.spawn(move || {
+                    start.wait();
+                    engine.submit(vec![task(name, spec)]).unwrap()
+                });
+            }
+        });
+    }
+    assert_eq!(engine.objects().unwrap().len(), rounds);
+    let leases = engine
+        .lease("*", "w", 1000, Duration::from_millis(200))
+        .unwrap();
+    assert_eq!(
+        leases.len(),
+        rounds,
+        "eight submissions per name, one run each"
+    );
+}
+
+#[test]
+fn a_store_written_by_another_layout_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert("o/old-task", &b"{}"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let err = kontinuum_engine::Engine::open(dir.path(), Default::default())
+        .err()
+        .expect("an old store is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("another version of Kontinuum") && text.contains("new data directory"),
+        "{text}"
+    );
+}
