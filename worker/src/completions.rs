@@ -1,12 +1,18 @@
 //! Sends completions to the engine in batches: a batch goes when it is full
 //! or when its first completion has waited `flush_after`. The engine commits
 //! a batch at once, so batching is what makes thousands of tasks/s cheap.
+//! A few batches travel at once: each waits for an fsync, and one at a time
+//! would cap a worker at `max_batch` completions per fsync.
 
 use crate::source::WorkSource;
 use kontinuum_api::wire::{Completion, CompletionAck};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// Completion batches on their way at once.
+const IN_FLIGHT: usize = 4;
 
 pub(crate) enum Report {
     Done(Completion),
@@ -22,6 +28,7 @@ pub(crate) async fn flush_loop<S: WorkSource>(
 ) {
     let mut batch: Vec<Completion> = Vec::with_capacity(max_batch);
     let mut stopping = false;
+    let mut sending = JoinSet::new();
     while !stopping {
         match rx.recv().await {
             Some(Report::Done(c)) => batch.push(c),
@@ -54,15 +61,17 @@ pub(crate) async fn flush_loop<S: WorkSource>(
                 () = &mut deadline => break,
             }
         }
-        send(
-            &*source,
-            std::mem::replace(&mut batch, Vec::with_capacity(max_batch)),
-        )
-        .await;
+        while sending.len() >= IN_FLIGHT {
+            sending.join_next().await;
+        }
+        let full = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
+        let source = source.clone();
+        sending.spawn(async move { send(&*source, full).await });
     }
     if !batch.is_empty() {
         send(&*source, batch).await;
     }
+    while sending.join_next().await.is_some() {}
 }
 
 /// Sends once: a transport that can usefully retry (HTTP) does so inside
