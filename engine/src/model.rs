@@ -8,6 +8,12 @@ use kontinuum_api::wire::NodeId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Records leave out fields at their default: smaller records are cheaper to
+/// encode, to keep in sled's cache and to write to its log.
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
 /// One unit of a tree: a call, a map shard, or a node that only gathers children.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Node {
@@ -16,16 +22,19 @@ pub struct Node {
     pub parent: Option<NodeId>,
     pub root: NodeId,
     /// Position among the parent's children (creation order).
+    #[serde(default, skip_serializing_if = "is_default")]
     pub index: u32,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub depth: u32,
     pub body: Body,
     /// Expected work units.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub weight: u64,
     pub state: NodeState,
     /// For `Waiting`: when it becomes due (ms since the epoch).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub due_ms: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
@@ -33,14 +42,14 @@ pub struct Node {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub own: Option<Value>,
     /// Children created so far.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub children: u32,
     /// Children whose outcome is final.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub finished_children: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub started_ms: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub finished_ms: u64,
 }
 
@@ -135,7 +144,7 @@ pub enum RootState {
     Merged,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RetrySettings {
     pub max_attempts: u32,
@@ -188,10 +197,15 @@ pub struct ExclusiveSettings {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
+    #[serde(default, skip_serializing_if = "is_default")]
     pub pending: u64,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub running: u64,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub succeeded: u64,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub failed: u64,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub cancelled: u64,
 }
 
@@ -218,6 +232,7 @@ pub struct Root {
     pub kind: RootKind,
     pub pool: String,
     pub stable_id: String,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub retry: RetrySettings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
@@ -227,7 +242,7 @@ pub struct Root {
     pub on_success: Option<FnRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<FnRef>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub max_failed_children: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map: Option<MapParams>,
@@ -239,12 +254,17 @@ pub struct Root {
     /// Declared weight (fixes `total`), else None and total is the sum known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub declared_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub known_total: u64,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub done: u64,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub counts: Counts,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub nodes: u64,
+    #[serde(default, skip_serializing_if = "is_default")]
     pub depth: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub failed_leaves: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<(String, String)>,
@@ -252,12 +272,12 @@ pub struct Root {
     pub result: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub attempts: u32,
     pub accepted_ms: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub started_ms: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub finished_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<NodeId>,
