@@ -14,8 +14,13 @@ use kontinuum_api::reduce::Accumulator;
 use kontinuum_api::reducer::{BuiltinReducer, Reducer};
 use kontinuum_api::wire::{Lease, NodeId, Slice, Work};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+
+/// Maps and sets keyed by ids and tokens the engine makes itself: a fast
+/// hash is safe there (no one can choose the keys) and worth it on this path.
+pub type IdMap<K, V> = rustc_hash::FxHashMap<K, V>;
+pub type IdSet<K> = rustc_hash::FxHashSet<K>;
 
 /// The writes and side effects of one decision.
 pub struct Tx {
@@ -27,10 +32,10 @@ pub struct Tx {
     /// does not show until the writes are applied.
     values: BTreeMap<(NodeId, u32), Option<Value>>,
     /// Records touched by this decision, encoded once at the end.
-    pub dirty_nodes: HashSet<NodeId>,
-    pub dirty_roots: HashSet<NodeId>,
-    final_nodes: HashMap<NodeId, Node>,
-    final_roots: HashMap<NodeId, Root>,
+    pub dirty_nodes: IdSet<NodeId>,
+    pub dirty_roots: IdSet<NodeId>,
+    final_nodes: IdMap<NodeId, Node>,
+    final_roots: IdMap<NodeId, Root>,
     pub next_id: Option<NodeId>,
 }
 
@@ -41,10 +46,10 @@ impl Tx {
             now,
             work_ready: false,
             values: BTreeMap::new(),
-            dirty_nodes: HashSet::new(),
-            dirty_roots: HashSet::new(),
-            final_nodes: HashMap::new(),
-            final_roots: HashMap::new(),
+            dirty_nodes: IdSet::default(),
+            dirty_roots: IdSet::default(),
+            final_nodes: IdMap::default(),
+            final_roots: IdMap::default(),
             next_id: None,
         }
     }
@@ -148,14 +153,14 @@ type ReadyKey = (u32, u64, NodeId);
 #[derive(Default)]
 pub struct State {
     pub next_id: NodeId,
-    pub nodes: HashMap<NodeId, Node>,
-    pub roots: HashMap<NodeId, Root>,
-    pub items: HashMap<NodeId, Arc<Vec<Value>>>,
+    pub nodes: IdMap<NodeId, Node>,
+    pub roots: IdMap<NodeId, Root>,
+    pub items: IdMap<NodeId, Arc<Vec<Value>>>,
     pub ready: HashMap<String, BTreeSet<ReadyKey>>,
     pub delayed: BTreeSet<(u64, NodeId)>,
-    pub leases: HashMap<u64, LeaseInfo>,
+    pub leases: IdMap<u64, LeaseInfo>,
     /// The largest `done` shown per root, so progress never goes back.
-    pub shown_done: HashMap<NodeId, u64>,
+    pub shown_done: IdMap<NodeId, u64>,
     debounce: HashMap<String, DebounceState>,
     exclusive: HashMap<String, ExclusiveState>,
     seq: u64,
