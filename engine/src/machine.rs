@@ -17,8 +17,8 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-/// Maps and sets keyed by ids and tokens the engine makes itself: a fast
-/// hash is safe there (no one can choose the keys) and worth it on this path.
+/// Maps and sets keyed by ids and tokens the engine makes itself: no one can
+/// choose the keys, so a fast hash is safe, and SipHash showed in profiles.
 pub type IdMap<K, V> = rustc_hash::FxHashMap<K, V>;
 pub type IdSet<K> = rustc_hash::FxHashSet<K>;
 

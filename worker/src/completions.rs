@@ -8,14 +8,26 @@ use crate::source::WorkSource;
 use kontinuum_api::wire::{Completion, CompletionAck};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 /// Completion batches on their way at once.
-const IN_FLIGHT: usize = 4;
+pub(crate) const IN_FLIGHT: usize = 4;
+
+/// A leased task whose outcome is not yet delivered. The runtime leases only
+/// while it holds credits, so fast functions cannot run ahead of slow
+/// deliveries without bound; the credit returns when its batch is answered
+/// (or when the task ends without an outcome to report).
+pub(crate) struct Credit(pub(crate) Arc<Semaphore>);
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        self.0.add_permits(1);
+    }
+}
 
 pub(crate) enum Report {
-    Done(Completion),
+    Done(Completion, Option<Credit>),
     /// Flush what came before, then end (sent once at shutdown).
     Stop,
 }
@@ -27,11 +39,15 @@ pub(crate) async fn flush_loop<S: WorkSource>(
     flush_after: Duration,
 ) {
     let mut batch: Vec<Completion> = Vec::with_capacity(max_batch);
+    let mut credits: Vec<Credit> = Vec::with_capacity(max_batch);
     let mut stopping = false;
     let mut sending = JoinSet::new();
     while !stopping {
         match rx.recv().await {
-            Some(Report::Done(c)) => batch.push(c),
+            Some(Report::Done(c, credit)) => {
+                batch.push(c);
+                credits.extend(credit);
+            }
             Some(Report::Stop) | None => break,
         }
         let deadline = tokio::time::sleep(flush_after);
@@ -39,8 +55,9 @@ pub(crate) async fn flush_loop<S: WorkSource>(
         while batch.len() < max_batch {
             // Take what is already queued without touching the timer.
             match rx.try_recv() {
-                Ok(Report::Done(c)) => {
+                Ok(Report::Done(c, credit)) => {
                     batch.push(c);
+                    credits.extend(credit);
                     continue;
                 }
                 Ok(Report::Stop) => {
@@ -55,7 +72,7 @@ pub(crate) async fn flush_loop<S: WorkSource>(
             }
             tokio::select! {
                 report = rx.recv() => match report {
-                    Some(Report::Done(c)) => batch.push(c),
+                    Some(Report::Done(c, credit)) => { batch.push(c); credits.extend(credit); }
                     Some(Report::Stop) | None => { stopping = true; break; }
                 },
                 () = &mut deadline => break,
@@ -65,12 +82,17 @@ pub(crate) async fn flush_loop<S: WorkSource>(
             sending.join_next().await;
         }
         let full = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
+        let held = std::mem::replace(&mut credits, Vec::with_capacity(max_batch));
         let source = source.clone();
-        sending.spawn(async move { send(&*source, full).await });
+        sending.spawn(async move {
+            send(&*source, full).await;
+            drop(held);
+        });
     }
     if !batch.is_empty() {
         send(&*source, batch).await;
     }
+    drop(credits);
     while sending.join_next().await.is_some() {}
 }
 

@@ -2,7 +2,7 @@
 //! up to `concurrency` tasks at once, heartbeats the long ones from one loop,
 //! and reports outcomes in batches.
 
-use crate::completions::{Report, flush_loop};
+use crate::completions::{Credit, IN_FLIGHT, Report, flush_loop};
 use crate::ctx::{Ctx, TaskInfo, TaskServices};
 use crate::error::FnError;
 use crate::execute::execute_catching;
@@ -65,6 +65,8 @@ pub(crate) struct Shared<S> {
     pub(crate) config: RuntimeConfig,
     pub(crate) running: Mutex<HashMap<u64, Running>>,
     slots: Arc<Semaphore>,
+    /// Leased tasks whose outcome is not delivered yet (see [`Credit`]).
+    credits: Arc<Semaphore>,
     reports: mpsc::UnboundedSender<Report>,
     pub(crate) stopping: AtomicBool,
     pub(crate) stop: Notify,
@@ -73,7 +75,7 @@ pub(crate) struct Shared<S> {
 }
 
 impl<S: WorkSource> Shared<S> {
-    fn report(&self, token: u64, result: FnResult) {
+    fn report(&self, token: u64, result: FnResult, credit: Option<Credit>) {
         let outcome = match result {
             Ok(value) => Outcome::Success { value },
             Err(FnError { message, permanent }) => Outcome::Failure { message, permanent },
@@ -81,7 +83,7 @@ impl<S: WorkSource> Shared<S> {
         // Fails only after shutdown ended the flusher; nothing can be sent then.
         let _ = self
             .reports
-            .send(Report::Done(Completion { token, outcome }));
+            .send(Report::Done(Completion { token, outcome }, credit));
     }
 
     /// Ends a running attempt from outside (cancellation, lost lease,
@@ -95,7 +97,7 @@ impl<S: WorkSource> Shared<S> {
         if running.ctx.claim_finish() {
             running.abort.abort();
             if let Some(error) = outcome {
-                self.report(token, Err(error));
+                self.report(token, Err(error), None);
             }
         }
         running.ctx.cancel();
@@ -127,6 +129,10 @@ impl<S: WorkSource> Runtime<S> {
             source: source.clone(),
             registry,
             slots: Arc::new(Semaphore::new(config.concurrency)),
+            // Every slot busy while IN_FLIGHT full batches are delivered.
+            credits: Arc::new(Semaphore::new(
+                config.concurrency + IN_FLIGHT * config.max_batch,
+            )),
             running: Mutex::new(HashMap::new()),
             reports: tx,
             stopping: AtomicBool::new(false),
@@ -221,8 +227,18 @@ async fn lease_loop<S: WorkSource>(shared: Arc<Shared<S>>) {
                 Err(_) => break,
             }
         }
+        let credits = tokio::select! {
+            c = shared.credits.acquire_many(u32::try_from(want).unwrap_or(u32::MAX)) => c,
+            () = &mut stop => { shared.slots.add_permits(want); break; }
+        };
+        let Ok(credits) = credits else {
+            shared.slots.add_permits(want);
+            break;
+        };
+        credits.forget();
         if shared.stopping.load(Ordering::SeqCst) {
             shared.slots.add_permits(want);
+            shared.credits.add_permits(want);
             break;
         }
         let asked = Instant::now();
@@ -237,6 +253,7 @@ async fn lease_loop<S: WorkSource>(shared: Arc<Shared<S>>) {
             }
             Err(e) => {
                 shared.slots.add_permits(want);
+                shared.credits.add_permits(want);
                 tracing::warn!(error = %e, retry_in = ?backoff, "lease failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -246,6 +263,7 @@ async fn lease_loop<S: WorkSource>(shared: Arc<Shared<S>>) {
         // A source may answer with more than asked; never run more than the slots.
         let got = leases.len().min(want);
         shared.slots.add_permits(want - got);
+        shared.credits.add_permits(want - got);
         if got == 0 && asked.elapsed() < config.lease_wait / 2 {
             // Nothing, and no long poll either (a closing engine answers at
             // once): do not spin.
@@ -259,6 +277,7 @@ async fn lease_loop<S: WorkSource>(shared: Arc<Shared<S>>) {
 
 fn start_task<S: WorkSource>(shared: &Arc<Shared<S>>, lease: Lease) {
     let slot = Slot(shared.slots.clone());
+    let credit = Credit(shared.credits.clone());
     let info = TaskInfo {
         token: lease.token,
         node: lease.node,
@@ -274,6 +293,7 @@ fn start_task<S: WorkSource>(shared: &Arc<Shared<S>>, lease: Lease) {
     let work = lease.work;
     let task = async move {
         let _slot = slot;
+        let credit = credit;
         let result = match timeout {
             None => execute_catching(&task_ctx, work).await,
             Some(limit) => tokio::time::timeout(limit, execute_catching(&task_ctx, work))
@@ -286,11 +306,12 @@ fn start_task<S: WorkSource>(shared: &Arc<Shared<S>>, lease: Lease) {
                 }),
         };
         task_shared.running.lock().remove(&token);
+        drop(_slot);
         if task_ctx.claim_finish() {
             if let Err(e) = &result {
                 tracing::debug!(token, error = %e.message, permanent = e.permanent, "task failed");
             }
-            task_shared.report(token, result);
+            task_shared.report(token, result, Some(credit));
         }
     };
     let beat_every = Duration::from_millis((lease.lease_ms / 3).max(1));

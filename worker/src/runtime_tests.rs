@@ -492,3 +492,39 @@ async fn a_lines_leaf_splits_at_a_line_start_and_loses_no_line() {
     got.extend(rest.as_array().unwrap().iter().map(|o| o["item"].clone()));
     assert_eq!(got, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_functions_do_not_lease_ahead_of_slow_deliveries() {
+    let source = Arc::new(FakeSource::default());
+    *source.complete_delay.lock() = Duration::from_millis(30);
+    let tasks = 3_000;
+    for t in 0..tasks {
+        source.push(lease(t, call("std.echo", json!({})), 10_000));
+    }
+    let mut config = RuntimeConfig::new("p", 8);
+    config.max_batch = 16;
+    config.lease_wait = Duration::from_millis(20);
+    let rt = Runtime::start(source.clone(), Arc::new(std_registry()), config);
+    // Leased and not yet delivered: at most every slot plus the batches on
+    // their way (4 of 16).
+    let bound = 8 + crate::completions::IN_FLIGHT * 16;
+    let mut worst = 0;
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Delivered first: read the other way round, a delivery in between
+        // could outnumber the leases read.
+        let delivered = source.completions.lock().len();
+        let leased: usize = source.lease_sizes.lock().iter().sum();
+        worst = worst.max(leased - delivered);
+        if delivered == tasks as usize {
+            break;
+        }
+        assert!(Instant::now() < until, "only {delivered} delivered");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(
+        worst <= bound,
+        "{worst} tasks leased ahead of delivery (bound {bound})"
+    );
+    rt.shutdown().await;
+}

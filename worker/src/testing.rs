@@ -25,6 +25,8 @@ pub(crate) struct FakeSource {
     pub(crate) accept_splits: AtomicBool,
     pub(crate) children: Mutex<Vec<(u64, FnRef, u64)>>,
     pub(crate) spawned: Mutex<Vec<TaskSpec>>,
+    /// How long each `complete` call takes (a slow engine or network).
+    pub(crate) complete_delay: Mutex<Duration>,
     next_node: AtomicU64,
 }
 
@@ -120,6 +122,10 @@ impl WorkSource for FakeSource {
         &self,
         completions: Vec<Completion>,
     ) -> Result<Vec<CompletionAck>, SourceError> {
+        let delay = *self.complete_delay.lock();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.complete_batches.lock().push(completions.len());
         let acks = vec![CompletionAck::Accepted; completions.len()];
         self.completions.lock().extend(completions);
