@@ -14,7 +14,8 @@ pub fn to_canonical_string(value: &Value) -> String {
     out
 }
 
-fn write_value(out: &mut String, value: &Value) {
+/// Appends the canonical JSON text of `value` to `out`.
+pub fn write_value(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -30,23 +31,26 @@ fn write_value(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            // JCS orders by UTF-16 code units, which differs from UTF-8 byte
-            // order only for characters outside the Basic Multilingual Plane.
-            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push('{');
-            for (i, key) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(out, key);
-                out.push(':');
-                write_value(out, &map[key.as_str()]);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_map(out, map),
     }
+}
+
+/// Appends a JSON object in canonical form.
+pub fn write_map(out: &mut String, map: &serde_json::Map<String, Value>) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    // JCS orders by UTF-16 code units, which differs from UTF-8 byte order
+    // only for characters outside the Basic Multilingual Plane.
+    keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+    out.push('{');
+    for (i, key) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, key);
+        out.push(':');
+        write_value(out, &map[key.as_str()]);
+    }
+    out.push('}');
 }
 
 /// JCS numbers are IEEE 754 doubles printed the way ECMAScript prints them, so
@@ -63,7 +67,8 @@ fn write_number(out: &mut String, n: &serde_json::Number) {
     out.push_str(buf.format_finite(f));
 }
 
-fn write_string(out: &mut String, s: &str) {
+/// Appends `s` as a canonical JSON string.
+pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -81,6 +86,16 @@ fn write_string(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+/// Appends `bytes` in lower-case hex (digests in ids and hashes).
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
 }
 
 #[cfg(test)]

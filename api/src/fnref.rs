@@ -1,6 +1,5 @@
 //! FnRef: a function sent as data — a registered name plus its bound arguments.
 
-use crate::canonical::to_canonical_string;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -61,10 +60,15 @@ impl FnRef {
 
     /// The canonical JSON (RFC 8785) of `{"function": .., "args": ..}`.
     pub fn canonical_json(&self) -> String {
-        let mut obj = Map::new();
-        obj.insert("function".into(), Value::String(self.function.clone()));
-        obj.insert("args".into(), Value::Object(self.args.clone()));
-        to_canonical_string(&Value::Object(obj))
+        // Written directly, members in JCS order ("args" < "function"),
+        // rather than by building and cloning an object first.
+        let mut out = String::with_capacity(64);
+        out.push_str("{\"args\":");
+        crate::canonical::write_map(&mut out, &self.args);
+        out.push_str(",\"function\":");
+        crate::canonical::write_string(&mut out, &self.function);
+        out.push('}');
+        out
     }
 
     /// Intentional equality: `sha256:` + hex SHA-256 of the canonical JSON.
@@ -72,9 +76,7 @@ impl FnRef {
         let digest = Sha256::digest(self.canonical_json().as_bytes());
         let mut id = String::with_capacity(7 + 64);
         id.push_str("sha256:");
-        for byte in digest {
-            id.push_str(&format!("{byte:02x}"));
-        }
+        crate::canonical::push_hex(&mut id, &digest);
         id
     }
 

@@ -71,12 +71,12 @@ pub fn spec_hash(kind: &str, spec: &impl serde::Serialize) -> String {
     let mut hasher = Sha256::new();
     hasher.update(kind.as_bytes());
     hasher.update(b":");
-    hasher.update(serde_json::to_vec(spec).unwrap_or_default());
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    // Streamed into the hash; writing to a hasher cannot fail, and a spec
+    // that cannot serialise was refused long before.
+    let _ = serde_json::to_writer(&mut hasher, spec);
+    let mut hex = String::with_capacity(64);
+    kontinuum_api::canonical::push_hex(&mut hex, &hasher.finalize());
+    hex
 }
 
 pub struct TaskPlan {
@@ -232,7 +232,7 @@ pub fn apply_task(
     if state == NodeState::Queued && due > tx.now {
         state = NodeState::Waiting;
     }
-    st.roots.insert(id, root);
+    st.roots.insert(id, Box::new(root));
     st.insert_node(
         tx,
         Node::root_node(id, Body::Call { call: plan.call }, 1, state, due),
@@ -437,7 +437,7 @@ pub fn apply_future(
         tx.writes.put_items(id, &items)?;
         st.items.insert(id, std::sync::Arc::new(items));
     }
-    st.roots.insert(id, root);
+    st.roots.insert(id, Box::new(root));
     st.insert_node(
         tx,
         Node::root_node(id, plan.body, plan.weight, NodeState::Queued, 0),

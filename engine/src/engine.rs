@@ -4,7 +4,7 @@
 
 use crate::build;
 use crate::machine::{LeaseKind, State, Tx};
-use crate::model::{Body, NodeState, RootKind, RootState};
+use crate::model::{Body, Node, NodeState, Root, RootKind, RootState};
 use crate::status;
 use crate::store::{Store, StoredRoot};
 use crate::types::{EngineConfig, EngineError, ObjectStatus, PoolStats, Submission};
@@ -167,8 +167,8 @@ impl Engine {
             .object(name)?
             .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
         if let Some(live) = st.roots.get(&stored.root.id) {
-            stored.root = live.clone();
-            stored.node = st.nodes.get(&live.id).cloned();
+            stored.root = Root::clone(live);
+            stored.node = st.nodes.get(&live.id).map(|n| Node::clone(n));
         }
         Ok(stored)
     }
@@ -498,7 +498,7 @@ fn recover(st: &mut State, tx: &mut Tx, store: &Store) -> Result<(), EngineError
         root.counts.running = 0;
         let id = root.id;
         st.next_id = st.next_id.max(id + 1);
-        st.roots.insert(id, root);
+        st.roots.insert(id, Box::new(root));
         tx.dirty_roots.insert(id);
         let nodes = stored.node.into_iter().chain(store.tree_nodes(id)?);
         for mut node in nodes {
@@ -514,7 +514,7 @@ fn recover(st: &mut State, tx: &mut Tx, store: &Store) -> Result<(), EngineError
                 *root.counts.slot(node.state.bucket()) += 1;
             }
             let (nid, state, due) = (node.id, node.state, node.due_ms);
-            st.nodes.insert(nid, node);
+            st.nodes.insert(nid, Box::new(node));
             match state {
                 NodeState::Queued | NodeState::Folding => st.enqueue(tx, nid),
                 NodeState::Waiting => {

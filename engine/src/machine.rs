@@ -34,8 +34,8 @@ pub struct Tx {
     /// Records touched by this decision, encoded once at the end.
     pub dirty_nodes: IdSet<NodeId>,
     pub dirty_roots: IdSet<NodeId>,
-    final_nodes: IdMap<NodeId, Node>,
-    final_roots: IdMap<NodeId, Root>,
+    final_nodes: IdMap<NodeId, Box<Node>>,
+    final_roots: IdMap<NodeId, Box<Root>>,
     pub next_id: Option<NodeId>,
 }
 
@@ -55,7 +55,8 @@ impl Tx {
     }
 
     /// A node that left memory with a final outcome.
-    pub fn node_done(&mut self, node: Node) {
+    pub fn node_done(&mut self, node: impl Into<Box<Node>>) {
+        let node = node.into();
         self.dirty_nodes.remove(&node.id);
         if node.parent.is_none() {
             self.dirty_roots.insert(node.root);
@@ -64,7 +65,8 @@ impl Tx {
     }
 
     /// A root that left memory with a final outcome.
-    pub fn root_done(&mut self, root: Root) {
+    pub fn root_done(&mut self, root: impl Into<Box<Root>>) {
+        let root = root.into();
         self.dirty_roots.insert(root.id);
         self.final_roots.insert(root.id, root);
     }
@@ -89,7 +91,7 @@ impl Tx {
             let root = self.final_roots.get(id).or_else(|| st.roots.get(id));
             let node = st.nodes.get(id).or_else(|| self.final_nodes.get(id));
             if let Some(root) = root {
-                self.writes.put_root(root, node)?;
+                self.writes.put_root(root, node.map(|n| &**n))?;
             }
         }
         if let Some(next) = self.next_id {
@@ -153,8 +155,9 @@ type ReadyKey = (u32, u64, NodeId);
 #[derive(Default)]
 pub struct State {
     pub next_id: NodeId,
-    pub nodes: IdMap<NodeId, Node>,
-    pub roots: IdMap<NodeId, Root>,
+    // Boxed: the maps grow by rehashing, which moves every value.
+    pub nodes: IdMap<NodeId, Box<Node>>,
+    pub roots: IdMap<NodeId, Box<Root>>,
     pub items: IdMap<NodeId, Arc<Vec<Value>>>,
     pub ready: HashMap<String, BTreeSet<ReadyKey>>,
     pub delayed: BTreeSet<(u64, NodeId)>,
@@ -201,18 +204,21 @@ impl State {
     pub fn root(&self, id: NodeId) -> Result<&Root, EngineError> {
         self.roots
             .get(&id)
+            .map(|r| &**r)
             .ok_or_else(|| corrupt("root", format!("root {id} is not active")))
     }
 
     fn root_mut(&mut self, id: NodeId) -> Result<&mut Root, EngineError> {
         self.roots
             .get_mut(&id)
+            .map(|r| &mut **r)
             .ok_or_else(|| corrupt("root", format!("root {id} is not active")))
     }
 
     fn node_mut(&mut self, id: NodeId) -> Result<&mut Node, EngineError> {
         self.nodes
             .get_mut(&id)
+            .map(|n| &mut **n)
             .ok_or_else(|| corrupt("node", format!("node {id} is not active")))
     }
 
@@ -277,7 +283,7 @@ impl State {
         tx.dirty_roots.insert(node.root);
         tx.dirty_nodes.insert(node.id);
         let (id, state, due) = (node.id, node.state, node.due_ms);
-        self.nodes.insert(id, node);
+        self.nodes.insert(id, Box::new(node));
         match state {
             NodeState::Queued | NodeState::Folding => self.enqueue(tx, id),
             NodeState::Waiting => {
@@ -1125,7 +1131,7 @@ impl State {
     ) -> Result<NodeId, EngineError> {
         let id = self.alloc_id(tx);
         let root = Root::new_task(id, None, pool, call.stable_id(), retry, timeout_ms, tx.now);
-        self.roots.insert(id, root);
+        self.roots.insert(id, Box::new(root));
         let node = Node::root_node(id, Body::Call { call }, 1, NodeState::Queued, 0);
         self.insert_node(tx, node)?;
         Ok(id)

@@ -41,7 +41,7 @@ pub fn view(
     }
     // Memory is newer than the store for unfinished nodes.
     for n in st.nodes.values().filter(|n| n.root == root.id) {
-        nodes.insert(n.id, n.clone());
+        nodes.insert(n.id, Node::clone(n));
     }
     let mut children: HashMap<NodeId, BTreeMap<u32, NodeId>> = HashMap::new();
     for n in nodes.values() {

@@ -35,6 +35,9 @@ struct Pending {
     closing: bool,
     /// Tests hold the writer back to see the overlay at work.
     held: bool,
+    /// Tests make the next round panic, as a bug inside sled would.
+    #[cfg(test)]
+    panic_next: bool,
 }
 
 struct Shared {
@@ -163,7 +166,32 @@ fn store_failed(e: &str) -> EngineError {
     ))
 }
 
+/// Marks the store failed if the writer thread ends other than by closing
+/// (a panic inside sled, say), so that callers waiting for durability get an
+/// error instead of waiting forever.
+struct ExitGuard<'a> {
+    shared: &'a Shared,
+    clean: bool,
+}
+
+impl Drop for ExitGuard<'_> {
+    fn drop(&mut self) {
+        if !self.clean {
+            self.shared
+                .pending
+                .lock()
+                .failed
+                .get_or_insert_with(|| "the writer thread stopped unexpectedly".to_string());
+            self.shared.durable.notify_all();
+        }
+    }
+}
+
 fn write_loop(db: &sled::Db, shared: &Shared) {
+    let mut guard = ExitGuard {
+        shared,
+        clean: false,
+    };
     loop {
         let round = {
             let mut p = shared.pending.lock();
@@ -171,7 +199,13 @@ fn write_loop(db: &sled::Db, shared: &Shared) {
                 shared.work.wait(&mut p);
             }
             if p.queue.is_empty() {
+                guard.clean = true;
                 return;
+            }
+            #[cfg(test)]
+            if p.panic_next {
+                drop(p);
+                panic!("a round panicked (test)");
             }
             std::mem::take(&mut p.queue)
         };
@@ -283,6 +317,18 @@ mod tests {
         assert_eq!(w.hand_over(Vec::new()).unwrap(), t);
         hold(&w, false);
         w.wait_durable(t).unwrap();
+    }
+
+    #[test]
+    fn a_writer_that_dies_fails_the_waiters_instead_of_hanging_them() {
+        let (_dir, w) = open();
+        hold(&w, true);
+        let t = w.hand_over(vec![put("k", "v")]).unwrap();
+        w.shared.pending.lock().panic_next = true;
+        hold(&w, false);
+        let err = w.wait_durable(t).unwrap_err().to_string();
+        assert!(err.contains("writer thread stopped"), "{err}");
+        assert!(w.hand_over(vec![put("k2", "v")]).is_err());
     }
 
     #[test]

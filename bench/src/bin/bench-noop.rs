@@ -34,24 +34,26 @@ async fn main() -> anyhow::Result<()> {
         .map(<[usize]>::to_vec)
         .collect();
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        let handles: Vec<_> = (0..clients)
+        let handles = (0..clients)
             .map(|c| {
                 let (engine, spec, chunks) = (&bench.engine, &spec, &chunks);
-                scope.spawn(move || -> anyhow::Result<()> {
-                    for chunk in chunks.iter().skip(c).step_by(clients) {
-                        let batch = chunk
-                            .iter()
-                            .map(|i| Submission::Task {
-                                name: format!("noop-{i}"),
-                                spec: spec.clone(),
-                            })
-                            .collect();
-                        engine.submit(batch)?;
-                    }
-                    Ok(())
-                })
+                std::thread::Builder::new()
+                    .name(format!("client-{c}"))
+                    .spawn_scoped(scope, move || -> anyhow::Result<()> {
+                        for chunk in chunks.iter().skip(c).step_by(clients) {
+                            let batch = chunk
+                                .iter()
+                                .map(|i| Submission::Task {
+                                    name: format!("noop-{i}"),
+                                    spec: spec.clone(),
+                                })
+                                .collect();
+                            engine.submit(batch)?;
+                        }
+                        Ok(())
+                    })
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
         for h in handles {
             h.join()
                 .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
