@@ -133,11 +133,14 @@ impl Writer {
                 .map(|(k, (_, v))| (k.clone(), v.clone()))
                 .collect()
         };
-        let mut merged = BTreeMap::new();
-        for entry in self.db.scan_prefix(prefix) {
+        let from_sled = self.db.scan_prefix(prefix).map(|entry| {
             let (k, v) = entry?;
-            merged.insert(k.to_vec(), v);
+            Ok((k.to_vec(), v))
+        });
+        if over.is_empty() {
+            return from_sled.collect();
         }
+        let mut merged = from_sled.collect::<Result<BTreeMap<_, _>, EngineError>>()?;
         for (k, v) in over {
             match v {
                 Some(v) => merged.insert(k, v),

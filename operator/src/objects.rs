@@ -144,8 +144,7 @@ pub(crate) async fn get(
     State(state): State<AppStateRef>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ObjectView>, ApiError> {
-    let (kind, name) = object_path(path)?;
-    let key = format!("{}/{name}", engine_kind(&kind)?);
+    let key = object_key(path)?;
     let status = blocking(&state.engine, move |e| {
         let status = e.status(&key)?;
         Ok(view(&key, status))
@@ -158,8 +157,7 @@ pub(crate) async fn cancel(
     State(state): State<AppStateRef>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<ObjectView>, ApiError> {
-    let (kind, name) = object_path(path)?;
-    let key = format!("{}/{name}", engine_kind(&kind)?);
+    let key = object_key(path)?;
     let status = blocking(&state.engine, move |e| {
         e.cancel(&key)?;
         let status = e.status(&key)?;
@@ -186,7 +184,7 @@ pub(crate) async fn tree(
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<TreeQuery>, QueryRejection>,
 ) -> Result<Json<kontinuum_engine::TreeView>, ApiError> {
-    let (kind, name) = object_path(path)?;
+    let key = object_key(path)?;
     let Query(query) = query.map_err(|e| ApiError::bad_field("maxNodes", e.body_text()))?;
     let max = query.max_nodes.unwrap_or(TREE_NODES);
     if !(1..=MAX_TREE_NODES).contains(&max) {
@@ -195,17 +193,15 @@ pub(crate) async fn tree(
             format!("must be 1..={MAX_TREE_NODES} (found {max})"),
         ));
     }
-    let key = format!("{}/{name}", engine_kind(&kind)?);
     let tree = blocking(&state.engine, move |e| e.tree(&key, max)).await?;
     Ok(Json(tree))
 }
 
 /// axum's own rejections are plain text; every answer here is JSON.
-fn object_path(
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<(String, String), ApiError> {
-    path.map(|Path(p)| p)
-        .map_err(|e| ApiError::bad_field("path", e.body_text()))
+/// The engine's name (`task/NAME`, `future/NAME`) of `/objects/{kind}/{name}`.
+fn object_key(path: Result<Path<(String, String)>, PathRejection>) -> Result<String, ApiError> {
+    let Path((kind, name)) = path.map_err(|e| ApiError::bad_field("path", e.body_text()))?;
+    Ok(format!("{}/{name}", engine_kind(&kind)?))
 }
 
 /// `task` or `future` (also the kinds' other spellings kubectl accepts).

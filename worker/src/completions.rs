@@ -8,26 +8,16 @@ use crate::source::WorkSource;
 use kontinuum_api::wire::{Completion, CompletionAck};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 
 /// Completion batches on their way at once.
 pub(crate) const IN_FLIGHT: usize = 4;
 
-/// A leased task whose outcome is not yet delivered. The runtime leases only
-/// while it holds credits, so fast functions cannot run ahead of slow
-/// deliveries without bound; the credit returns when its batch is answered
-/// (or when the task ends without an outcome to report).
-pub(crate) struct Credit(pub(crate) Arc<Semaphore>);
-
-impl Drop for Credit {
-    fn drop(&mut self) {
-        self.0.add_permits(1);
-    }
-}
-
 pub(crate) enum Report {
-    Done(Completion, Option<Credit>),
+    /// An outcome, with the task's credit (see `Shared::credits` in
+    /// runtime.rs), given back once the batch carrying it is answered.
+    Done(Completion, Option<OwnedSemaphorePermit>),
     /// Flush what came before, then end (sent once at shutdown).
     Stop,
 }
@@ -39,7 +29,7 @@ pub(crate) async fn flush_loop<S: WorkSource>(
     flush_after: Duration,
 ) {
     let mut batch: Vec<Completion> = Vec::with_capacity(max_batch);
-    let mut credits: Vec<Credit> = Vec::with_capacity(max_batch);
+    let mut credits: Vec<OwnedSemaphorePermit> = Vec::with_capacity(max_batch);
     let mut stopping = false;
     let mut sending = JoinSet::new();
     while !stopping {

@@ -2,7 +2,7 @@
 //! up to `concurrency` tasks at once, heartbeats the long ones from one loop,
 //! and reports outcomes in batches.
 
-use crate::completions::{Credit, IN_FLIGHT, Report, flush_loop};
+use crate::completions::{IN_FLIGHT, Report, flush_loop};
 use crate::ctx::{Ctx, TaskInfo, TaskServices};
 use crate::error::FnError;
 use crate::execute::execute_catching;
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinHandle};
 
 #[derive(Clone, Debug)]
@@ -65,7 +65,11 @@ pub(crate) struct Shared<S> {
     pub(crate) config: RuntimeConfig,
     pub(crate) running: Mutex<HashMap<u64, Running>>,
     slots: Arc<Semaphore>,
-    /// Leased tasks whose outcome is not delivered yet (see [`Credit`]).
+    /// Leased tasks whose outcome is not delivered yet. A lease takes a
+    /// credit as well as a slot; the slot comes back when the function
+    /// returns, the credit when its outcome is delivered (or the task ends
+    /// with nothing to report). Without credits, fast functions ran ahead
+    /// of slow deliveries without bound.
     credits: Arc<Semaphore>,
     reports: mpsc::UnboundedSender<Report>,
     pub(crate) stopping: AtomicBool,
@@ -75,7 +79,7 @@ pub(crate) struct Shared<S> {
 }
 
 impl<S: WorkSource> Shared<S> {
-    fn report(&self, token: u64, result: FnResult, credit: Option<Credit>) {
+    fn report(&self, token: u64, result: FnResult, credit: Option<OwnedSemaphorePermit>) {
         let outcome = match result {
             Ok(value) => Outcome::Success { value },
             Err(FnError { message, permanent }) => Outcome::Failure { message, permanent },
@@ -101,15 +105,6 @@ impl<S: WorkSource> Shared<S> {
             }
         }
         running.ctx.cancel();
-    }
-}
-
-/// Gives a slot back when a task ends, however it ends (aborted included).
-struct Slot(Arc<Semaphore>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.add_permits(1);
     }
 }
 
@@ -211,34 +206,26 @@ async fn lease_loop<S: WorkSource>(shared: Arc<Shared<S>>) {
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
+        // Permits go back by themselves when dropped: on every early exit
+        // below, and for whatever the source did not fill.
         let first = tokio::select! {
-            permit = shared.slots.acquire() => permit,
+            permit = shared.slots.clone().acquire_owned() => permit,
             () = &mut stop => break,
         };
-        let Ok(first) = first else { break };
-        first.forget();
-        let mut want = 1;
-        while want < config.max_batch {
-            match shared.slots.try_acquire() {
-                Ok(p) => {
-                    p.forget();
-                    want += 1;
-                }
+        let Ok(mut slots) = first else { break };
+        while slots.num_permits() < config.max_batch {
+            match shared.slots.clone().try_acquire_owned() {
+                Ok(p) => slots.merge(p),
                 Err(_) => break,
             }
         }
+        let want = slots.num_permits();
         let credits = tokio::select! {
-            c = shared.credits.acquire_many(u32::try_from(want).unwrap_or(u32::MAX)) => c,
-            () = &mut stop => { shared.slots.add_permits(want); break; }
+            c = shared.credits.clone().acquire_many_owned(u32::try_from(want).unwrap_or(u32::MAX)) => c,
+            () = &mut stop => break,
         };
-        let Ok(credits) = credits else {
-            shared.slots.add_permits(want);
-            break;
-        };
-        credits.forget();
+        let Ok(mut credits) = credits else { break };
         if shared.stopping.load(Ordering::SeqCst) {
-            shared.slots.add_permits(want);
-            shared.credits.add_permits(want);
             break;
         }
         let asked = Instant::now();
@@ -252,32 +239,36 @@ async fn lease_loop<S: WorkSource>(shared: Arc<Shared<S>>) {
                 leases
             }
             Err(e) => {
-                shared.slots.add_permits(want);
-                shared.credits.add_permits(want);
+                drop((slots, credits));
                 tracing::warn!(error = %e, retry_in = ?backoff, "lease failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
+        let got = leases.len();
         // A source may answer with more than asked; never run more than the slots.
-        let got = leases.len().min(want);
-        shared.slots.add_permits(want - got);
-        shared.credits.add_permits(want - got);
+        for lease in leases {
+            let (Some(slot), Some(credit)) = (slots.split(1), credits.split(1)) else {
+                break;
+            };
+            start_task(&shared, lease, slot, credit);
+        }
+        drop((slots, credits));
         if got == 0 && asked.elapsed() < config.lease_wait / 2 {
             // Nothing, and no long poll either (a closing engine answers at
             // once): do not spin.
             tokio::time::sleep(config.lease_wait / 2).await;
         }
-        for lease in leases.into_iter().take(got) {
-            start_task(&shared, lease);
-        }
     }
 }
 
-fn start_task<S: WorkSource>(shared: &Arc<Shared<S>>, lease: Lease) {
-    let slot = Slot(shared.slots.clone());
-    let credit = Credit(shared.credits.clone());
+fn start_task<S: WorkSource>(
+    shared: &Arc<Shared<S>>,
+    lease: Lease,
+    slot: OwnedSemaphorePermit,
+    credit: OwnedSemaphorePermit,
+) {
     let info = TaskInfo {
         token: lease.token,
         node: lease.node,
@@ -292,8 +283,6 @@ fn start_task<S: WorkSource>(shared: &Arc<Shared<S>>, lease: Lease) {
     let task_shared = shared.clone();
     let work = lease.work;
     let task = async move {
-        let _slot = slot;
-        let credit = credit;
         let result = match timeout {
             None => execute_catching(&task_ctx, work).await,
             Some(limit) => tokio::time::timeout(limit, execute_catching(&task_ctx, work))
@@ -306,7 +295,7 @@ fn start_task<S: WorkSource>(shared: &Arc<Shared<S>>, lease: Lease) {
                 }),
         };
         task_shared.running.lock().remove(&token);
-        drop(_slot);
+        drop(slot);
         if task_ctx.claim_finish() {
             if let Err(e) = &result {
                 tracing::debug!(token, error = %e.message, permanent = e.permanent, "task failed");

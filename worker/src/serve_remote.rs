@@ -106,3 +106,17 @@ pub async fn serve_registry(options: ServeOptions, registry: Registry) -> Result
         _ = interrupt.recv() => Err("second signal: exiting without waiting".into()),
     }
 }
+
+/// Logs of a worker process: to stderr, `RUST_LOG` or `info`, colours only
+/// on a terminal.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
