@@ -2,19 +2,19 @@
 //! durations, reducers and the manifest validation that `kontinuum run` and the
 //! CRD rules agree on. Pure: no async runtime, no I/O.
 
+pub mod accumulator;
 pub mod canonical;
 pub mod common;
 pub mod crds;
 pub mod duration;
+pub mod endpoints;
 pub mod fnref;
 pub mod future;
-pub mod protocol;
-pub mod reduce;
 pub mod reducer;
 pub mod schema;
 pub mod task;
 pub mod validate;
-pub mod wire;
+pub mod work;
 pub mod workerpool;
 
 pub use fnref::{BindError, FnRef};

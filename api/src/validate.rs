@@ -541,7 +541,7 @@ fn child(path: &str, key: &str) -> String {
 }
 
 fn type_phrase(value: &Value) -> &'static str {
-    crate::reduce::type_phrase(value)
+    crate::accumulator::type_phrase(value)
 }
 
 /// A value as a message quotes it: strings in double quotes, short JSON otherwise.

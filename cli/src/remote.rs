@@ -4,8 +4,8 @@
 
 use crate::error::Diagnostic;
 use crate::output::{self, Format};
-use kontinuum_api::protocol::ObjectView;
-use kontinuum_operator::{Client, ClientError, ServeError};
+use kontinuum_api::endpoints::ObjectView;
+use kontinuum_server::{Client, ClientError, ServeError};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ pub struct ServerArgs {
 impl ServerArgs {
     pub fn client(&self) -> Result<Client, RemoteError> {
         let token = match &self.token_file {
-            Some(path) => Some(kontinuum_operator::token_from_file(path)?),
+            Some(path) => Some(kontinuum_server::token_from_file(path)?),
             None => None,
         };
         Ok(Client::new(&self.server, token)?)

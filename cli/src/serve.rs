@@ -4,7 +4,7 @@
 
 use crate::remote::RemoteError;
 use kontinuum_engine::{Engine, EngineConfig, EngineError};
-use kontinuum_operator::Server;
+use kontinuum_server::Server;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +26,7 @@ pub struct ServeArgs {
 pub fn serve(args: ServeArgs) -> Result<ExitCode, RemoteError> {
     init_logs();
     let token = match &args.token_file {
-        Some(path) => Some(kontinuum_operator::token_from_file(path)?),
+        Some(path) => Some(kontinuum_server::token_from_file(path)?),
         None => None,
     };
     // The temporary store is removed when `temp` drops, after the engine.

@@ -13,7 +13,7 @@ use crate::types::EngineError;
 use kontinuum_api::common::RetryPolicy;
 use kontinuum_api::duration::parse_duration;
 use kontinuum_api::validate;
-use kontinuum_api::wire::NodeId;
+use kontinuum_api::work::NodeId;
 use kontinuum_api::{FnRef, HierarchicalFutureSpec, TaskSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

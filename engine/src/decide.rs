@@ -2,7 +2,7 @@
 //! unit-tested on its own.
 
 use crate::model::{DebounceState, ExclusiveState, RetrySettings};
-use kontinuum_api::wire::NodeId;
+use kontinuum_api::work::NodeId;
 
 /// Delay before the retry that follows failed attempt number `attempt` (1-based).
 pub fn backoff_ms(retry: &RetrySettings, attempt: u32) -> u64 {

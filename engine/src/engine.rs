@@ -9,7 +9,7 @@ use crate::status;
 use crate::store::{Store, StoredRoot};
 use crate::types::{EngineConfig, EngineError, ObjectStatus, PoolStats, Submission};
 use kontinuum_api::common::{ErrorInfo, ErrorKind};
-use kontinuum_api::wire::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Outcome};
+use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Outcome};
 use kontinuum_api::{FnRef, TaskSpec};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::HashSet;

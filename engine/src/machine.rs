@@ -9,10 +9,10 @@ use crate::model::{
 use crate::store::{Store, WriteSet};
 use crate::types::EngineError;
 use kontinuum_api::FnRef;
+use kontinuum_api::accumulator::Accumulator;
 use kontinuum_api::common::{ErrorInfo, ErrorKind};
-use kontinuum_api::reduce::Accumulator;
 use kontinuum_api::reducer::{BuiltinReducer, Reducer};
-use kontinuum_api::wire::{Lease, NodeId, Slice, Work};
+use kontinuum_api::work::{Lease, NodeId, Slice, Work};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

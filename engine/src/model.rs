@@ -4,7 +4,7 @@
 use kontinuum_api::FnRef;
 use kontinuum_api::common::ErrorInfo;
 use kontinuum_api::reducer::Reducer;
-use kontinuum_api::wire::NodeId;
+use kontinuum_api::work::NodeId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

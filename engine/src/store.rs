@@ -6,7 +6,7 @@
 use crate::model::{DebounceState, ExclusiveState, Node, Root, RootState};
 use crate::types::EngineError;
 use crate::writer::{Entry, Writer};
-use kontinuum_api::wire::NodeId;
+use kontinuum_api::work::NodeId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;

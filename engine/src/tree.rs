@@ -5,7 +5,7 @@ use crate::machine::State;
 use crate::model::{Body, Node, NodeState, Root};
 use crate::store::Store;
 use crate::types::{EngineError, TreeNode, TreeView};
-use kontinuum_api::wire::NodeId;
+use kontinuum_api::work::NodeId;
 use std::collections::{BTreeMap, HashMap};
 
 fn kind(body: &Body) -> (&'static str, Option<String>) {

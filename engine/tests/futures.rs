@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kontinuum_api::wire::{Completion, Outcome, Slice, Work};
+use kontinuum_api::work::{Completion, Outcome, Slice, Work};
 use serde_json::json;
 use std::time::Duration;
 
@@ -187,7 +187,7 @@ fn a_long_leaf_splits_when_workers_are_idle_and_counts_each_item_once() {
     assert!(hb.split, "idle workers and a long leaf: split");
     assert!(engine.split(leases[0].token, 10).unwrap());
     // The leaf finishes only its first 10 items.
-    let mut acc = kontinuum_api::reduce::Accumulator::new(kontinuum_api::BuiltinReducer::Sum);
+    let mut acc = kontinuum_api::accumulator::Accumulator::new(kontinuum_api::BuiltinReducer::Sum);
     for i in 0..10 {
         acc.add(&json!(i * i)).unwrap();
     }

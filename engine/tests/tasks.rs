@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kontinuum_api::wire::{Completion, CompletionAck, Outcome, Work};
+use kontinuum_api::work::{Completion, CompletionAck, Outcome, Work};
 use kontinuum_engine::EngineError;
 use serde_json::json;
 use std::time::Duration;

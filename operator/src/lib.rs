@@ -1,20 +1,2 @@
-//! Kontinuum's operator. For now: the engine behind the versioned HTTP/JSON
-//! API that remote workers and the CLI use ([`serve`], [`Server`]), and a
-//! small [`Client`] for the CLI's side of it. Kubernetes controllers come
-//! later and will serve the same API.
-//!
-//! `kontinuum serve --data DIR --listen ADDR [--token-file F]` is, in
-//! essence: open the engine on DIR, read the token with
-//! [`token_from_file`], and `serve(engine, addr, token, ctrl_c)`; [`serve`]
-//! refuses a non-loopback ADDR without a token ([`ServeError::TokenRequired`]).
-
-mod body;
-pub mod client;
-mod error;
-mod objects;
-mod server;
-mod worker_api;
-
-pub use client::{Client, ClientError};
-pub use error::{ApiError, ServeError};
-pub use server::{Server, WorkerRecord, serve, token_from_file};
+//! Kontinuum's Kubernetes operator: the kube-rs controllers that bridge the
+//! custom resources to the engine. Work in progress: see docs/operator.md.

@@ -66,18 +66,26 @@ with_lock() {
 # the git checkout. A wrapper module requires k8s.io/kubernetes and replaces
 # each staging module with its published v0.<minor>.<patch> instead. The list
 # is generated from that release's own go.mod every time, never hand-copied.
+# Every command of the one Kubernetes build; the real node (KONTINUUM_REAL_NODE)
+# needs kubelet and kube-proxy, built with the rest so versions match.
+K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+k8s_built() {
+  local c
+  for c in "${K8S_COMMANDS[@]}"; do [[ -x $1/bin/$c ]] || return 1; done
+}
+
 build_k8s() {
   local v=$KUBERNETES_VERSION
   local root=$CACHE/k8s/$v
-  [[ -x $root/bin/kube-apiserver && -x $root/bin/kubectl ]] && return 0
+  k8s_built "$root" && return 0
   with_lock "$root" build_k8s_locked
 }
 
 build_k8s_locked() {
   local v=$KUBERNETES_VERSION
   local root=$CACHE/k8s/$v
-  [[ -x $root/bin/kube-apiserver && -x $root/bin/kubectl ]] && return 0
-  log "Building Kubernetes $v (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl)."
+  k8s_built "$root" && return 0
+  log "Building Kubernetes $v (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy)."
   log "First use on this machine: a cold build takes ~15 min on 2 cores (measured, empty Go caches). Log: $root/build.log"
 
   [[ $v =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "KUBERNETES_VERSION must look like v1.Y.Z, got $v"
@@ -149,7 +157,9 @@ build_k8s_locked() {
       k8s.io/kubernetes/cmd/kube-apiserver \
       k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler \
-      k8s.io/kubernetes/cmd/kubectl
+      k8s.io/kubernetes/cmd/kubectl \
+      k8s.io/kubernetes/cmd/kubelet \
+      k8s.io/kubernetes/cmd/kube-proxy
   ) || die "Kubernetes build failed; see $root/build.log"
   rm -rf "$root/bin" && mv "$root/bin.tmp" "$root/bin"
   log "Kubernetes $v built in $(((SECONDS - start) / 60))m$(((SECONDS - start) % 60))s -> $root/bin"

@@ -2,7 +2,7 @@
 //! generated 200,000-line file in 100 KB leaves, folded with merge and count.
 //! `cargo run --release -p kontinuum-worker --example lines_micro`
 
-use kontinuum_api::wire::{Slice, Work};
+use kontinuum_api::work::{Slice, Work};
 use kontinuum_api::{BuiltinReducer, FnRef, Reducer};
 use kontinuum_worker::{Ctx, execute, std_registry};
 use std::io::Write;

@@ -3,7 +3,7 @@
 //! with its integer kernel, and through the generic JSON path.
 //! `cargo run --release -p kontinuum-worker --example map_micro`
 
-use kontinuum_api::wire::{Slice, Work};
+use kontinuum_api::work::{Slice, Work};
 use kontinuum_api::{BuiltinReducer, FnRef, Reducer};
 use kontinuum_worker::{Ctx, execute, std_registry};
 use std::sync::Arc;

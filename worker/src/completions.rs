@@ -5,7 +5,7 @@
 //! would cap a worker at `max_batch` completions per fsync.
 
 use crate::source::WorkSource;
-use kontinuum_api::wire::{Completion, CompletionAck};
+use kontinuum_api::work::{Completion, CompletionAck};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};

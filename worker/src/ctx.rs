@@ -6,7 +6,7 @@ use crate::args::Args;
 use crate::error::{FnError, SourceError};
 use crate::registry::{FnResult, Invocation, Registry};
 use futures::future::BoxFuture;
-use kontinuum_api::wire::NodeId;
+use kontinuum_api::work::NodeId;
 use kontinuum_api::{FnRef, TaskSpec};
 use serde_json::json;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use crate::fold::Folder;
 use crate::map::run_leaf;
 use crate::registry::FnResult;
 use futures::FutureExt;
-use kontinuum_api::wire::Work;
+use kontinuum_api::work::Work;
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 

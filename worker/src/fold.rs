@@ -4,7 +4,7 @@
 use crate::args::Args;
 use crate::ctx::Ctx;
 use crate::error::FnError;
-use kontinuum_api::reduce::{Accumulator, deep_merge};
+use kontinuum_api::accumulator::{Accumulator, deep_merge};
 use kontinuum_api::reducer::Reducer;
 use kontinuum_api::{BuiltinReducer, FnRef};
 use serde_json::{Map, Value};

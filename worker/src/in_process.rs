@@ -10,7 +10,7 @@ use crate::error::SourceError;
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::source::WorkSource;
-use kontinuum_api::wire::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId};
+use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId};
 use kontinuum_api::{FnRef, TaskSpec};
 use kontinuum_engine::{Engine, EngineError};
 use std::sync::Arc;

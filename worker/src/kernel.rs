@@ -8,7 +8,7 @@ use crate::error::FnError;
 use crate::map::{CHECK_EVERY, Cursor, RangeCursor, checkpoint};
 use crate::registry::{IntKernel, Scalar};
 use kontinuum_api::BuiltinReducer;
-use kontinuum_api::reduce::{Accumulator, ReduceError, int_value};
+use kontinuum_api::accumulator::{Accumulator, ReduceError, int_value};
 use serde_json::{Map, Number, Value};
 use std::time::Instant;
 

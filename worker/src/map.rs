@@ -15,7 +15,7 @@ use crate::lines::LineReader;
 use crate::registry::{Function, Invocation};
 use kontinuum_api::FnRef;
 use kontinuum_api::reducer::Reducer;
-use kontinuum_api::wire::Slice;
+use kontinuum_api::work::Slice;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -6,7 +6,7 @@ use crate::args::Args;
 use crate::ctx::Ctx;
 use crate::error::FnError;
 use futures::future::BoxFuture;
-use kontinuum_api::reduce::int_value;
+use kontinuum_api::accumulator::int_value;
 use serde_json::{Map, Number, Value};
 use std::collections::HashMap;
 use std::future::Future;

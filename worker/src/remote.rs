@@ -15,12 +15,12 @@
 
 use crate::error::SourceError;
 use crate::source::WorkSource;
-use kontinuum_api::protocol::{
+use kontinuum_api::endpoints::{
     ChildRequest, CompleteRequest, CompleteResponse, ErrorBody, HeartbeatRequest, LeaseRequest,
     LeaseResponse, MAX_BODY_BYTES, NodeResponse, RegisterRequest, RegisterResponse, SpawnRequest,
     SplitRequest, SplitResponse, codes,
 };
-use kontinuum_api::wire::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Outcome};
+use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Outcome};
 use kontinuum_api::{FnRef, TaskSpec};
 use reqwest::StatusCode;
 use serde::Serialize;

@@ -9,7 +9,7 @@ use crate::execute::execute_catching;
 use crate::heartbeat::{MAX_TICK, heartbeat_loop};
 use crate::registry::{FnResult, Registry};
 use crate::source::WorkSource;
-use kontinuum_api::wire::{Completion, Lease, Outcome};
+use kontinuum_api::work::{Completion, Lease, Outcome};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;

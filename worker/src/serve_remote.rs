@@ -3,7 +3,7 @@
 //! your own functions (e.g. examples/seed-worker) does with its registry.
 
 use crate::{Registry, RemoteConfig, RemoteSource, Runtime, RuntimeConfig, SourceError};
-use kontinuum_api::protocol::RegisterRequest;
+use kontinuum_api::endpoints::RegisterRequest;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};

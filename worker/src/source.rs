@@ -4,7 +4,7 @@
 use crate::ctx::TaskServices;
 use crate::error::SourceError;
 use futures::future::BoxFuture;
-use kontinuum_api::wire::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId};
+use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId};
 use kontinuum_api::{FnRef, TaskSpec};
 use std::future::Future;
 use std::time::Duration;

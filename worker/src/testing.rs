@@ -3,7 +3,7 @@
 
 use crate::error::SourceError;
 use crate::source::WorkSource;
-use kontinuum_api::wire::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Work};
+use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Work};
 use kontinuum_api::{FnRef, TaskSpec};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};

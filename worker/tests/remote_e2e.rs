@@ -3,7 +3,7 @@
 //! graceful SIGTERM, and workers that start before the server does.
 
 use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_operator::{Client, Server};
+use kontinuum_server::{Client, Server};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -4,7 +4,7 @@
 
 use kontinuum_api::FnRef;
 use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_operator::{Client, Server};
+use kontinuum_server::{Client, Server};
 use kontinuum_worker::{RemoteConfig, RemoteSource, Runtime, RuntimeConfig, std_registry};
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -2,9 +2,9 @@
 //! that is away or restarts, oversized batches are halved, an outcome too
 //! large to send becomes a permanent failure, stale tokens are typed.
 
-use kontinuum_api::wire::{Completion, CompletionAck, Outcome};
+use kontinuum_api::work::{Completion, CompletionAck, Outcome};
 use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_operator::{Client, Server};
+use kontinuum_server::{Client, Server};
 use kontinuum_worker::{RemoteConfig, RemoteSource, SourceError, WorkSource};
 use serde_json::{Value, json};
 use std::net::SocketAddr;

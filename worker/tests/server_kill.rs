@@ -4,7 +4,7 @@
 //! the test needs no binary of another crate.
 
 use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_operator::Client;
+use kontinuum_server::Client;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,7 +28,7 @@ fn server_child() {
     let engine = Engine::open(Path::new(&dir), config).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime
-        .block_on(kontinuum_operator::serve(
+        .block_on(kontinuum_server::serve(
             engine,
             addr,
             None,

@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{Context, bail};
 use kontinuum_engine::{Engine, EngineConfig, Submission};
-use kontinuum_operator::{Client, Server};
+use kontinuum_server::{Client, Server};
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

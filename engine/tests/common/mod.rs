@@ -3,9 +3,9 @@
 
 #![allow(dead_code)]
 
-use kontinuum_api::reduce::Accumulator;
+use kontinuum_api::accumulator::Accumulator;
 use kontinuum_api::reducer::Reducer;
-use kontinuum_api::wire::{Completion, Lease, Outcome, Slice, Work};
+use kontinuum_api::work::{Completion, Lease, Outcome, Slice, Work};
 use kontinuum_engine::{Engine, EngineConfig, ObjectStatus, Submission};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! the worker cleanly.
 
 use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_operator::{Client, Server};
+use kontinuum_server::{Client, Server};
 use serde_json::{Value, json};
 use std::process::{Child, Command};
 use std::time::Duration;

@@ -6,7 +6,7 @@ use crate::ctx::Ctx;
 use crate::error::FnError;
 use crate::registry::{FnResult, Function, IntKernel, Invocation, Scalar};
 use kontinuum_api::BuiltinReducer;
-use kontinuum_api::reduce::{Accumulator, int_value};
+use kontinuum_api::accumulator::{Accumulator, int_value};
 use serde_json::{Map, Number, Value};
 use std::time::Duration;
 

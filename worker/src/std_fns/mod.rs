@@ -6,7 +6,7 @@ mod wordcount;
 
 use crate::error::FnError;
 use crate::registry::Registry;
-use kontinuum_api::reduce::type_phrase;
+use kontinuum_api::accumulator::type_phrase;
 use serde_json::Value;
 use std::sync::Arc;
 

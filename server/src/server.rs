@@ -12,7 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use kontinuum_api::protocol::{Health, MAX_BODY_BYTES, codes};
+use kontinuum_api::endpoints::{Health, MAX_BODY_BYTES, codes};
 use kontinuum_engine::Engine;
 use std::collections::HashMap;
 use std::future::Future;

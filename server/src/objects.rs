@@ -9,7 +9,7 @@ use crate::worker_api::{blocking, blocking_api};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use kontinuum_api::protocol::{
+use kontinuum_api::endpoints::{
     ObjectList, ObjectMeta, ObjectView, Problem, SubmitRequest, SubmitResponse, codes,
 };
 use kontinuum_api::validate::{Manifest, validate};

@@ -2,9 +2,9 @@
 //! 4xx JSON answer and the server keeps serving; the lease/complete cycle
 //! and the CLI endpoints work end to end.
 
-use kontinuum_api::protocol::MAX_BODY_BYTES;
+use kontinuum_api::endpoints::MAX_BODY_BYTES;
 use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_operator::{Client, ServeError, Server};
+use kontinuum_server::{Client, ServeError, Server};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -483,14 +483,11 @@ fn token_files_are_trimmed_and_must_hold_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("token");
     std::fs::write(&path, "abc123\n").unwrap();
-    assert_eq!(
-        kontinuum_operator::token_from_file(&path).unwrap(),
-        "abc123"
-    );
+    assert_eq!(kontinuum_server::token_from_file(&path).unwrap(), "abc123");
     std::fs::write(&path, " \n").unwrap();
-    let err = kontinuum_operator::token_from_file(&path).unwrap_err();
+    let err = kontinuum_server::token_from_file(&path).unwrap_err();
     assert!(matches!(err, ServeError::BadToken), "{err}");
-    let err = kontinuum_operator::token_from_file(&dir.path().join("missing")).unwrap_err();
+    let err = kontinuum_server::token_from_file(&dir.path().join("missing")).unwrap_err();
     assert!(matches!(err, ServeError::TokenFile { .. }), "{err}");
 }
 

@@ -2,7 +2,7 @@
 //! `tree`, `cancel`): one call per method, errors typed, the server's JSON error
 //! body kept so its field-naming messages reach the user unchanged.
 
-use kontinuum_api::protocol::{
+use kontinuum_api::endpoints::{
     ErrorBody, Health, ObjectList, ObjectView, SubmitRequest, SubmitResponse, WorkerList,
     WorkerView,
 };

@@ -6,7 +6,7 @@ use crate::body::Json;
 use crate::error::ApiError;
 use crate::server::{AppStateRef, WorkerRecord};
 use axum::extract::State;
-use kontinuum_api::protocol::{
+use kontinuum_api::endpoints::{
     ChildRequest, CompleteRequest, CompleteResponse, HeartbeatRequest, HeartbeatResponse,
     LeaseRequest, LeaseResponse, MAX_BATCH, MAX_BODY_BYTES, MAX_LEASE_WAIT_MS, NodeResponse,
     RegisterRequest, RegisterResponse, SpawnRequest, SplitRequest, SplitResponse, WorkerList,

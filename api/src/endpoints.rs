@@ -9,7 +9,7 @@
 
 use crate::TaskSpec;
 use crate::fnref::FnRef;
-use crate::wire::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId};
+use crate::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -36,7 +36,7 @@ pub enum Work {
     Call { call: FnRef },
     /// Call `function` with + {item} for every item of the slice, fold the
     /// results with `reducer` and answer with the accumulator
-    /// ([`crate::reduce::Accumulator`] as a value).
+    /// ([`crate::accumulator::Accumulator`] as a value).
     MapLeaf {
         function: FnRef,
         slice: Slice,

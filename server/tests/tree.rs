@@ -2,7 +2,7 @@
 //! state, cut after `maxNodes`; unknown objects 404, bad limits 400.
 
 use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_operator::{Client, Server};
+use kontinuum_server::{Client, Server};
 use serde_json::json;
 
 #[tokio::test]

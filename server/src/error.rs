@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use kontinuum_api::protocol::{ErrorBody, Problem, codes};
+use kontinuum_api::endpoints::{ErrorBody, Problem, codes};
 use kontinuum_engine::EngineError;
 use std::net::SocketAddr;
 

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kontinuum_api::protocol::codes;
+use kontinuum_api::endpoints::codes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -39,7 +39,7 @@ pub fn too_large() -> ApiError {
         codes::TOO_LARGE,
         format!(
             "the body is larger than {} bytes",
-            kontinuum_api::protocol::MAX_BODY_BYTES
+            kontinuum_api::endpoints::MAX_BODY_BYTES
         ),
     )
 }

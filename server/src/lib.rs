@@ -1,0 +1,20 @@
+//! The worker API: the engine behind the versioned HTTP/JSON API that remote
+//! workers, the CLI and the operator's clients use ([`serve`], [`Server`]),
+//! and a small [`Client`] for the CLI's side of it. `kontinuum serve` and
+//! `kontinuum-operator` both run it.
+//!
+//! `kontinuum serve --data DIR --listen ADDR [--token-file F]` is, in
+//! essence: open the engine on DIR, read the token with
+//! [`token_from_file`], and `serve(engine, addr, token, ctrl_c)`; [`serve`]
+//! refuses a non-loopback ADDR without a token ([`ServeError::TokenRequired`]).
+
+mod body;
+pub mod client;
+mod error;
+mod objects;
+mod server;
+mod worker_api;
+
+pub use client::{Client, ClientError};
+pub use error::{ApiError, ServeError};
+pub use server::{Server, WorkerRecord, serve, token_from_file};
