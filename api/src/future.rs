@@ -27,6 +27,7 @@ use serde_json::Value;
     printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.counts.failed"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[x_kube(validation = Rule::new("self == oldSelf").message(crate::validate::SPEC_IMMUTABLE))]
 #[x_kube(validation = Rule::new("[has(self.map), has(self.call), has(self.parallel), has(self.sequence)].filter(b, b).size() == 1").message(crate::validate::FUTURE_ONE_BODY))]
 #[serde(rename_all = "camelCase")]
 pub struct HierarchicalFutureSpec {
@@ -74,6 +75,10 @@ pub struct HierarchicalFutureSpec {
     /// Makes this future a child of another HierarchicalFuture in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_ref: Option<ParentRef>,
+    /// Delete the finished future this long after it finished (in a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_duration")]
+    pub ttl_after_finished: Option<String>,
 }
 
 /// An adaptive sharded map.
@@ -177,6 +182,9 @@ pub struct FutureStatus {
     /// Where a larger result is kept in the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_ref: Option<String>,
+    /// True when the result is too large for the status: `kontinuum get` and the API serve it whole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_truncated: bool,
     /// The first failures (at most 10): node path and message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<NodeFailure>,

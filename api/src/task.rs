@@ -24,6 +24,7 @@ use serde_json::Value;
     printcolumn = r#"{"name":"Attempts","type":"integer","jsonPath":".status.attempts"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[x_kube(validation = Rule::new("self == oldSelf").message(crate::validate::SPEC_IMMUTABLE))]
 #[x_kube(validation = Rule::new("!(has(self.delay) && has(self.notBefore))").message(crate::validate::TASK_DELAY_AND_NOT_BEFORE).field_path(".delay"))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskSpec {
@@ -59,6 +60,10 @@ pub struct TaskSpec {
     /// Critical section: at most one run at a time per key, cluster-wide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclusive: Option<ExclusiveSpec>,
+    /// Makes this Task a child of a HierarchicalFuture in the same namespace:
+    /// its weight, progress and result roll up into that future.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_ref: Option<crate::future::ParentRef>,
     /// Delete the finished Task this long after it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::optional_duration")]
@@ -114,6 +119,9 @@ pub struct TaskStatus {
     /// Where a larger result is kept in the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_ref: Option<String>,
+    /// True when the result is too large for the status: `kontinuum get` and the API serve it whole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_truncated: bool,
     /// The final (or latest) error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,

@@ -54,12 +54,20 @@ pub const TASK_DELAY_AND_NOT_BEFORE: &str =
 /// WorkerPool: minReplicas above maxReplicas (field `spec.scaling.minReplicas`).
 pub const SCALING_MIN_ABOVE_MAX: &str = "spec.scaling.minReplicas must not exceed maxReplicas";
 
-/// Every CEL message in the CRDs, each with its Rust twin in this module.
-pub const CEL_MESSAGES: [&str; 4] = [
+/// Task and HierarchicalFuture: the spec may not change after creation (a
+/// transition rule on `spec`). Its twin is the operator's: a spec that
+/// differs from the one the engine runs is reported, never applied.
+pub const SPEC_IMMUTABLE: &str =
+    "spec is immutable: delete the resource and create it again to run a changed spec";
+
+/// Every CEL message in the CRDs, each with its Rust twin in this module
+/// (SPEC_IMMUTABLE's is the operator's, since `kontinuum run` never updates).
+pub const CEL_MESSAGES: [&str; 5] = [
     FUTURE_ONE_BODY,
     RANGE_END_BEFORE_START,
     TASK_DELAY_AND_NOT_BEFORE,
     SCALING_MIN_ABOVE_MAX,
+    SPEC_IMMUTABLE,
 ];
 
 /// The map source's schema (`minProperties: 1, maxProperties: 1`) read as a

@@ -89,6 +89,7 @@ pub fn task_status(
         stable_id: Some(root.stable_id.clone()),
         attempts: root.attempts,
         result,
+        result_truncated: result_ref.is_some(),
         result_ref,
         error,
         started_at: rfc3339(root.started_ms),
@@ -137,6 +138,7 @@ pub fn future_status(root: &Root, done: u64, now_ms: u64) -> FutureStatus {
         nodes: root.nodes,
         depth: root.depth,
         result,
+        result_truncated: result_ref.is_some(),
         result_ref,
         failures: root
             .failures

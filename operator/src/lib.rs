@@ -1,2 +1,24 @@
-//! Kontinuum's Kubernetes operator: the kube-rs controllers that bridge the
-//! custom resources to the engine. Work in progress: see docs/operator.md.
+//! Kontinuum's Kubernetes operator: one process that runs the engine, the
+//! worker API and the controllers that bridge Task and HierarchicalFuture
+//! resources to the engine (see docs/operator.md).
+//!
+//! - [`reconcile`]: read → [`reconcile::plan::plan`] (pure) → steps (finalizer,
+//!   submit, cancel, remove, ttl).
+//! - [`status`]: the one status writer (coalescing index, rendering, Events).
+//! - [`leader`]: leader election on a Lease.
+//! - [`bridge`]: the engine as the controllers see it.
+
+pub mod bridge;
+pub mod config;
+pub mod error;
+mod health;
+pub mod job;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+mod run;
+pub mod status;
+
+pub use config::Flags;
+pub use error::Error;
+pub use run::run;

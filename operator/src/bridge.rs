@@ -1,0 +1,170 @@
+//! The controllers' view of the engine: async calls (the engine blocks on
+//! its lock and on fsync, so each call runs on the blocking pool) keyed by
+//! the resource's identity.
+
+use crate::error::Error;
+use crate::job::JobKind;
+use crate::reconcile::plan::Held;
+use kontinuum_api::validate::{FieldError, Manifest, validate};
+use kontinuum_engine::{Engine, EngineError, ObjectStatus, Submission};
+use serde_json::Value;
+use std::fmt;
+
+/// A resource's identity in the engine: `NAMESPACE/KIND/NAME`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobKey {
+    pub namespace: String,
+    pub kind: JobKind,
+    pub name: String,
+}
+
+impl fmt::Display for JobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.kind.short(), self.name)
+    }
+}
+
+/// What became of a submission.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    Accepted,
+    /// The spec passed the CRD schema but not the engine's rules.
+    Invalid(String),
+    /// The spec differs from the one the engine already runs under this id.
+    SpecChanged,
+}
+
+#[derive(Clone)]
+pub struct Bridge {
+    engine: Engine,
+}
+
+impl Bridge {
+    pub fn new(engine: Engine) -> Bridge {
+        Bridge { engine }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> Result<R, EngineError> + Send + 'static,
+    ) -> Result<R, Error> {
+        let engine = self.engine.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&engine)).await??)
+    }
+
+    /// What the engine holds under `key`, if anything.
+    pub async fn held(&self, key: &JobKey) -> Result<Option<Held>, Error> {
+        let name = key.to_string();
+        self.call(move |e| match e.status(&name) {
+            Ok(status) => Ok(Some(held_from(&status))),
+            Err(EngineError::NotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        })
+        .await
+    }
+
+    pub async fn status(&self, key: &JobKey) -> Result<Option<ObjectStatus>, Error> {
+        let name = key.to_string();
+        self.call(move |e| match e.status(&name) {
+            Ok(status) => Ok(Some(status)),
+            Err(EngineError::NotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        })
+        .await
+    }
+
+    /// Validates the resource (the same rules as `kontinuum run`) and hands
+    /// it to the engine.
+    pub async fn submit(
+        &self,
+        key: &JobKey,
+        _uid: &str,
+        resource: Value,
+    ) -> Result<Submitted, Error> {
+        let submission = match submission_of(key, &resource) {
+            Ok(s) => s,
+            Err(message) => return Ok(Submitted::Invalid(message)),
+        };
+        self.call(move |e| match e.submit(vec![submission]) {
+            Ok(()) => Ok(Submitted::Accepted),
+            Err(EngineError::Invalid(message)) => Ok(Submitted::Invalid(message)),
+            Err(EngineError::Conflict { .. }) => Ok(Submitted::SpecChanged),
+            Err(other) => Err(other),
+        })
+        .await
+    }
+
+    pub async fn cancel(&self, key: &JobKey) -> Result<(), Error> {
+        let name = key.to_string();
+        self.call(move |e| match e.cancel(&name) {
+            Ok(()) | Err(EngineError::NotFound(_)) => Ok(()),
+            Err(other) => Err(other),
+        })
+        .await
+    }
+
+    /// Forgets a final object's records.
+    pub async fn remove(&self, _key: &JobKey) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+fn held_from(status: &ObjectStatus) -> Held {
+    let (is_final, finished) = match status {
+        ObjectStatus::Task(s) => (status.is_final(), s.finished_at.as_deref()),
+        ObjectStatus::Future(s) => (status.is_final(), s.finished_at.as_deref()),
+    };
+    Held {
+        uid: None,
+        is_final,
+        finished_ms: finished.and_then(parse_rfc3339_ms),
+    }
+}
+
+pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+}
+
+/// The engine's submission for a resource, or every problem in one message.
+fn submission_of(key: &JobKey, resource: &Value) -> Result<Submission, String> {
+    let manifest = validate(resource).map_err(|errors| join(&errors))?;
+    match manifest {
+        Manifest::Task(task) => Ok(Submission::Task {
+            name: key.to_string(),
+            spec: task.spec,
+        }),
+        Manifest::Future(future) => {
+            if let Some(lines) = future
+                .spec
+                .map
+                .as_ref()
+                .and_then(|m| m.source.lines.as_ref())
+                && !std::path::Path::new(&lines.path).is_absolute()
+            {
+                return Err(format!(
+                    "spec.map.source.lines.path: '{}' must be an absolute path on the workers' filesystem (for example a volume mounted in the WorkerPool's pod template)",
+                    lines.path
+                ));
+            }
+            Ok(Submission::Future {
+                name: key.to_string(),
+                spec: future.spec,
+            })
+        }
+        Manifest::WorkerPool(_) => Err("a WorkerPool is not a job".into()),
+    }
+}
+
+fn join(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,310 @@
+//! The Task and HierarchicalFuture reconciler: read → [`plan::plan`] →
+//! carry out the steps. Level-triggered and idempotent: any reconcile of any
+//! resource, repeated or after a restart, converges on the same state, and
+//! the engine refuses to run one id twice.
+
+pub mod plan;
+
+use crate::bridge::{Bridge, JobKey, Submitted, parse_rfc3339_ms};
+use crate::error::Error;
+use crate::job::Job;
+use crate::metrics::Metrics;
+use crate::status::{Note, StatusHandle, StatusMsg};
+use kontinuum_api::HierarchicalFuture;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::{Api, Client, Resource, ResourceExt};
+use plan::{Observed, Step};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Cancels the tree before the resource goes.
+pub const FINALIZER: &str = "kontinuum.dev/cancel";
+/// Field manager of the operator's metadata (finalizer, ownerReference).
+const METADATA_MANAGER: &str = "kontinuum-operator";
+
+pub struct Context {
+    pub client: Client,
+    pub bridge: Bridge,
+    pub status: StatusHandle,
+    pub metrics: Arc<Metrics>,
+}
+
+fn now_ms() -> u64 {
+    kontinuum_engine::now_ms()
+}
+
+pub async fn reconcile<K: Job>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(obj, &ctx).await;
+    let controller = K::KIND.short();
+    ctx.metrics
+        .reconcile_duration
+        .with_label_values(&[controller])
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+pub fn error_policy<K: Job>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let controller = K::KIND.short();
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[controller, error.reason()])
+        .inc();
+    tracing::warn!(
+        object = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
+        controller,
+        "reconcile failed: {error}"
+    );
+    Action::requeue(Duration::from_secs(2))
+}
+
+async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
+    let meta = obj.meta();
+    let (Some(namespace), Some(name), Some(uid)) =
+        (meta.namespace.clone(), meta.name.clone(), meta.uid.clone())
+    else {
+        return Err(Error::Invalid(
+            "resource without namespace, name or uid".into(),
+        ));
+    };
+    let key = JobKey {
+        namespace: namespace.clone(),
+        kind: K::KIND,
+        name: name.clone(),
+    };
+    let deleting = meta.deletion_timestamp.is_some();
+    let current = obj.status_value();
+    let held = ctx.bridge.held(&key).await?;
+    let parent = obj.parent().map(str::to_string);
+    let owned_by_parent = parent.as_ref().is_some_and(|p| {
+        obj.owner_references()
+            .iter()
+            .any(|o| o.kind == "HierarchicalFuture" && &o.name == p)
+    });
+    let ttl = match obj.ttl_after_finished() {
+        Some(t) => kontinuum_api::duration::parse_duration(t).ok(),
+        None => None,
+    };
+    let observed = Observed {
+        uid: uid.clone(),
+        deleting,
+        has_finalizer: obj.finalizers().iter().any(|f| f == FINALIZER),
+        parent: parent.clone(),
+        owned_by_parent,
+        held: held.clone(),
+        rejected_ms: held
+            .is_none()
+            .then(|| rejected_at(current.as_ref()))
+            .flatten(),
+        ttl,
+        now_ms: now_ms(),
+    };
+    if !deleting {
+        ctx.status
+            .send(StatusMsg::Observe {
+                key: key.clone(),
+                uid: uid.clone(),
+                generation: meta.generation,
+                current,
+            })
+            .await;
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut action = Action::await_change();
+    for step in plan::plan(&observed) {
+        match step {
+            Step::Claim | Step::OwnByParent => {
+                let owner = match &parent {
+                    Some(p) => parent_owner(&ctx.client, &namespace, p).await?,
+                    None => None,
+                };
+                apply_metadata::<K>(&api, &name, &uid, true, owner).await?;
+            }
+            Step::Submit => {
+                if let Some(next) = submit(ctx, &key, &uid, obj.as_ref(), parent.as_deref()).await?
+                {
+                    action = next;
+                }
+            }
+            Step::DropStale => {
+                ctx.bridge.cancel(&key).await?;
+                ctx.bridge.remove(&key).await?;
+            }
+            Step::Cancel => ctx.bridge.cancel(&key).await?,
+            Step::Remove => {
+                ctx.bridge.remove(&key).await?;
+                ctx.status
+                    .send(StatusMsg::Forget { key: key.clone() })
+                    .await;
+            }
+            Step::Release => {
+                apply_metadata::<K>(&api, &name, &uid, false, None).await?;
+                ctx.status
+                    .send(StatusMsg::Forget { key: key.clone() })
+                    .await;
+            }
+            Step::Delete => {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::background()
+                };
+                match api.delete(&name, &params).await {
+                    Ok(_) => tracing::info!(object = %key, "ttlAfterFinished passed: deleted"),
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                    Err(e) => return Err(Error::kube("delete after ttlAfterFinished")(e)),
+                }
+            }
+            Step::RequeueAfter(d) => action = Action::requeue(d),
+        }
+    }
+    Ok(action)
+}
+
+/// Submits; the returned action (if any) replaces the default.
+async fn submit<K: Job>(
+    ctx: &Context,
+    key: &JobKey,
+    uid: &str,
+    obj: &K,
+    parent: Option<&str>,
+) -> Result<Option<Action>, Error> {
+    if let Some(p) = parent {
+        // Trees across resources need the engine's link nodes; until the
+        // parent exists the child waits.
+        let parents: Api<HierarchicalFuture> = Api::namespaced(ctx.client.clone(), &key.namespace);
+        if parents
+            .get_opt(p)
+            .await
+            .map_err(Error::kube("read the parent future"))?
+            .is_none()
+        {
+            let note = Note::WaitingForParent {
+                message: format!(
+                    "waiting for HierarchicalFuture '{p}' (spec.parentRef.name) to exist"
+                ),
+            };
+            ctx.status
+                .send(StatusMsg::Note {
+                    key: key.clone(),
+                    note: Some(note),
+                })
+                .await;
+            return Ok(Some(Action::requeue(Duration::from_secs(2))));
+        }
+    }
+    let resource = serde_json::to_value(obj).map_err(|e| Error::Invalid(e.to_string()))?;
+    let note = match ctx.bridge.submit(key, uid, resource).await? {
+        Submitted::Accepted => None,
+        Submitted::Invalid(message) => Some(Note::Rejected {
+            message,
+            at: kontinuum_engine_rfc3339(now_ms()),
+        }),
+        Submitted::SpecChanged => {
+            tracing::warn!(object = %key, "the spec differs from the one the engine runs; ignored");
+            None
+        }
+    };
+    ctx.status
+        .send(StatusMsg::Note {
+            key: key.clone(),
+            note,
+        })
+        .await;
+    ctx.status
+        .send(StatusMsg::Changed {
+            keys: vec![key.clone()],
+        })
+        .await;
+    Ok(None)
+}
+
+fn kontinuum_engine_rfc3339(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// When the status says the engine refused the resource (Accepted=False).
+fn rejected_at(status: Option<&Value>) -> Option<u64> {
+    let status = status?;
+    let refused = status
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .any(|c| c["type"] == "Accepted" && c["status"] == "False");
+    if !refused {
+        return None;
+    }
+    status
+        .get("finishedAt")
+        .and_then(Value::as_str)
+        .and_then(parse_rfc3339_ms)
+        .or(Some(0))
+}
+
+/// The parent future's ownerReference, once it exists.
+async fn parent_owner(
+    client: &Client,
+    namespace: &str,
+    parent: &str,
+) -> Result<Option<Value>, Error> {
+    let api: Api<HierarchicalFuture> = Api::namespaced(client.clone(), namespace);
+    let Some(p) = api
+        .get_opt(parent)
+        .await
+        .map_err(Error::kube("read the parent future"))?
+    else {
+        return Ok(None);
+    };
+    Ok(p.meta().uid.clone().map(|uid| {
+        json!({
+            "apiVersion": "kontinuum.dev/v1alpha1",
+            "kind": "HierarchicalFuture",
+            "name": parent,
+            "uid": uid,
+            "blockOwnerDeletion": true,
+        })
+    }))
+}
+
+/// The operator's part of the metadata, by server-side apply: the
+/// finalizer while `claim`, and the parent's ownerReference when given. A
+/// field this manager set before and leaves out now is removed.
+async fn apply_metadata<K: Job>(
+    api: &Api<K>,
+    name: &str,
+    uid: &str,
+    claim: bool,
+    owner: Option<Value>,
+) -> Result<(), Error> {
+    let mut metadata = json!({"name": name, "uid": uid});
+    if claim {
+        metadata["finalizers"] = json!([FINALIZER]);
+    }
+    if let Some(owner) = owner {
+        metadata["ownerReferences"] = json!([owner]);
+    }
+    let body = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": metadata,
+    });
+    match api
+        .patch(
+            name,
+            &PatchParams::apply(METADATA_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Gone (or replaced by a resource of another uid) in the meantime.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(Error::kube("apply the finalizer")(e)),
+    }
+}

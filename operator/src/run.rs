@@ -1,0 +1,197 @@
+//! Start-up and shutdown: metrics listener, Lease, store, worker API,
+//! status writer, controllers — in that order, so that nothing touches the
+//! store before this replica leads.
+
+use crate::bridge::Bridge;
+use crate::config::Flags;
+use crate::error::Error;
+use crate::job::Job;
+use crate::leader::Elector;
+use crate::metrics::Metrics;
+use crate::reconcile::{self, Context};
+use crate::status::{StatusHandle, StatusMsg, Writer};
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kontinuum_api::{HierarchicalFuture, Task};
+use kontinuum_engine::{Engine, EngineConfig};
+use kube::runtime::controller::Controller;
+use kube::runtime::events::Reporter;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Runs until SIGTERM/Ctrl-C (Ok) or until something fatal happens, such
+/// as losing the Lease (Err: the process should exit non-zero).
+pub async fn run(flags: Flags) -> Result<(), Error> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| Error::Config(format!("no usable kubeconfig or in-cluster config: {e}")))?;
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let metrics_addr =
+        crate::health::serve(flags.metrics_listen, metrics.clone(), ready.clone()).await?;
+    tracing::info!(%metrics_addr, "serving /metrics, /healthz and /readyz");
+
+    let elector = if flags.leader_elect {
+        let namespace = flags.lease_namespace(client.default_namespace());
+        let api: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+        let elector = Elector::new(
+            api,
+            flags.lease_name.clone(),
+            Flags::identity(),
+            flags.lease_duration,
+        );
+        tracing::info!(lease = %format!("{namespace}/{}", flags.lease_name), identity = elector.identity(), "waiting to lead");
+        tokio::select! {
+            r = elector.acquire() => r?,
+            _ = stop_signal() => return Ok(()),
+        }
+        metrics.leader.set(1);
+        Some(Arc::new(elector))
+    } else {
+        metrics.leader.set(1);
+        None
+    };
+
+    std::fs::create_dir_all(&flags.data).map_err(|source| Error::Data {
+        path: flags.data.clone(),
+        source,
+    })?;
+    let data = flags.data.clone();
+    let engine =
+        tokio::task::spawn_blocking(move || Engine::open(&data, EngineConfig::default())).await??;
+    let token = match &flags.token_file {
+        Some(path) => Some(kontinuum_server::token_from_file(path)?),
+        None => None,
+    };
+    let server = kontinuum_server::Server::bind(engine.clone(), flags.listen, token).await?;
+    let api_addr = server.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server_task = tokio::spawn(server.run(async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    }));
+    tracing::info!(%api_addr, store = %flags.data.display(), "worker API up");
+
+    let bridge = Bridge::new(engine.clone());
+    let reporter = Reporter {
+        controller: "kontinuum-operator".into(),
+        instance: Some(Flags::identity()),
+    };
+    let (writer, status) = Writer::new(
+        client.clone(),
+        bridge.clone(),
+        flags.status_interval,
+        metrics.clone(),
+        reporter,
+    );
+    tokio::spawn(writer.run());
+    tokio::spawn(touch_periodically(status.clone(), flags.status_interval));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        bridge,
+        status,
+        metrics: metrics.clone(),
+    });
+    let mut controllers = Vec::new();
+    for api in apis::<Task>(&client, &flags.namespaces) {
+        controllers.push(tokio::spawn(run_controller(api, ctx.clone())));
+    }
+    for api in apis::<HierarchicalFuture>(&client, &flags.namespaces) {
+        controllers.push(tokio::spawn(run_controller(api, ctx.clone())));
+    }
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!("ready");
+
+    let lost = async {
+        match &elector {
+            Some(e) => e.keep().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        _ = stop_signal() => Ok(()),
+        e = lost => Err(e),
+    };
+    ready.store(false, Ordering::Relaxed);
+    if outcome.is_err() {
+        // Another replica may already be opening the store: stop serving at
+        // once rather than finish anything.
+        engine.close();
+        return outcome;
+    }
+    tracing::info!("stopping");
+    for c in &controllers {
+        c.abort();
+    }
+    let _ = stop_tx.send(true);
+    engine.close();
+    if let Ok(Err(e)) = server_task.await {
+        tracing::warn!("worker API: {e}");
+    }
+    if let Some(e) = &elector {
+        e.release().await;
+    }
+    Ok(())
+}
+
+/// One Api per watched namespace, or one for all.
+fn apis<K: Job>(client: &Client, namespaces: &[String]) -> Vec<Api<K>> {
+    if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    }
+}
+
+async fn run_controller<K: Job>(api: Api<K>, ctx: Arc<Context>)
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    Controller::new(api, watcher::Config::default().any_semantic())
+        .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("controller: {e}");
+            }
+        })
+        .await;
+}
+
+/// Until the engine reports changes per object, every unfinished object is
+/// looked at once per interval; the writer patches only real differences.
+async fn touch_periodically(status: StatusHandle, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        status.send(StatusMsg::TouchAll).await;
+    }
+}
+
+/// Resolves at the first Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

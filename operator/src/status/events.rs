@@ -1,0 +1,138 @@
+//! Events a status change deserves: Started, Retrying, Succeeded, Failed,
+//! Cancelled. Pure: derived from the status written before and the one about
+//! to be written, so an operator restart (which finds the status already on
+//! the resource) repeats none of them.
+
+use serde_json::Value;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSpec {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+fn phase(status: Option<&Value>) -> &str {
+    status
+        .and_then(|s| s.get("phase"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn attempts(status: Option<&Value>) -> u64 {
+    status
+        .and_then(|s| s.get("attempts"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+fn error_message(status: &Value) -> String {
+    status
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_default()
+}
+
+pub fn between(before: Option<&Value>, after: &Value) -> Vec<EventSpec> {
+    let (was, now) = (phase(before), phase(Some(after)));
+    let mut out = Vec::new();
+    let started = |p: &str| matches!(p, "Running" | "Succeeded" | "Failed" | "Cancelled");
+    let has_started_at = |s: Option<&Value>| s.and_then(|s| s.get("startedAt")).is_some();
+    if !started(was) && !has_started_at(before) && (started(now) || has_started_at(Some(after))) {
+        out.push(EventSpec {
+            warning: false,
+            reason: "Started",
+            note: "a worker started running it".into(),
+        });
+    }
+    // A task's attempt count grew while it is not final: a retry is under way.
+    let (a0, a1) = (attempts(before), attempts(Some(after)));
+    if a1 > a0 && a0 > 0 && !matches!(now, "Succeeded" | "Failed" | "Cancelled" | "Merged") {
+        let why = error_message(after);
+        out.push(EventSpec {
+            warning: true,
+            reason: "Retrying",
+            note: if why.is_empty() {
+                format!("attempt {a1}")
+            } else {
+                format!("attempt {a1} after: {why}")
+            },
+        });
+    }
+    if was != now {
+        match now {
+            "Succeeded" => out.push(EventSpec {
+                warning: false,
+                reason: "Succeeded",
+                note: "finished successfully".into(),
+            }),
+            "Failed" => out.push(EventSpec {
+                warning: true,
+                reason: "Failed",
+                note: error_message(after),
+            }),
+            "Cancelled" => out.push(EventSpec {
+                warning: false,
+                reason: "Cancelled",
+                note: "cancelled".into(),
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reasons(before: Option<Value>, after: Value) -> Vec<&'static str> {
+        between(before.as_ref(), &after)
+            .iter()
+            .map(|e| e.reason)
+            .collect::<Vec<_>>()
+    }
+
+    #[test]
+    fn first_sight_of_a_finished_task_gives_started_and_succeeded() {
+        let after = json!({"phase": "Succeeded", "attempts": 1, "startedAt": "t"});
+        assert_eq!(reasons(None, after), ["Started", "Succeeded"]);
+    }
+
+    #[test]
+    fn queued_to_running_is_started_once() {
+        let q = json!({"phase": "Queued"});
+        let r = json!({"phase": "Running", "attempts": 1, "startedAt": "t"});
+        assert_eq!(reasons(Some(q), r.clone()), ["Started"]);
+        assert!(reasons(Some(r.clone()), r).is_empty());
+    }
+
+    #[test]
+    fn a_second_attempt_is_retrying_with_the_error_and_a_final_failure_is_failed() {
+        let r1 = json!({"phase": "Running", "attempts": 1, "startedAt": "t"});
+        let r2 = json!({"phase": "Queued", "attempts": 2, "startedAt": "t", "error": {"message": "boom"}});
+        let events = between(Some(&r1), &r2);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, "Retrying");
+        assert!(events[0].note.contains("boom") && events[0].warning);
+        let failed = json!({"phase": "Failed", "attempts": 3, "startedAt": "t", "error": {"message": "boom"}});
+        assert_eq!(reasons(Some(r2), failed), ["Failed"]);
+    }
+
+    #[test]
+    fn a_restart_that_finds_the_status_written_repeats_nothing() {
+        let s = json!({"phase": "Succeeded", "attempts": 1, "startedAt": "t"});
+        assert!(reasons(Some(s.clone()), s).is_empty());
+    }
+
+    #[test]
+    fn cancelled_is_reported() {
+        let r = json!({"phase": "Running", "startedAt": "t"});
+        assert_eq!(
+            reasons(Some(r), json!({"phase": "Cancelled", "startedAt": "t"})),
+            ["Cancelled"]
+        );
+    }
+}

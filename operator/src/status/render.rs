@@ -1,0 +1,257 @@
+//! The status a resource shows, computed from what the engine says (or from
+//! why the engine never got it). Pure: the writer compares what this returns
+//! with what it last wrote and patches only a difference.
+
+use kontinuum_api::common::Condition;
+use kontinuum_engine::ObjectStatus;
+use serde_json::{Map, Value, json};
+
+/// Longest message kept in a status field; a worker may fail with a
+/// megabyte of stderr, the status stays small whatever it says.
+pub const MESSAGE_LIMIT: usize = 1024;
+
+/// Why an object has no engine status of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// The CRD schema let it through, the engine's rules did not.
+    Rejected { message: String, at: String },
+    /// `spec.parentRef` names a future that does not exist (yet).
+    WaitingForParent { message: String },
+    /// `spec.parentRef` names a future that already finished.
+    ParentFinished { message: String, at: String },
+}
+
+/// The status of an object the engine holds.
+pub fn from_engine(status: ObjectStatus, generation: Option<i64>) -> Value {
+    let mut value = match status {
+        ObjectStatus::Task(s) => serde_json::to_value(s),
+        ObjectStatus::Future(s) => serde_json::to_value(s),
+    }
+    .unwrap_or_else(|_| json!({}));
+    let Some(obj) = value.as_object_mut() else {
+        return value;
+    };
+    let accepted = Condition {
+        type_: "Accepted".into(),
+        status: "True".into(),
+        reason: "Submitted".into(),
+        message: "the engine holds this object".into(),
+        last_transition_time: None,
+        observed_generation: None,
+    };
+    push_condition(obj, accepted);
+    finish(obj, generation);
+    value
+}
+
+/// The status of an object the engine does not hold.
+pub fn from_note(note: &Note, is_future: bool, generation: Option<i64>) -> Value {
+    let mut obj = Map::new();
+    match note {
+        Note::Rejected { message, at } | Note::ParentFinished { message, at } => {
+            let reason = match note {
+                Note::Rejected { .. } => "InvalidSpec",
+                _ => "ParentFinished",
+            };
+            obj.insert("phase".into(), json!("Failed"));
+            obj.insert(
+                "error".into(),
+                json!({"message": message, "kind": "permanent", "attempt": 0}),
+            );
+            obj.insert("finishedAt".into(), json!(at));
+            if is_future {
+                obj.insert(
+                    "failures".into(),
+                    json!([{"path": "/", "message": message}]),
+                );
+            }
+            for (type_, status) in [("Accepted", "False"), ("Failed", "True")] {
+                push_condition(
+                    &mut obj,
+                    Condition {
+                        type_: type_.into(),
+                        status: status.into(),
+                        reason: reason.into(),
+                        message: message.clone(),
+                        last_transition_time: Some(at.clone()),
+                        observed_generation: None,
+                    },
+                );
+            }
+        }
+        Note::WaitingForParent { message } => {
+            obj.insert("phase".into(), json!("Pending"));
+            push_condition(
+                &mut obj,
+                Condition {
+                    type_: "Accepted".into(),
+                    status: "Unknown".into(),
+                    reason: "WaitingForParent".into(),
+                    message: message.clone(),
+                    last_transition_time: None,
+                    observed_generation: None,
+                },
+            );
+        }
+    }
+    finish(&mut obj, generation);
+    Value::Object(obj)
+}
+
+/// True when the status is an outcome that will not change again.
+pub fn is_final(status: &Value) -> bool {
+    matches!(
+        status.get("phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed" | "Cancelled" | "Merged")
+    )
+}
+
+fn push_condition(obj: &mut Map<String, Value>, condition: Condition) {
+    let list = obj
+        .entry("conditions")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let (Some(list), Ok(c)) = (list.as_array_mut(), serde_json::to_value(condition)) {
+        list.insert(0, c);
+    }
+}
+
+/// observedGeneration everywhere, and every message within the limit.
+fn finish(obj: &mut Map<String, Value>, generation: Option<i64>) {
+    if let Some(g) = generation {
+        obj.insert("observedGeneration".into(), json!(g));
+    }
+    if let Some(Value::Array(conditions)) = obj.get_mut("conditions") {
+        for c in conditions.iter_mut().filter_map(Value::as_object_mut) {
+            if let Some(g) = generation {
+                c.insert("observedGeneration".into(), json!(g));
+            }
+            bound_message(c, "message");
+        }
+    }
+    if let Some(Value::Object(error)) = obj.get_mut("error") {
+        bound_message(error, "message");
+    }
+    if let Some(Value::Array(failures)) = obj.get_mut("failures") {
+        for f in failures.iter_mut().filter_map(Value::as_object_mut) {
+            bound_message(f, "message");
+        }
+    }
+}
+
+fn bound_message(obj: &mut Map<String, Value>, key: &str) {
+    if let Some(Value::String(s)) = obj.get_mut(key) {
+        truncate(s, MESSAGE_LIMIT);
+    }
+}
+
+/// Cuts `s` to at most `limit` bytes on a character boundary, saying so.
+pub fn truncate(s: &mut String, limit: usize) {
+    if s.len() <= limit {
+        return;
+    }
+    const MARK: &str = " … (truncated)";
+    let mut cut = limit.saturating_sub(MARK.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s.push_str(MARK);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kontinuum_api::common::ErrorInfo;
+    use kontinuum_api::{FutureStatus, TaskStatus};
+
+    #[test]
+    fn engine_status_gets_accepted_condition_generation_and_truncation_flag() {
+        let s = TaskStatus {
+            phase: Some("Succeeded".into()),
+            result_ref: Some("store:result/7".into()),
+            result_truncated: true,
+            conditions: vec![Condition {
+                type_: "Succeeded".into(),
+                status: "True".into(),
+                ..Condition::default()
+            }],
+            ..TaskStatus::default()
+        };
+        let v = from_engine(ObjectStatus::Task(s), Some(3));
+        assert_eq!(v["observedGeneration"], 3);
+        assert_eq!(v["resultTruncated"], true);
+        assert_eq!(v["conditions"][0]["type"], "Accepted");
+        assert_eq!(v["conditions"][1]["type"], "Succeeded");
+        assert_eq!(v["conditions"][1]["observedGeneration"], 3);
+        assert!(is_final(&v));
+    }
+
+    #[test]
+    fn huge_messages_are_cut_on_a_char_boundary() {
+        let s = FutureStatus {
+            phase: Some("Failed".into()),
+            failures: (0..10)
+                .map(|i| kontinuum_api::future::NodeFailure {
+                    path: format!("/{i}"),
+                    message: "é".repeat(100_000),
+                })
+                .collect(),
+            ..FutureStatus::default()
+        };
+        let v = from_engine(ObjectStatus::Future(s), None);
+        let size = serde_json::to_string(&v).unwrap().len();
+        assert!(size < 16 * 1024, "status is {size} bytes");
+        let first = v["failures"][0]["message"].as_str().unwrap();
+        assert!(first.len() <= MESSAGE_LIMIT && first.ends_with("(truncated)"));
+        let t = TaskStatus {
+            phase: Some("Failed".into()),
+            error: Some(ErrorInfo {
+                message: "x".repeat(1 << 20),
+                kind: kontinuum_api::common::ErrorKind::Permanent,
+                attempt: 1,
+            }),
+            ..TaskStatus::default()
+        };
+        let v = from_engine(ObjectStatus::Task(t), None);
+        assert!(v["error"]["message"].as_str().unwrap().len() <= MESSAGE_LIMIT);
+    }
+
+    #[test]
+    fn rejection_is_failed_with_accepted_false_invalid_spec() {
+        let note = Note::Rejected {
+            message: "spec.map.shardSize: must be at least 1".into(),
+            at: "2026-11-29T00:00:00.000Z".into(),
+        };
+        let v = from_note(&note, true, Some(1));
+        assert_eq!(v["phase"], "Failed");
+        assert_eq!(v["conditions"][0]["type"], "Failed");
+        let accepted = v["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Accepted")
+            .unwrap();
+        assert_eq!(accepted["status"], "False");
+        assert_eq!(accepted["reason"], "InvalidSpec");
+        assert!(
+            accepted["message"]
+                .as_str()
+                .unwrap()
+                .contains("spec.map.shardSize")
+        );
+        assert!(is_final(&v));
+    }
+
+    #[test]
+    fn waiting_for_parent_is_pending_not_final() {
+        let v = from_note(
+            &Note::WaitingForParent {
+                message: "waiting for HierarchicalFuture parent".into(),
+            },
+            false,
+            None,
+        );
+        assert_eq!(v["phase"], "Pending");
+        assert!(!is_final(&v));
+    }
+}

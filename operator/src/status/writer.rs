@@ -1,0 +1,292 @@
+//! The status writer's loop: messages from reconcilers and engine changes
+//! in, server-side-apply patches and Events out.
+
+use super::events::{self, EventSpec};
+use super::index::{Entry, Index};
+use super::render::{self, Note};
+use crate::bridge::{Bridge, JobKey};
+use crate::job::JobKind;
+use crate::metrics::Metrics;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub const FIELD_MANAGER: &str = "kontinuum-operator";
+
+/// Patches in flight at once, and objects taken per round.
+const PARALLEL_PATCHES: usize = 32;
+const ROUND: usize = 512;
+
+#[derive(Debug)]
+pub enum StatusMsg {
+    /// A reconciler saw the resource.
+    Observe {
+        key: JobKey,
+        uid: String,
+        generation: Option<i64>,
+        current: Option<Value>,
+    },
+    /// Why the engine does not hold it (None: it does now).
+    Note { key: JobKey, note: Option<Note> },
+    /// The resource is gone.
+    Forget { key: JobKey },
+    /// The engine changed these objects.
+    Changed { keys: Vec<JobKey> },
+    /// Something may have changed for any unfinished object.
+    TouchAll,
+}
+
+/// The reconcilers' end of the writer's channel.
+#[derive(Clone)]
+pub struct StatusHandle {
+    tx: mpsc::Sender<StatusMsg>,
+}
+
+impl StatusHandle {
+    pub async fn send(&self, msg: StatusMsg) {
+        // The writer only stops when the process does.
+        let _ = self.tx.send(msg).await;
+    }
+}
+
+pub struct Writer {
+    client: Client,
+    bridge: Bridge,
+    index: Index<JobKey>,
+    rx: mpsc::Receiver<StatusMsg>,
+    events: mpsc::Sender<(ObjectReference, EventSpec)>,
+    metrics: Arc<Metrics>,
+}
+
+enum Outcome {
+    Wrote {
+        key: JobKey,
+        uid: String,
+        status: Value,
+        events: Vec<EventSpec>,
+    },
+    Unchanged,
+    Gone {
+        key: JobKey,
+    },
+    Failed {
+        key: JobKey,
+    },
+}
+
+impl Writer {
+    pub fn new(
+        client: Client,
+        bridge: Bridge,
+        interval: Duration,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+    ) -> (Writer, StatusHandle) {
+        let (tx, rx) = mpsc::channel(4096);
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        tokio::spawn(publish_events(
+            Recorder::new(client.clone(), reporter),
+            events_rx,
+            metrics.clone(),
+        ));
+        let writer = Writer {
+            client,
+            bridge,
+            index: Index::new(interval),
+            rx,
+            events: events_tx,
+            metrics,
+        };
+        (writer, StatusHandle { tx })
+    }
+
+    fn apply(&mut self, msg: StatusMsg) {
+        match msg {
+            StatusMsg::Observe {
+                key,
+                uid,
+                generation,
+                current,
+            } => self.index.observe(key, &uid, generation, current),
+            StatusMsg::Note { key, note } => self.index.set_note(&key, note),
+            StatusMsg::Forget { key } => self.index.forget(&key),
+            StatusMsg::Changed { keys } => keys.iter().for_each(|k| self.index.changed(k)),
+            StatusMsg::TouchAll => self.index.touch_unfinished(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            let now = Instant::now();
+            let wake = self
+                .index
+                .next_due(now)
+                .unwrap_or(now + Duration::from_secs(3600));
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(msg) => self.apply(msg),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            while let Ok(msg) = self.rx.try_recv() {
+                self.apply(msg);
+            }
+            self.write_due().await;
+        }
+    }
+
+    async fn write_due(&mut self) {
+        let now = Instant::now();
+        let due = self.index.due(now, ROUND);
+        if due.is_empty() {
+            return;
+        }
+        let jobs: Vec<(JobKey, Entry)> = due
+            .into_iter()
+            .filter_map(|k| self.index.take(&k).map(|e| (k, e)))
+            .collect();
+        let outcomes: Vec<Outcome> = futures::stream::iter(jobs)
+            .map(|(key, entry)| self.render_and_patch(key, entry))
+            .buffer_unordered(PARALLEL_PATCHES)
+            .collect()
+            .await;
+        let now = Instant::now();
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Wrote {
+                    key,
+                    uid,
+                    status,
+                    events,
+                } => {
+                    let reference = object_reference(&key, &uid);
+                    for e in events {
+                        if self.events.try_send((reference.clone(), e)).is_err() {
+                            self.metrics.events_dropped.inc();
+                        }
+                    }
+                    self.index.wrote(&key, &uid, status, now);
+                }
+                Outcome::Unchanged => {}
+                Outcome::Gone { key } => self.index.forget(&key),
+                Outcome::Failed { key } => self.index.failed(&key, now),
+            }
+        }
+    }
+
+    async fn render_and_patch(&self, key: JobKey, entry: Entry) -> Outcome {
+        let status = match &entry.note {
+            Some(note) => render::from_note(note, key.kind == JobKind::Future, entry.generation),
+            None => match self.bridge.status(&key).await {
+                Ok(Some(s)) => render::from_engine(s, entry.generation),
+                // Not submitted yet: the reconciler's next message says more.
+                Ok(None) => return Outcome::Unchanged,
+                Err(e) => {
+                    tracing::warn!(object = %key, "reading the engine status: {e}");
+                    return Outcome::Failed { key };
+                }
+            },
+        };
+        if entry.written.as_ref() == Some(&status) {
+            return Outcome::Unchanged;
+        }
+        let body = json!({
+            "apiVersion": "kontinuum.dev/v1alpha1",
+            "kind": key.kind.kind(),
+            "metadata": {"name": key.name, "uid": entry.uid},
+            "status": status,
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let result = match key.kind {
+            JobKind::Task => {
+                Api::<kontinuum_api::Task>::namespaced(self.client.clone(), &key.namespace)
+                    .patch_status(&key.name, &params, &Patch::Apply(&body))
+                    .await
+                    .map(|_| ())
+            }
+            JobKind::Future => Api::<kontinuum_api::HierarchicalFuture>::namespaced(
+                self.client.clone(),
+                &key.namespace,
+            )
+            .patch_status(&key.name, &params, &Patch::Apply(&body))
+            .await
+            .map(|_| ()),
+        };
+        match result {
+            Ok(()) => {
+                self.metrics
+                    .status_patches
+                    .with_label_values(&[key.kind.short()])
+                    .inc();
+                if render::is_final(&status) {
+                    let phase = status["phase"].as_str().unwrap_or_default();
+                    if !entry.written.as_ref().is_some_and(render::is_final) {
+                        self.metrics
+                            .objects_finished
+                            .with_label_values(&[&key.namespace, key.kind.short(), phase])
+                            .inc();
+                    }
+                }
+                let events = events::between(entry.written.as_ref(), &status);
+                Outcome::Wrote {
+                    key,
+                    uid: entry.uid,
+                    status,
+                    events,
+                }
+            }
+            // 404: deleted; 409 on a uid precondition: deleted and created again.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Outcome::Gone { key },
+            Err(e) => {
+                tracing::warn!(object = %key, "patching the status: {e}");
+                Outcome::Failed { key }
+            }
+        }
+    }
+}
+
+fn object_reference(key: &JobKey, uid: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("kontinuum.dev/v1alpha1".into()),
+        kind: Some(key.kind.kind().into()),
+        name: Some(key.name.clone()),
+        namespace: Some(key.namespace.clone()),
+        uid: Some(uid.into()),
+        ..ObjectReference::default()
+    }
+}
+
+/// Events go out on their own task, so a slow API server delays them, not
+/// the statuses; when the queue is full they are dropped (and counted).
+async fn publish_events(
+    recorder: Recorder,
+    mut rx: mpsc::Receiver<(ObjectReference, EventSpec)>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some((reference, spec)) = rx.recv().await {
+        let mut note = spec.note;
+        render::truncate(&mut note, render::MESSAGE_LIMIT);
+        let event = Event {
+            type_: if spec.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: spec.reason.into(),
+            note: Some(note),
+            action: spec.reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            metrics.events_dropped.inc();
+            tracing::debug!("publishing an event: {e}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The operator on the real control plane: resources applied with kubectl
+//! run on the engine and their status fills in.
+
+use kontinuum_e2e::procs::{Operator, OperatorOptions, kontinuum_run_json, start_worker};
+use kontinuum_e2e::{
+    TestNamespace, client, ensure_crds, kubectl, kubectl_result, kubectl_stdin, repo_root,
+    yaml_files,
+};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// An operator watching only `ns`, and one worker of the default pool.
+struct Setup {
+    _dir: tempfile::TempDir,
+    operator: Operator,
+    _worker: kontinuum_e2e::procs::Proc,
+}
+
+fn options(dir: &Path, ns: &str) -> OperatorOptions {
+    OperatorOptions {
+        data: dir.join("store"),
+        leader_elect: false,
+        lease_name: "kontinuum-operator".into(),
+        lease_namespace: ns.into(),
+        status_interval: "1s".into(),
+        namespaces: vec![ns.into()],
+        extra: vec![],
+    }
+}
+
+fn start(ns: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let mut operator = Operator::start(dir.path(), "a", &options(dir.path(), ns));
+    operator.wait_ready(Duration::from_secs(60));
+    let worker = start_worker(
+        dir.path(),
+        "1",
+        &operator.api,
+        "default",
+        &operator.token_file,
+        &["--concurrency", "8"],
+    );
+    Setup {
+        _dir: dir,
+        operator,
+        _worker: worker,
+    }
+}
+
+/// The manifest's documents as JSON, `lines` paths made absolute (the
+/// workers read them; out of cluster they share this machine's filesystem).
+fn documents(file: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let base = file.parent().unwrap();
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut v = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+        if v.is_null() {
+            continue;
+        }
+        if let Some(Value::String(p)) = v.pointer_mut("/spec/map/source/lines/path")
+            && !Path::new(p.as_str()).is_absolute()
+        {
+            *p = base.join(&*p).to_string_lossy().into_owned();
+        }
+        docs.push(v);
+    }
+    docs
+}
+
+fn apply(ns: &str, docs: &[Value]) {
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs});
+    kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&list.to_string()));
+}
+
+fn resource(kind: &str) -> &'static str {
+    if kind == "Task" {
+        "tasks.kontinuum.dev"
+    } else {
+        "futures.kontinuum.dev"
+    }
+}
+
+fn get(ns: &str, kind: &str, name: &str) -> Option<Value> {
+    let r = kubectl_result(&["get", "-n", ns, resource(kind), name, "-o", "json"], None);
+    r.success.then(|| serde_json::from_str(&r.stdout).unwrap())
+}
+
+fn is_final(status: &Value) -> bool {
+    matches!(
+        status["phase"].as_str(),
+        Some("Succeeded" | "Failed" | "Cancelled" | "Merged")
+    )
+}
+
+/// Waits until every document's resource shows a final phase; returns
+/// name → status.
+fn wait_final(ns: &str, docs: &[Value], timeout: Duration) -> BTreeMap<String, Value> {
+    let start = Instant::now();
+    loop {
+        let mut done = BTreeMap::new();
+        for d in docs {
+            let (kind, name) = (
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap(),
+            );
+            if let Some(obj) = get(ns, kind, name)
+                && is_final(&obj["status"])
+            {
+                done.insert(name.to_string(), obj["status"].clone());
+            }
+        }
+        if done.len() == docs.len() {
+            return done;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "not final after {timeout:?}: {:?} of {:?}",
+            done.keys().collect::<Vec<_>>(),
+            docs.iter()
+                .map(|d| d["metadata"]["name"].clone())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// What to compare between `kontinuum run` and the cluster: the phase and
+/// the result (or, for Merged calls, only the phase: which call of a
+/// debounced or exclusive group runs depends on arrival order).
+fn verdict(status: &Value) -> (String, Value) {
+    let phase = status["phase"].as_str().unwrap_or_default().to_string();
+    let result = if phase == "Merged" {
+        Value::Null
+    } else {
+        status["result"].clone()
+    };
+    (phase, result)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_ends_as_kontinuum_run_says() {
+    ensure_crds().await;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "examples").await;
+    let setup = start(ns.name());
+    for file in yaml_files(&repo_root().join("examples")) {
+        let (out, expected) = kontinuum_run_json(&file);
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "kontinuum run {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected: Vec<Value> = match expected["kind"].as_str() {
+            Some("List") => expected["items"].as_array().unwrap().clone(),
+            _ => vec![expected],
+        };
+        let docs = documents(&file);
+        apply(ns.name(), &docs);
+        let got = wait_final(ns.name(), &docs, Duration::from_secs(120));
+        let mut want_verdicts: Vec<(String, Value)> =
+            expected.iter().map(|o| verdict(&o["status"])).collect();
+        let mut got_verdicts: Vec<(String, Value)> = got.values().map(verdict).collect();
+        want_verdicts.sort_by_key(|v| format!("{v:?}"));
+        got_verdicts.sort_by_key(|v| format!("{v:?}"));
+        assert_eq!(
+            got_verdicts,
+            want_verdicts,
+            "{}: the cluster and `kontinuum run` disagree\noperator log:\n{}",
+            file.display(),
+            setup.operator.proc.output()
+        );
+        // Status carries the generation it describes and the Accepted condition.
+        for (name, status) in &got {
+            assert_eq!(status["observedGeneration"], 1, "{name}: {status}");
+        }
+    }
+    let _ = kubectl(&["get", "-n", ns.name(), "futures,tasks"]);
+}
