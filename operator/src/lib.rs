@@ -15,6 +15,7 @@ mod health;
 pub mod job;
 pub mod leader;
 pub mod metrics;
+pub mod pool;
 pub mod reconcile;
 mod run;
 pub mod status;

@@ -11,8 +11,9 @@ use crate::metrics::Metrics;
 use crate::reconcile::{self, Context};
 use crate::status::{StatusHandle, StatusMsg, Writer};
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use kontinuum_api::{HierarchicalFuture, Task};
+use kontinuum_api::{HierarchicalFuture, Task, WorkerPool};
 use kontinuum_engine::{Engine, EngineConfig};
 use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
@@ -101,6 +102,35 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
     for api in apis::<HierarchicalFuture>(&client, &flags.namespaces) {
         controllers.push(tokio::spawn(run_controller(api, ctx.clone())));
     }
+    let settings = crate::pool::deployment::WorkerSettings {
+        image: flags
+            .worker_image
+            .clone()
+            .unwrap_or_else(|| format!("kontinuum.dev/kontinuum:{}", env!("CARGO_PKG_VERSION"))),
+        server: flags.worker_server.clone().unwrap_or_else(|| {
+            let host = if api_addr.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                api_addr.ip().to_string()
+            };
+            format!("http://{host}:{}", api_addr.port())
+        }),
+    };
+    let pool_ctx = Arc::new(crate::pool::PoolContext {
+        client: client.clone(),
+        engine: engine.clone(),
+        settings,
+        metrics: metrics.clone(),
+        memory: Default::default(),
+    });
+    for api in apis::<WorkerPool>(&client, &flags.namespaces) {
+        controllers.push(tokio::spawn(run_pool_controller(
+            api,
+            client.clone(),
+            flags.namespaces.clone(),
+            pool_ctx.clone(),
+        )));
+    }
     ready.store(true, Ordering::Relaxed);
     tracing::info!("ready");
 
@@ -137,7 +167,10 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
 }
 
 /// One Api per watched namespace, or one for all.
-fn apis<K: Job>(client: &Client, namespaces: &[String]) -> Vec<Api<K>> {
+fn apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
     if namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {
@@ -157,6 +190,37 @@ where
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!("controller: {e}");
+            }
+        })
+        .await;
+}
+
+async fn run_pool_controller(
+    api: Api<WorkerPool>,
+    client: Client,
+    namespaces: Vec<String>,
+    ctx: Arc<crate::pool::PoolContext>,
+) {
+    let deployments: Api<Deployment> = match namespaces.as_slice() {
+        [ns] => Api::namespaced(client, ns),
+        _ => Api::all(client),
+    };
+    // Queue depth is looked at every second until the engine reports pool
+    // changes itself.
+    let tick = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        Some(((), ()))
+    });
+    Controller::new(api, watcher::Config::default().any_semantic())
+        .owns(
+            deployments,
+            watcher::Config::default().labels(crate::pool::deployment::POOL_LABEL),
+        )
+        .reconcile_all_on(tick)
+        .run(crate::pool::reconcile, crate::pool::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("pool controller: {e}");
             }
         })
         .await;

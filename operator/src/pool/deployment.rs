@@ -1,0 +1,270 @@
+//! The worker Deployment of a pool, built from the pool's pod template.
+//! Pure: JSON in, JSON out, so that what the user wrote in the template is
+//! kept field by field and only the operator's own fields are filled in.
+
+use serde_json::{Map, Value, json};
+
+/// Label that ties pods and the Deployment to their pool.
+pub const POOL_LABEL: &str = "kontinuum.dev/pool";
+/// The worker container's name, if the template does not name one.
+pub const WORKER_CONTAINER: &str = "worker";
+/// Where the projected ServiceAccount token is mounted in worker pods.
+pub const TOKEN_DIR: &str = "/var/run/secrets/kontinuum.dev";
+pub const TOKEN_AUDIENCE: &str = "kontinuum.dev";
+const TOKEN_VOLUME: &str = "kontinuum-token";
+
+/// What the operator fills in.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// The stock worker image, used when the template names none.
+    pub image: String,
+    /// The worker API's URL as pods reach it.
+    pub server: String,
+}
+
+pub fn deployment_name(pool: &str) -> String {
+    format!("{pool}-workers")
+}
+
+/// The Deployment to server-side apply for pool `pool` (uid `pool_uid`).
+pub fn desired(
+    pool: &str,
+    pool_uid: &str,
+    template: Option<&Value>,
+    concurrency: u32,
+    replicas: i32,
+    settings: &WorkerSettings,
+) -> Value {
+    let mut template = template.cloned().unwrap_or_else(|| json!({}));
+    if !template.is_object() {
+        template = json!({});
+    }
+    ensure_object(&mut template, "metadata");
+    ensure_object(&mut template["metadata"], "labels");
+    template["metadata"]["labels"][POOL_LABEL] = json!(pool);
+    ensure_object(&mut template, "spec");
+    let spec = &mut template["spec"];
+    let containers = ensure_array(spec, "containers");
+    let index = match containers
+        .iter()
+        .position(|c| c["name"] == WORKER_CONTAINER)
+    {
+        Some(i) => i,
+        None if containers.len() == 1 => 0,
+        None => {
+            containers.push(json!({"name": WORKER_CONTAINER}));
+            containers.len() - 1
+        }
+    };
+    let container = &mut containers[index];
+    if container.get("name").is_none() {
+        container["name"] = json!(WORKER_CONTAINER);
+    }
+    if container
+        .get("image")
+        .is_none_or(|i| i.as_str().is_none_or(str::is_empty))
+    {
+        container["image"] = json!(settings.image);
+        if container.get("imagePullPolicy").is_none() {
+            container["imagePullPolicy"] = json!("IfNotPresent");
+        }
+    }
+    // Settings go in as environment variables, which kontinuum-worker (and
+    // a worker built on the SDK) reads like its flags, so a user's own
+    // command and args stay as written.
+    let env = ensure_array(container, "env");
+    let fill = [
+        ("KONTINUUM_SERVER", json!(settings.server)),
+        ("KONTINUUM_POOL", json!(pool)),
+        ("KONTINUUM_CONCURRENCY", json!(concurrency.to_string())),
+        ("KONTINUUM_TOKEN_FILE", json!(format!("{TOKEN_DIR}/token"))),
+    ];
+    for (name, value) in fill {
+        set_env(env, name, json!({"name": name, "value": value}));
+    }
+    for (name, path) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        set_env(
+            env,
+            name,
+            json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}),
+        );
+    }
+    let mounts = ensure_array(container, "volumeMounts");
+    if !mounts.iter().any(|m| m["name"] == TOKEN_VOLUME) {
+        mounts.push(json!({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": true}));
+    }
+    let volumes = ensure_array(spec, "volumes");
+    if !volumes.iter().any(|v| v["name"] == TOKEN_VOLUME) {
+        volumes.push(json!({
+            "name": TOKEN_VOLUME,
+            "projected": {"sources": [{"serviceAccountToken": {
+                "audience": TOKEN_AUDIENCE,
+                "expirationSeconds": 3600,
+                "path": "token"
+            }}]}
+        }));
+    }
+    // SIGTERM lets a worker finish or hand back its tasks; give it time.
+    if spec.get("terminationGracePeriodSeconds").is_none() {
+        spec["terminationGracePeriodSeconds"] = json!(60);
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(pool),
+            "labels": {
+                POOL_LABEL: pool,
+                "app.kubernetes.io/name": "kontinuum-worker",
+                "app.kubernetes.io/managed-by": "kontinuum-operator",
+            },
+            "ownerReferences": [{
+                "apiVersion": "kontinuum.dev/v1alpha1",
+                "kind": "WorkerPool",
+                "name": pool,
+                "uid": pool_uid,
+                "controller": true,
+                "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {POOL_LABEL: pool}},
+            "template": template,
+        },
+    })
+}
+
+/// The pods' label selector as the scale subresource shows it.
+pub fn selector(pool: &str) -> String {
+    format!("{POOL_LABEL}={pool}")
+}
+
+fn ensure_object<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+    if !v[key].is_object() {
+        v[key] = json!({});
+    }
+    v[key]
+        .as_object_mut()
+        .unwrap_or_else(|| unreachable!("just made an object"))
+}
+
+fn ensure_array<'a>(v: &'a mut Value, key: &str) -> &'a mut Vec<Value> {
+    if !v[key].is_array() {
+        v[key] = json!([]);
+    }
+    v[key]
+        .as_array_mut()
+        .unwrap_or_else(|| unreachable!("just made an array"))
+}
+
+/// Sets an env entry unless the user set the same variable.
+fn set_env(env: &mut Vec<Value>, name: &str, entry: Value) {
+    if !env.iter().any(|e| e["name"] == name) {
+        env.push(entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> WorkerSettings {
+        WorkerSettings {
+            image: "kontinuum.dev/kontinuum:0.1.0".into(),
+            server: "http://kontinuum.kontinuum-system.svc:7070".into(),
+        }
+    }
+
+    fn env_of(d: &Value) -> &Vec<Value> {
+        d.pointer("/spec/template/spec/containers/0/env")
+            .unwrap()
+            .as_array()
+            .unwrap()
+    }
+
+    #[test]
+    fn no_template_gives_the_stock_worker_with_token_and_settings() {
+        let d = desired("p", "uid-1", None, 8, 3, &settings());
+        assert_eq!(d["metadata"]["name"], "p-workers");
+        assert_eq!(d["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        assert_eq!(d["spec"]["replicas"], 3);
+        assert_eq!(d["spec"]["selector"]["matchLabels"][POOL_LABEL], "p");
+        assert_eq!(d["spec"]["template"]["metadata"]["labels"][POOL_LABEL], "p");
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["name"], "worker");
+        assert_eq!(c["image"], "kontinuum.dev/kontinuum:0.1.0");
+        let env = env_of(&d);
+        let get = |n: &str| env.iter().find(|e| e["name"] == n).cloned().unwrap();
+        assert_eq!(get("KONTINUUM_POOL")["value"], "p");
+        assert_eq!(get("KONTINUUM_CONCURRENCY")["value"], "8");
+        assert_eq!(
+            get("POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.namespace"
+        );
+        let vol = &d["spec"]["template"]["spec"]["volumes"][0];
+        assert_eq!(
+            vol["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+            "kontinuum.dev"
+        );
+        assert_eq!(c["volumeMounts"][0]["mountPath"], TOKEN_DIR);
+    }
+
+    #[test]
+    fn the_users_fields_are_kept() {
+        let template = json!({
+            "metadata": {"labels": {"team": "x"}, "annotations": {"a": "b"}},
+            "spec": {
+                "serviceAccountName": "runner",
+                "nodeSelector": {"disk": "ssd"},
+                "terminationGracePeriodSeconds": 5,
+                "containers": [
+                    {"name": "sidecar", "image": "busybox"},
+                    {"name": "worker", "image": "me/my-worker:1", "args": ["--verbose"],
+                     "env": [{"name": "KONTINUUM_CONCURRENCY", "value": "2"}],
+                     "resources": {"limits": {"cpu": "1"}}}
+                ],
+                "volumes": [{"name": "data", "emptyDir": {}}]
+            }
+        });
+        let d = desired("p", "u", Some(&template), 8, 1, &settings());
+        let t = &d["spec"]["template"];
+        assert_eq!(t["metadata"]["labels"]["team"], "x");
+        assert_eq!(t["metadata"]["annotations"]["a"], "b");
+        assert_eq!(t["spec"]["serviceAccountName"], "runner");
+        assert_eq!(t["spec"]["terminationGracePeriodSeconds"], 5);
+        assert_eq!(
+            t["spec"]["containers"][0]["image"], "busybox",
+            "sidecar untouched"
+        );
+        assert!(t["spec"]["containers"][0].get("env").is_none());
+        let w = &t["spec"]["containers"][1];
+        assert_eq!(w["image"], "me/my-worker:1");
+        assert_eq!(w["args"][0], "--verbose");
+        assert_eq!(w["resources"]["limits"]["cpu"], "1");
+        let env = w["env"].as_array().unwrap();
+        let conc: Vec<_> = env
+            .iter()
+            .filter(|e| e["name"] == "KONTINUUM_CONCURRENCY")
+            .collect();
+        assert_eq!(conc.len(), 1);
+        assert_eq!(conc[0]["value"], "2", "the user's value wins");
+        let vols = t["spec"]["volumes"].as_array().unwrap();
+        assert_eq!(vols.len(), 2);
+    }
+
+    #[test]
+    fn a_single_unnamed_container_is_the_worker() {
+        let template = json!({"spec": {"containers": [{"image": "me/w:2"}]}});
+        let d = desired("p", "u", Some(&template), 1, 0, &settings());
+        let cs = d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap();
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0]["name"], "worker");
+        assert_eq!(cs[0]["image"], "me/w:2");
+    }
+}

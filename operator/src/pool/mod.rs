@@ -1,0 +1,232 @@
+//! The WorkerPool controller: one Deployment per pool, its replicas set
+//! from the pool's queue (or from `spec.replicas`), and the pool's status.
+//! This reconciler is the only writer of WorkerPool status.
+
+pub mod deployment;
+pub mod scale;
+
+use crate::error::Error;
+use crate::metrics::Metrics;
+use deployment::{WorkerSettings, deployment_name, selector};
+use k8s_openapi::api::apps::v1::Deployment;
+use kontinuum_api::WorkerPool;
+use kontinuum_engine::Engine;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Client, ResourceExt};
+use parking_lot::Mutex;
+use scale::{Demand, ScaleMemory, Scaling};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const FIELD_MANAGER: &str = "kontinuum-operator";
+
+pub struct PoolContext {
+    pub client: Client,
+    pub engine: Engine,
+    pub settings: WorkerSettings,
+    pub metrics: Arc<Metrics>,
+    /// The scaler's memory per (namespace, pool).
+    pub memory: Mutex<HashMap<(String, String), ScaleMemory>>,
+}
+
+fn now_ms() -> u64 {
+    kontinuum_engine::now_ms()
+}
+
+/// The pool's scaling settings, defaults filled in (None: fixed replicas).
+pub fn scaling_of(pool: &WorkerPool) -> Option<Scaling> {
+    let s = pool.spec.scaling.as_ref()?;
+    let d = Scaling::default();
+    Some(Scaling {
+        min: s.min_replicas.unwrap_or(d.min),
+        max: s.max_replicas.unwrap_or(d.max),
+        target_per_replica: s.target_per_replica.unwrap_or(d.target_per_replica),
+        scale_down_delay: s
+            .scale_down_delay
+            .as_deref()
+            .and_then(|t| kontinuum_api::duration::parse_duration(t).ok())
+            .unwrap_or(d.scale_down_delay),
+    })
+}
+
+pub async fn reconcile(pool: Arc<WorkerPool>, ctx: Arc<PoolContext>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&pool, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .with_label_values(&["workerpool"])
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+pub fn error_policy(pool: Arc<WorkerPool>, error: &Error, ctx: Arc<PoolContext>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&["workerpool", error.reason()])
+        .inc();
+    tracing::warn!(pool = %pool.name_any(), "reconcile failed: {error}");
+    Action::requeue(Duration::from_secs(2))
+}
+
+async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action, Error> {
+    let (Some(namespace), name, Some(uid)) = (pool.namespace(), pool.name_any(), pool.uid()) else {
+        return Err(Error::Invalid("WorkerPool without namespace or uid".into()));
+    };
+    if pool.metadata.deletion_timestamp.is_some() {
+        // The Deployment goes with it (ownerReference); nothing else to do.
+        ctx.memory.lock().remove(&(namespace.clone(), name.clone()));
+        return Ok(Action::await_change());
+    }
+    let engine = ctx.engine.clone();
+    let pool_name = pool_engine_name(&namespace, &name);
+    let stats = tokio::task::spawn_blocking(move || engine.pool_stats(&pool_name)).await?;
+    let demand = Demand {
+        queued: stats.queued,
+        running: stats.running,
+        due: 0,
+    };
+    let now = now_ms();
+    let (replicas, requeue) = match scaling_of(pool) {
+        Some(s) => {
+            let key = (namespace.clone(), name.clone());
+            let mut memory = ctx.memory.lock();
+            let m = scale::decide(
+                memory.get(&key).copied().unwrap_or_default(),
+                demand,
+                &s,
+                now,
+            );
+            memory.insert(key, m);
+            let look = scale::next_look_ms(m, demand, &s)
+                .map(|at| Duration::from_millis(at.saturating_sub(now).max(100)));
+            (m.desired.unwrap_or(s.min), look)
+        }
+        None => (pool.spec.replicas.unwrap_or(1), None),
+    };
+    let template = pool
+        .spec
+        .template
+        .as_ref()
+        .and_then(|t| serde_json::to_value(t).ok());
+    let body = deployment::desired(
+        &name,
+        &uid,
+        template.as_ref(),
+        pool.spec.concurrency.unwrap_or(8),
+        replicas,
+        &ctx.settings,
+    );
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let applied = deployments
+        .patch(
+            &deployment_name(&name),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await;
+    let (deployment, apply_error) = match applied {
+        Ok(d) => (Some(d), None),
+        Err(kube::Error::Api(s)) if (400..500).contains(&s.code) => (
+            deployments
+                .get_opt(&deployment_name(&name))
+                .await
+                .ok()
+                .flatten(),
+            Some(s.message),
+        ),
+        Err(e) => return Err(Error::kube("apply the worker Deployment")(e)),
+    };
+    let status = pool_status(
+        pool,
+        &name,
+        replicas,
+        &stats,
+        deployment.as_ref(),
+        apply_error.as_deref(),
+        now,
+    );
+    let current = pool
+        .status
+        .as_ref()
+        .and_then(|s| serde_json::to_value(s).ok());
+    if current.as_ref() != Some(&status) {
+        let body = json!({
+            "apiVersion": "kontinuum.dev/v1alpha1",
+            "kind": "WorkerPool",
+            "metadata": {"name": name},
+            "status": status,
+        });
+        Api::<WorkerPool>::namespaced(ctx.client.clone(), &namespace)
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map_err(Error::kube("patch the WorkerPool status"))?;
+        ctx.metrics
+            .status_patches
+            .with_label_values(&["workerpool"])
+            .inc();
+    }
+    Ok(match requeue {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+/// The engine's name of a pool. (Pools are per namespace in the cluster.)
+pub fn pool_engine_name(_namespace: &str, name: &str) -> String {
+    name.to_string()
+}
+
+/// The status the pool should show; `lastScaleTime` is kept unless the
+/// replicas changed, so an unchanged pool renders byte-equal.
+fn pool_status(
+    pool: &WorkerPool,
+    name: &str,
+    desired: i32,
+    stats: &kontinuum_engine::PoolStats,
+    deployment: Option<&Deployment>,
+    apply_error: Option<&str>,
+    now_ms: u64,
+) -> Value {
+    let previous = pool.status.as_ref();
+    let (replicas, ready) = deployment
+        .and_then(|d| d.status.as_ref())
+        .map(|s| (s.replicas.unwrap_or(0), s.ready_replicas.unwrap_or(0)))
+        .unwrap_or((0, 0));
+    let last_scale = match previous {
+        Some(p) if p.desired_replicas == desired => p.last_scale_time.clone(),
+        _ => chrono::DateTime::from_timestamp_millis(now_ms as i64)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    };
+    let condition = match apply_error {
+        Some(message) => json!({
+            "type": "Ready", "status": "False", "reason": "DeploymentRefused",
+            "message": format!("the API server refused the worker Deployment: {message}"),
+        }),
+        None => json!({
+            "type": "Ready",
+            "status": if ready >= desired { "True" } else { "False" },
+            "reason": if ready >= desired { "ReplicasReady" } else { "ScalingUp" },
+            "message": format!("{ready} of {desired} replicas ready"),
+        }),
+    };
+    json!({
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "desiredReplicas": desired,
+        "queued": stats.queued,
+        "running": stats.running,
+        "delayed": stats.delayed,
+        "workers": 0,
+        "selector": selector(name),
+        "lastScaleTime": last_scale,
+        "conditions": [condition],
+        "observedGeneration": pool.metadata.generation,
+    })
+}
