@@ -3,11 +3,12 @@
 //! for timers.
 
 use crate::build;
+use crate::error::EngineError;
 use crate::machine::{LeaseKind, State, Tx};
-use crate::model::{Body, Node, NodeState, Root, RootKind, RootState};
+use crate::public::{EngineConfig, ObjectStatus, PoolStats, Submission};
+use crate::records::{Body, Node, NodeState, Root, RootKind, RootState};
 use crate::status;
 use crate::store::{Store, StoredRoot};
-use crate::types::{EngineConfig, EngineError, ObjectStatus, PoolStats, Submission};
 use kontinuum_api::common::{ErrorInfo, ErrorKind};
 use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Outcome};
 use kontinuum_api::{FnRef, TaskSpec};
@@ -215,7 +216,7 @@ impl Engine {
         &self,
         name: &str,
         max_nodes: usize,
-    ) -> Result<crate::types::TreeView, EngineError> {
+    ) -> Result<crate::public::TreeView, EngineError> {
         let st = self.inner.state.lock();
         let StoredRoot { root, node } = self.root_of(&st, name)?;
         crate::tree::view(&st, &self.inner.store, &root, node, max_nodes)
@@ -333,7 +334,7 @@ impl Engine {
             l.progress = l.progress.max(p);
         }
         let split = units.is_some_and(|u| {
-            crate::decide::should_split(
+            crate::policy::should_split(
                 now.saturating_sub(l.last_split_ms),
                 split_after,
                 u.saturating_sub(l.progress),

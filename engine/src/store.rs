@@ -3,8 +3,8 @@
 //! thread (writer.rs) applies and fsyncs them in rounds: group commit makes
 //! an acknowledged change durable without one fsync per call.
 
-use crate::model::{DebounceState, ExclusiveState, Node, Root, RootState};
-use crate::types::EngineError;
+use crate::error::EngineError;
+use crate::records::{DebounceState, ExclusiveState, Node, Root, RootState};
 use crate::writer::{Entry, Writer};
 use kontinuum_api::work::NodeId;
 use serde::Serialize;

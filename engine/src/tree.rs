@@ -1,10 +1,11 @@
 //! The shape of a tree for people: every node with its state and progress,
 //! from the store, overlaid with the newer state kept in memory.
 
+use crate::error::EngineError;
 use crate::machine::State;
-use crate::model::{Body, Node, NodeState, Root};
+use crate::public::{TreeNode, TreeView};
+use crate::records::{Body, Node, NodeState, Root};
 use crate::store::Store;
-use crate::types::{EngineError, TreeNode, TreeView};
 use kontinuum_api::work::NodeId;
 use std::collections::{BTreeMap, HashMap};
 

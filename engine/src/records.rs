@@ -1,5 +1,6 @@
-//! The records the engine keeps: a tree of nodes per root, one root record
-//! per tree with its settings and roll-up, and the object names users gave.
+//! What is stored: a tree of nodes per root, one root record per tree with
+//! its settings and roll-up, and the per-key debounce and exclusive state.
+//! Every type here is serialized into the store (see store.rs for where).
 
 use kontinuum_api::FnRef;
 use kontinuum_api::common::ErrorInfo;

@@ -1,23 +1,8 @@
-//! The engine's public vocabulary: errors, settings, submissions, statuses.
+//! The engine's public vocabulary besides errors: settings, submissions,
+//! statuses, pool figures and tree views.
 
 use kontinuum_api::{FutureStatus, HierarchicalFutureSpec, TaskSpec, TaskStatus};
 use std::time::Duration;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("store error: {0}")]
-    Store(#[from] sled::Error),
-    #[error("object '{name}' already exists with a different spec")]
-    Conflict { name: String },
-    #[error("invalid submission: {0}")]
-    Invalid(String),
-    #[error("lease is stale or unknown")]
-    StaleLease,
-    #[error("no object named '{0}'")]
-    NotFound(String),
-    #[error("corrupt record {what}: {detail}")]
-    Corrupt { what: String, detail: String },
-}
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
