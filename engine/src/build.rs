@@ -220,7 +220,7 @@ pub fn apply_task(
         }
     }
     if let Some(other) = merged_into {
-        root.state = RootState::Merged;
+        root.state = root.state.to(RootState::Merged)?;
         root.merged_into = Some(other);
         root.merged_into_name = st.roots.get(&other).and_then(|r| r.name.clone());
         root.finished_ms = tx.now;

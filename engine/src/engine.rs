@@ -4,7 +4,7 @@
 
 use crate::build;
 use crate::error::EngineError;
-use crate::machine::{LeaseKind, State, Tx};
+use crate::machine::{LeaseKind, RootOutcome, State, Tx};
 use crate::public::{EngineConfig, ObjectStatus, PoolStats, Submission};
 use crate::records::{Body, Node, NodeState, Root, RootKind, RootState};
 use crate::status;
@@ -245,7 +245,7 @@ impl Engine {
                 kind: ErrorKind::Cancelled,
                 attempt: 0,
             };
-            st.finish_root(tx, store, root_id, RootState::Cancelled, None, Some(error))
+            st.finish_root(tx, store, root_id, RootOutcome::Cancelled(error))
         })
     }
 
@@ -508,7 +508,7 @@ fn recover(st: &mut State, tx: &mut Tx, store: &Store) -> Result<(), EngineError
                 continue;
             }
             if node.state == NodeState::Running {
-                node.state = NodeState::Queued;
+                node.state = node.state.to(NodeState::Queued)?;
                 tx.dirty_nodes.insert(node.id);
             }
             if let Some(root) = st.roots.get_mut(&id) {

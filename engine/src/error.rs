@@ -12,6 +12,14 @@ pub enum EngineError {
     StaleLease,
     #[error("no object named '{0}'")]
     NotFound(String),
+    /// A state change the engine's own tables do not allow: a bug, refused
+    /// before anything is written.
+    #[error("engine bug: a {what} cannot move from {from} to {to}")]
+    IllegalMove {
+        what: &'static str,
+        from: &'static str,
+        to: &'static str,
+    },
     #[error("corrupt record {what}: {detail}")]
     Corrupt { what: String, detail: String },
 }

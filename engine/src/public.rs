@@ -75,7 +75,7 @@ pub struct TreeNode {
     /// The function a call node calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
-    /// waiting, blocked, queued, running, children, folding, succeeded, failed, cancelled, merged.
+    /// waiting, blocked, queued, running, children, folding, succeeded, failed, cancelled.
     pub state: String,
     pub weight: u64,
     /// Units done below and at this node (finished work, plus reported progress of running leaves).

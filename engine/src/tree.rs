@@ -19,13 +19,6 @@ fn kind(body: &Body) -> (&'static str, Option<String>) {
     }
 }
 
-fn state_name(state: NodeState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// Reads every node of the tree (this walks the whole tree on disk: a
 /// diagnostic, not a hot path) and keeps the first `max_nodes` in
 /// breadth-first order.
@@ -99,7 +92,7 @@ fn build(
         path: path.clone(),
         kind: kind.into(),
         function,
-        state: state_name(node.state),
+        state: node.state.name().into(),
         weight: node.weight,
         done: 0,
         attempts: node.attempts,

@@ -49,7 +49,7 @@ impl State {
             }
             Body::Call { .. } | Body::Leaf { .. } => {}
         }
-        self.write_node(tx, id)?;
+        self.write_node(tx, id);
         self.maybe_finish_gathering(tx, store, id)
     }
 
@@ -121,7 +121,7 @@ impl State {
             ..Node::root_node(id, body, weight, NodeState::Queued, 0)
         };
         self.insert_node(tx, child)?;
-        self.write_node(tx, parent)?;
+        self.write_node(tx, parent);
         Ok(id)
     }
 

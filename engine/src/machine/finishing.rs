@@ -13,6 +13,26 @@ use kontinuum_api::reducer::Reducer;
 use kontinuum_api::work::NodeId;
 use serde_json::Value;
 
+/// How a tree ends (debounce and exclusive sections merge a tree when it is
+/// submitted, see build.rs; that is the only other end).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RootOutcome {
+    /// The root node's value: the tree's result.
+    Succeeded(Value),
+    Failed(ErrorInfo),
+    Cancelled(ErrorInfo),
+}
+
+impl RootOutcome {
+    fn state(&self) -> RootState {
+        match self {
+            RootOutcome::Succeeded(_) => RootState::Succeeded,
+            RootOutcome::Failed(_) => RootState::Failed,
+            RootOutcome::Cancelled(_) => RootState::Cancelled,
+        }
+    }
+}
+
 impl State {
     /// The tree's outcome is final: write it, cancel what is left, release
     /// debounce and exclusive state, and start the continuation (in the same
@@ -22,26 +42,29 @@ impl State {
         tx: &mut Tx,
         store: &Store,
         id: NodeId,
-        state: RootState,
-        value: Option<Value>,
-        error: Option<ErrorInfo>,
+        outcome: RootOutcome,
     ) -> Result<(), EngineError> {
+        // Finished trees are not in memory: a second end (a deadline after a
+        // cancel, say) finds nothing to do.
+        let Some(root) = self.roots.get(&id) else {
+            return Ok(());
+        };
+        let state = root.state.to(outcome.state())?;
         let Some(mut root) = self.roots.remove(&id) else {
             return Ok(());
         };
-        if root.state != RootState::Active {
-            return Ok(());
-        }
         root.state = state;
         root.finished_ms = tx.now;
-        root.error = error.clone();
-        if let Some(v) = value {
-            root.result = Some(match root.map.as_ref().map(|m| &m.reducer) {
-                Some(Reducer::Builtin(_)) => {
-                    Accumulator::from_value(&v).map(|a| a.finish()).unwrap_or(v)
-                }
-                _ => v,
-            });
+        match outcome {
+            RootOutcome::Succeeded(v) => {
+                root.result = Some(match root.map.as_ref().map(|m| &m.reducer) {
+                    Some(Reducer::Builtin(_)) => {
+                        Accumulator::from_value(&v).map(|a| a.finish()).unwrap_or(v)
+                    }
+                    _ => v,
+                });
+            }
+            RootOutcome::Failed(e) | RootOutcome::Cancelled(e) => root.error = Some(e),
         }
         if root.counts.pending + root.counts.running > 0 {
             // Drop what is left of the tree: queued entries are skipped when
@@ -54,7 +77,7 @@ impl State {
                 .collect();
             for nid in leftover {
                 if let Some(mut n) = self.nodes.remove(&nid) {
-                    n.state = NodeState::Cancelled;
+                    n.state = n.state.to(NodeState::Cancelled)?;
                     n.finished_ms = tx.now;
                     tx.node_done(n);
                 }
@@ -81,13 +104,13 @@ impl State {
                     && self.nodes.get(&next).map(|n| n.state) == Some(NodeState::Blocked)
                 {
                     self.set_state(tx, next, NodeState::Queued)?;
-                    self.write_node(tx, next)?;
+                    self.write_node(tx, next);
                     self.enqueue(tx, next);
                 }
             }
             self.set_exclusive(tx, &ex.key, st)?;
         }
-        let continuation = match (state, &root.result, &error) {
+        let continuation = match (state, &root.result, &root.error) {
             (RootState::Succeeded, result, _) => root
                 .on_success
                 .clone()

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `mod.rs` | [`State`] and its accessors, debounce and exclusive caches |
 //! | `tx.rs` | [`Tx`]: the writes and side effects of one decision |
+//! | `transition.rs` | the legal moves of nodes and trees (one table each) and `set_state` |
 //! | `queue.rs` | creating nodes, the ready queues per pool |
 //! | `leases.rs` | taking work off the queue, attempts and leases, what a worker receives per body, splitting a running leaf |
 //! | `children.rs` | engine work (map splits, parallel, sequence) and adding children |
@@ -28,8 +29,10 @@ mod leases;
 mod outcomes;
 mod queue;
 mod timers;
+mod transition;
 mod tx;
 
+pub use finishing::RootOutcome;
 pub use leases::{LeaseInfo, LeaseKind};
 pub use tx::Tx;
 

@@ -3,10 +3,10 @@
 //! parent, and the tree's failure policy.
 
 use super::children::bind_previous;
-use super::{LeaseInfo, LeaseKind, State, Tx, corrupt};
+use super::{LeaseInfo, LeaseKind, RootOutcome, State, Tx, corrupt};
 use crate::error::EngineError;
 use crate::policy::{self, AfterFailure};
-use crate::records::{Body, NodeState, RootState};
+use crate::records::{Body, NodeState};
 use crate::store::Store;
 use kontinuum_api::accumulator::Accumulator;
 use kontinuum_api::common::{ErrorInfo, ErrorKind};
@@ -38,7 +38,7 @@ impl State {
         root.done += units;
         tx.dirty_roots.insert(root_id);
         self.set_state(tx, lease.node, NodeState::Children)?;
-        self.write_node(tx, lease.node)?;
+        self.write_node(tx, lease.node);
         self.maybe_finish_gathering(tx, store, lease.node)
     }
 
@@ -65,7 +65,8 @@ impl State {
                     self.set_state(tx, lease.node, NodeState::Waiting)?;
                     self.delayed.insert((due, lease.node));
                 }
-                self.write_node(tx, lease.node)
+                self.write_node(tx, lease.node);
+                Ok(())
             }
         }
     }
@@ -104,7 +105,7 @@ impl State {
             Some(Reducer::Function(_)) => {
                 // An FnRef reducer runs on a worker: hand the values to a fold.
                 self.set_state(tx, id, NodeState::Folding)?;
-                self.write_node(tx, id)?;
+                self.write_node(tx, id);
                 self.enqueue(tx, id);
                 return Ok(());
             }
@@ -148,7 +149,7 @@ impl State {
         let (parent_of, root_of, index_of) = (node.parent, node.root, node.index);
         tx.node_done(node);
         match parent_of {
-            None => self.finish_root(tx, store, root_of, RootState::Succeeded, Some(value), None),
+            None => self.finish_root(tx, store, root_of, RootOutcome::Succeeded(value)),
             Some(parent) => {
                 tx.put_value(parent, index_of, &value)?;
                 self.child_finished(tx, store, parent, index_of, Some(value))
@@ -179,7 +180,7 @@ impl State {
         let (parent_of, root_id, index) = (node.parent, node.root, node.index);
         tx.node_done(node);
         let Some(parent) = parent_of else {
-            return self.finish_root(tx, store, root_id, RootState::Failed, None, Some(error));
+            return self.finish_root(tx, store, root_id, RootOutcome::Failed(error));
         };
         let root = self.root_mut(root_id)?;
         root.failed_leaves += 1;
@@ -200,14 +201,7 @@ impl State {
                 kind: error.kind,
                 attempt: error.attempt,
             };
-            return self.finish_root(
-                tx,
-                store,
-                root_id,
-                RootState::Failed,
-                None,
-                Some(tree_error),
-            );
+            return self.finish_root(tx, store, root_id, RootOutcome::Failed(tree_error));
         }
         // Tolerated: the parent goes on without this child's value.
         self.child_finished(tx, store, parent, index, None)
@@ -239,7 +233,7 @@ impl State {
                 self.add_call_child(tx, parent, bind_previous(&call, previous), 1)?;
             }
         }
-        self.write_node(tx, parent)?;
+        self.write_node(tx, parent);
         self.maybe_finish_gathering(tx, store, parent)
     }
 

@@ -37,32 +37,4 @@ impl State {
         self.ready.entry(pool).or_default().insert(key);
         tx.work_ready = true;
     }
-
-    /// Moves a node to a new state, keeping the root's counters right.
-    pub(super) fn set_state(
-        &mut self,
-        tx: &mut Tx,
-        id: NodeId,
-        state: NodeState,
-    ) -> Result<(), EngineError> {
-        let node = self.node_mut(id)?;
-        let old = node.state.bucket();
-        node.state = state;
-        let root_id = node.root;
-        if let Some(root) = self.roots.get_mut(&root_id) {
-            *root.counts.slot(old) -= 1;
-            *root.counts.slot(state.bucket()) += 1;
-        }
-        if state.is_final() || matches!(state, NodeState::Children | NodeState::Folding) {
-            // Final and gathering states must survive a restart; moves between
-            // waiting, queued and running need not (recovery queues them again).
-            tx.dirty_roots.insert(root_id);
-        }
-        Ok(())
-    }
-
-    pub(super) fn write_node(&self, tx: &mut Tx, id: NodeId) -> Result<(), EngineError> {
-        tx.dirty_nodes.insert(id);
-        Ok(())
-    }
 }

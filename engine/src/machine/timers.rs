@@ -1,7 +1,7 @@
 //! What time alone decides: due delays, expired leases and attempt
 //! timeouts, tree deadlines. The ticker (engine.rs) runs these.
 
-use super::{State, Tx};
+use super::{RootOutcome, State, Tx};
 use crate::error::EngineError;
 use crate::records::{NodeState, RootState};
 use crate::store::Store;
@@ -18,7 +18,7 @@ impl State {
             self.delayed.pop_first();
             if self.nodes.get(&id).map(|n| n.state) == Some(NodeState::Waiting) {
                 self.set_state(tx, id, NodeState::Queued)?;
-                self.write_node(tx, id)?;
+                self.write_node(tx, id);
                 self.enqueue(tx, id);
             }
         }
@@ -73,7 +73,7 @@ impl State {
                 kind: ErrorKind::Timeout,
                 attempt: 0,
             };
-            self.finish_root(tx, store, id, RootState::Failed, None, Some(error))?;
+            self.finish_root(tx, store, id, RootOutcome::Failed(error))?;
         }
         Ok(())
     }
