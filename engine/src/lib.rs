@@ -14,6 +14,7 @@
 //! splitting); `records.rs` is what is stored and `store.rs`/`writer.rs` how.
 
 mod build;
+mod clock;
 mod engine;
 mod error;
 mod machine;
@@ -25,6 +26,7 @@ mod store;
 mod tree;
 mod writer;
 
-pub use engine::{Engine, now_ms};
+pub use clock::{Clock, ManualClock};
+pub use engine::Engine;
 pub use error::EngineError;
 pub use public::*;

@@ -1,6 +1,7 @@
 //! The engine's public vocabulary besides errors: settings, submissions,
 //! statuses, pool figures and tree views.
 
+use crate::clock::Clock;
 use kontinuum_api::{FutureStatus, HierarchicalFutureSpec, TaskSpec, TaskStatus};
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ pub struct EngineConfig {
     pub split_after: Duration,
     /// sled page cache size.
     pub cache_bytes: u64,
+    /// Where time comes from: the wall clock, or a manual clock in tests.
+    pub clock: Clock,
 }
 
 impl Default for EngineConfig {
@@ -20,6 +23,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(10),
             split_after: Duration::from_secs(2),
             cache_bytes: 64 << 20,
+            clock: Clock::Wall,
         }
     }
 }

@@ -4,10 +4,11 @@
 
 use super::{State, Tx, corrupt};
 use crate::error::EngineError;
+use crate::policy;
 use crate::records::{Body, MapSourceKind, NodeState, RootState};
 use crate::store::Store;
 use kontinuum_api::reducer::Reducer;
-use kontinuum_api::work::{Lease, NodeId, Slice, Work};
+use kontinuum_api::work::{HeartbeatReply, Lease, NodeId, Slice, Work};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -68,26 +69,6 @@ impl State {
             out.push(self.start_attempt(tx, store, id, lease_ms)?);
         }
         Ok(out)
-    }
-
-    pub(super) fn pop_ready(&mut self, pool: &str) -> Option<NodeId> {
-        let pool_name = if pool == "*" {
-            self.ready
-                .iter()
-                .filter_map(|(name, set)| set.first().map(|k| (*k, name.clone())))
-                .min()?
-                .1
-        } else {
-            pool.to_string()
-        };
-        self.ready
-            .get_mut(&pool_name)?
-            .pop_first()
-            .map(|(_, _, id)| id)
-    }
-
-    pub fn queued_in(&self, pool: &str) -> usize {
-        self.ready.get(pool).map_or(0, |s| s.len())
     }
 
     pub(super) fn start_attempt(
@@ -263,5 +244,67 @@ impl State {
             l.last_split_ms = tx.now;
         }
         Ok(true)
+    }
+
+    /// Keeps a lease alive and takes the attempt's progress; tells the worker
+    /// when its work was cancelled or its lease is gone, and asks a long map
+    /// leaf to split while its pool has nothing queued.
+    pub fn heartbeat(
+        &mut self,
+        now: u64,
+        token: u64,
+        progress: Option<u64>,
+        lease_ms: u64,
+        split_after_ms: u64,
+    ) -> HeartbeatReply {
+        let Some(lease) = self.leases.get(&token) else {
+            return HeartbeatReply {
+                lost: true,
+                ..HeartbeatReply::default()
+            };
+        };
+        let (node_id, root_id, kind) = (lease.node, lease.root, lease.kind);
+        let node = self
+            .nodes
+            .get(&node_id)
+            .filter(|n| matches!(n.state, NodeState::Running | NodeState::Folding));
+        let root = self
+            .roots
+            .get(&root_id)
+            .filter(|r| r.state == RootState::Active);
+        let (Some(node), Some(root)) = (node, root) else {
+            self.leases.remove(&token);
+            return HeartbeatReply {
+                cancelled: true,
+                ..HeartbeatReply::default()
+            };
+        };
+        let idle = self.queued_in(&root.pool) == 0;
+        let units = match node.body {
+            Body::Leaf { start, end } if kind == LeaseKind::Body => Some(end - start),
+            _ => None,
+        };
+        let Some(l) = self.leases.get_mut(&token) else {
+            return HeartbeatReply {
+                lost: true,
+                ..HeartbeatReply::default()
+            };
+        };
+        l.expires_ms = now + lease_ms;
+        if let Some(p) = progress {
+            l.progress = l.progress.max(p);
+        }
+        let split = units.is_some_and(|u| {
+            policy::should_split(
+                now.saturating_sub(l.last_split_ms),
+                split_after_ms,
+                u.saturating_sub(l.progress),
+                idle,
+            )
+        });
+        HeartbeatReply {
+            split,
+            ..HeartbeatReply::default()
+        }
     }
 }

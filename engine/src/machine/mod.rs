@@ -11,12 +11,13 @@
 //! | `mod.rs` | [`State`] and its accessors, debounce and exclusive caches |
 //! | `tx.rs` | [`Tx`]: the writes and side effects of one decision |
 //! | `transition.rs` | the legal moves of nodes and trees (one table each) and `set_state` |
-//! | `queue.rs` | creating nodes, the ready queues per pool |
-//! | `leases.rs` | taking work off the queue, attempts and leases, what a worker receives per body, splitting a running leaf |
+//! | `queue.rs` | creating nodes, the ready queues per pool, pool figures |
+//! | `leases.rs` | taking work off the queue, attempts and leases, what a worker receives per body, heartbeats, splitting a running leaf |
 //! | `children.rs` | engine work (map splits, parallel, sequence) and adding children |
-//! | `outcomes.rs` | success, failed attempts and retries, values rolled up to the parent, failure policy |
+//! | `outcomes.rs` | completions: success, failed attempts and retries, values rolled up to the parent, failure policy |
 //! | `finishing.rs` | a tree's final outcome, cancellation of what is left, continuations |
 //! | `timers.rs` | due delays, expired leases and timeouts, deadlines |
+//! | `recovery.rs` | rebuilding memory from the store at open |
 //!
 //! A new kind of node: add its body to `records::Body`, say what a worker
 //! receives for it in `leases.rs` (or, if the engine does it itself, what it
@@ -28,6 +29,9 @@ mod finishing;
 mod leases;
 mod outcomes;
 mod queue;
+mod recovery;
+#[cfg(test)]
+mod tests;
 mod timers;
 mod transition;
 mod tx;

@@ -6,15 +6,60 @@ use super::children::bind_previous;
 use super::{LeaseInfo, LeaseKind, RootOutcome, State, Tx, corrupt};
 use crate::error::EngineError;
 use crate::policy::{self, AfterFailure};
-use crate::records::{Body, NodeState};
+use crate::records::{Body, NodeState, RootState};
 use crate::store::Store;
 use kontinuum_api::accumulator::Accumulator;
 use kontinuum_api::common::{ErrorInfo, ErrorKind};
 use kontinuum_api::reducer::{BuiltinReducer, Reducer};
-use kontinuum_api::work::NodeId;
+use kontinuum_api::work::{Completion, CompletionAck, NodeId, Outcome};
 use serde_json::Value;
 
 impl State {
+    /// One outcome a worker reported. A token this process did not hand
+    /// out, or whose node or tree has moved on, is answered stale.
+    pub fn complete(
+        &mut self,
+        tx: &mut Tx,
+        store: &Store,
+        completion: Completion,
+    ) -> Result<CompletionAck, EngineError> {
+        let Some(lease) = self.leases.remove(&completion.token) else {
+            return Ok(CompletionAck::Stale);
+        };
+        let expected = match lease.kind {
+            LeaseKind::Fold => NodeState::Folding,
+            LeaseKind::Body => NodeState::Running,
+        };
+        let live = self
+            .nodes
+            .get(&lease.node)
+            .is_some_and(|n| n.state == expected)
+            && self
+                .roots
+                .get(&lease.root)
+                .is_some_and(|r| r.state == RootState::Active);
+        if !live {
+            return Ok(CompletionAck::Stale);
+        }
+        match completion.outcome {
+            Outcome::Success { value } => self.succeed(tx, store, &lease, value)?,
+            Outcome::Failure { message, permanent } => {
+                let kind = if permanent {
+                    ErrorKind::Permanent
+                } else {
+                    ErrorKind::Retryable
+                };
+                let error = ErrorInfo {
+                    message,
+                    kind,
+                    attempt: lease.attempt,
+                };
+                self.attempt_failed(tx, store, &lease, error, permanent)?;
+            }
+        }
+        Ok(CompletionAck::Accepted)
+    }
+
     /// A worker reported success for the lease.
     pub fn succeed(
         &mut self,
