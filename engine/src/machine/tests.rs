@@ -382,3 +382,32 @@ fn a_long_leaf_is_asked_to_split_after_split_after_while_its_pool_is_idle() {
     assert!(!hb.split);
     assert_eq!(m.root("skew").counts.pending, 8, "the rest in fanout parts");
 }
+
+#[test]
+fn a_fold_whose_lease_expires_is_folded_again() {
+    let mut m = Machine::new();
+    let id = m.future(
+        T,
+        "f",
+        "{map: {source: {range: {start: 0, end: 4}}, function: {function: f}, shardSize: 2, reduce: {function: add}}}",
+    );
+    let leaves = m.lease(T, 10);
+    assert_eq!(leaves.len(), 2);
+    for l in &leaves {
+        m.succeed(T + 1, l, json!(1));
+    }
+    let fold = m.lease(T + 2, 10);
+    assert!(
+        matches!(fold[0].work, Work::Fold { .. }),
+        "{:?}",
+        fold[0].work
+    );
+    assert_eq!(m.state_of(id), Some(NodeState::Folding));
+    // The worker holding the fold disappears.
+    m.tick(T + 2 + LEASE_MS);
+    let again = m.lease(T + 3 + LEASE_MS, 10);
+    assert_eq!(again.len(), 1, "the fold is handed out again");
+    assert!(matches!(again[0].work, Work::Fold { .. }));
+    m.succeed(T + 4 + LEASE_MS, &again[0], json!(2));
+    assert_eq!(m.root("f").result, Some(json!(2)));
+}

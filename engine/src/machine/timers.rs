@@ -1,7 +1,7 @@
 //! What time alone decides: due delays, expired leases and attempt
 //! timeouts, tree deadlines. The ticker (engine.rs) runs these.
 
-use super::{RootOutcome, State, Tx};
+use super::{LeaseKind, RootOutcome, State, Tx};
 use crate::error::EngineError;
 use crate::records::{NodeState, RootState};
 use crate::store::Store;
@@ -40,7 +40,11 @@ impl State {
             let Some(lease) = self.leases.remove(&token) else {
                 continue;
             };
-            if self.nodes.get(&lease.node).map(|n| n.state) != Some(NodeState::Running) {
+            let holding = match lease.kind {
+                LeaseKind::Body => NodeState::Running,
+                LeaseKind::Fold => NodeState::Folding,
+            };
+            if self.nodes.get(&lease.node).map(|n| n.state) != Some(holding) {
                 continue;
             }
             let message = if timed_out {
