@@ -4,6 +4,10 @@
 pub enum EngineError {
     #[error("store error: {0}")]
     Store(#[from] sled::Error),
+    /// Another process (or another engine in this process) has the store
+    /// open; sled allows one at a time.
+    #[error("the store at {} is in use by another process", .path.display())]
+    Locked { path: std::path::PathBuf },
     #[error("object '{name}' already exists with a different spec")]
     Conflict { name: String },
     #[error("invalid submission: {0}")]

@@ -408,3 +408,34 @@ fn a_store_written_by_another_layout_is_refused_with_a_clear_error() {
         "{text}"
     );
 }
+
+#[test]
+fn a_store_open_elsewhere_is_reported_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    let err = kontinuum_engine::Engine::open(dir.path(), Default::default())
+        .err()
+        .expect("one engine per store");
+    assert!(
+        matches!(&err, EngineError::Locked { path } if path == dir.path()),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    drop(first);
+    // Released with the engine: the next one opens it.
+    open(dir.path());
+}
+
+#[test]
+fn a_store_that_cannot_be_opened_for_another_reason_is_not_called_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "x").unwrap();
+    let err = kontinuum_engine::Engine::open(&file, Default::default())
+        .err()
+        .expect("a file is no store");
+    assert!(matches!(err, EngineError::Store(_)), "{err:?}");
+}

@@ -80,6 +80,7 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
             }
             EngineError::Store(_)
+            | EngineError::Locked { .. }
             | EngineError::Corrupt { .. }
             | EngineError::IllegalMove { .. } => {
                 tracing::error!(error = %message, "engine failed");

@@ -24,6 +24,7 @@ impl From<EngineError> for SourceError {
                 SourceError::Rejected(e.to_string())
             }
             EngineError::Store(_)
+            | EngineError::Locked { .. }
             | EngineError::Corrupt { .. }
             | EngineError::IllegalMove { .. } => SourceError::Unavailable(e.to_string()),
         }
