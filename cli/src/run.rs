@@ -100,13 +100,7 @@ async fn execute(
         source,
     })?;
     let engine = Engine::open(dir, EngineConfig::default()).map_err(|e| match e {
-        // sled reports its file lock as a plain I/O error with this text; on
-        // a mismatch the original error is shown, which is still accurate.
-        EngineError::Store(sled::Error::Io(io))
-            if io.to_string().contains("could not acquire lock") =>
-        {
-            CliError::Busy(dir.to_path_buf())
-        }
+        EngineError::Locked { .. } => CliError::Busy(dir.to_path_buf()),
         other => CliError::Engine(other),
     })?;
     let submissions = objects

@@ -54,12 +54,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, RemoteError> {
         .map_err(RemoteError::Runtime)?;
     runtime.block_on(async {
         let engine = Engine::open(&dir, EngineConfig::default()).map_err(|e| match e {
-            // sled reports its file lock as a plain I/O error with this text.
-            EngineError::Store(sled::Error::Io(io))
-                if io.to_string().contains("could not acquire lock") =>
-            {
-                RemoteError::Busy(dir.clone())
-            }
+            EngineError::Locked { .. } => RemoteError::Busy(dir.clone()),
             other => RemoteError::Engine(other),
         })?;
         let server = Server::bind(engine.clone(), args.listen, token).await?;

@@ -2,14 +2,14 @@
 //! checks everything first (and may fail); applying only mutates, so a bad
 //! submission changes nothing.
 
-use crate::decide::{self, Debounce, Exclusive};
+use crate::error::EngineError;
 use crate::machine::{State, Tx};
-use crate::model::{
+use crate::policy::{self, Debounce, Exclusive};
+use crate::records::{
     Body, ExclusiveSettings, MapParams, MapSourceKind, Node, NodeState, RetrySettings, Root,
     RootKind, RootState,
 };
 use crate::store::Store;
-use crate::types::EngineError;
 use kontinuum_api::common::RetryPolicy;
 use kontinuum_api::duration::parse_duration;
 use kontinuum_api::validate;
@@ -195,7 +195,7 @@ pub fn apply_task(
     if let Some((key, initial, repeat)) = &plan.debounce {
         root.debounce_key = Some(key.clone());
         let mut ds = st.debounce_state(store, key)?;
-        match decide::debounce(&ds, tx.now, *initial, *repeat) {
+        match policy::debounce(&ds, tx.now, *initial, *repeat) {
             Debounce::MergeInto(other) => merged_into = Some(other),
             Debounce::ScheduleAt(at) => {
                 due = due.max(at);
@@ -207,7 +207,7 @@ pub fn apply_task(
     if let (None, Some(ex)) = (merged_into, &plan.exclusive) {
         root.exclusive = Some(ex.clone());
         let mut es = st.exclusive_state(store, &ex.key)?;
-        match decide::exclusive(&es, ex.rerun_on_skip) {
+        match policy::exclusive(&es, ex.rerun_on_skip) {
             Exclusive::Run => es.holder = Some(id),
             Exclusive::Rerun => {
                 es.rerun = Some(id);
@@ -220,7 +220,7 @@ pub fn apply_task(
         }
     }
     if let Some(other) = merged_into {
-        root.state = RootState::Merged;
+        root.state = root.state.to(RootState::Merged)?;
         root.merged_into = Some(other);
         root.merged_into_name = st.roots.get(&other).and_then(|r| r.name.clone());
         root.finished_ms = tx.now;

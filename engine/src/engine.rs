@@ -3,27 +3,22 @@
 //! for timers.
 
 use crate::build;
-use crate::machine::{LeaseKind, State, Tx};
-use crate::model::{Body, Node, NodeState, Root, RootKind, RootState};
+use crate::clock::Clock;
+use crate::error::EngineError;
+use crate::machine::{LeaseKind, RootOutcome, State, Tx};
+use crate::public::{EngineConfig, ObjectStatus, PoolStats, Submission};
+use crate::records::{Body, Node, Root, RootKind, RootState};
 use crate::status;
 use crate::store::{Store, StoredRoot};
-use crate::types::{EngineConfig, EngineError, ObjectStatus, PoolStats, Submission};
 use kontinuum_api::common::{ErrorInfo, ErrorKind};
-use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Outcome};
+use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId};
 use kontinuum_api::{FnRef, TaskSpec};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use std::time::{Duration, Instant};
 
 const TICK: Duration = Duration::from_millis(10);
 
@@ -46,14 +41,16 @@ pub struct Engine {
 
 impl Engine {
     /// Opens (or creates) the store at `path` and resumes what it holds:
-    /// queued and running work is queued again, timers restart.
+    /// queued and running work is queued again, timers restart (with the
+    /// wall clock; a manual clock has no ticker, see [`Engine::tick`]).
     pub fn open(path: &Path, config: EngineConfig) -> Result<Engine, EngineError> {
         let store = Store::open(path, config.cache_bytes)?;
         let token_base = rand::random::<u64>() << 32;
         let mut state = State::new(store.next_id()?, token_base);
-        let mut tx = Tx::new(now_ms());
-        recover(&mut state, &mut tx, &store)?;
+        let mut tx = Tx::new(config.clock.now_ms());
+        state.recover(&mut tx, &store)?;
         store.apply(tx.into_writes(&state)?)?;
+        let manual = config.clock.is_manual();
         let inner = Arc::new(Inner {
             store,
             config,
@@ -62,12 +59,37 @@ impl Engine {
             work_ready: Condvar::new(),
             closed: AtomicBool::new(false),
         });
-        let weak = Arc::downgrade(&inner);
-        std::thread::Builder::new()
-            .name("kontinuum-ticker".into())
-            .spawn(move || ticker(weak))
-            .map_err(|e| EngineError::Invalid(format!("cannot start the timer thread: {e}")))?;
+        if !manual {
+            let weak = Arc::downgrade(&inner);
+            std::thread::Builder::new()
+                .name("kontinuum-ticker".into())
+                .spawn(move || ticker(weak))
+                .map_err(|e| EngineError::Invalid(format!("cannot start the timer thread: {e}")))?;
+        }
         Ok(Engine { inner })
+    }
+
+    fn now(&self) -> u64 {
+        self.inner.config.clock.now_ms()
+    }
+
+    /// The clock the engine reads (the one its config gave it).
+    pub fn clock(&self) -> &Clock {
+        &self.inner.config.clock
+    }
+
+    /// Runs the timers once at the clock's present: due delays are queued,
+    /// expired leases and attempt timeouts fail their attempt, trees past
+    /// their deadline fail. The ticker calls this every 10 ms on the wall
+    /// clock; with a manual clock, tests call it after moving the clock.
+    pub fn tick(&self) -> Result<(), EngineError> {
+        let mut st = self.inner.state.lock();
+        self.decide(&mut st, |st, tx, store| {
+            st.release_due(tx)?;
+            st.expire_leases(tx, store)?;
+            st.expire_deadlines(tx, store)
+        })?;
+        Ok(())
     }
 
     /// Runs one decision under the lock and applies its writes atomically.
@@ -77,7 +99,7 @@ impl Engine {
         st: &mut MutexGuard<'_, State>,
         f: impl FnOnce(&mut State, &mut Tx, &Store) -> Result<R, EngineError>,
     ) -> Result<(R, u64), EngineError> {
-        let mut tx = Tx::new(now_ms());
+        let mut tx = Tx::new(self.now());
         let out = f(st, &mut tx, &self.inner.store)?;
         let wake = tx.work_ready;
         let ticket = self.inner.store.apply(tx.into_writes(st)?)?;
@@ -104,7 +126,7 @@ impl Engine {
     /// name with the identical spec is a no-op (a rerun resumes); another
     /// spec under the same name is refused. All or nothing.
     pub fn submit(&self, objects: Vec<Submission>) -> Result<(), EngineError> {
-        let now = now_ms();
+        let now = self.now();
         let mut plans = Vec::with_capacity(objects.len());
         let mut seen = HashSet::with_capacity(objects.len());
         let guard = self.inner.submitting.lock();
@@ -203,7 +225,7 @@ impl Engine {
                 Ok(ObjectStatus::Future(status::future_status(
                     &root,
                     done,
-                    now_ms(),
+                    self.now(),
                 )))
             }
         }
@@ -215,7 +237,7 @@ impl Engine {
         &self,
         name: &str,
         max_nodes: usize,
-    ) -> Result<crate::types::TreeView, EngineError> {
+    ) -> Result<crate::public::TreeView, EngineError> {
         let st = self.inner.state.lock();
         let StoredRoot { root, node } = self.root_of(&st, name)?;
         crate::tree::view(&st, &self.inner.store, &root, node, max_nodes)
@@ -244,7 +266,7 @@ impl Engine {
                 kind: ErrorKind::Cancelled,
                 attempt: 0,
             };
-            st.finish_root(tx, store, root_id, RootState::Cancelled, None, Some(error))
+            st.finish_root(tx, store, root_id, RootOutcome::Cancelled(error))
         })
     }
 
@@ -287,63 +309,11 @@ impl Engine {
         token: u64,
         progress: Option<u64>,
     ) -> Result<HeartbeatReply, EngineError> {
-        let now = now_ms();
         let lease_ms = self.inner.config.lease.as_millis() as u64;
         let split_after = self.inner.config.split_after.as_millis() as u64;
+        let now = self.now();
         let mut st = self.inner.state.lock();
-        let Some(lease) = st.leases.get(&token).cloned() else {
-            return Ok(HeartbeatReply {
-                lost: true,
-                ..HeartbeatReply::default()
-            });
-        };
-        let node_alive = st
-            .nodes
-            .get(&lease.node)
-            .is_some_and(|n| matches!(n.state, NodeState::Running | NodeState::Folding));
-        let root_alive = st
-            .roots
-            .get(&lease.root)
-            .is_some_and(|r| r.state == RootState::Active);
-        if !node_alive || !root_alive {
-            st.leases.remove(&token);
-            return Ok(HeartbeatReply {
-                cancelled: true,
-                ..HeartbeatReply::default()
-            });
-        }
-        let pool = st
-            .roots
-            .get(&lease.root)
-            .map(|r| r.pool.clone())
-            .unwrap_or_default();
-        let idle = st.queued_in(&pool) == 0;
-        let units = match st.nodes.get(&lease.node).map(|n| &n.body) {
-            Some(Body::Leaf { start, end }) if lease.kind == LeaseKind::Body => Some(end - start),
-            _ => None,
-        };
-        let Some(l) = st.leases.get_mut(&token) else {
-            return Ok(HeartbeatReply {
-                lost: true,
-                ..Default::default()
-            });
-        };
-        l.expires_ms = now + lease_ms;
-        if let Some(p) = progress {
-            l.progress = l.progress.max(p);
-        }
-        let split = units.is_some_and(|u| {
-            crate::decide::should_split(
-                now.saturating_sub(l.last_split_ms),
-                split_after,
-                u.saturating_sub(l.progress),
-                idle,
-            )
-        });
-        Ok(HeartbeatReply {
-            split,
-            ..HeartbeatReply::default()
-        })
+        Ok(st.heartbeat(now, token, progress, lease_ms, split_after))
     }
 
     /// Records outcomes; a stale token's outcome is ignored. Durable before
@@ -353,48 +323,10 @@ impl Engine {
         completions: Vec<Completion>,
     ) -> Result<Vec<CompletionAck>, EngineError> {
         self.commit(|st, tx, store| {
-            let mut acks = Vec::with_capacity(completions.len());
-            for c in completions {
-                let Some(lease) = st.leases.remove(&c.token) else {
-                    acks.push(CompletionAck::Stale);
-                    continue;
-                };
-                let expected = if lease.kind == LeaseKind::Fold {
-                    NodeState::Folding
-                } else {
-                    NodeState::Running
-                };
-                let live = st
-                    .nodes
-                    .get(&lease.node)
-                    .is_some_and(|n| n.state == expected)
-                    && st
-                        .roots
-                        .get(&lease.root)
-                        .is_some_and(|r| r.state == RootState::Active);
-                if !live {
-                    acks.push(CompletionAck::Stale);
-                    continue;
-                }
-                match c.outcome {
-                    Outcome::Success { value } => st.succeed(tx, store, &lease, value)?,
-                    Outcome::Failure { message, permanent } => {
-                        let kind = if permanent {
-                            ErrorKind::Permanent
-                        } else {
-                            ErrorKind::Retryable
-                        };
-                        let error = ErrorInfo {
-                            message,
-                            kind,
-                            attempt: lease.attempt,
-                        };
-                        st.attempt_failed(tx, store, &lease, error, permanent)?;
-                    }
-                }
-                acks.push(CompletionAck::Accepted);
-            }
-            Ok(acks)
+            completions
+                .into_iter()
+                .map(|c| st.complete(tx, store, c))
+                .collect()
         })
     }
 
@@ -428,7 +360,7 @@ impl Engine {
 
     /// SDK: starts an independent task from a running task.
     pub fn spawn(&self, token: u64, spec: TaskSpec) -> Result<NodeId, EngineError> {
-        let plan = build::plan_task(&spec, now_ms())?;
+        let plan = build::plan_task(&spec, self.now())?;
         self.commit(|st, tx, store| {
             if !st.leases.contains_key(&token) {
                 return Err(EngineError::StaleLease);
@@ -437,18 +369,9 @@ impl Engine {
         })
     }
 
+    /// Queued, running and delayed work of a pool.
     pub fn pool_stats(&self, pool: &str) -> PoolStats {
-        let st = self.inner.state.lock();
-        let in_pool = |root: NodeId| st.roots.get(&root).is_some_and(|r| r.pool == pool);
-        PoolStats {
-            queued: st.queued_in(pool) as u64,
-            running: st.leases.values().filter(|l| in_pool(l.root)).count() as u64,
-            delayed: st
-                .delayed
-                .iter()
-                .filter(|(_, id)| st.nodes.get(id).is_some_and(|n| in_pool(n.root)))
-                .count() as u64,
-        }
+        self.inner.state.lock().pool_stats(pool)
     }
 
     /// Stops handing out leases and wakes every waiter (for shutdown).
@@ -463,7 +386,7 @@ enum Plan {
     Future(Box<build::FuturePlan>),
 }
 
-/// Timers: due delays, expired leases and timeouts, tree deadlines.
+/// Runs the timers every TICK of wall time while the engine is open.
 fn ticker(inner: Weak<Inner>) {
     loop {
         std::thread::sleep(TICK);
@@ -471,58 +394,8 @@ fn ticker(inner: Weak<Inner>) {
         if inner.closed.load(Ordering::Relaxed) && Arc::strong_count(&inner) == 1 {
             return;
         }
-        let engine = Engine { inner };
-        let result = {
-            let mut st = engine.inner.state.lock();
-            engine.decide(&mut st, |st, tx, store| {
-                st.release_due(tx)?;
-                st.expire_leases(tx, store)?;
-                st.expire_deadlines(tx, store)
-            })
-        };
-        if let Err(e) = result {
+        if let Err(e) = (Engine { inner }).tick() {
             tracing::error!("engine timer step failed: {e}");
         }
     }
-}
-
-/// Rebuilds memory from the store: every unfinished node of an unfinished
-/// tree goes back where it belongs; attempts that were running when the
-/// process stopped are queued again.
-fn recover(st: &mut State, tx: &mut Tx, store: &Store) -> Result<(), EngineError> {
-    for stored in store.active_roots()? {
-        let mut root = stored.root;
-        // Pending and running are recounted from the nodes: moves between
-        // queued and running are not written, so the stored counts may lag.
-        root.counts.pending = 0;
-        root.counts.running = 0;
-        let id = root.id;
-        st.next_id = st.next_id.max(id + 1);
-        st.roots.insert(id, Box::new(root));
-        tx.dirty_roots.insert(id);
-        let nodes = stored.node.into_iter().chain(store.tree_nodes(id)?);
-        for mut node in nodes {
-            st.next_id = st.next_id.max(node.id + 1);
-            if node.state.is_final() {
-                continue;
-            }
-            if node.state == NodeState::Running {
-                node.state = NodeState::Queued;
-                tx.dirty_nodes.insert(node.id);
-            }
-            if let Some(root) = st.roots.get_mut(&id) {
-                *root.counts.slot(node.state.bucket()) += 1;
-            }
-            let (nid, state, due) = (node.id, node.state, node.due_ms);
-            st.nodes.insert(nid, Box::new(node));
-            match state {
-                NodeState::Queued | NodeState::Folding => st.enqueue(tx, nid),
-                NodeState::Waiting => {
-                    st.delayed.insert((due, nid));
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
 }

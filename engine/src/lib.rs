@@ -6,17 +6,27 @@
 //! engine work such as map splits on the way); [`Engine::complete`] records
 //! outcomes, rolls values and progress up the tree and starts continuations,
 //! again as one atomic write each, made durable by group commit.
+//!
+//! Where things are: `public.rs` and `error.rs` are what callers use;
+//! `engine.rs` is the public face; `build.rs` turns specs into records;
+//! `machine/` is the state machine (its own module doc says which file holds
+//! what); `policy.rs` holds the pure policies (backoff, debounce, exclusive,
+//! splitting); `records.rs` is what is stored and `store.rs`/`writer.rs` how.
 
 mod build;
-mod decide;
+mod clock;
 mod engine;
+mod error;
 mod machine;
-mod model;
+mod policy;
+mod public;
+mod records;
 mod status;
 mod store;
 mod tree;
-mod types;
 mod writer;
 
-pub use engine::{Engine, now_ms};
-pub use types::*;
+pub use clock::{Clock, ManualClock};
+pub use engine::Engine;
+pub use error::EngineError;
+pub use public::*;

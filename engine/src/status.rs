@@ -1,6 +1,6 @@
 //! Statuses as users see them, computed from a tree's root record.
 
-use crate::model::{Node, NodeState, Root, RootState};
+use crate::records::{Node, NodeState, Root, RootState};
 use kontinuum_api::common::{Condition, inline_result};
 use kontinuum_api::duration::format_duration;
 use kontinuum_api::future::{NodeCounts, NodeFailure, Progress};

@@ -3,13 +3,14 @@
 //! thread (writer.rs) applies and fsyncs them in rounds: group commit makes
 //! an acknowledged change durable without one fsync per call.
 
-use crate::model::{DebounceState, ExclusiveState, Node, Root, RootState};
-use crate::types::EngineError;
+use crate::error::EngineError;
+use crate::records::{DebounceState, ExclusiveState, Node, Root, RootState};
 use crate::writer::{Entry, Writer};
 use kontinuum_api::work::NodeId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::path::Path;
 
 const NODE: u8 = b'n';
 /// Roots without a user's name (continuations, spawned tasks), by id.
@@ -161,20 +162,59 @@ impl WriteSet {
     }
 }
 
+/// Whether sled failed to open `path` because another process (or another
+/// engine in this one) holds it. sled reports its file lock as a plain I/O
+/// error of kind Other with the cause only in its text, so this takes the
+/// same lock sled takes (an exclusive flock on `path/db`) and looks at the
+/// kind of *that* error.
+fn held_elsewhere(path: &Path, err: &sled::Error) -> bool {
+    let sled::Error::Io(io) = err else {
+        return false;
+    };
+    if io.kind() != std::io::ErrorKind::Other {
+        return false;
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path.join("db"))
+    else {
+        return false;
+    };
+    match fs2::FileExt::try_lock_exclusive(&file) {
+        // Free after all: the failure was something else. The lock goes
+        // with the file handle.
+        Ok(()) => false,
+        Err(e) => {
+            e.kind() == std::io::ErrorKind::WouldBlock
+                || e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
+        }
+    }
+}
+
 /// The sled database behind its writer thread.
 pub struct Store {
     writer: Writer,
 }
 
 impl Store {
-    pub fn open(path: &std::path::Path, cache_bytes: u64) -> Result<Store, EngineError> {
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, EngineError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
             // Durability comes from our own group commit; sled's timer flush
             // only adds fsyncs nobody waits for.
             .flush_every_ms(None)
-            .open()?;
+            .open()
+            .map_err(|e| {
+                if held_elsewhere(path, &e) {
+                    EngineError::Locked {
+                        path: path.to_path_buf(),
+                    }
+                } else {
+                    EngineError::Store(e)
+                }
+            })?;
         match db.get(META_LAYOUT)?.as_deref() {
             Some([v]) if *v == LAYOUT => {}
             None if db.is_empty() => {

@@ -1,10 +1,11 @@
 //! The shape of a tree for people: every node with its state and progress,
 //! from the store, overlaid with the newer state kept in memory.
 
+use crate::error::EngineError;
 use crate::machine::State;
-use crate::model::{Body, Node, NodeState, Root};
+use crate::public::{TreeNode, TreeView};
+use crate::records::{Body, Node, NodeState, Root};
 use crate::store::Store;
-use crate::types::{EngineError, TreeNode, TreeView};
 use kontinuum_api::work::NodeId;
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,13 +17,6 @@ fn kind(body: &Body) -> (&'static str, Option<String>) {
         Body::Parallel { .. } => ("parallel", None),
         Body::Sequence { .. } => ("sequence", None),
     }
-}
-
-fn state_name(state: NodeState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// Reads every node of the tree (this walks the whole tree on disk: a
@@ -98,7 +92,7 @@ fn build(
         path: path.clone(),
         kind: kind.into(),
         function,
-        state: state_name(node.state),
+        state: node.state.name().into(),
         weight: node.weight,
         done: 0,
         attempts: node.attempts,

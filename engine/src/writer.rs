@@ -9,7 +9,7 @@
 //! the next decisions, and a record written twice in one round (a task
 //! accepted and finished before the round) reaches sled once.
 
-use crate::types::EngineError;
+use crate::error::EngineError;
 use parking_lot::{Condvar, Mutex};
 use sled::IVec;
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
 //! Future trees: sharded maps, reducers, progress, parallel and sequence,
 //! failure policy, cancellation, deadlines, runtime splitting, restarts.
+//! Time is the engine's manual clock (common.rs).
 
 mod common;
 
@@ -127,17 +128,12 @@ fn cancel_drops_queued_work_and_tells_running_work() {
     engine
         .submit(vec![future("big", "{map: {source: {range: {start: 0, end: 1000}}, function: {function: t.square}, shardSize: 10}}")])
         .unwrap();
-    let leases = engine.lease("*", "w", 2, Duration::from_secs(1)).unwrap();
+    let leases = lease_now(&engine, 2);
     assert_eq!(leases.len(), 2);
     engine.cancel("big").unwrap();
     let hb = engine.heartbeat(leases[0].token, Some(1)).unwrap();
     assert!(hb.cancelled);
-    assert!(
-        engine
-            .lease("*", "w", 100, Duration::from_millis(100))
-            .unwrap()
-            .is_empty()
-    );
+    assert!(lease_now(&engine, 100).is_empty());
     let s = engine.status("big").unwrap();
     let s = future_status(&s);
     assert_eq!(s.phase.as_deref(), Some("Cancelled"));
@@ -156,8 +152,11 @@ fn deadline_fails_the_tree() {
             "{call: {function: t.sum}, deadline: 100ms}",
         )])
         .unwrap();
-    let _held = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
-    std::thread::sleep(Duration::from_millis(250));
+    let _held = lease_now(&engine, 1);
+    advance(&engine, Duration::from_millis(99));
+    let s = future_status(&engine.status("d").unwrap()).clone();
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    advance(&engine, Duration::from_millis(1));
     let s = engine.status("d").unwrap();
     let s = future_status(&s);
     assert_eq!(s.phase.as_deref(), Some("Failed"));
@@ -171,7 +170,7 @@ fn a_long_leaf_splits_when_workers_are_idle_and_counts_each_item_once() {
     engine
         .submit(vec![future("skew", "{map: {source: {range: {start: 0, end: 100}}, function: {function: t.square}, shardSize: 100, reduce: sum}}")])
         .unwrap();
-    let leases = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
+    let leases = lease_now(&engine, 1);
     let Work::MapLeaf {
         slice: Slice::Range { start, end },
         ..
@@ -182,7 +181,10 @@ fn a_long_leaf_splits_when_workers_are_idle_and_counts_each_item_once() {
     assert_eq!((*start, *end), (0, 100));
     // The leaf has done 10 items when, after split_after (200ms), the idle
     // queue asks it to split.
-    std::thread::sleep(Duration::from_millis(250));
+    advance(&engine, SPLIT_AFTER - Duration::from_millis(1));
+    let hb = engine.heartbeat(leases[0].token, Some(10)).unwrap();
+    assert!(!hb.split, "not before split_after");
+    advance(&engine, Duration::from_millis(1));
     let hb = engine.heartbeat(leases[0].token, Some(10)).unwrap();
     assert!(hb.split, "idle workers and a long leaf: split");
     assert!(engine.split(leases[0].token, 10).unwrap());
@@ -219,7 +221,7 @@ fn a_tree_resumes_after_restart_without_double_counting() {
             .unwrap();
         // Finish some leaves, hold some, then stop without completing those.
         for _ in 0..5 {
-            let leases = engine.lease("*", "w", 8, Duration::from_secs(1)).unwrap();
+            let leases = lease_now(&engine, 8);
             let done = leases
                 .iter()
                 .map(|l| Completion {
@@ -229,10 +231,10 @@ fn a_tree_resumes_after_restart_without_double_counting() {
                 .collect();
             engine.complete(done).unwrap();
         }
-        let _held = engine.lease("*", "w", 8, Duration::from_secs(1)).unwrap();
+        let _held = lease_now(&engine, 8);
         engine.close();
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // A manual-clock engine has no ticker: dropping it closes the store.
     let engine = open(dir.path());
     let statuses = drive(&engine, &["m"], Duration::from_secs(20));
     let s = future_status(&statuses[0]);

@@ -1,11 +1,12 @@
 //! Tasks through the engine: results, continuations, retries, timeouts,
-//! debounce and exclusive sections.
+//! debounce and exclusive sections. Time is the engine's manual clock
+//! (common.rs), except in the one test of the ticker itself.
 
 mod common;
 
 use common::*;
 use kontinuum_api::work::{Completion, CompletionAck, Outcome, Work};
-use kontinuum_engine::EngineError;
+use kontinuum_engine::{EngineError, ObjectStatus};
 use serde_json::json;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ fn sum_with_continuation_runs_the_continuation_once_with_the_result() {
     let call = kontinuum_api::FnRef::new("t.sum").arg("a", 4).arg("b", 5);
     assert_eq!(s.stable_id.as_deref(), Some(call.stable_id().as_str()));
     assert!(s.continuation.is_some(), "continuation id recorded");
-    let cont = engine.lease("*", "w", 10, Duration::from_secs(1)).unwrap();
+    let cont = lease_now(&engine, 10);
     assert_eq!(cont.len(), 1, "one continuation");
     engine
         .complete(vec![Completion {
@@ -32,9 +33,8 @@ fn sum_with_continuation_runs_the_continuation_once_with_the_result() {
             outcome: Outcome::Success { value: json!(null) },
         }])
         .unwrap();
-    let more = engine
-        .lease("*", "w", 10, Duration::from_millis(100))
-        .unwrap();
+    advance(&engine, Duration::from_secs(60));
+    let more = lease_now(&engine, 10);
     assert!(
         more.is_empty(),
         "the continuation ran exactly once: {more:?}"
@@ -46,7 +46,7 @@ fn continuation_gets_result_bound() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
     engine.submit(vec![task("sum", "{call: {function: t.sum, args: {a: 4, b: 5}}, onSuccess: {function: t.echo, args: {c: 7}}}")]).unwrap();
-    let first = engine.lease("*", "w", 10, Duration::from_secs(1)).unwrap();
+    let first = lease_now(&engine, 10);
     assert_eq!(first.len(), 1);
     engine
         .complete(vec![Completion {
@@ -54,7 +54,7 @@ fn continuation_gets_result_bound() {
             outcome: Outcome::Success { value: json!(9) },
         }])
         .unwrap();
-    let cont = engine.lease("*", "w", 10, Duration::from_secs(1)).unwrap();
+    let cont = lease_now(&engine, 10);
     assert_eq!(cont.len(), 1);
     match &cont[0].work {
         Work::Call { call } => {
@@ -76,7 +76,7 @@ fn retryable_failures_retry_with_backoff_then_fail_and_run_on_failure() {
             "{call: {function: t.flaky}, retry: {maxAttempts: 3, backoff: {initial: 50ms, factor: 2}}, onFailure: {function: t.echo}}",
         )])
         .unwrap();
-    let started = std::time::Instant::now();
+    let started = now(&engine);
     let statuses = drive(&engine, &["flaky"], Duration::from_secs(10));
     let s = task_status(&statuses[0]);
     assert_eq!(s.phase.as_deref(), Some("Failed"));
@@ -84,9 +84,12 @@ fn retryable_failures_retry_with_backoff_then_fail_and_run_on_failure() {
     let error = s.error.as_ref().unwrap();
     assert_eq!(error.message, "try again");
     assert_eq!(error.attempt, 3);
+    // Backoff 50 ms then 100 ms, on the engine's clock; drive moves it in
+    // 10 ms steps, so the run ends within one step of that.
+    let took = now(&engine) - started;
     assert!(
-        started.elapsed() >= Duration::from_millis(150),
-        "backoff 50ms + 100ms was waited"
+        (150..=160).contains(&took),
+        "backoff 50ms + 100ms: {took} ms"
     );
     assert!(s.continuation.is_some());
 }
@@ -113,10 +116,15 @@ fn expired_lease_comes_back_and_stale_completion_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
     engine.submit(vec![task("t", "{call: {function: t.sum, args: {a: 1, b: 2}}, retry: {maxAttempts: 3, backoff: {initial: 10ms}}}")]).unwrap();
-    let first = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
+    let first = lease_now(&engine, 1);
     assert_eq!(first.len(), 1);
-    // No heartbeat: the 1.5s lease expires, the task is retried.
-    let second = engine.lease("*", "w", 1, Duration::from_secs(6)).unwrap();
+    // No heartbeat: the lease expires, the task is retried after 10 ms.
+    advance(&engine, LEASE - Duration::from_millis(1));
+    assert!(lease_now(&engine, 1).is_empty(), "the lease still holds");
+    advance(&engine, Duration::from_millis(1));
+    assert!(lease_now(&engine, 1).is_empty(), "backoff before the retry");
+    advance(&engine, Duration::from_millis(10));
+    let second = lease_now(&engine, 1);
     assert_eq!(second.len(), 1, "task came back after its lease expired");
     assert_eq!(second[0].attempt, 2);
     let stale = engine
@@ -149,12 +157,16 @@ fn timeout_fails_the_attempt_even_with_heartbeats() {
             "{call: {function: t.sum}, timeout: 100ms, retry: {maxAttempts: 1}}",
         )])
         .unwrap();
-    let leases = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
+    let leases = lease_now(&engine, 1);
     assert_eq!(leases[0].timeout_ms, Some(100));
-    for _ in 0..10 {
-        std::thread::sleep(Duration::from_millis(30));
-        let _ = engine.heartbeat(leases[0].token, None).unwrap();
+    for _ in 0..3 {
+        advance(&engine, Duration::from_millis(30));
+        let hb = engine.heartbeat(leases[0].token, None).unwrap();
+        assert!(!hb.cancelled && !hb.lost, "alive at 90 ms");
     }
+    let s = task_status(&engine.status("slow").unwrap()).clone();
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    advance(&engine, Duration::from_millis(10));
     let s = engine.status("slow").unwrap();
     let s = task_status(&s);
     assert_eq!(s.phase.as_deref(), Some("Failed"));
@@ -180,19 +192,26 @@ fn delay_holds_the_task_back() {
             .as_deref(),
         Some("Pending")
     );
-    assert!(
-        engine
-            .lease("*", "w", 1, Duration::from_millis(150))
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        engine
-            .lease("*", "w", 1, Duration::from_secs(2))
-            .unwrap()
-            .len(),
-        1
-    );
+    advance(&engine, Duration::from_millis(299));
+    assert!(lease_now(&engine, 1).is_empty());
+    advance(&engine, Duration::from_millis(1));
+    assert_eq!(lease_now(&engine, 1).len(), 1);
+}
+
+#[test]
+fn the_ticker_releases_due_work_on_the_wall_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_wall(dir.path());
+    let t0 = std::time::Instant::now();
+    engine
+        .submit(vec![task(
+            "later",
+            "{call: {function: t.sum}, delay: 50ms}",
+        )])
+        .unwrap();
+    let leased = engine.lease("*", "w", 1, Duration::from_secs(30)).unwrap();
+    assert_eq!(leased.len(), 1, "the ticker queued it without tick()");
+    assert!(t0.elapsed() >= Duration::from_millis(50));
 }
 
 #[test]
@@ -218,15 +237,18 @@ fn debounce_runs_once_per_key() {
         .collect();
     assert_eq!(phases, ["Succeeded", "Merged", "Succeeded"]);
     assert_eq!(task_status(&statuses[1]).merged_into.as_deref(), Some("a1"));
-    // A call after the run started schedules a new run no earlier than repeat.
-    let t0 = std::time::Instant::now();
+    // A call after the run started schedules a new run no earlier than
+    // repeat (1 s) after that run started.
     engine.submit(vec![task("a3", &spec("1234"))]).unwrap();
-    drive(&engine, &["a3"], Duration::from_secs(10));
-    assert!(
-        t0.elapsed() >= Duration::from_millis(500),
-        "second run waited for repeat: {:?}",
-        t0.elapsed()
-    );
+    let a3 = drive(&engine, &["a3"], Duration::from_secs(10));
+    let started = |s: &ObjectStatus| {
+        let at = task_status(s).started_at.clone().expect("startedAt");
+        chrono::DateTime::parse_from_rfc3339(&at)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let gap = started(&a3[0]) - started(&statuses[0]);
+    assert!((1_000..1_010).contains(&gap), "runs {gap} ms apart");
 }
 
 fn exclusive_runs(rerun: bool) -> usize {
@@ -237,7 +259,7 @@ fn exclusive_runs(rerun: bool) -> usize {
     );
     // The first call takes the section and is running while the others arrive.
     engine.submit(vec![task("x0", &spec)]).unwrap();
-    let first = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
+    let first = lease_now(&engine, 1);
     assert_eq!(first.len(), 1);
     let threads: Vec<_> = (1..100)
         .map(|i| {
@@ -250,10 +272,7 @@ fn exclusive_runs(rerun: bool) -> usize {
         t.join().unwrap();
     }
     assert!(
-        engine
-            .lease("*", "w", 10, Duration::from_millis(100))
-            .unwrap()
-            .is_empty(),
+        lease_now(&engine, 10).is_empty(),
         "nobody runs beside the holder"
     );
     engine
@@ -297,13 +316,7 @@ fn resubmitting_is_idempotent_and_a_changed_spec_conflicts() {
             "{call: {function: t.sum, args: {a: 1, b: 2}}}",
         )])
         .unwrap();
-    assert_eq!(
-        engine
-            .lease("*", "w", 10, Duration::from_millis(100))
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(lease_now(&engine, 10).len(), 1);
     let err = engine
         .submit(vec![task(
             "s",
@@ -325,12 +338,7 @@ fn bad_submission_changes_nothing() {
         .unwrap_err();
     assert!(err.to_string().contains("spec.timeout"), "{err}");
     assert!(engine.objects().unwrap().is_empty());
-    assert!(
-        engine
-            .lease("*", "w", 10, Duration::from_millis(50))
-            .unwrap()
-            .is_empty()
-    );
+    assert!(lease_now(&engine, 10).is_empty());
 }
 
 #[test]
@@ -344,12 +352,11 @@ fn accepted_work_survives_a_restart_and_running_work_is_queued_again() {
                 task("b", "{call: {function: t.sum, args: {a: 1, b: 1}}}"),
             ])
             .unwrap();
-        let leased = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
+        let leased = lease_now(&engine, 1);
         assert_eq!(leased.len(), 1);
         engine.close();
     }
-    // Give the old ticker a moment to notice and drop its handle on the store.
-    std::thread::sleep(Duration::from_millis(100));
+    // A manual-clock engine has no ticker: dropping it closes the store.
     let engine = open(dir.path());
     let statuses = drive(&engine, &["a", "b"], Duration::from_secs(10));
     assert_eq!(task_status(&statuses[0]).result, Some(json!(5)));
@@ -376,9 +383,7 @@ fn concurrent_submissions_of_one_name_create_one_task() {
         });
     }
     assert_eq!(engine.objects().unwrap().len(), rounds);
-    let leases = engine
-        .lease("*", "w", 1000, Duration::from_millis(200))
-        .unwrap();
+    let leases = lease_now(&engine, 1000);
     assert_eq!(
         leases.len(),
         rounds,
@@ -402,4 +407,35 @@ fn a_store_written_by_another_layout_is_refused_with_a_clear_error() {
         text.contains("another version of Kontinuum") && text.contains("new data directory"),
         "{text}"
     );
+}
+
+#[test]
+fn a_store_open_elsewhere_is_reported_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    let err = kontinuum_engine::Engine::open(dir.path(), Default::default())
+        .err()
+        .expect("one engine per store");
+    assert!(
+        matches!(&err, EngineError::Locked { path } if path == dir.path()),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    drop(first);
+    // Released with the engine: the next one opens it.
+    open(dir.path());
+}
+
+#[test]
+fn a_store_that_cannot_be_opened_for_another_reason_is_not_called_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "x").unwrap();
+    let err = kontinuum_engine::Engine::open(&file, Default::default())
+        .err()
+        .expect("a file is no store");
+    assert!(matches!(err, EngineError::Store(_)), "{err:?}");
 }

@@ -79,7 +79,10 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
             }
-            EngineError::Store(_) | EngineError::Corrupt { .. } => {
+            EngineError::Store(_)
+            | EngineError::Locked { .. }
+            | EngineError::Corrupt { .. }
+            | EngineError::IllegalMove { .. } => {
                 tracing::error!(error = %message, "engine failed");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, message)
             }

@@ -23,9 +23,10 @@ impl From<EngineError> for SourceError {
             EngineError::Conflict { .. } | EngineError::Invalid(_) | EngineError::NotFound(_) => {
                 SourceError::Rejected(e.to_string())
             }
-            EngineError::Store(_) | EngineError::Corrupt { .. } => {
-                SourceError::Unavailable(e.to_string())
-            }
+            EngineError::Store(_)
+            | EngineError::Locked { .. }
+            | EngineError::Corrupt { .. }
+            | EngineError::IllegalMove { .. } => SourceError::Unavailable(e.to_string()),
         }
     }
 }

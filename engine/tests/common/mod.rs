@@ -1,22 +1,65 @@
 //! A tiny synchronous worker for engine tests: it evaluates a handful of
-//! functions itself so the engine is tested without the worker crate.
+//! functions itself so the engine is tested without the worker crate. The
+//! engines run on a manual clock: time moves only when a test moves it, so
+//! a slow machine cannot expire a lease or reorder timers behind a test's back.
 
 #![allow(dead_code)]
 
 use kontinuum_api::accumulator::Accumulator;
 use kontinuum_api::reducer::Reducer;
 use kontinuum_api::work::{Completion, Lease, Outcome, Slice, Work};
-use kontinuum_engine::{Engine, EngineConfig, ObjectStatus, Submission};
+use kontinuum_engine::{Clock, Engine, EngineConfig, ManualClock, ObjectStatus, Submission};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
+pub const LEASE: Duration = Duration::from_millis(500);
+pub const SPLIT_AFTER: Duration = Duration::from_millis(200);
+
+/// An engine on a manual clock (no ticker: [`advance`] moves time and runs
+/// the timers).
 pub fn open(dir: &std::path::Path) -> Engine {
     let config = EngineConfig {
-        lease: Duration::from_millis(500),
-        split_after: Duration::from_millis(200),
+        lease: LEASE,
+        split_after: SPLIT_AFTER,
+        clock: ManualClock::starting_now().into(),
         ..Default::default()
     };
     Engine::open(dir, config).expect("open engine")
+}
+
+/// An engine on the wall clock, with its ticker.
+pub fn open_wall(dir: &std::path::Path) -> Engine {
+    let config = EngineConfig {
+        lease: LEASE,
+        split_after: SPLIT_AFTER,
+        ..Default::default()
+    };
+    Engine::open(dir, config).expect("open engine")
+}
+
+fn manual(engine: &Engine) -> &ManualClock {
+    match engine.clock() {
+        Clock::Manual(m) => m,
+        Clock::Wall => panic!("the test engine runs on a manual clock"),
+    }
+}
+
+/// The engine's time (ms since the epoch).
+pub fn now(engine: &Engine) -> u64 {
+    engine.clock().now_ms()
+}
+
+/// Moves the engine's clock on and runs its timers, as the ticker would.
+pub fn advance(engine: &Engine, by: Duration) {
+    manual(engine).advance(by);
+    engine.tick().expect("timers");
+}
+
+/// Leases what is queued right now, without waiting.
+pub fn lease_now(engine: &Engine, max: usize) -> Vec<Lease> {
+    engine
+        .lease("*", "test", max, Duration::ZERO)
+        .expect("lease")
 }
 
 pub fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
@@ -115,14 +158,17 @@ fn map_leaf(
     Ok(acc.to_value())
 }
 
-/// Leases and completes until every named object is final or time runs out.
+/// Leases and completes until every named object is final. When nothing is
+/// queued, the clock moves on by 10 ms (so delays and backoff run out);
+/// `limit` bounds the engine's time, and the wall time as a safety net.
 pub fn drive(engine: &Engine, names: &[&str], limit: Duration) -> Vec<ObjectStatus> {
     let start = Instant::now();
+    let engine_start = now(engine);
     loop {
-        let leases: Vec<Lease> = engine
-            .lease("*", "test", 64, Duration::from_millis(20))
-            .expect("lease");
-        if !leases.is_empty() {
+        let leases = lease_now(engine, 64);
+        if leases.is_empty() {
+            advance(engine, Duration::from_millis(10));
+        } else {
             let completions = leases
                 .iter()
                 .map(|l| Completion {
@@ -139,8 +185,9 @@ pub fn drive(engine: &Engine, names: &[&str], limit: Duration) -> Vec<ObjectStat
         if statuses.iter().all(ObjectStatus::is_final) {
             return statuses;
         }
+        let engine_time = Duration::from_millis(now(engine) - engine_start);
         assert!(
-            start.elapsed() < limit,
+            engine_time < limit && start.elapsed() < Duration::from_secs(120),
             "not finished in {limit:?}: {statuses:#?}"
         );
     }

@@ -1,23 +1,9 @@
-//! The engine's public vocabulary: errors, settings, submissions, statuses.
+//! The engine's public vocabulary besides errors: settings, submissions,
+//! statuses, pool figures and tree views.
 
+use crate::clock::Clock;
 use kontinuum_api::{FutureStatus, HierarchicalFutureSpec, TaskSpec, TaskStatus};
 use std::time::Duration;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("store error: {0}")]
-    Store(#[from] sled::Error),
-    #[error("object '{name}' already exists with a different spec")]
-    Conflict { name: String },
-    #[error("invalid submission: {0}")]
-    Invalid(String),
-    #[error("lease is stale or unknown")]
-    StaleLease,
-    #[error("no object named '{0}'")]
-    NotFound(String),
-    #[error("corrupt record {what}: {detail}")]
-    Corrupt { what: String, detail: String },
-}
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -27,6 +13,8 @@ pub struct EngineConfig {
     pub split_after: Duration,
     /// sled page cache size.
     pub cache_bytes: u64,
+    /// Where time comes from: the wall clock, or a manual clock in tests.
+    pub clock: Clock,
 }
 
 impl Default for EngineConfig {
@@ -35,6 +23,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(10),
             split_after: Duration::from_secs(2),
             cache_bytes: 64 << 20,
+            clock: Clock::Wall,
         }
     }
 }
@@ -90,7 +79,7 @@ pub struct TreeNode {
     /// The function a call node calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
-    /// waiting, blocked, queued, running, children, folding, succeeded, failed, cancelled, merged.
+    /// waiting, blocked, queued, running, children, folding, succeeded, failed, cancelled.
     pub state: String,
     pub weight: u64,
     /// Units done below and at this node (finished work, plus reported progress of running leaves).

@@ -1,5 +1,6 @@
-//! The records the engine keeps: a tree of nodes per root, one root record
-//! per tree with its settings and roll-up, and the object names users gave.
+//! What is stored: a tree of nodes per root, one root record per tree with
+//! its settings and roll-up, and the per-key debounce and exclusive state.
+//! Every type here is serialized into the store (see store.rs for where).
 
 use kontinuum_api::FnRef;
 use kontinuum_api::common::ErrorInfo;
@@ -95,16 +96,29 @@ pub enum NodeState {
     Succeeded,
     Failed,
     Cancelled,
-    /// Folded into another run by debounce or an exclusive section.
-    Merged,
 }
 
 impl NodeState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            NodeState::Succeeded | NodeState::Failed | NodeState::Cancelled | NodeState::Merged
+            NodeState::Succeeded | NodeState::Failed | NodeState::Cancelled
         )
+    }
+
+    /// The name stored and shown (`kontinuum tree`).
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::Waiting => "waiting",
+            NodeState::Blocked => "blocked",
+            NodeState::Queued => "queued",
+            NodeState::Running => "running",
+            NodeState::Children => "children",
+            NodeState::Folding => "folding",
+            NodeState::Succeeded => "succeeded",
+            NodeState::Failed => "failed",
+            NodeState::Cancelled => "cancelled",
+        }
     }
 
     pub fn bucket(self) -> CountBucket {
@@ -113,7 +127,7 @@ impl NodeState {
             NodeState::Running | NodeState::Children | NodeState::Folding => CountBucket::Running,
             NodeState::Succeeded => CountBucket::Succeeded,
             NodeState::Failed => CountBucket::Failed,
-            NodeState::Cancelled | NodeState::Merged => CountBucket::Cancelled,
+            NodeState::Cancelled => CountBucket::Cancelled,
         }
     }
 }
@@ -141,7 +155,20 @@ pub enum RootState {
     Succeeded,
     Failed,
     Cancelled,
+    /// Folded into another run by debounce or an exclusive section.
     Merged,
+}
+
+impl RootState {
+    pub fn name(self) -> &'static str {
+        match self {
+            RootState::Active => "active",
+            RootState::Succeeded => "succeeded",
+            RootState::Failed => "failed",
+            RootState::Cancelled => "cancelled",
+            RootState::Merged => "merged",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

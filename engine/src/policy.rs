@@ -1,7 +1,8 @@
-//! Pure decisions: no I/O, no clocks (time comes in as an argument), each
-//! unit-tested on its own.
+//! Pure policies: retry backoff, debounce, exclusive sections, shard
+//! splitting and when a running leaf should split. No I/O, no clocks (time
+//! comes in as an argument), each unit-tested on its own.
 
-use crate::model::{DebounceState, ExclusiveState, RetrySettings};
+use crate::records::{DebounceState, ExclusiveState, RetrySettings};
 use kontinuum_api::work::NodeId;
 
 /// Delay before the retry that follows failed attempt number `attempt` (1-based).

@@ -1,0 +1,413 @@
+//! The state machine on its own: every decision gets an explicit `now`, so
+//! the timing rules are checked to the millisecond without a clock or a
+//! thread. A real store sits underneath (in a temporary directory) because
+//! decisions read child values and debounce state from it.
+
+use super::{State, Tx};
+use crate::build::{self, Named};
+use crate::error::EngineError;
+use crate::records::{NodeState, Root, RootState};
+use crate::store::Store;
+use kontinuum_api::common::ErrorKind;
+use kontinuum_api::work::{Completion, CompletionAck, Lease, NodeId, Outcome, Work};
+use serde_json::{Value, json};
+
+/// Any fixed instant; the tests count from here.
+const T: u64 = 1_800_000_000_000;
+const LEASE_MS: u64 = 500;
+const SPLIT_AFTER_MS: u64 = 200;
+
+struct Machine {
+    _dir: tempfile::TempDir,
+    store: Store,
+    st: State,
+}
+
+impl Machine {
+    fn new() -> Machine {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        Machine {
+            _dir: dir,
+            store,
+            st: State::new(1, 0),
+        }
+    }
+
+    /// One decision at `now`, its writes handed to the store as the engine
+    /// does, then the counters checked against the nodes.
+    fn decide<R>(
+        &mut self,
+        now: u64,
+        f: impl FnOnce(&mut State, &mut Tx, &Store) -> Result<R, EngineError>,
+    ) -> R {
+        let mut tx = Tx::new(now);
+        let out = f(&mut self.st, &mut tx, &self.store).unwrap();
+        self.store.apply(tx.into_writes(&self.st).unwrap()).unwrap();
+        self.check_counts();
+        out
+    }
+
+    fn task(&mut self, now: u64, name: &str, spec: &str) -> NodeId {
+        let spec: kontinuum_api::TaskSpec = serde_yaml::from_str(spec).unwrap();
+        let plan = build::plan_task(&spec, now).unwrap();
+        let named = named(name);
+        self.decide(now, |st, tx, store| {
+            build::apply_task(st, tx, store, Some(named), plan)
+        })
+    }
+
+    fn future(&mut self, now: u64, name: &str, spec: &str) -> NodeId {
+        let spec: kontinuum_api::HierarchicalFutureSpec = serde_yaml::from_str(spec).unwrap();
+        let plan = build::plan_future(&spec, now).unwrap();
+        let named = named(name);
+        self.decide(now, |st, tx, _| {
+            build::apply_future(st, tx, Some(named), plan)
+        })
+    }
+
+    fn lease(&mut self, now: u64, max: usize) -> Vec<Lease> {
+        self.decide(now, |st, tx, store| {
+            st.take_leases(tx, store, "*", max, LEASE_MS)
+        })
+    }
+
+    fn complete(&mut self, now: u64, token: u64, outcome: Outcome) -> CompletionAck {
+        self.decide(now, |st, tx, store| {
+            st.complete(tx, store, Completion { token, outcome })
+        })
+    }
+
+    fn succeed(&mut self, now: u64, lease: &Lease, value: Value) {
+        let ack = self.complete(now, lease.token, Outcome::Success { value });
+        assert_eq!(ack, CompletionAck::Accepted);
+    }
+
+    fn fail(&mut self, now: u64, lease: &Lease, permanent: bool) {
+        let outcome = Outcome::Failure {
+            message: "boom".into(),
+            permanent,
+        };
+        assert_eq!(
+            self.complete(now, lease.token, outcome),
+            CompletionAck::Accepted
+        );
+    }
+
+    fn tick(&mut self, now: u64) {
+        self.decide(now, |st, tx, store| {
+            st.release_due(tx)?;
+            st.expire_leases(tx, store)?;
+            st.expire_deadlines(tx, store)
+        })
+    }
+
+    /// The root record as it stands: in memory while active, else stored.
+    fn root(&self, name: &str) -> Root {
+        let stored = self.store.object(name).unwrap().expect("stored object");
+        match self.st.roots.get(&stored.root.id) {
+            Some(live) => Root::clone(live),
+            None => stored.root,
+        }
+    }
+
+    fn state_of(&self, id: NodeId) -> Option<NodeState> {
+        self.st.nodes.get(&id).map(|n| n.state)
+    }
+
+    /// The invariant every decision keeps: an active tree's pending and
+    /// running counters equal its live nodes in those states.
+    fn check_counts(&self) {
+        for root in self.st.roots.values() {
+            let (mut pending, mut running) = (0, 0);
+            for n in self.st.nodes.values().filter(|n| n.root == root.id) {
+                match n.state {
+                    NodeState::Waiting | NodeState::Blocked | NodeState::Queued => pending += 1,
+                    NodeState::Running | NodeState::Children | NodeState::Folding => running += 1,
+                    other => panic!("final node {} ({other:?}) still in memory", n.id),
+                }
+            }
+            assert_eq!(
+                (root.counts.pending, root.counts.running),
+                (pending, running),
+                "counters of root {}",
+                root.id
+            );
+        }
+    }
+}
+
+fn named(name: &str) -> Named {
+    Named {
+        name: name.into(),
+        spec_hash: format!("hash-of-{name}"),
+    }
+}
+
+fn call_of(lease: &Lease) -> &kontinuum_api::FnRef {
+    match &lease.work {
+        Work::Call { call } => call,
+        other => panic!("not a call: {other:?}"),
+    }
+}
+
+#[test]
+fn a_retry_waits_exactly_its_backoff_and_the_last_failure_runs_on_failure() {
+    let mut m = Machine::new();
+    let id = m.task(
+        T,
+        "flaky",
+        "{call: {function: f}, retry: {maxAttempts: 3, backoff: {initial: 1s, factor: 2}}, onFailure: {function: g}}",
+    );
+    let first = m.lease(T, 10);
+    assert_eq!(first[0].attempt, 1);
+    m.fail(T + 10, &first[0], false);
+    assert_eq!(m.state_of(id), Some(NodeState::Waiting));
+    m.tick(T + 1_009);
+    assert!(m.lease(T + 1_009, 10).is_empty(), "1 s backoff not over");
+    m.tick(T + 1_010);
+    let second = m.lease(T + 1_010, 10);
+    assert_eq!(second[0].attempt, 2);
+    m.fail(T + 1_020, &second[0], false);
+    m.tick(T + 3_019);
+    assert!(m.lease(T + 3_019, 10).is_empty(), "2 s backoff not over");
+    m.tick(T + 3_020);
+    let third = m.lease(T + 3_020, 10);
+    assert_eq!(third[0].attempt, 3);
+    m.fail(T + 3_030, &third[0], false);
+    let root = m.root("flaky");
+    assert_eq!(root.state, RootState::Failed);
+    assert_eq!((root.attempts, root.finished_ms), (3, T + 3_030));
+    let error = root.error.expect("error");
+    assert_eq!((error.attempt, error.kind), (3, ErrorKind::Retryable));
+    // The continuation is queued in the same decision, with the error bound.
+    let cont = m.lease(T + 3_030, 10);
+    assert_eq!(call_of(&cont[0]).function, "g");
+    assert_eq!(call_of(&cont[0]).args["error"]["attempt"], json!(3));
+}
+
+#[test]
+fn a_permanent_failure_skips_the_retries() {
+    let mut m = Machine::new();
+    m.task(T, "once", "{call: {function: f}, retry: {maxAttempts: 5}}");
+    let lease = m.lease(T, 1);
+    m.fail(T + 1, &lease[0], true);
+    let root = m.root("once");
+    assert_eq!((root.state, root.attempts), (RootState::Failed, 1));
+    assert!(m.lease(T + 1_000_000, 1).is_empty());
+}
+
+#[test]
+fn a_delay_and_not_before_hold_a_task_until_the_millisecond_it_is_due() {
+    let mut m = Machine::new();
+    let delayed = m.task(T, "later", "{call: {function: f}, delay: 300ms}");
+    let at = chrono::DateTime::from_timestamp_millis((T + 500) as i64)
+        .unwrap()
+        .to_rfc3339();
+    let scheduled = m.task(
+        T,
+        "at",
+        &format!("{{call: {{function: g}}, notBefore: '{at}'}}"),
+    );
+    assert_eq!(m.state_of(delayed), Some(NodeState::Waiting));
+    assert_eq!(m.state_of(scheduled), Some(NodeState::Waiting));
+    m.tick(T + 299);
+    assert!(m.lease(T + 299, 10).is_empty());
+    m.tick(T + 300);
+    let now_due = m.lease(T + 300, 10);
+    assert_eq!(now_due.len(), 1);
+    assert_eq!(call_of(&now_due[0]).function, "f");
+    m.tick(T + 499);
+    assert!(m.lease(T + 499, 10).is_empty());
+    m.tick(T + 500);
+    assert_eq!(call_of(&m.lease(T + 500, 10)[0]).function, "g");
+}
+
+#[test]
+fn a_lease_expires_without_heartbeats_and_its_late_completion_is_stale() {
+    let mut m = Machine::new();
+    let id = m.task(
+        T,
+        "t",
+        "{call: {function: f}, retry: {maxAttempts: 2, backoff: {initial: 100ms}}}",
+    );
+    let first = m.lease(T, 1);
+    let hb =
+        m.st.heartbeat(T + 400, first[0].token, None, LEASE_MS, SPLIT_AFTER_MS);
+    assert!(!hb.lost && !hb.cancelled);
+    // The heartbeat at T+400 moved the expiry to T+900.
+    m.tick(T + 899);
+    assert_eq!(m.state_of(id), Some(NodeState::Running));
+    m.tick(T + 900);
+    assert_eq!(m.state_of(id), Some(NodeState::Waiting));
+    let error = m.st.nodes[&id].error.clone().unwrap();
+    assert_eq!(error.kind, ErrorKind::Timeout);
+    assert!(error.message.contains("lease expired"), "{}", error.message);
+    m.tick(T + 1_000);
+    let second = m.lease(T + 1_000, 1);
+    assert_eq!(second[0].attempt, 2);
+    let late = m.complete(
+        T + 1_001,
+        first[0].token,
+        Outcome::Success { value: json!(1) },
+    );
+    assert_eq!(late, CompletionAck::Stale);
+    m.succeed(T + 1_002, &second[0], json!(2));
+    assert_eq!(m.root("t").result, Some(json!(2)));
+}
+
+#[test]
+fn an_attempt_timeout_fails_it_even_while_heartbeats_arrive() {
+    let mut m = Machine::new();
+    m.task(
+        T,
+        "slow",
+        "{call: {function: f}, timeout: 100ms, retry: {maxAttempts: 1}}",
+    );
+    let lease = m.lease(T, 1);
+    assert_eq!(lease[0].timeout_ms, Some(100));
+    for at in [T + 30, T + 60, T + 99] {
+        m.st.heartbeat(at, lease[0].token, None, LEASE_MS, SPLIT_AFTER_MS);
+        m.tick(at);
+    }
+    assert_eq!(m.root("slow").state, RootState::Active);
+    m.tick(T + 100);
+    let root = m.root("slow");
+    assert_eq!(root.state, RootState::Failed);
+    assert_eq!(root.error.unwrap().kind, ErrorKind::Timeout);
+}
+
+#[test]
+fn a_deadline_fails_the_tree_and_cancels_what_is_left() {
+    let mut m = Machine::new();
+    m.future(
+        T,
+        "d",
+        "{map: {source: {range: {start: 0, end: 100}}, function: {function: f}, shardSize: 10}, deadline: 400ms}",
+    );
+    let held = m.lease(T, 2);
+    assert_eq!(held.len(), 2);
+    m.tick(T + 399);
+    assert_eq!(m.root("d").state, RootState::Active);
+    m.tick(T + 400);
+    let root = m.root("d");
+    assert_eq!(root.state, RootState::Failed);
+    assert!(root.error.unwrap().message.contains("deadline"));
+    assert_eq!(root.counts.pending + root.counts.running, 0);
+    assert!(root.counts.cancelled > 0);
+    let hb =
+        m.st.heartbeat(T + 401, held[0].token, Some(1), LEASE_MS, SPLIT_AFTER_MS);
+    assert!(
+        hb.cancelled,
+        "running work hears of it at its next heartbeat"
+    );
+    assert!(m.st.nodes.is_empty(), "nothing of the tree stays in memory");
+}
+
+#[test]
+fn debounce_folds_calls_into_the_scheduled_run_and_spaces_runs_by_repeat() {
+    let mut m = Machine::new();
+    let spec = |who: &str| {
+        format!(
+            "{{call: {{function: f, args: {{who: {who}}}}}, debounce: {{initial: 200ms, repeat: 1s}}}}"
+        )
+    };
+    m.task(T, "a1", &spec("a"));
+    m.task(T + 50, "a2", &spec("a"));
+    m.task(T + 60, "b1", &spec("b"));
+    let a2 = m.root("a2");
+    assert_eq!(a2.state, RootState::Merged);
+    assert_eq!(a2.merged_into_name.as_deref(), Some("a1"));
+    m.tick(T + 199);
+    assert!(m.lease(T + 199, 10).is_empty());
+    m.tick(T + 200);
+    let run = m.lease(T + 200, 10);
+    assert_eq!(run.len(), 1, "a1 only; b1 is due at T+260");
+    m.succeed(T + 210, &run[0], json!(null));
+    // After a run started, the next waits for repeat since that start.
+    m.task(T + 300, "a3", &spec("a"));
+    m.tick(T + 1_199);
+    let early: Vec<String> = m
+        .lease(T + 1_199, 10)
+        .iter()
+        .map(|l| call_of(l).args["who"].to_string())
+        .collect();
+    assert_eq!(early, ["\"b\""], "only b1 ran before T+1200");
+    m.tick(T + 1_200);
+    let a3 = m.lease(T + 1_200, 10);
+    assert_eq!(call_of(&a3[0]).args["who"], json!("a"));
+}
+
+#[test]
+fn an_exclusive_section_admits_one_run_and_collapses_the_rest_into_one_rerun() {
+    let mut m = Machine::new();
+    let spec = "{call: {function: f}, exclusive: {rerunOnSkip: true}}";
+    m.task(T, "x0", spec);
+    let holder = m.lease(T, 10);
+    assert_eq!(holder.len(), 1);
+    let rerun = m.task(T + 1, "x1", spec);
+    m.task(T + 2, "x2", spec);
+    assert_eq!(m.state_of(rerun), Some(NodeState::Blocked));
+    assert_eq!(m.root("x2").merged_into_name.as_deref(), Some("x1"));
+    assert!(
+        m.lease(T + 3, 10).is_empty(),
+        "nobody runs beside the holder"
+    );
+    m.succeed(T + 4, &holder[0], json!(1));
+    assert_eq!(m.state_of(rerun), Some(NodeState::Queued));
+    assert_eq!(m.lease(T + 5, 10).len(), 1);
+}
+
+#[test]
+fn a_long_leaf_is_asked_to_split_after_split_after_while_its_pool_is_idle() {
+    let mut m = Machine::new();
+    m.future(
+        T,
+        "skew",
+        "{map: {source: {range: {start: 0, end: 100}}, function: {function: f}, shardSize: 100}}",
+    );
+    let leaf = m.lease(T, 1);
+    let token = leaf[0].token;
+    let hb =
+        m.st.heartbeat(T + 199, token, Some(10), LEASE_MS, SPLIT_AFTER_MS);
+    assert!(!hb.split, "not yet split_after");
+    let hb =
+        m.st.heartbeat(T + 200, token, Some(10), LEASE_MS, SPLIT_AFTER_MS);
+    assert!(hb.split);
+    let split = m.decide(T + 201, |st, tx, _| st.split_leaf(tx, token, 10));
+    assert!(split);
+    // The split restarts the clock: no second split at once.
+    let hb =
+        m.st.heartbeat(T + 202, token, Some(10), LEASE_MS, SPLIT_AFTER_MS);
+    assert!(!hb.split);
+    assert_eq!(m.root("skew").counts.pending, 8, "the rest in fanout parts");
+}
+
+#[test]
+fn a_fold_whose_lease_expires_is_folded_again() {
+    let mut m = Machine::new();
+    let id = m.future(
+        T,
+        "f",
+        "{map: {source: {range: {start: 0, end: 4}}, function: {function: f}, shardSize: 2, reduce: {function: add}}}",
+    );
+    let leaves = m.lease(T, 10);
+    assert_eq!(leaves.len(), 2);
+    for l in &leaves {
+        m.succeed(T + 1, l, json!(1));
+    }
+    let fold = m.lease(T + 2, 10);
+    assert!(
+        matches!(fold[0].work, Work::Fold { .. }),
+        "{:?}",
+        fold[0].work
+    );
+    assert_eq!(m.state_of(id), Some(NodeState::Folding));
+    // The worker holding the fold disappears.
+    m.tick(T + 2 + LEASE_MS);
+    let again = m.lease(T + 3 + LEASE_MS, 10);
+    assert_eq!(again.len(), 1, "the fold is handed out again");
+    assert!(matches!(again[0].work, Work::Fold { .. }));
+    m.succeed(T + 4 + LEASE_MS, &again[0], json!(2));
+    assert_eq!(m.root("f").result, Some(json!(2)));
+}
