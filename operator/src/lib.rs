@@ -23,3 +23,11 @@ pub mod status;
 pub use config::Flags;
 pub use error::Error;
 pub use run::run;
+
+/// Milliseconds since the Unix epoch by the wall clock (0 before 1970).
+pub(crate) fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

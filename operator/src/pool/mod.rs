@@ -33,7 +33,7 @@ pub struct PoolContext {
 }
 
 fn now_ms() -> u64 {
-    kontinuum_engine::now_ms()
+    crate::wall_ms()
 }
 
 /// The pool's scaling settings, defaults filled in (None: fixed replicas).

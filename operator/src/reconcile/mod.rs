@@ -32,7 +32,7 @@ pub struct Context {
 }
 
 fn now_ms() -> u64 {
-    kontinuum_engine::now_ms()
+    crate::wall_ms()
 }
 
 pub async fn reconcile<K: Job>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
