@@ -256,6 +256,9 @@ pub mod codes {
     pub const INTERNAL: &str = "internal";
     /// 503: the server is shutting down or its store failed; retry later.
     pub const UNAVAILABLE: &str = "unavailable";
+    /// 503: a write to the store failed (a full disk): every call is refused
+    /// until the server restarts; retrying before that cannot succeed.
+    pub const STORE_FAILED: &str = "store_failed";
 }
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ impl Engine {
         st: &mut MutexGuard<'_, State>,
         f: impl FnOnce(&mut State, &mut Tx, &Store) -> Result<R, EngineError>,
     ) -> Result<(R, u64), EngineError> {
+        self.inner.store.check()?;
         let mut tx = Tx::new(now_ms());
         let out = f(st, &mut tx, &self.inner.store)?;
         let wake = tx.work_ready;
@@ -156,11 +157,21 @@ impl Engine {
 
     /// Names of every object ever submitted.
     pub fn objects(&self) -> Result<Vec<String>, EngineError> {
+        self.inner.store.check()?;
         self.inner.store.objects()
+    }
+
+    /// `Err(StoreFailed)` once a write failed: the engine then refuses
+    /// every call until it is opened again (a restart).
+    pub fn health(&self) -> Result<(), EngineError> {
+        self.inner.store.check()
     }
 
     /// A named object's root record, the live copy while it runs.
     fn root_of(&self, st: &State, name: &str) -> Result<StoredRoot, EngineError> {
+        // What memory holds after a failed write was never stored: showing
+        // it would let progress run ahead of what a restart finds.
+        self.inner.store.check()?;
         let mut stored = self
             .inner
             .store
@@ -290,6 +301,7 @@ impl Engine {
         let now = now_ms();
         let lease_ms = self.inner.config.lease.as_millis() as u64;
         let split_after = self.inner.config.split_after.as_millis() as u64;
+        self.inner.store.check()?;
         let mut st = self.inner.state.lock();
         let Some(lease) = st.leases.get(&token).cloned() else {
             return Ok(HeartbeatReply {
@@ -463,13 +475,27 @@ enum Plan {
     Future(Box<build::FuturePlan>),
 }
 
-/// Timers: due delays, expired leases and timeouts, tree deadlines.
+/// Timers: due delays, expired leases and timeouts, tree deadlines. Also
+/// the one to notice a failed store: it wakes long polls so that they
+/// answer with the failure instead of waiting out their time.
 fn ticker(inner: Weak<Inner>) {
+    let mut failed = false;
     loop {
         std::thread::sleep(TICK);
         let Some(inner) = inner.upgrade() else { return };
         if inner.closed.load(Ordering::Relaxed) && Arc::strong_count(&inner) == 1 {
             return;
+        }
+        if let Err(e) = inner.store.check() {
+            if !failed {
+                failed = true;
+                tracing::error!("{e}");
+                // Under the lock: a waiter checks the store and starts
+                // waiting without letting go of it, so none misses this.
+                let _st = inner.state.lock();
+                inner.work_ready.notify_all();
+            }
+            continue;
         }
         let engine = Engine { inner };
         let result = {

@@ -199,6 +199,15 @@ impl Store {
         self.writer.hand_over(writes.entries)
     }
 
+    /// Fails once a write has failed: nothing may be decided after that,
+    /// or memory would run ahead of a store that no longer follows.
+    pub fn check(&self) -> Result<(), EngineError> {
+        match self.writer.failure() {
+            Some(reason) => Err(EngineError::StoreFailed(reason)),
+            None => Ok(()),
+        }
+    }
+
     /// Blocks until everything handed over up to `ticket` is on disk.
     pub fn wait_durable(&self, ticket: u64) -> Result<(), EngineError> {
         self.writer.wait_durable(ticket)

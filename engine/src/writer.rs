@@ -83,7 +83,7 @@ impl Writer {
     pub fn hand_over(&self, entries: Vec<Entry>) -> Result<u64, EngineError> {
         let mut p = self.shared.pending.lock();
         if let Some(e) = &p.failed {
-            return Err(store_failed(e));
+            return Err(EngineError::StoreFailed(e.clone()));
         }
         if entries.is_empty() {
             return Ok(p.issued);
@@ -107,17 +107,36 @@ impl Writer {
                 return Ok(());
             }
             if let Some(e) = &p.failed {
-                return Err(store_failed(e));
+                return Err(EngineError::StoreFailed(e.clone()));
             }
             self.shared.durable.wait(&mut p);
         }
+    }
+
+    /// Why the store stopped taking writes, once it has.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.pending.lock().failed.clone()
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<IVec>, EngineError> {
         if let Some((_, value)) = self.shared.pending.lock().overlay.get(key) {
             return Ok(value.clone());
         }
-        Ok(self.db.get(key)?)
+        self.db.get(key).map_err(|e| self.fail(e))
+    }
+
+    /// A sled error on a read is as final as one on a write: sled writes
+    /// while it reads (it consolidates pages), and either way the store
+    /// can no longer be trusted until it is opened again.
+    fn fail(&self, e: sled::Error) -> EngineError {
+        tracing::error!("the store failed: {e}");
+        let first = {
+            let mut p = self.shared.pending.lock();
+            p.failed.get_or_insert_with(|| e.to_string()).clone()
+        };
+        self.shared.durable.notify_all();
+        self.shared.work.notify_one();
+        EngineError::StoreFailed(first)
     }
 
     /// Every record under `prefix`, in key order, as it is after every
@@ -134,7 +153,7 @@ impl Writer {
                 .collect()
         };
         let from_sled = self.db.scan_prefix(prefix).map(|entry| {
-            let (k, v) = entry?;
+            let (k, v) = entry.map_err(|e| self.fail(e))?;
             Ok((k.to_vec(), v))
         });
         if over.is_empty() {
@@ -160,13 +179,14 @@ impl Drop for Writer {
         if let Some(thread) = self.thread.lock().take() {
             let _ = thread.join();
         }
+        if self.shared.pending.lock().failed.is_some() {
+            // After a failed write sled's own flush on drop can wait forever
+            // for a log buffer that will never be written (seen with a full
+            // disk). Whatever was acknowledged is on disk already; the
+            // process is about to restart, so the handle is leaked instead.
+            std::mem::forget(self.db.clone());
+        }
     }
-}
-
-fn store_failed(e: &str) -> EngineError {
-    EngineError::Invalid(format!(
-        "the store refused a write ({e}); restart the engine to recover from disk"
-    ))
 }
 
 /// Marks the store failed if the writer thread ends other than by closing
@@ -198,10 +218,10 @@ fn write_loop(db: &sled::Db, shared: &Shared) {
     loop {
         let round = {
             let mut p = shared.pending.lock();
-            while (p.queue.is_empty() || p.held) && !p.closing {
+            while (p.queue.is_empty() || p.held) && !p.closing && p.failed.is_none() {
                 shared.work.wait(&mut p);
             }
-            if p.queue.is_empty() {
+            if p.queue.is_empty() || p.failed.is_some() {
                 guard.clean = true;
                 return;
             }

@@ -79,6 +79,14 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
             }
+            EngineError::StoreFailed(_) => {
+                // Logged once by the engine; every request after it says why.
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::STORE_FAILED,
+                    message,
+                )
+            }
             EngineError::Store(_) | EngineError::Corrupt { .. } => {
                 tracing::error!(error = %message, "engine failed");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, message)

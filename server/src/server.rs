@@ -170,11 +170,14 @@ fn layered(routes: Router<AppStateRef>, state: AppStateRef) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Json<Health> {
-    Json(Health {
+/// 503 once the store failed, so that a liveness probe restarts the
+/// process: only reopening the store recovers from a failed write.
+async fn healthz(State(state): State<AppStateRef>) -> Result<Json<Health>, ApiError> {
+    state.engine.health()?;
+    Ok(Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-    })
+    }))
 }
 
 async fn not_found(req: Request) -> ApiError {

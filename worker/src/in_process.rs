@@ -23,7 +23,7 @@ impl From<EngineError> for SourceError {
             EngineError::Conflict { .. } | EngineError::Invalid(_) | EngineError::NotFound(_) => {
                 SourceError::Rejected(e.to_string())
             }
-            EngineError::Store(_) | EngineError::Corrupt { .. } => {
+            EngineError::Store(_) | EngineError::Corrupt { .. } | EngineError::StoreFailed(_) => {
                 SourceError::Unavailable(e.to_string())
             }
         }
