@@ -114,6 +114,15 @@ pub struct CompleteResponse {
     pub acks: Vec<CompletionAck>,
 }
 
+/// `POST /v1/release`: leases handed back unfinished (a worker stopping),
+/// queued again at once without counting an attempt. Answered like
+/// complete: one ack per token, `stale` for a token no longer live.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReleaseRequest {
+    pub tokens: Vec<u64>,
+}
+
 /// `POST /v1/split`: a map leaf gives up its slice from `at` on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -250,6 +259,8 @@ pub mod codes {
     pub const STALE_LEASE: &str = "stale_lease";
     /// 409: an object of that name exists with another spec.
     pub const CONFLICT: &str = "conflict";
+    /// 408: the body did not arrive within the server's body read timeout.
+    pub const TIMEOUT: &str = "timeout";
     /// 413: the body is larger than the limit.
     pub const TOO_LARGE: &str = "too_large";
     /// 500: the server failed; the request may be retried.

@@ -410,6 +410,24 @@ impl Engine {
         })
     }
 
+    /// Hands leases back unfinished: each is queued again at once, without
+    /// counting a failed attempt. A token that is no longer live is
+    /// answered `Stale`, so a release can be repeated safely.
+    pub fn release(&self, tokens: Vec<u64>) -> Result<Vec<CompletionAck>, EngineError> {
+        self.commit(|st, tx, _| {
+            tokens
+                .into_iter()
+                .map(|token| {
+                    Ok(if st.release_lease(tx, token)? {
+                        CompletionAck::Accepted
+                    } else {
+                        CompletionAck::Stale
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// A map leaf gives up its slice from `at` on (an absolute integer for a
     /// range, an item index, or a byte offset for lines); the engine makes
     /// new children for it. Ok(true) when accepted: process only up to `at`.

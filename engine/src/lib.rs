@@ -12,6 +12,7 @@ mod decide;
 mod engine;
 mod machine;
 mod model;
+mod release;
 mod status;
 mod store;
 mod tree;

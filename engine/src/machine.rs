@@ -306,7 +306,12 @@ impl State {
     }
 
     /// Moves a node to a new state, keeping the root's counters right.
-    fn set_state(&mut self, tx: &mut Tx, id: NodeId, state: NodeState) -> Result<(), EngineError> {
+    pub(crate) fn set_state(
+        &mut self,
+        tx: &mut Tx,
+        id: NodeId,
+        state: NodeState,
+    ) -> Result<(), EngineError> {
         let node = self.node_mut(id)?;
         let old = node.state.bucket();
         node.state = state;

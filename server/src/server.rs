@@ -152,6 +152,7 @@ fn router(state: AppStateRef) -> Router {
         .route("/spawn", post(worker_api::spawn))
         .route("/objects", post(objects::submit).get(objects::list))
         .route("/objects/{kind}/{name}", get(objects::get))
+        .route("/release", post(worker_api::release))
         .route("/objects/{kind}/{name}/cancel", post(objects::cancel))
         .route("/objects/{kind}/{name}/tree", get(objects::tree));
     layered(Router::new().nest("/v1", v1), state)

@@ -74,6 +74,10 @@ impl WorkSource for Engine {
         blocking(self, move |e| e.complete(completions)).await
     }
 
+    async fn release(&self, tokens: Vec<u64>) -> Result<Vec<CompletionAck>, SourceError> {
+        blocking(self, move |e| e.release(tokens)).await
+    }
+
     async fn split(&self, token: u64, at: i64) -> Result<bool, SourceError> {
         blocking(self, move |e| e.split(token, at)).await
     }
