@@ -57,6 +57,9 @@ impl Client {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
+            // Below the server's HEADER_READ_TIMEOUT, which closes idle
+            // connections: reusing one it is closing would fail.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()?;
         Ok(Client { http, base, token })
     }

@@ -99,7 +99,9 @@ impl RemoteSource {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below the server's HEADER_READ_TIMEOUT (10 s), after which it
+            // closes idle connections: reusing one it is closing would fail.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| SourceError::Rejected(format!("cannot build an HTTP client: {e}")))?;
         Ok(RemoteSource { http, config })
