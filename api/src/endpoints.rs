@@ -207,8 +207,23 @@ pub struct ObjectMeta {
 pub struct ObjectList {
     pub api_version: String,
     pub kind: String,
+    #[serde(default)]
+    pub metadata: ListMeta,
     pub items: Vec<ObjectView>,
 }
+
+/// A page's metadata: `continue` is present when more objects follow; send
+/// it back as `?continue=` (with the same `kind`) for the next page.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListMeta {
+    #[serde(rename = "continue", default, skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
+}
+
+/// Objects per page of `GET /v1/objects` unless `limit` says otherwise.
+pub const LIST_DEFAULT_LIMIT: usize = 500;
+/// The largest `limit` a listing accepts.
+pub const LIST_MAX_LIMIT: usize = 5000;
 
 /// `GET /healthz`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -298,6 +298,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` object names starting with `prefix` that come after
+    /// `after`, in order.
+    pub fn objects_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, EngineError> {
+        let after = after.map(|a| str_key(OBJECT, a));
+        Ok(self
+            .writer
+            .scan_page(&str_key(OBJECT, prefix), after.as_deref(), limit)?
+            .into_iter()
+            .map(|(key, _)| String::from_utf8_lossy(&key[1..]).into_owned())
+            .collect())
+    }
+
     /// Every object name, in order.
     pub fn objects(&self) -> Result<Vec<String>, EngineError> {
         Ok(self

@@ -18,6 +18,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        parse(&bytes).map(Json)
+    }
+}
+
+/// A body read whole (within the limits), not parsed yet: for handlers
+/// that parse it off the async threads.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let limit = req
             .extensions()
             .get::<BodyTimeout>()
@@ -32,7 +45,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             e.close = true;
             return Err(e);
         };
-        let bytes = read.map_err(|e| {
+        read.map(RawBody).map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 too_large()
             } else {
@@ -42,8 +55,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                     format!("cannot read the body: {e}"),
                 )
             }
-        })?;
-        parse(&bytes).map(Json)
+        })
     }
 }
 

@@ -14,6 +14,7 @@ mod conn;
 mod error;
 mod objects;
 mod server;
+mod submit;
 mod worker_api;
 
 pub use client::{Client, ClientError};

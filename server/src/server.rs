@@ -5,7 +5,7 @@
 use crate::body::{BodyTimeout, Json, too_large};
 use crate::conn::Limits;
 use crate::error::{ApiError, ServeError};
-use crate::{objects, worker_api};
+use crate::{objects, submit, worker_api};
 use axum::Extension;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -156,7 +156,7 @@ fn router(state: AppStateRef) -> Router {
         .route("/split", post(worker_api::split))
         .route("/children", post(worker_api::add_child))
         .route("/spawn", post(worker_api::spawn))
-        .route("/objects", post(objects::submit).get(objects::list))
+        .route("/objects", post(submit::submit).get(objects::list))
         .route("/objects/{kind}/{name}", get(objects::get))
         .route("/objects/{kind}/{name}/cancel", post(objects::cancel))
         .route("/objects/{kind}/{name}/tree", get(objects::tree));
