@@ -220,14 +220,30 @@ fn check_exact(stdout: &[u8]) {
     assert_eq!(status["progress"]["done"], 200_000);
 }
 
-#[test]
-fn a_full_disk_ends_the_run_with_a_message_and_a_copy_with_room_completes_it() {
+/// The collect manifest in a scratch directory, and a store on a fresh
+/// 8 MiB disk.
+fn collect_job() -> (Tmpfs, tempfile::TempDir, PathBuf, PathBuf) {
     let disk = Tmpfs::mount("8m");
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("collect.yaml");
     std::fs::write(&file, COLLECT).unwrap();
     let store = disk.path("store");
+    (disk, work, file, store)
+}
 
+/// The store copied to a disk with room, and the same run to the end.
+fn resume_on_a_roomy_copy(file: &Path, store: &Path) {
+    let roomy = tempfile::tempdir().unwrap();
+    copy_store(store, roomy.path());
+    let out = run(file, &roomy.path().join("store")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    check_exact(&out.stdout);
+}
+
+#[test]
+fn a_full_disk_ends_the_run_with_a_message_and_a_copy_with_room_completes_it() {
+    let (_disk, _work, file, store) = collect_job();
     let mut child = run(&file, &store).spawn().unwrap();
     let status = wait_bounded(&mut child, Duration::from_secs(60), "run on a full disk");
     let mut stderr = String::new();
@@ -244,22 +260,12 @@ fn a_full_disk_ends_the_run_with_a_message_and_a_copy_with_room_completes_it() {
             && stderr.contains("rerun the same command to resume"),
         "stderr:\n{stderr}"
     );
-
-    let roomy = tempfile::tempdir().unwrap();
-    copy_store(&store, roomy.path());
-    let out = run(&file, &roomy.path().join("store")).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
-    check_exact(&out.stdout);
+    resume_on_a_roomy_copy(&file, &store);
 }
 
 #[test]
 fn ctrl_c_on_a_filling_disk_is_honoured_promptly() {
-    let disk = Tmpfs::mount("8m");
-    let work = tempfile::tempdir().unwrap();
-    let file = work.path().join("collect.yaml");
-    std::fs::write(&file, COLLECT).unwrap();
-    let store = disk.path("store");
+    let (_disk, _work, file, store) = collect_job();
 
     let mut child = run(&file, &store).spawn().unwrap();
     let lines = stderr_lines(&mut child);
@@ -276,17 +282,7 @@ fn ctrl_c_on_a_filling_disk_is_honoured_promptly() {
         "{status:?}\n{}",
         said.join("\n")
     );
-
-    let roomy = tempfile::tempdir().unwrap();
-    copy_store(&store, roomy.path());
-    let out = run(&file, &roomy.path().join("store")).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    check_exact(&out.stdout);
+    resume_on_a_roomy_copy(&file, &store);
 }
 
 /// One HTTP/1.1 request on its own connection: (status, JSON body).

@@ -113,7 +113,11 @@ async fn measure(tasks: usize) -> anyhow::Result<()> {
         .send()
         .await?;
     if answer.status().as_u16() != 201 {
-        bail!("submit answered {}: {}", answer.status(), answer.text().await?);
+        bail!(
+            "submit answered {}: {}",
+            answer.status(),
+            answer.text().await?
+        );
     }
     let submit_s = t.elapsed().as_secs_f64();
     let (submit_peak, after_rss) = memory(pid)?;
