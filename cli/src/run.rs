@@ -83,7 +83,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
                 "the temporary store is removed: use --data DIR to make a run resumable".to_string()
             }
         };
-        eprintln!("interrupted: workers stopped; {hint}");
+        // A closed stderr must not turn the stop into a panic (exit 101).
+        let _ = writeln!(std::io::stderr(), "interrupted: workers stopped; {hint}");
         return Ok(ExitCode::from(130));
     };
     let printed: Vec<Value> = objects
@@ -178,7 +179,12 @@ async fn execute(
     };
     progress.finish();
     if outcome.is_none() {
-        eprintln!("stopping: running tasks may finish (up to 10 s); Ctrl-C again stops at once");
+        // Not eprintln!: a closed stderr (a reader that went away) must not
+        // turn an orderly stop into a panic.
+        let _ = writeln!(
+            std::io::stderr(),
+            "stopping: running tasks may finish (up to 10 s); Ctrl-C again stops at once"
+        );
         // A second Ctrl-C while workers wind down leaves at once: the store
         // is crash-safe, so nothing is lost either way.
         tokio::spawn(async {

@@ -30,7 +30,11 @@ pub(crate) async fn list(
     State(state): State<AppStateRef>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ObjectList>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_field("", e.body_text()))?;
+    let Query(query) = query.map_err(|e| {
+        let text = e.body_text();
+        let field = query_field(&text).to_string();
+        ApiError::bad_field(field, text)
+    })?;
     let prefix = match query.kind.as_deref() {
         None => String::new(),
         Some(kind) => format!("{}/", engine_kind(kind)?),
@@ -67,6 +71,15 @@ pub(crate) async fn list(
         },
         items,
     }))
+}
+
+/// The parameter a query-string error names (serde says "field `kind`"),
+/// or `query` when it names none.
+fn query_field(message: &str) -> &str {
+    message
+        .split_once("field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map_or("query", |(field, _)| field)
 }
 
 pub(crate) async fn get(
