@@ -114,6 +114,15 @@ pub struct CompleteResponse {
     pub acks: Vec<CompletionAck>,
 }
 
+/// `POST /v1/release`: leases handed back unfinished (a worker stopping),
+/// queued again at once without counting an attempt. Answered like
+/// complete: one ack per token, `stale` for a token no longer live.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReleaseRequest {
+    pub tokens: Vec<u64>,
+}
+
 /// `POST /v1/split`: a map leaf gives up its slice from `at` on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -198,8 +207,23 @@ pub struct ObjectMeta {
 pub struct ObjectList {
     pub api_version: String,
     pub kind: String,
+    #[serde(default)]
+    pub metadata: ListMeta,
     pub items: Vec<ObjectView>,
 }
+
+/// A page's metadata: `continue` is present when more objects follow; send
+/// it back as `?continue=` (with the same `kind`) for the next page.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListMeta {
+    #[serde(rename = "continue", default, skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
+}
+
+/// Objects per page of `GET /v1/objects` unless `limit` says otherwise.
+pub const LIST_DEFAULT_LIMIT: usize = 500;
+/// The largest `limit` a listing accepts.
+pub const LIST_MAX_LIMIT: usize = 5000;
 
 /// `GET /healthz`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -250,12 +274,17 @@ pub mod codes {
     pub const STALE_LEASE: &str = "stale_lease";
     /// 409: an object of that name exists with another spec.
     pub const CONFLICT: &str = "conflict";
+    /// 408: the body did not arrive within the server's body read timeout.
+    pub const TIMEOUT: &str = "timeout";
     /// 413: the body is larger than the limit.
     pub const TOO_LARGE: &str = "too_large";
     /// 500: the server failed; the request may be retried.
     pub const INTERNAL: &str = "internal";
     /// 503: the server is shutting down or its store failed; retry later.
     pub const UNAVAILABLE: &str = "unavailable";
+    /// 503: a write to the store failed (a full disk): every call is refused
+    /// until the server restarts; retrying before that cannot succeed.
+    pub const STORE_FAILED: &str = "store_failed";
 }
 
 #[cfg(test)]

@@ -48,8 +48,30 @@ pub enum CliError {
     Conflict { name: String, dir: PathBuf },
     #[error("the store at {} is in use by another process (another kontinuum run?)", .0.display())]
     Busy(PathBuf),
+    /// A write to the store failed (a full disk): the run stopped at once.
+    #[error("{}", store_failed(.dir, .temporary, .reason))]
+    StoreFailed {
+        dir: PathBuf,
+        temporary: bool,
+        reason: String,
+    },
     #[error("engine: {0}")]
     Engine(#[from] kontinuum_engine::EngineError),
+}
+
+fn store_failed(dir: &std::path::Path, temporary: &bool, reason: &str) -> String {
+    if *temporary {
+        format!(
+            "the store at {} (temporary) cannot write any more: {reason}; the run stopped. Use --data DIR on a disk with more room",
+            dir.display()
+        )
+    } else {
+        format!(
+            "the store at {} cannot write any more: {reason}; the run stopped. Nothing acknowledged is lost: make room on that disk (or copy {} to a bigger one and point --data there), then rerun the same command to resume",
+            dir.display(),
+            dir.display()
+        )
+    }
 }
 
 impl CliError {

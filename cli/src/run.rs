@@ -61,7 +61,18 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
-    let finished = runtime.block_on(execute(&dir, &objects, workers))?;
+    let finished = runtime.block_on(execute(&dir, &objects, workers));
+    // After a failed store, engine calls may still sit on blocking threads:
+    // they are not worth waiting for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let finished = finished.map_err(|e| match e {
+        CliError::Engine(EngineError::StoreFailed(reason)) => CliError::StoreFailed {
+            dir: dir.clone(),
+            temporary: args.data.is_none(),
+            reason,
+        },
+        other => other,
+    })?;
     let Some(statuses) = finished else {
         let hint = match &args.data {
             Some(dir) => format!(
@@ -72,7 +83,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
                 "the temporary store is removed: use --data DIR to make a run resumable".to_string()
             }
         };
-        eprintln!("interrupted: workers stopped; {hint}");
+        // A closed stderr must not turn the stop into a panic (exit 101).
+        let _ = writeln!(std::io::stderr(), "interrupted: workers stopped; {hint}");
         return Ok(ExitCode::from(130));
     };
     let printed: Vec<Value> = objects
@@ -145,7 +157,15 @@ async fn execute(
             _ = ticker.tick() => {}
             _ = &mut ctrl_c => break None,
         }
-        let statuses = read_statuses(&engine, objects)?;
+        let statuses = match read_statuses(&engine, objects) {
+            Ok(statuses) => statuses,
+            Err(e) => {
+                // A failed store refuses every call: there is nothing to
+                // wind down gracefully, and no outcome could be recorded.
+                progress.finish();
+                return Err(e);
+            }
+        };
         progress.update(&statuses);
         if statuses.iter().flatten().all(is_final) && idle(&engine, &pools) {
             break Some(statuses);
@@ -153,6 +173,12 @@ async fn execute(
     };
     progress.finish();
     if outcome.is_none() {
+        // Not eprintln!: a closed stderr (a reader that went away) must not
+        // turn an orderly stop into a panic.
+        let _ = writeln!(
+            std::io::stderr(),
+            "stopping: running tasks may finish (up to 10 s); Ctrl-C again stops at once"
+        );
         // A second Ctrl-C while workers wind down leaves at once: the store
         // is crash-safe, so nothing is lost either way.
         tokio::spawn(async {

@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 
 const TICK: Duration = Duration::from_millis(10);
 
+/// Objects per decision when a submission is applied.
+const SUBMIT_CHUNK: usize = 1000;
+
 struct Inner {
     store: Store,
     config: EngineConfig,
@@ -99,6 +102,7 @@ impl Engine {
         st: &mut MutexGuard<'_, State>,
         f: impl FnOnce(&mut State, &mut Tx, &Store) -> Result<R, EngineError>,
     ) -> Result<(R, u64), EngineError> {
+        self.inner.store.check()?;
         let mut tx = Tx::new(self.now());
         let out = f(st, &mut tx, &self.inner.store)?;
         let wake = tx.work_ready;
@@ -160,29 +164,69 @@ impl Engine {
             };
             plans.push((named, plan));
         }
-        let ((), ticket) = {
+        // Decisions of SUBMIT_CHUNK objects: one sled batch of 50,000
+        // records kept every intermediate page version alive until it was
+        // done (330 MB for 22 MB of records). A crash between chunks keeps
+        // a prefix; the client had no answer, and resubmitting is
+        // idempotent (same names and specs), so nothing is lost or doubled.
+        let mut plans = plans.into_iter().peekable();
+        let mut ticket;
+        loop {
+            let chunk: Vec<_> = plans.by_ref().take(SUBMIT_CHUNK).collect();
             let mut st = self.inner.state.lock();
-            self.decide(&mut st, |st, tx, store| {
-                for (named, plan) in plans {
+            ((), ticket) = self.decide(&mut st, |st, tx, store| {
+                for (named, plan) in chunk {
                     match plan {
                         Plan::Task(p) => build::apply_task(st, tx, store, Some(named), *p)?,
                         Plan::Future(p) => build::apply_future(st, tx, Some(named), *p)?,
                     };
                 }
                 Ok(())
-            })?
-        };
+            })?;
+            if plans.peek().is_none() {
+                break;
+            }
+        }
         drop(guard);
         self.inner.store.wait_durable(ticket)
     }
 
     /// Names of every object ever submitted.
     pub fn objects(&self) -> Result<Vec<String>, EngineError> {
+        self.inner.store.check()?;
         self.inner.store.objects()
+    }
+
+    /// One page of object names starting with `prefix` (`task/`, say),
+    /// those after `after` in name order: at most `limit`, and whether more
+    /// follow.
+    pub fn objects_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<String>, bool), EngineError> {
+        self.inner.store.check()?;
+        let mut names = self
+            .inner
+            .store
+            .objects_page(prefix, after, limit.saturating_add(1))?;
+        let more = names.len() > limit;
+        names.truncate(limit);
+        Ok((names, more))
+    }
+
+    /// `Err(StoreFailed)` once a write failed: the engine then refuses
+    /// every call until it is opened again (a restart).
+    pub fn health(&self) -> Result<(), EngineError> {
+        self.inner.store.check()
     }
 
     /// A named object's root record, the live copy while it runs.
     fn root_of(&self, st: &State, name: &str) -> Result<StoredRoot, EngineError> {
+        // What memory holds after a failed write was never stored: showing
+        // it would let progress run ahead of what a restart finds.
+        self.inner.store.check()?;
         let mut stored = self
             .inner
             .store
@@ -312,6 +356,7 @@ impl Engine {
         let lease_ms = self.inner.config.lease.as_millis() as u64;
         let split_after = self.inner.config.split_after.as_millis() as u64;
         let now = self.now();
+        self.inner.store.check()?;
         let mut st = self.inner.state.lock();
         Ok(st.heartbeat(now, token, progress, lease_ms, split_after))
     }
@@ -326,6 +371,24 @@ impl Engine {
             completions
                 .into_iter()
                 .map(|c| st.complete(tx, store, c))
+                .collect()
+        })
+    }
+
+    /// Hands leases back unfinished: each is queued again at once, without
+    /// counting a failed attempt. A token that is no longer live is
+    /// answered `Stale`, so a release can be repeated safely.
+    pub fn release(&self, tokens: Vec<u64>) -> Result<Vec<CompletionAck>, EngineError> {
+        self.commit(|st, tx, _| {
+            tokens
+                .into_iter()
+                .map(|token| {
+                    Ok(if st.release_lease(tx, token)? {
+                        CompletionAck::Accepted
+                    } else {
+                        CompletionAck::Stale
+                    })
+                })
                 .collect()
         })
     }
@@ -386,13 +449,27 @@ enum Plan {
     Future(Box<build::FuturePlan>),
 }
 
-/// Runs the timers every TICK of wall time while the engine is open.
+/// Runs the timers every TICK of wall time while the engine is open. Also
+/// the one to notice a failed store: it wakes long polls so that they
+/// answer with the failure instead of waiting out their time.
 fn ticker(inner: Weak<Inner>) {
+    let mut failed = false;
     loop {
         std::thread::sleep(TICK);
         let Some(inner) = inner.upgrade() else { return };
         if inner.closed.load(Ordering::Relaxed) && Arc::strong_count(&inner) == 1 {
             return;
+        }
+        if let Err(e) = inner.store.check() {
+            if !failed {
+                failed = true;
+                tracing::error!("{e}");
+                // Under the lock: a waiter checks the store and starts
+                // waiting without letting go of it, so none misses this.
+                let _st = inner.state.lock();
+                inner.work_ready.notify_all();
+            }
+            continue;
         }
         if let Err(e) = (Engine { inner }).tick() {
             tracing::error!("engine timer step failed: {e}");

@@ -24,6 +24,14 @@ pub enum EngineError {
         from: &'static str,
         to: &'static str,
     },
+    /// A write or fsync failed (a full disk, an I/O error). sled refuses
+    /// every later write until the store is opened again, so the engine
+    /// stops deciding: a restart resumes from what is on disk, which holds
+    /// everything that was acknowledged.
+    #[error(
+        "the store cannot write any more ({0}); nothing acknowledged is lost: make room (or fix the disk), then restart to resume from disk"
+    )]
+    StoreFailed(String),
     #[error("corrupt record {what}: {detail}")]
     Corrupt { what: String, detail: String },
 }

@@ -239,6 +239,15 @@ impl Store {
         self.writer.hand_over(writes.entries)
     }
 
+    /// Fails once a write has failed: nothing may be decided after that,
+    /// or memory would run ahead of a store that no longer follows.
+    pub fn check(&self) -> Result<(), EngineError> {
+        match self.writer.failure() {
+            Some(reason) => Err(EngineError::StoreFailed(reason)),
+            None => Ok(()),
+        }
+    }
+
     /// Blocks until everything handed over up to `ticket` is on disk.
     pub fn wait_durable(&self, ticket: u64) -> Result<(), EngineError> {
         self.writer.wait_durable(ticket)
@@ -327,6 +336,23 @@ impl Store {
             out.push((u32::from_be_bytes(idx), decode("value", &bytes)?));
         }
         Ok(out)
+    }
+
+    /// Up to `limit` object names starting with `prefix` that come after
+    /// `after`, in order.
+    pub fn objects_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, EngineError> {
+        let after = after.map(|a| str_key(OBJECT, a));
+        Ok(self
+            .writer
+            .scan_page(&str_key(OBJECT, prefix), after.as_deref(), limit)?
+            .into_iter()
+            .map(|(key, _)| String::from_utf8_lossy(&key[1..]).into_owned())
+            .collect())
     }
 
     /// Every object name, in order.

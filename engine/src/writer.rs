@@ -17,6 +17,11 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+/// Records per sled batch, unless one decision alone has more. A batch of
+/// 50,000 records took 330 MB (sled frees replaced pages only when the batch
+/// ends); a few thousand cost little and still group many decisions.
+const ROUND_ENTRIES: usize = 4096;
+
 /// One record's new value; `None` removes it.
 pub type Entry = (Vec<u8>, Option<IVec>);
 
@@ -83,7 +88,7 @@ impl Writer {
     pub fn hand_over(&self, entries: Vec<Entry>) -> Result<u64, EngineError> {
         let mut p = self.shared.pending.lock();
         if let Some(e) = &p.failed {
-            return Err(store_failed(e));
+            return Err(EngineError::StoreFailed(e.clone()));
         }
         if entries.is_empty() {
             return Ok(p.issued);
@@ -107,17 +112,36 @@ impl Writer {
                 return Ok(());
             }
             if let Some(e) = &p.failed {
-                return Err(store_failed(e));
+                return Err(EngineError::StoreFailed(e.clone()));
             }
             self.shared.durable.wait(&mut p);
         }
+    }
+
+    /// Why the store stopped taking writes, once it has.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.pending.lock().failed.clone()
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<IVec>, EngineError> {
         if let Some((_, value)) = self.shared.pending.lock().overlay.get(key) {
             return Ok(value.clone());
         }
-        Ok(self.db.get(key)?)
+        self.db.get(key).map_err(|e| self.fail(e))
+    }
+
+    /// A sled error on a read is as final as one on a write: sled writes
+    /// while it reads (it consolidates pages), and either way the store
+    /// can no longer be trusted until it is opened again.
+    fn fail(&self, e: sled::Error) -> EngineError {
+        tracing::error!("the store failed: {e}");
+        let first = {
+            let mut p = self.shared.pending.lock();
+            p.failed.get_or_insert_with(|| e.to_string()).clone()
+        };
+        self.shared.durable.notify_all();
+        self.shared.work.notify_one();
+        EngineError::StoreFailed(first)
     }
 
     /// Every record under `prefix`, in key order, as it is after every
@@ -134,7 +158,7 @@ impl Writer {
                 .collect()
         };
         let from_sled = self.db.scan_prefix(prefix).map(|entry| {
-            let (k, v) = entry?;
+            let (k, v) = entry.map_err(|e| self.fail(e))?;
             Ok((k.to_vec(), v))
         });
         if over.is_empty() {
@@ -151,6 +175,66 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Up to `limit` records under `prefix` whose keys come after `after`
+    /// (from the start of `prefix` when `None`), in key order, as they are
+    /// after every decision handed over so far. Reads no more than it
+    /// returns, unlike [`Writer::scan`].
+    pub fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, IVec)>, EngineError> {
+        let from = match after {
+            Some(key) => Bound::Excluded(key),
+            None => Bound::Included(prefix),
+        };
+        let over: Vec<Entry> = {
+            let p = self.shared.pending.lock();
+            p.overlay
+                .range::<[u8], _>((from, Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, (_, v))| (k.clone(), v.clone()))
+                .collect()
+        };
+        let from = from.map(<[u8]>::to_vec);
+        let mut range = self.db.range::<Vec<u8>, _>((from, Bound::Unbounded));
+        let mut next_sled = || match range.next() {
+            None => Ok(None),
+            Some(Err(e)) => Err(self.fail(e)),
+            Some(Ok((k, v))) => Ok(k.starts_with(prefix).then(|| (k.to_vec(), v))),
+        };
+        let mut over = over.into_iter();
+        let (mut s, mut o) = (next_sled()?, over.next());
+        let mut out = Vec::new();
+        // Two sorted sequences merged; the overlay wins on equal keys, and a
+        // removal there hides sled's record.
+        while out.len() < limit {
+            match (s.take(), o.take()) {
+                (None, None) => break,
+                (Some(rec), None) => {
+                    out.push(rec);
+                    s = next_sled()?;
+                }
+                (Some(rec), Some(newer)) if rec.0 < newer.0 => {
+                    out.push(rec);
+                    (s, o) = (next_sled()?, Some(newer));
+                }
+                (sled_rec, Some((k, v))) => {
+                    s = match sled_rec {
+                        Some(rec) if rec.0 == k => next_sled()?,
+                        other => other,
+                    };
+                    out.extend(v.map(|v| (k, v)));
+                    o = over.next();
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Drop for Writer {
     /// Writes out everything handed over before the store goes away, so a
     /// reopen (same process or the next) finds it.
@@ -160,13 +244,14 @@ impl Drop for Writer {
         if let Some(thread) = self.thread.lock().take() {
             let _ = thread.join();
         }
+        if self.shared.pending.lock().failed.is_some() {
+            // After a failed write sled's own flush on drop can wait forever
+            // for a log buffer that will never be written (seen with a full
+            // disk). Whatever was acknowledged is on disk already; the
+            // process is about to restart, so the handle is leaked instead.
+            std::mem::forget(self.db.clone());
+        }
     }
-}
-
-fn store_failed(e: &str) -> EngineError {
-    EngineError::Invalid(format!(
-        "the store refused a write ({e}); restart the engine to recover from disk"
-    ))
 }
 
 /// Marks the store failed if the writer thread ends other than by closing
@@ -198,10 +283,10 @@ fn write_loop(db: &sled::Db, shared: &Shared) {
     loop {
         let round = {
             let mut p = shared.pending.lock();
-            while (p.queue.is_empty() || p.held) && !p.closing {
+            while (p.queue.is_empty() || p.held) && !p.closing && p.failed.is_none() {
                 shared.work.wait(&mut p);
             }
-            if p.queue.is_empty() {
+            if p.queue.is_empty() || p.failed.is_some() {
                 guard.clean = true;
                 return;
             }
@@ -210,7 +295,19 @@ fn write_loop(db: &sled::Db, shared: &Shared) {
                 drop(p);
                 panic!("a round panicked (test)");
             }
-            std::mem::take(&mut p.queue)
+            // A prefix of whole decisions, about ROUND_ENTRIES records: sled
+            // keeps every page version a batch makes until the batch ends.
+            let mut entries = 0;
+            let take = p
+                .queue
+                .iter()
+                .take_while(|(_, e)| {
+                    let first = entries == 0;
+                    entries += e.len();
+                    first || entries <= ROUND_ENTRIES
+                })
+                .count();
+            p.queue.drain(..take).collect::<Vec<_>>()
         };
         let upto = round.last().map_or(0, |(t, _)| *t);
         // Later decisions overwrite earlier ones key by key; the batch is
@@ -310,6 +407,50 @@ mod tests {
         assert_eq!(w.db.get("a/1").unwrap(), None);
         assert_eq!(w.db.get("a/2").unwrap().as_deref(), Some(&b"TWO"[..]));
         assert!(w.shared.pending.lock().overlay.is_empty());
+    }
+
+    #[test]
+    fn pages_merge_the_overlay_with_sled_in_key_order() {
+        let (_dir, w) = open();
+        let t = w
+            .hand_over(vec![
+                put("a/1", "1"),
+                put("a/3", "3"),
+                put("a/5", "5"),
+                put("b/0", "x"),
+            ])
+            .unwrap();
+        w.wait_durable(t).unwrap();
+        hold(&w, true);
+        w.hand_over(vec![
+            put("a/2", "2"),
+            del("a/3"),
+            put("a/5", "five"),
+            put("a/6", "6"),
+        ])
+        .unwrap();
+        let page = |after: Option<&str>, limit| -> Vec<(String, String)> {
+            w.scan_page(b"a/", after.map(str::as_bytes), limit)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8(k).unwrap(),
+                        String::from_utf8(v.to_vec()).unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let all = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(page(None, 2), all(&[("a/1", "1"), ("a/2", "2")]));
+        assert_eq!(page(Some("a/2"), 2), all(&[("a/5", "five"), ("a/6", "6")]));
+        assert_eq!(page(Some("a/6"), 2), all(&[]));
+        assert_eq!(page(None, 100).len(), 4, "no b/ record, a/3 removed");
+        hold(&w, false);
     }
 
     #[test]

@@ -439,3 +439,48 @@ fn a_store_that_cannot_be_opened_for_another_reason_is_not_called_locked() {
         .expect("a file is no store");
     assert!(matches!(err, EngineError::Store(_)), "{err:?}");
 }
+
+#[test]
+fn a_released_lease_is_queued_again_at_once_without_spending_an_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .submit(vec![task(
+            "once",
+            "{call: {function: t.sum, args: {a: 1, b: 2}}, retry: {maxAttempts: 1}}",
+        )])
+        .unwrap();
+    let first = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
+    assert_eq!(first[0].attempt, 1);
+    let acks = engine.release(vec![first[0].token]).unwrap();
+    assert_eq!(acks, vec![CompletionAck::Accepted]);
+    let s = engine.status("once").unwrap();
+    assert_eq!(task_status(&s).phase.as_deref(), Some("Queued"));
+    assert_eq!(task_status(&s).attempts, 0);
+    // Released twice, or completed after release: the token is stale.
+    assert_eq!(
+        engine.release(vec![first[0].token]).unwrap(),
+        vec![CompletionAck::Stale]
+    );
+    let stale = Completion {
+        token: first[0].token,
+        outcome: Outcome::Success { value: json!(3) },
+    };
+    assert_eq!(
+        engine.complete(vec![stale]).unwrap(),
+        vec![CompletionAck::Stale]
+    );
+    // No lease expiry to wait for, and maxAttempts 1 is still whole.
+    let again = engine.lease("*", "w", 1, Duration::ZERO).unwrap();
+    assert_eq!(again.len(), 1, "queued again at once");
+    assert_eq!(again[0].attempt, 1);
+    engine
+        .complete(vec![Completion {
+            token: again[0].token,
+            outcome: Outcome::Success { value: json!(3) },
+        }])
+        .unwrap();
+    let s = engine.status("once").unwrap();
+    assert_eq!(task_status(&s).phase.as_deref(), Some("Succeeded"));
+    assert_eq!(task_status(&s).attempts, 1);
+}

@@ -18,7 +18,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        parse(&bytes).map(Json)
+    }
+}
+
+/// A body read whole (within the limits), not parsed yet: for handlers
+/// that parse it off the async threads.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let limit = req
+            .extensions()
+            .get::<BodyTimeout>()
+            .map_or(crate::conn::BODY_READ_TIMEOUT, |t| t.0);
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state));
+        let Ok(read) = read.await else {
+            let mut e = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                codes::TIMEOUT,
+                format!("the body did not arrive within {} s", limit.as_secs_f64()),
+            );
+            e.close = true;
+            return Err(e);
+        };
+        read.map(RawBody).map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 too_large()
             } else {
@@ -28,10 +55,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                     format!("cannot read the body: {e}"),
                 )
             }
-        })?;
-        parse(&bytes).map(Json)
+        })
     }
 }
+
+/// How long a request body may take to arrive (set per server).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyTimeout(pub std::time::Duration);
 
 pub fn too_large() -> ApiError {
     ApiError::new(

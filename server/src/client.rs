@@ -57,6 +57,9 @@ impl Client {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
+            // Below the server's HEADER_READ_TIMEOUT, which closes idle
+            // connections: reusing one it is closing would fail.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()?;
         Ok(Client { http, base, token })
     }
@@ -80,14 +83,45 @@ impl Client {
             .await
     }
 
-    /// Every object, or those of one kind (`task` or `future`).
+    /// Every object, or those of one kind (`task` or `future`), following
+    /// the server's pages.
     pub async fn list(&self, kind: Option<&str>) -> Result<Vec<ObjectView>, ClientError> {
-        let path = match kind {
-            Some(kind) => format!("/v1/objects?kind={kind}"),
-            None => "/v1/objects".to_string(),
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.list_page(kind, token.as_deref(), None).await?;
+            items.extend(page.items);
+            match page.metadata.continue_token {
+                Some(next) => token = Some(next),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// One page of [`Client::list`]: at most `limit` objects (the server's
+    /// default when `None`) after the `continue` token of the last page.
+    pub async fn list_page(
+        &self,
+        kind: Option<&str>,
+        continue_token: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ObjectList, ClientError> {
+        let mut query = Vec::new();
+        if let Some(kind) = kind {
+            query.push(format!("kind={}", encode(kind)));
+        }
+        if let Some(token) = continue_token {
+            query.push(format!("continue={}", encode(token)));
+        }
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        let path = if query.is_empty() {
+            "/v1/objects".to_string()
+        } else {
+            format!("/v1/objects?{}", query.join("&"))
         };
-        let list: ObjectList = self.call::<(), _>(Method::GET, &path, None).await?;
-        Ok(list.items)
+        self.call::<(), _>(Method::GET, &path, None).await
     }
 
     /// An object's tree with per-node state and progress, breadth first,
@@ -183,4 +217,17 @@ pub(crate) fn decode<T: DeserializeOwned>(
         status: status.as_u16(),
         body,
     })
+}
+
+/// Percent-encodes a query value (names may hold characters a URL cannot).
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -12,6 +12,9 @@ use std::net::SocketAddr;
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorBody,
+    /// Close the connection after answering: the rest of the request was
+    /// not read, so the next bytes on it are not a request.
+    pub close: bool,
 }
 
 impl ApiError {
@@ -23,6 +26,7 @@ impl ApiError {
                 message: message.into(),
                 ..ErrorBody::default()
             },
+            close: false,
         }
     }
 
@@ -79,6 +83,14 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
             }
+            EngineError::StoreFailed(_) => {
+                // Logged once by the engine; every request after it says why.
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::STORE_FAILED,
+                    message,
+                )
+            }
             EngineError::Store(_)
             | EngineError::Locked { .. }
             | EngineError::Corrupt { .. }
@@ -95,7 +107,14 @@ impl IntoResponse for ApiError {
         if self.status.is_client_error() {
             tracing::debug!(status = %self.status, error = %self.body.message, "request refused");
         }
-        (self.status, crate::body::Json(self.body)).into_response()
+        let mut response = (self.status, crate::body::Json(self.body)).into_response();
+        if self.close {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 

@@ -2,16 +2,17 @@
 //! loopback), the router, and the layers every request passes: panic
 //! catching, bearer auth, the body limit, JSON 404/405.
 
-use crate::body::{Json, too_large};
+use crate::body::{BodyTimeout, Json, too_large};
+use crate::conn::Limits;
 use crate::error::{ApiError, ServeError};
-use crate::{objects, worker_api};
+use crate::{objects, submit, worker_api};
+use axum::Extension;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use kontinuum_api::endpoints::{Health, MAX_BODY_BYTES, codes};
 use kontinuum_engine::Engine;
 use std::collections::HashMap;
@@ -46,6 +47,7 @@ pub(crate) type AppStateRef = Arc<AppState>;
 pub struct Server {
     listener: TcpListener,
     state: AppStateRef,
+    limits: Limits,
 }
 
 impl Server {
@@ -76,7 +78,17 @@ impl Server {
             workers: parking_lot::Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
         });
-        Ok(Server { listener, state })
+        Ok(Server {
+            listener,
+            state,
+            limits: Limits::default(),
+        })
+    }
+
+    /// Other read timeouts or connection cap than the defaults (tests).
+    pub fn with_limits(mut self, limits: Limits) -> Server {
+        self.limits = limits;
+        self
     }
 
     /// The address actually bound (port 0 picks a free port).
@@ -93,20 +105,13 @@ impl Server {
         let addr = self.local_addr()?;
         let state = self.state.clone();
         tracing::info!(%addr, auth = state.token.is_some(), "serving the worker API");
-        let app = router(self.state);
-        // Small request/response pairs: Nagle's delay would dominate latency.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down the worker API");
-                state.stopping.store(true, Ordering::SeqCst);
-            })
-            .await?;
+        let app = router(self.state).layer(Extension(BodyTimeout(self.limits.body_read)));
+        crate::conn::serve(self.listener, app, self.limits, async move {
+            shutdown.await;
+            tracing::info!("shutting down the worker API");
+            state.stopping.store(true, Ordering::SeqCst);
+        })
+        .await;
         Ok(())
     }
 }
@@ -147,10 +152,11 @@ fn router(state: AppStateRef) -> Router {
         .route("/lease", post(worker_api::lease))
         .route("/heartbeat", post(worker_api::heartbeat))
         .route("/complete", post(worker_api::complete))
+        .route("/release", post(worker_api::release))
         .route("/split", post(worker_api::split))
         .route("/children", post(worker_api::add_child))
         .route("/spawn", post(worker_api::spawn))
-        .route("/objects", post(objects::submit).get(objects::list))
+        .route("/objects", post(submit::submit).get(objects::list))
         .route("/objects/{kind}/{name}", get(objects::get))
         .route("/objects/{kind}/{name}/cancel", post(objects::cancel))
         .route("/objects/{kind}/{name}/tree", get(objects::tree));
@@ -170,11 +176,14 @@ fn layered(routes: Router<AppStateRef>, state: AppStateRef) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Json<Health> {
-    Json(Health {
+/// 503 once the store failed, so that a liveness probe restarts the
+/// process: only reopening the store recovers from a failed write.
+async fn healthz(State(state): State<AppStateRef>) -> Result<Json<Health>, ApiError> {
+    state.engine.health()?;
+    Ok(Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-    })
+    }))
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -237,12 +246,9 @@ async fn declared_length(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        let mut response = too_large().into_response();
-        // The rest of the body is never read: the connection cannot be reused.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
+        let mut refused = too_large();
+        refused.close = true;
+        return refused.into_response();
     }
     next.run(req).await
 }

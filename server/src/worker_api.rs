@@ -9,8 +9,8 @@ use axum::extract::State;
 use kontinuum_api::endpoints::{
     ChildRequest, CompleteRequest, CompleteResponse, HeartbeatRequest, HeartbeatResponse,
     LeaseRequest, LeaseResponse, MAX_BATCH, MAX_BODY_BYTES, MAX_LEASE_WAIT_MS, NodeResponse,
-    RegisterRequest, RegisterResponse, SpawnRequest, SplitRequest, SplitResponse, WorkerList,
-    WorkerView,
+    RegisterRequest, RegisterResponse, ReleaseRequest, SpawnRequest, SplitRequest, SplitResponse,
+    WorkerList, WorkerView,
 };
 use kontinuum_engine::{Engine, EngineError};
 use std::sync::Arc;
@@ -156,6 +156,12 @@ pub(crate) async fn lease(
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let leases = engine.lease(&req.pool, &req.worker, req.max, left.min(POLL_SLICE))?;
+            if !leases.is_empty() && gone.load(Ordering::SeqCst) {
+                // Nobody will receive these: back to the queue at once
+                // rather than after their leases expire.
+                engine.release(leases.iter().map(|l| l.token).collect())?;
+                return Ok(Vec::new());
+            }
             let stop = app.stopping.load(Ordering::SeqCst) || gone.load(Ordering::SeqCst);
             if !leases.is_empty() || left <= POLL_SLICE || stop {
                 return Ok(leases);
@@ -185,6 +191,21 @@ pub(crate) async fn complete(
         ));
     }
     let acks = blocking(&state.engine, move |e| e.complete(req.completions)).await?;
+    Ok(Json(CompleteResponse { acks }))
+}
+
+/// Leases a stopping worker hands back; answered like complete.
+pub(crate) async fn release(
+    State(state): State<AppStateRef>,
+    Json(req): Json<ReleaseRequest>,
+) -> Result<Json<CompleteResponse>, ApiError> {
+    if req.tokens.len() > MAX_BATCH {
+        return Err(ApiError::bad_field(
+            "tokens",
+            format!("at most {MAX_BATCH} per call"),
+        ));
+    }
+    let acks = blocking(&state.engine, move |e| e.release(req.tokens)).await?;
     Ok(Json(CompleteResponse { acks }))
 }
 

@@ -540,3 +540,67 @@ async fn garbage_on_every_route_is_a_4xx_json_answer() {
     s.healthy().await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_come_in_pages_that_the_client_follows() {
+    let r = start(None).await;
+    let mut objects: Vec<Value> = (0..1203)
+        .map(|i| task(&format!("t{i:04}"), json!({"function": "std.echo"})))
+        .collect();
+    objects.push(
+        json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "HierarchicalFuture",
+        "metadata": {"name": "f"}, "spec": {"parallel": [{"function": "std.echo"}]}}),
+    );
+    let body = serde_json::to_vec(&json!({"objects": objects})).unwrap();
+    assert_eq!(r.send("POST", "/v1/objects", Some(body)).await.0, 201);
+
+    // No limit: the default page, and a token for the rest.
+    let (code, first) = r.send("GET", "/v1/objects", None).await;
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(first["items"].as_array().unwrap().len(), 500);
+    assert!(
+        first["metadata"]["continue"].is_string(),
+        "{}",
+        first["metadata"]
+    );
+
+    // Small pages of one kind, in name order, each object once.
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let path = match &token {
+            Some(t) => format!("/v1/objects?kind=task&limit=100&continue={t}"),
+            None => "/v1/objects?kind=task&limit=100".to_string(),
+        };
+        let (code, page) = r.send("GET", &path, None).await;
+        assert_eq!(code, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 100);
+        seen.extend(
+            items
+                .iter()
+                .map(|o| o["metadata"]["name"].as_str().unwrap().to_string()),
+        );
+        match page["metadata"]["continue"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..1203).map(|i| format!("t{i:04}")).collect();
+    assert_eq!(seen, expected);
+
+    let client = Client::new(&r.base, None).unwrap();
+    assert_eq!(client.list(None).await.unwrap().len(), 1204);
+    assert_eq!(client.list(Some("future")).await.unwrap().len(), 1);
+
+    for bad in [
+        "limit=0",
+        "limit=5001",
+        "limit=x",
+        "kind=future&continue=task/t0001",
+    ] {
+        let (code, body) = r.send("GET", &format!("/v1/objects?{bad}"), None).await;
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert_eq!(body["error"], "bad_request", "{bad}: {body}");
+    }
+}

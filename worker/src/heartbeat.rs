@@ -42,18 +42,20 @@ pub(crate) async fn heartbeat_loop<S: WorkSource>(shared: Arc<Shared<S>>) {
             {
                 Ok(reply) if reply.lost => {
                     tracing::info!(token, "lease lost; stopping the task");
-                    shared.end_running(token, None);
+                    let _ = shared.end_running(token, None);
                 }
                 Ok(reply) if reply.cancelled => {
                     tracing::debug!(token, "task cancelled");
-                    shared.end_running(token, Some(FnError::permanent("cancelled")));
+                    let _ = shared.end_running(token, Some(FnError::permanent("cancelled")));
                 }
                 Ok(reply) => {
                     if reply.split {
                         ctx.request_split();
                     }
                 }
-                Err(SourceError::StaleLease) => shared.end_running(token, None),
+                Err(SourceError::StaleLease) => {
+                    let _ = shared.end_running(token, None);
+                }
                 // Keep going: the next beat may get through before the lease ends.
                 Err(e) => tracing::warn!(token, error = %e, "heartbeat failed"),
             }

@@ -26,7 +26,8 @@ impl From<EngineError> for SourceError {
             EngineError::Store(_)
             | EngineError::Locked { .. }
             | EngineError::Corrupt { .. }
-            | EngineError::IllegalMove { .. } => SourceError::Unavailable(e.to_string()),
+            | EngineError::IllegalMove { .. }
+            | EngineError::StoreFailed(_) => SourceError::Unavailable(e.to_string()),
         }
     }
 }
@@ -73,6 +74,10 @@ impl WorkSource for Engine {
         completions: Vec<Completion>,
     ) -> Result<Vec<CompletionAck>, SourceError> {
         blocking(self, move |e| e.complete(completions)).await
+    }
+
+    async fn release(&self, tokens: Vec<u64>) -> Result<Vec<CompletionAck>, SourceError> {
+        blocking(self, move |e| e.release(tokens)).await
     }
 
     async fn split(&self, token: u64, at: i64) -> Result<bool, SourceError> {

@@ -17,8 +17,8 @@ use crate::error::SourceError;
 use crate::source::WorkSource;
 use kontinuum_api::endpoints::{
     ChildRequest, CompleteRequest, CompleteResponse, ErrorBody, HeartbeatRequest, LeaseRequest,
-    LeaseResponse, MAX_BODY_BYTES, NodeResponse, RegisterRequest, RegisterResponse, SpawnRequest,
-    SplitRequest, SplitResponse, codes,
+    LeaseResponse, MAX_BODY_BYTES, NodeResponse, RegisterRequest, RegisterResponse, ReleaseRequest,
+    SpawnRequest, SplitRequest, SplitResponse, codes,
 };
 use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Outcome};
 use kontinuum_api::{FnRef, TaskSpec};
@@ -99,7 +99,9 @@ impl RemoteSource {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below the server's HEADER_READ_TIMEOUT (10 s), after which it
+            // closes idle connections: reusing one it is closing would fail.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| SourceError::Rejected(format!("cannot build an HTTP client: {e}")))?;
         Ok(RemoteSource { http, config })
@@ -327,6 +329,32 @@ impl WorkSource for RemoteSource {
             return Ok(Vec::new());
         }
         self.deliver(completions, true).await
+    }
+
+    /// Retried like a completion (a repeated release is answered `stale`),
+    /// but only for `request_timeout`: a stopping worker does not linger,
+    /// and what is not handed back comes back when its leases expire.
+    async fn release(&self, tokens: Vec<u64>) -> Result<Vec<CompletionAck>, SourceError> {
+        let give_up = Instant::now() + self.config.request_timeout;
+        let mut backoff = Backoff::new(self.config.max_backoff);
+        let request = ReleaseRequest { tokens };
+        loop {
+            let result: Result<CompleteResponse, _> = self
+                .post("/v1/release", &request, self.config.request_timeout)
+                .await;
+            match result {
+                Ok(r) => return Ok(r.acks),
+                Err(CallError::Refused(s, body)) if !s.is_server_error() => {
+                    return Err(CallError::Refused(s, body).into());
+                }
+                Err(e) if Instant::now() + backoff.peek() >= give_up => return Err(e.into()),
+                Err(e) => {
+                    let e = SourceError::from(e);
+                    tracing::warn!(error = %e, retry_in = ?backoff.peek(), "leases not handed back yet");
+                    backoff.wait().await;
+                }
+            }
+        }
     }
 
     async fn split(&self, token: u64, at: i64) -> Result<bool, SourceError> {

@@ -76,10 +76,18 @@ pub(crate) struct Shared<S> {
     pub(crate) stop: Notify,
     /// Wakes the heartbeat loop early for a task with a short lease.
     pub(crate) beat_wake: Notify,
+    /// Tests slow down reports to widen a race with shutdown.
+    #[cfg(test)]
+    pub(crate) report_delay: Mutex<Duration>,
 }
 
 impl<S: WorkSource> Shared<S> {
     fn report(&self, token: u64, result: FnResult, credit: Option<OwnedSemaphorePermit>) {
+        #[cfg(test)]
+        {
+            let delay = *self.report_delay.lock();
+            std::thread::sleep(delay);
+        }
         let outcome = match result {
             Ok(value) => Outcome::Success { value },
             Err(FnError { message, permanent }) => Outcome::Failure { message, permanent },
@@ -91,26 +99,29 @@ impl<S: WorkSource> Shared<S> {
     }
 
     /// Ends a running attempt from outside (cancellation, lost lease,
-    /// shutdown). `outcome`: what to report, if anything.
-    pub(crate) fn end_running(&self, token: u64, outcome: Option<FnError>) {
+    /// shutdown). `outcome`: what to report, if anything. False when the
+    /// attempt had ended (and reported) by itself.
+    pub(crate) fn end_running(&self, token: u64, outcome: Option<FnError>) -> bool {
         let Some(running) = self.running.lock().remove(&token) else {
-            return;
+            return false;
         };
         // Claim the outcome before waking the function: woken first, it
         // could report its own ("cancelled") outcome in between.
-        if running.ctx.claim_finish() {
+        let claimed = running.ctx.claim_finish();
+        if claimed {
             running.abort.abort();
             if let Some(error) = outcome {
                 self.report(token, Err(error), None);
             }
         }
         running.ctx.cancel();
+        claimed
     }
 }
 
 /// A running worker runtime. Stop it with [`Runtime::shutdown`].
 pub struct Runtime<S: WorkSource> {
-    shared: Arc<Shared<S>>,
+    pub(crate) shared: Arc<Shared<S>>,
     lease_loop: JoinHandle<()>,
     heartbeat_loop: JoinHandle<()>,
     flusher: JoinHandle<()>,
@@ -133,6 +144,8 @@ impl<S: WorkSource> Runtime<S> {
             stopping: AtomicBool::new(false),
             stop: Notify::new(),
             beat_wake: Notify::new(),
+            #[cfg(test)]
+            report_delay: Mutex::new(Duration::ZERO),
             config,
         });
         let flusher = tokio::spawn(flush_loop(
@@ -175,13 +188,17 @@ impl<S: WorkSource> Runtime<S> {
                 tasks = left.len(),
                 "shutdown grace over; handing back running tasks"
             );
-            for token in left {
-                shared.end_running(
-                    token,
-                    Some(FnError::retryable(
-                        "worker shut down before the task finished",
-                    )),
-                );
+            // Only what was stopped here: a task that finished meanwhile
+            // has reported, and releasing it would throw its outcome away.
+            let left: Vec<u64> = left
+                .into_iter()
+                .filter(|&token| shared.end_running(token, None))
+                .collect();
+            // Released, not failed: queued again at once, no attempt spent.
+            for tokens in left.chunks(shared.config.max_batch.max(1)) {
+                if let Err(e) = shared.source.release(tokens.to_vec()).await {
+                    tracing::warn!(error = %e, tasks = tokens.len(), "not handed back; they run again when their leases expire");
+                }
             }
         }
         let _ = shared.reports.send(Report::Stop);
@@ -295,13 +312,17 @@ fn start_task<S: WorkSource>(
                 }),
         };
         task_shared.running.lock().remove(&token);
-        drop(slot);
         if task_ctx.claim_finish() {
             if let Err(e) = &result {
                 tracing::debug!(token, error = %e.message, permanent = e.permanent, "task failed");
             }
             task_shared.report(token, result, Some(credit));
         }
+        // Only now: shutdown waits for the slots, then tells the flusher to
+        // stop. A slot freed before the report let that stop overtake the
+        // outcome, which was then dropped: the worker exited 0 and the task
+        // stayed Running until its lease expired.
+        drop(slot);
     };
     let beat_every = Duration::from_millis((lease.lease_ms / 3).max(1));
     // Hold the lock across spawn so the task cannot finish (and try to

@@ -33,6 +33,13 @@ pub trait WorkSource: Send + Sync + 'static {
         completions: Vec<Completion>,
     ) -> impl Future<Output = Result<Vec<CompletionAck>, SourceError>> + Send;
 
+    /// Hands leases back unfinished (the worker is stopping): the engine
+    /// queues them again at once without counting an attempt.
+    fn release(
+        &self,
+        tokens: Vec<u64>,
+    ) -> impl Future<Output = Result<Vec<CompletionAck>, SourceError>> + Send;
+
     /// A map leaf gives up its slice from `at` on; `true` when accepted.
     fn split(&self, token: u64, at: i64) -> impl Future<Output = Result<bool, SourceError>> + Send;
 

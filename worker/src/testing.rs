@@ -18,6 +18,8 @@ pub(crate) struct FakeSource {
     pub(crate) lease_sizes: Mutex<Vec<usize>>,
     pub(crate) completions: Mutex<Vec<Completion>>,
     pub(crate) complete_batches: Mutex<Vec<usize>>,
+    /// Tokens handed back by `release`.
+    pub(crate) released: Mutex<Vec<u64>>,
     pub(crate) heartbeats: Mutex<Vec<(u64, Option<u64>)>>,
     /// What a heartbeat of a token answers (default: all false).
     pub(crate) replies: Mutex<HashMap<u64, HeartbeatReply>>,
@@ -129,6 +131,12 @@ impl WorkSource for FakeSource {
         self.complete_batches.lock().push(completions.len());
         let acks = vec![CompletionAck::Accepted; completions.len()];
         self.completions.lock().extend(completions);
+        Ok(acks)
+    }
+
+    async fn release(&self, tokens: Vec<u64>) -> Result<Vec<CompletionAck>, SourceError> {
+        let acks = vec![CompletionAck::Accepted; tokens.len()];
+        self.released.lock().extend(tokens);
         Ok(acks)
     }
 

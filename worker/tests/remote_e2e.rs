@@ -269,12 +269,15 @@ async fn sigterm_hands_back_what_the_grace_cannot_finish() {
         .unwrap();
     assert!(exit.success(), "{exit:?}");
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
-    // Handed back as a retryable failure: another worker runs it at once,
-    // without waiting for the lease to expire.
+    // Released, not failed: queued again with no attempt spent (a lease
+    // expiry or a failure would leave attempts at 1).
+    let back = client.get("task/long").await.unwrap().status;
+    assert_eq!(back["phase"], "Queued", "{back}");
+    assert_eq!(back["attempts"], 0, "{back}");
     let _next = worker(&served.url, dir.path(), 2);
     let statuses = wait(&client, &["task/long"], Duration::from_secs(30)).await;
     assert_eq!(statuses[0]["phase"], "Succeeded", "{}", statuses[0]);
-    assert_eq!(statuses[0]["attempts"], 2);
+    assert_eq!(statuses[0]["attempts"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,7 @@
 //! | `finishing.rs` | a tree's final outcome, cancellation of what is left, continuations |
 //! | `timers.rs` | due delays, expired leases and timeouts, deadlines |
 //! | `recovery.rs` | rebuilding memory from the store at open |
+//! | `release.rs` | leases handed back by a stopping worker: queued again, no attempt spent |
 //!
 //! A new kind of node: add its body to `records::Body`, say what a worker
 //! receives for it in `leases.rs` (or, if the engine does it itself, what it
@@ -30,6 +31,7 @@ mod leases;
 mod outcomes;
 mod queue;
 mod recovery;
+mod release;
 #[cfg(test)]
 mod tests;
 mod timers;
