@@ -50,13 +50,16 @@ pub enum CliError {
     Busy(PathBuf),
     #[error("engine: {0}")]
     Engine(#[from] kontinuum_engine::EngineError),
+    /// A command line that cannot work (such as `--data` naming a file).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CliError {
-    /// 2 for input that was rejected (as DESIGN.md §4 says), 1 otherwise.
+    /// 2 for input that was rejected, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Invalid(_) | CliError::Conflict { .. } => 2,
+            CliError::Invalid(_) | CliError::Conflict { .. } | CliError::Usage(_) => 2,
             CliError::Engine(kontinuum_engine::EngineError::Invalid(_)) => 2,
             _ => 1,
         }

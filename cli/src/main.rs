@@ -13,6 +13,7 @@ mod progress;
 mod remote;
 mod run;
 mod serve;
+mod signals;
 mod submit;
 mod tree;
 mod yaml;
