@@ -17,6 +17,13 @@ use serde_json::{Number, Value};
 /// while real manifests nest about ten levels.
 pub const MAX_NESTING: usize = 64;
 
+/// How deep a request body may nest: just below serde_json's own cap (128),
+/// so that the parser never refuses a body in its own words. Any shallower
+/// body is parsed, and each value in it is held to [`MAX_NESTING`] where it
+/// is used: a manifest by validation (a 400 naming the field), a worker's
+/// result by the engine (that task fails; the rest of the batch counts).
+pub const MAX_BODY_NESTING: usize = 120;
+
 /// The most bytes `kontinuum run` and `submit` read from one manifest file.
 /// The file is read with this cap, so `/dev/zero` costs nothing. Equal to the
 /// server's body limit, so a file that loads fits one submission about as
@@ -45,6 +52,45 @@ pub fn too_deep() -> String {
     format!(
         "nested more than {MAX_NESTING} levels deep (mappings and lists inside one another); flatten it"
     )
+}
+
+/// What the server says about a body deeper than [`MAX_BODY_NESTING`].
+pub fn body_too_deep() -> String {
+    format!(
+        "the body is nested more than {MAX_BODY_NESTING} levels deep; a manifest or a value in it may be nested at most {MAX_NESTING} levels deep"
+    )
+}
+
+/// How deep the JSON text `bytes` nests, counting no further than `cap + 1`
+/// (brackets outside strings; the text need not be valid JSON). Cheap
+/// enough to run before parsing anything.
+pub fn json_nesting(bytes: &[u8], cap: usize) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if depth > cap {
+                    return deepest;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// What is said about a number outside what a 64-bit float holds, in YAML
@@ -270,6 +316,19 @@ mod tests {
         );
         assert!(!number_ok(&n("1e400")));
         assert!(!number_ok(&n("-1.0e309")));
+    }
+
+    #[test]
+    fn json_nesting_counts_brackets_outside_strings() {
+        assert_eq!(json_nesting(br#"1"#, 64), 0);
+        assert_eq!(json_nesting(br#"{"a": [1, {"b": "[[[{"}]}"#, 64), 3);
+        assert_eq!(json_nesting(br#"{"a": "\"[[", "b": [[]]}"#, 64), 3);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(json_nesting(deep.as_bytes(), 64), 65);
+        for levels in [1, 10, 64, 65] {
+            let v = nested(levels);
+            assert_eq!(json_nesting(v.to_string().as_bytes(), 64), nesting(&v, 64));
+        }
     }
 
     #[test]

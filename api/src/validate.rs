@@ -1025,6 +1025,27 @@ fn worker_pool_rules(spec: &Value, errors: &mut Vec<FieldError>) {
     }
 }
 
+/// The checks on a spec's values that the engine repeats on what it is
+/// handed without this layer (the operator's resources, tasks spawned from
+/// code): nesting (counted as in a document, whose top mapping holds
+/// `spec`), numbers, and the shortest timeout. `kind` is `Task` or
+/// `HierarchicalFuture`.
+pub fn spec_value_problems(kind: &str, spec: Value) -> Vec<FieldError> {
+    let schema = Kind::from_name(kind).and_then(Kind::spec_schema);
+    let mut doc = Map::new();
+    doc.insert("spec".into(), spec);
+    let doc = Value::Object(doc);
+    if let Some(field) = crate::limits::too_deep_field(&doc, schema) {
+        return vec![FieldError::new(field, crate::limits::too_deep())];
+    }
+    let mut errors: Vec<FieldError> = crate::limits::number_problems(&doc)
+        .into_iter()
+        .map(|(field, message)| FieldError::new(field, message))
+        .collect();
+    timeout_rule(&doc["spec"], &mut errors);
+    errors
+}
+
 /// Checks an FnRef given in code or over an API (not in a manifest): a valid
 /// function name, at `field`.
 pub fn check_fnref(fnref: &FnRef, field: &str) -> Result<(), FieldError> {

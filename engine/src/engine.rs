@@ -4,11 +4,12 @@
 
 use crate::build;
 use crate::machine::{LeaseKind, State, Tx};
-use crate::model::{Body, Node, NodeState, Root, RootKind, RootState};
+use crate::model::{Body, MapSourceKind, Node, NodeState, Root, RootKind, RootState};
 use crate::status;
 use crate::store::{Store, StoredRoot};
 use crate::types::{EngineConfig, EngineError, ObjectStatus, PoolStats, Submission};
 use kontinuum_api::common::{ErrorInfo, ErrorKind};
+use kontinuum_api::limits::ATTEMPT_TIMED_OUT;
 use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId, Outcome};
 use kontinuum_api::{FnRef, TaskSpec};
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -107,6 +108,9 @@ impl Engine {
         let now = now_ms();
         let mut plans = Vec::with_capacity(objects.len());
         let mut seen = HashSet::with_capacity(objects.len());
+        for object in &objects {
+            crate::guard::submission(object)?;
+        }
         let guard = self.inner.submitting.lock();
         for object in &objects {
             let (name, hash) = match object {
@@ -376,8 +380,28 @@ impl Engine {
                     acks.push(CompletionAck::Stale);
                     continue;
                 }
-                match c.outcome {
+                let outcome = match c.outcome {
+                    Outcome::Success { value } => match crate::guard::result(&value) {
+                        Some(message) => Outcome::Failure {
+                            message,
+                            permanent: true,
+                        },
+                        None => Outcome::Success { value },
+                    },
+                    failure => failure,
+                };
+                match outcome {
                     Outcome::Success { value } => st.succeed(tx, store, &lease, value)?,
+                    // Past its timeout, a failure is the timeout, whichever
+                    // side noticed first: one kind and one message.
+                    Outcome::Failure { .. } if lease.timeout_at_ms.is_some_and(|t| t <= tx.now) => {
+                        let error = ErrorInfo {
+                            message: ATTEMPT_TIMED_OUT.to_string(),
+                            kind: ErrorKind::Timeout,
+                            attempt: lease.attempt,
+                        };
+                        st.attempt_failed(tx, store, &lease, error, false)?;
+                    }
                     Outcome::Failure { message, permanent } => {
                         let kind = if permanent {
                             ErrorKind::Permanent
@@ -407,6 +431,7 @@ impl Engine {
 
     /// SDK: adds a child future node under the running call's node.
     pub fn add_child(&self, token: u64, call: FnRef, weight: u64) -> Result<NodeId, EngineError> {
+        crate::guard::child_call(&call)?;
         self.commit(|st, tx, _| {
             let lease = st
                 .leases
@@ -428,6 +453,7 @@ impl Engine {
 
     /// SDK: starts an independent task from a running task.
     pub fn spawn(&self, token: u64, spec: TaskSpec) -> Result<NodeId, EngineError> {
+        crate::guard::spawned(&spec)?;
         let plan = build::plan_task(&spec, now_ms())?;
         self.commit(|st, tx, store| {
             if !st.leases.contains_key(&token) {
@@ -488,20 +514,35 @@ fn ticker(inner: Weak<Inner>) {
 
 /// Rebuilds memory from the store: every unfinished node of an unfinished
 /// tree goes back where it belongs; attempts that were running when the
-/// process stopped are queued again.
+/// process stopped are queued again. A tree with a record that cannot be
+/// read fails alone (its status says why); the others recover.
 fn recover(st: &mut State, tx: &mut Tx, store: &Store) -> Result<(), EngineError> {
     for stored in store.active_roots()? {
+        let id = stored.root.id;
+        st.next_id = st.next_id.max(id + 1);
+        if stored.root.state != RootState::Active {
+            // A stand-in for a root record that does not decode (salvage.rs).
+            continue;
+        }
+        let nodes = match readable_tree(store, &stored) {
+            Ok(nodes) => nodes,
+            Err((what, detail)) => {
+                tracing::error!(
+                    root = id,
+                    "a {what} record cannot be read ({detail}); its object is failed"
+                );
+                fail_unreadable(st, tx, store, stored, crate::salvage::error(what, &detail))?;
+                continue;
+            }
+        };
         let mut root = stored.root;
         // Pending and running are recounted from the nodes: moves between
         // queued and running are not written, so the stored counts may lag.
         root.counts.pending = 0;
         root.counts.running = 0;
-        let id = root.id;
-        st.next_id = st.next_id.max(id + 1);
         st.roots.insert(id, Box::new(root));
         tx.dirty_roots.insert(id);
-        let nodes = stored.node.into_iter().chain(store.tree_nodes(id)?);
-        for mut node in nodes {
+        for mut node in stored.node.into_iter().chain(nodes) {
             st.next_id = st.next_id.max(node.id + 1);
             if node.state.is_final() {
                 continue;
@@ -525,4 +566,76 @@ fn recover(st: &mut State, tx: &mut Tx, store: &Store) -> Result<(), EngineError
         }
     }
     Ok(())
+}
+
+/// A tree's nodes other than its root node, once every record it will read
+/// while it runs has been read once: items, values of unfinished nodes'
+/// children, debounce and exclusive state. Else which record failed, and why.
+fn readable_tree(store: &Store, stored: &StoredRoot) -> Result<Vec<Node>, (&'static str, String)> {
+    let detail = |e: EngineError| match e {
+        EngineError::Corrupt { detail, .. } => detail,
+        other => other.to_string(),
+    };
+    let root = &stored.root;
+    let nodes = store.tree_nodes(root.id).map_err(|e| ("node", detail(e)))?;
+    if matches!(
+        root.map.as_ref().map(|m| &m.source),
+        Some(MapSourceKind::Items)
+    ) {
+        store.items(root.id).map_err(|e| ("items", detail(e)))?;
+    }
+    for node in stored.node.iter().chain(&nodes) {
+        if node.children > 0 && !node.state.is_final() {
+            store
+                .child_values(node.id)
+                .map_err(|e| ("child value", detail(e)))?;
+        }
+    }
+    if let Some(key) = &root.debounce_key {
+        store.debounce(key).map_err(|e| ("debounce", detail(e)))?;
+    }
+    if let Some(ex) = &root.exclusive {
+        store
+            .exclusive(&ex.key)
+            .map_err(|e| ("exclusive", detail(e)))?;
+    }
+    Ok(nodes)
+}
+
+/// Fails a tree whose records cannot all be read, as any failed tree ends:
+/// its continuation runs, its debounce and exclusive state are released
+/// (unless those are the records that cannot be read).
+fn fail_unreadable(
+    st: &mut State,
+    tx: &mut Tx,
+    store: &Store,
+    stored: StoredRoot,
+    error: ErrorInfo,
+) -> Result<(), EngineError> {
+    let StoredRoot { mut root, node } = stored;
+    let id = root.id;
+    if root
+        .debounce_key
+        .as_ref()
+        .is_some_and(|k| store.debounce(k).is_err())
+    {
+        root.debounce_key = None;
+    }
+    if root
+        .exclusive
+        .as_ref()
+        .is_some_and(|e| store.exclusive(&e.key).is_err())
+    {
+        root.exclusive = None;
+    }
+    root.counts.pending = 0;
+    root.counts.running = 0;
+    st.roots.insert(id, Box::new(root));
+    if let Some(mut node) = node {
+        node.state = NodeState::Failed;
+        node.error = Some(error.clone());
+        node.finished_ms = tx.now;
+        tx.node_done(node);
+    }
+    st.finish_root(tx, store, id, RootState::Failed, None, Some(error))
 }

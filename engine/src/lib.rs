@@ -10,8 +10,10 @@
 mod build;
 mod decide;
 mod engine;
+mod guard;
 mod machine;
 mod model;
+mod salvage;
 mod status;
 mod store;
 mod tree;

@@ -365,7 +365,7 @@ impl State {
                 continue;
             }
             let message = if timed_out {
-                "attempt exceeded its timeout".to_string()
+                kontinuum_api::limits::ATTEMPT_TIMED_OUT.to_string()
             } else {
                 "lease expired: the worker stopped heartbeating (crashed or lost)".to_string()
             };
