@@ -7,6 +7,8 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod load;
 mod output;
 mod progress;
