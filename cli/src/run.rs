@@ -5,7 +5,7 @@ use crate::error::CliError;
 use crate::load::{self, Object};
 use crate::output::{self, Format};
 use crate::progress::Progress;
-use crate::signals::{Stop, stop_signal};
+use crate::signals::{Signals, Stop};
 use kontinuum_api::API_VERSION;
 use kontinuum_engine::{Engine, EngineConfig, EngineError, ObjectStatus};
 use serde_json::{Map, Value};
@@ -45,6 +45,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         Some(n) => n as usize,
         None => std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    // Watched before the temporary store exists, so that no signal can end
+    // the process with the store left behind.
+    let signals = {
+        let _inside = runtime.enter();
+        Signals::new()
+    };
     // Without --data the store lives in a temporary directory, removed on drop
     // (after the engine, which is dropped inside `execute`).
     let temp;
@@ -61,12 +71,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
             temp.path().to_path_buf()
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Runtime)?;
     let temporary = args.data.is_none().then(|| dir.clone());
-    let finished = runtime.block_on(execute(&dir, temporary, &objects, workers))?;
+    let finished = runtime.block_on(execute(&dir, temporary, signals, &objects, workers))?;
     let statuses = match finished {
         Finished::Done(statuses) => statuses,
         Finished::Stopped(stop) => {
@@ -107,6 +113,7 @@ enum Finished {
 async fn execute(
     dir: &Path,
     temporary: Option<PathBuf>,
+    mut signals: Signals,
     objects: &[Object],
     workers: usize,
 ) -> Result<Finished, CliError> {
@@ -158,13 +165,11 @@ async fn execute(
         .collect();
     let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
     let mut progress = Progress::new(&keys);
-    let stop = stop_signal();
-    tokio::pin!(stop);
     let mut ticker = tokio::time::interval(POLL);
     let outcome = loop {
         let stopped = tokio::select! {
             _ = ticker.tick() => None,
-            stop = &mut stop => Some(stop),
+            stop = signals.recv() => Some(stop),
         };
         if let Some(stop) = stopped {
             break Finished::Stopped(stop);
@@ -181,7 +186,7 @@ async fn execute(
         // is crash-safe, so nothing is lost either way; a temporary one is
         // removed first.
         tokio::spawn(async move {
-            let stop = stop_signal().await;
+            let stop = signals.recv().await;
             if let Some(dir) = temporary {
                 let _ = std::fs::remove_dir_all(dir);
             }

@@ -72,9 +72,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, RemoteError> {
             None => format!("{} (temporary)", dir.display()),
         };
         eprintln!("kontinuum serve: listening on http://{addr}, store {store}");
+        let mut signals = crate::signals::Signals::new();
         let served = server
-            .run(async {
-                crate::signals::stop_signal().await;
+            .run(async move {
+                signals.recv().await;
             })
             .await;
         engine.close();

@@ -18,27 +18,45 @@ impl Stop {
     }
 }
 
-/// Resolves at the first Ctrl-C or SIGTERM.
-pub async fn stop_signal() -> Stop {
+/// Ctrl-C and SIGTERM, watched from the moment this is made (inside a
+/// tokio runtime): a signal that comes before anyone waits is kept, so a
+/// command that makes this before creating anything to clean up never dies
+/// of a signal with something left behind.
+pub struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => Stop::Interrupt,
-                    _ = term.recv() => Stop::Terminate,
+    watched: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    pub fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let watched = signal(SignalKind::interrupt())
+                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)));
+            match watched {
+                Ok(watched) => Signals {
+                    watched: Some(watched),
+                },
+                Err(e) => {
+                    eprintln!("warning: cannot watch for SIGTERM ({e}); Ctrl-C still stops");
+                    Signals { watched: None }
                 }
             }
-            Err(e) => {
-                eprintln!("warning: cannot watch for SIGTERM ({e}); Ctrl-C still stops");
-                let _ = tokio::signal::ctrl_c().await;
-                Stop::Interrupt
-            }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Resolves at the next Ctrl-C or SIGTERM.
+    pub async fn recv(&mut self) -> Stop {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.watched {
+            return tokio::select! {
+                _ = int.recv() => Stop::Interrupt,
+                _ = term.recv() => Stop::Terminate,
+            };
+        }
         let _ = tokio::signal::ctrl_c().await;
         Stop::Interrupt
     }

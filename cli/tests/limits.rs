@@ -369,8 +369,9 @@ fn sigterm_cleans_up_the_temporary_store() {
         assert!(Instant::now() < deadline, "no temporary store appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Past the store's creation: the run is under way (the task sleeps).
-    std::thread::sleep(Duration::from_millis(500));
+    // Whenever it comes once the store exists (while the engine opens, the
+    // task is submitted, or it sleeps), SIGTERM must clean up.
+    std::thread::sleep(Duration::from_millis(50));
     let killed = Command::new("sh")
         .arg("-c")
         .arg(format!("kill -TERM {}", child.id()))
