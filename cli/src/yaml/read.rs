@@ -157,6 +157,12 @@ struct Budget {
     bytes: usize,
 }
 
+/// What a mapping or a list costs in itself (its contents count apart).
+const ONE_VALUE: Budget = Budget {
+    values: 1,
+    bytes: 0,
+};
+
 /// An anchored value with what it cost, so an alias counts what it copies.
 struct Anchor {
     value: Value,
@@ -323,23 +329,11 @@ impl<'a> Reader<'a> {
                 (too_deep_marker(1), anchor)
             }
             Event::SequenceStart(anchor, _) => {
-                self.spend(
-                    &span,
-                    Budget {
-                        values: 1,
-                        bytes: 0,
-                    },
-                )?;
+                self.spend(&span, ONE_VALUE)?;
                 (self.sequence(path)?, anchor)
             }
             Event::MappingStart(anchor, _) => {
-                self.spend(
-                    &span,
-                    Budget {
-                        values: 1,
-                        bytes: 0,
-                    },
-                )?;
+                self.spend(&span, ONE_VALUE)?;
                 (self.mapping(path)?, anchor)
             }
             _ => return Err(at(&span, "expected a value")),
