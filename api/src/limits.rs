@@ -113,6 +113,10 @@ pub const ATTEMPT_TIMED_OUT: &str = "attempt exceeded its timeout";
 /// How deep `value` nests (see [`MAX_NESTING`]), counting no further than
 /// `cap + 1`. Iterative: a value nested a million levels costs no stack.
 pub fn nesting(value: &Value, cap: usize) -> usize {
+    // Most results are scalars: no stack for them (this runs per completion).
+    if !matches!(value, Value::Array(_) | Value::Object(_)) {
+        return 0;
+    }
     let mut deepest = 0;
     let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
     while let Some((v, level)) = stack.pop() {
