@@ -10,6 +10,7 @@ pub mod duration;
 pub mod endpoints;
 pub mod fnref;
 pub mod future;
+pub mod limits;
 pub mod reducer;
 pub mod schema;
 pub mod task;

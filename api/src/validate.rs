@@ -247,6 +247,15 @@ pub fn validate(doc: &Value) -> Result<Manifest, Vec<FieldError>> {
             ),
         )]);
     };
+    let schema = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(Kind::from_name)
+        .and_then(Kind::spec_schema);
+    if let Some(field) = crate::limits::too_deep_field(doc, schema) {
+        // Nothing else is read of a document this deep.
+        return Err(vec![FieldError::new(field, crate::limits::too_deep())]);
+    }
     let mut errors = Vec::new();
     unknown_fields(obj, "", &TOP_LEVEL_FIELDS, &mut errors);
     check_api_version(obj.get("apiVersion"), &mut errors);
@@ -289,6 +298,11 @@ pub fn validate(doc: &Value) -> Result<Manifest, Vec<FieldError>> {
             Manifest::WorkerPool(pool)
         }),
     };
+    for (field, message) in crate::limits::number_problems(doc) {
+        if !errors.iter().any(|known| overlaps(&known.field, &field)) {
+            errors.push(FieldError::new(field, message));
+        }
+    }
     match manifest {
         Some(manifest) if errors.is_empty() && metadata.is_some() => Ok(manifest),
         _ => Err(errors),
@@ -904,6 +918,31 @@ fn task_rules(spec: &Value, errors: &mut Vec<FieldError>) {
         errors.push(FieldError::new("spec.delay", TASK_DELAY_AND_NOT_BEFORE));
     }
     continuation_rules(spec, errors);
+    timeout_rule(spec, errors);
+}
+
+/// A timeout the engine would count as zero is refused: see
+/// [`crate::limits::MIN_TIMEOUT_MS`]. (The pattern check has already spoken
+/// about a malformed one.)
+fn timeout_rule(spec: &Value, errors: &mut Vec<FieldError>) {
+    if let Some(Value::String(text)) = present(spec, "timeout")
+        && let Err(message) = check_timeout(text)
+        && !errors.iter().any(|e| e.field == "spec.timeout")
+    {
+        errors.push(FieldError::new("spec.timeout", message));
+    }
+}
+
+/// `Ok` for a well-formed timeout of at least [`crate::limits::MIN_TIMEOUT_MS`];
+/// the engine applies the same check to what it is given.
+pub fn check_timeout(text: &str) -> Result<u64, String> {
+    let ms = crate::duration::parse_duration(text)
+        .map_err(|e| e.to_string())?
+        .as_millis() as u64;
+    if ms < crate::limits::MIN_TIMEOUT_MS {
+        return Err(crate::limits::timeout_too_short(text));
+    }
+    Ok(ms)
 }
 
 fn future_rules(spec: &Value, errors: &mut Vec<FieldError>) {
@@ -915,6 +954,7 @@ fn future_rules(spec: &Value, errors: &mut Vec<FieldError>) {
         errors.push(FieldError::new("spec", FUTURE_ONE_BODY));
     }
     continuation_rules(spec, errors);
+    timeout_rule(spec, errors);
     if let Some(Value::Array(steps)) = present(spec, "sequence") {
         for (i, step) in steps.iter().enumerate() {
             reserved_args(
@@ -991,6 +1031,27 @@ fn worker_pool_rules(spec: &Value, errors: &mut Vec<FieldError>) {
             SCALING_MIN_ABOVE_MAX,
         ));
     }
+}
+
+/// The checks on a spec's values that the engine repeats on what it is
+/// handed without this layer (the operator's resources, tasks spawned from
+/// code): nesting (counted as in a document, whose top mapping holds
+/// `spec`), numbers, and the shortest timeout. `kind` is `Task` or
+/// `HierarchicalFuture`.
+pub fn spec_value_problems(kind: &str, spec: Value) -> Vec<FieldError> {
+    let schema = Kind::from_name(kind).and_then(Kind::spec_schema);
+    let mut doc = Map::new();
+    doc.insert("spec".into(), spec);
+    let doc = Value::Object(doc);
+    if let Some(field) = crate::limits::too_deep_field(&doc, schema) {
+        return vec![FieldError::new(field, crate::limits::too_deep())];
+    }
+    let mut errors: Vec<FieldError> = crate::limits::number_problems(&doc)
+        .into_iter()
+        .map(|(field, message)| FieldError::new(field, message))
+        .collect();
+    timeout_rule(&doc["spec"], &mut errors);
+    errors
 }
 
 /// Checks an FnRef given in code or over an API (not in a manifest): a valid

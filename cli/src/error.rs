@@ -57,6 +57,9 @@ pub enum CliError {
     },
     #[error("engine: {0}")]
     Engine(#[from] kontinuum_engine::EngineError),
+    /// A command line that cannot work (such as `--data` naming a file).
+    #[error("{0}")]
+    Usage(String),
 }
 
 fn store_failed(dir: &std::path::Path, temporary: &bool, reason: &str) -> String {
@@ -75,10 +78,10 @@ fn store_failed(dir: &std::path::Path, temporary: &bool, reason: &str) -> String
 }
 
 impl CliError {
-    /// 2 for input that was rejected (as DESIGN.md §4 says), 1 otherwise.
+    /// 2 for input that was rejected, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Invalid(_) | CliError::Conflict { .. } => 2,
+            CliError::Invalid(_) | CliError::Conflict { .. } | CliError::Usage(_) => 2,
             CliError::Engine(kontinuum_engine::EngineError::Invalid(_)) => 2,
             _ => 1,
         }

@@ -4,10 +4,12 @@
 
 use crate::error::Diagnostic;
 use crate::yaml::read::{Document, parse_stream};
+use kontinuum_api::limits::MAX_MANIFEST_BYTES;
 use kontinuum_api::validate::{Manifest, validate};
 use kontinuum_engine::Submission;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// One validated document, ready to submit.
@@ -41,14 +43,14 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Object>, Vec<Diagnostic>> {
     let mut seen: HashMap<String, String> = HashMap::new();
     for path in files {
         let file = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
+        let text = match read_manifest(path) {
             Ok(text) => text,
-            Err(e) => {
+            Err((line, message)) => {
                 problems.push(Diagnostic {
                     file,
-                    line: None,
+                    line,
                     field: None,
-                    message: format!("cannot read: {e}"),
+                    message,
                 });
                 continue;
             }
@@ -56,15 +58,21 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Object>, Vec<Diagnostic>> {
         let docs = match parse_stream(&text) {
             Ok(docs) => docs,
             Err(e) => {
+                let message = if e.limit {
+                    e.message
+                } else {
+                    format!("malformed YAML: {}", e.message)
+                };
                 problems.push(Diagnostic {
                     file,
                     line: Some(e.line),
                     field: None,
-                    message: format!("malformed YAML: {}", e.message),
+                    message,
                 });
                 continue;
             }
         };
+        drop(text);
         if docs.is_empty() {
             problems.push(Diagnostic {
                 file: file.clone(),
@@ -83,6 +91,10 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Object>, Vec<Diagnostic>> {
                 field: Some(field.to_string()).filter(|f| !f.is_empty()),
                 message: without_field(field, message),
             };
+            if !doc.problems.is_empty() {
+                problems.extend(doc.problems.iter().map(|(f, m)| at(f, m.clone())));
+                continue;
+            }
             match object(&doc, &dir) {
                 Ok(object) => {
                     let here = format!("{file}:{}", doc.line);
@@ -107,6 +119,35 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Object>, Vec<Diagnostic>> {
     } else {
         Err(problems)
     }
+}
+
+/// A manifest file as text, read with a cap so that a huge file (or
+/// `/dev/zero`) is refused after [`MAX_MANIFEST_BYTES`] bytes, not after
+/// filling memory. The error is (line, message).
+fn read_manifest(path: &Path) -> Result<String, (Option<usize>, String)> {
+    let cannot = |e: std::io::Error| (None, format!("cannot read: {e}"));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err((
+            None,
+            format!(
+                "the file is larger than {} MiB; split it into several files",
+                MAX_MANIFEST_BYTES >> 20
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        (
+            Some(line),
+            "malformed YAML: the file is not UTF-8 text (save it as UTF-8)".to_string(),
+        )
+    })
 }
 
 /// The printed line names the field already, so a message that starts by

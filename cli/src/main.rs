@@ -7,12 +7,15 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod load;
 mod output;
 mod progress;
 mod remote;
 mod run;
 mod serve;
+mod signals;
 mod submit;
 mod tree;
 mod yaml;

@@ -5,6 +5,7 @@ use crate::error::CliError;
 use crate::load::{self, Object};
 use crate::output::{self, Format};
 use crate::progress::Progress;
+use crate::signals::{Signals, Stop};
 use kontinuum_api::API_VERSION;
 use kontinuum_engine::{Engine, EngineConfig, EngineError, ObjectStatus};
 use serde_json::{Map, Value};
@@ -35,11 +36,24 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
+    if let Some(dir) = &args.data {
+        crate::signals::check_data_dir(dir).map_err(CliError::Usage)?;
+    }
     // Everything is validated before the store is even opened.
     let objects = load::load(&args.files).map_err(CliError::Invalid)?;
     let workers = match args.workers {
         Some(n) => n as usize,
         None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    // Watched before the temporary store exists, so that no signal can end
+    // the process with the store left behind.
+    let signals = {
+        let _inside = runtime.enter();
+        Signals::new()
     };
     // Without --data the store lives in a temporary directory, removed on drop
     // (after the engine, which is dropped inside `execute`).
@@ -57,11 +71,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
             temp.path().to_path_buf()
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Runtime)?;
-    let finished = runtime.block_on(execute(&dir, &objects, workers));
+    let temporary = args.data.is_none().then(|| dir.clone());
+    let finished = runtime.block_on(execute(&dir, temporary, signals, &objects, workers));
     // After a failed store, engine calls may still sit on blocking threads:
     // they are not worth waiting for.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -73,19 +84,21 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         },
         other => other,
     })?;
-    let Some(statuses) = finished else {
-        let hint = match &args.data {
-            Some(dir) => format!(
-                "the store in {} keeps the work: rerun the same command to resume",
-                dir.display()
-            ),
-            None => {
-                "the temporary store is removed: use --data DIR to make a run resumable".to_string()
-            }
-        };
-        // A closed stderr must not turn the stop into a panic (exit 101).
-        let _ = writeln!(std::io::stderr(), "interrupted: workers stopped; {hint}");
-        return Ok(ExitCode::from(130));
+    let statuses = match finished {
+        Finished::Done(statuses) => statuses,
+        Finished::Stopped(stop) => {
+            let hint = match &args.data {
+                Some(dir) => format!(
+                    "the store in {} keeps the work: rerun the same command to resume",
+                    dir.display()
+                ),
+                None => "the temporary store is removed: use --data DIR to make a run resumable"
+                    .to_string(),
+            };
+            // A closed stderr must not turn the stop into a panic (exit 101).
+            let _ = writeln!(std::io::stderr(), "interrupted: workers stopped; {hint}");
+            return Ok(ExitCode::from(stop.exit_code()));
+        }
     };
     let printed: Vec<Value> = objects
         .iter()
@@ -101,12 +114,21 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::from(exit_code(&statuses)))
 }
 
-/// Runs to completion. `Ok(None)` when interrupted by Ctrl-C.
+/// How a run ended: every object final, or stopped by a signal.
+enum Finished {
+    Done(Vec<Option<Value>>),
+    Stopped(Stop),
+}
+
+/// Runs to completion or to Ctrl-C / SIGTERM. `temporary` is the store's
+/// directory when it is a temporary one, removed even on a second signal.
 async fn execute(
     dir: &Path,
+    temporary: Option<PathBuf>,
+    mut signals: Signals,
     objects: &[Object],
     workers: usize,
-) -> Result<Option<Vec<Option<Value>>>, CliError> {
+) -> Result<Finished, CliError> {
     std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
         path: dir.to_path_buf(),
         source,
@@ -149,13 +171,14 @@ async fn execute(
         .collect();
     let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
     let mut progress = Progress::new(&keys);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut ticker = tokio::time::interval(POLL);
     let outcome = loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = &mut ctrl_c => break None,
+        let stopped = tokio::select! {
+            _ = ticker.tick() => None,
+            stop = signals.recv() => Some(stop),
+        };
+        if let Some(stop) = stopped {
+            break Finished::Stopped(stop);
         }
         let statuses = match read_statuses(&engine, objects) {
             Ok(statuses) => statuses,
@@ -168,23 +191,26 @@ async fn execute(
         };
         progress.update(&statuses);
         if statuses.iter().flatten().all(is_final) && idle(&engine, &pools) {
-            break Some(statuses);
+            break Finished::Done(statuses);
         }
     };
     progress.finish();
-    if outcome.is_none() {
+    if matches!(outcome, Finished::Stopped(_)) {
         // Not eprintln!: a closed stderr (a reader that went away) must not
         // turn an orderly stop into a panic.
         let _ = writeln!(
             std::io::stderr(),
             "stopping: running tasks may finish (up to 10 s); Ctrl-C again stops at once"
         );
-        // A second Ctrl-C while workers wind down leaves at once: the store
-        // is crash-safe, so nothing is lost either way.
-        tokio::spawn(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
+        // A second signal while workers wind down leaves at once: the store
+        // is crash-safe, so nothing is lost either way; a temporary one is
+        // removed first.
+        tokio::spawn(async move {
+            let stop = signals.recv().await;
+            if let Some(dir) = temporary {
+                let _ = std::fs::remove_dir_all(dir);
             }
+            std::process::exit(stop.exit_code().into());
         });
     }
     let stopping: Vec<_> = running

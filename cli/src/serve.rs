@@ -25,6 +25,9 @@ pub struct ServeArgs {
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, RemoteError> {
     init_logs();
+    if let Some(dir) = &args.data {
+        crate::signals::check_data_dir(dir).map_err(RemoteError::Usage)?;
+    }
     let token = match &args.token_file {
         Some(path) => Some(kontinuum_server::token_from_file(path)?),
         None => None,
@@ -64,36 +67,17 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, RemoteError> {
             None => format!("{} (temporary)", dir.display()),
         };
         eprintln!("kontinuum serve: listening on http://{addr}, store {store}");
-        let served = server.run(stop_signal()).await;
+        let mut signals = crate::signals::Signals::new();
+        let served = server
+            .run(async move {
+                signals.recv().await;
+            })
+            .await;
         engine.close();
         served?;
         eprintln!("kontinuum serve: stopped");
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// Resolves at the first Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                eprintln!("warning: cannot watch for SIGTERM ({e}); Ctrl-C still stops");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// The server's own logs on stderr (RUST_LOG overrides the level).

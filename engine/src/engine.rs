@@ -133,6 +133,9 @@ impl Engine {
         let now = self.now();
         let mut plans = Vec::with_capacity(objects.len());
         let mut seen = HashSet::with_capacity(objects.len());
+        for object in &objects {
+            crate::guard::submission(object)?;
+        }
         let guard = self.inner.submitting.lock();
         for object in &objects {
             let (name, hash) = match object {
@@ -402,6 +405,7 @@ impl Engine {
 
     /// SDK: adds a child future node under the running call's node.
     pub fn add_child(&self, token: u64, call: FnRef, weight: u64) -> Result<NodeId, EngineError> {
+        crate::guard::child_call(&call)?;
         self.commit(|st, tx, _| {
             let lease = st
                 .leases
@@ -423,6 +427,7 @@ impl Engine {
 
     /// SDK: starts an independent task from a running task.
     pub fn spawn(&self, token: u64, spec: TaskSpec) -> Result<NodeId, EngineError> {
+        crate::guard::spawned(&spec)?;
         let plan = build::plan_task(&spec, self.now())?;
         self.commit(|st, tx, store| {
             if !st.leases.contains_key(&token) {

@@ -27,6 +27,12 @@ const META_LAYOUT: &[u8] = b"m/layout";
 /// Bumped whenever records move or change meaning.
 const LAYOUT: u8 = 2;
 
+/// The deepest record the store writes. serde_json reads back at most 127
+/// levels; a record deeper than this is refused before it is written, so
+/// the store never holds one it cannot read. The entry checks (guard.rs,
+/// 64 levels per value) keep records far from it; this is the backstop.
+const RECORD_MAX_NESTING: usize = 120;
+
 fn id_key(prefix: u8, id: NodeId) -> [u8; 9] {
     let mut key = [0u8; 9];
     key[0] = prefix;
@@ -85,6 +91,44 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, EngineErro
     })
 }
 
+/// Refuses a record nested deeper than the store can read back.
+fn readable(what: &str, bytes: &[u8]) -> Result<(), EngineError> {
+    let nesting = kontinuum_api::limits::json_nesting(bytes, RECORD_MAX_NESTING);
+    if nesting > RECORD_MAX_NESTING {
+        return Err(EngineError::Invalid(format!(
+            "a {what} record would be nested more than {RECORD_MAX_NESTING} levels deep, more than the store can read back; it was not written (values may be nested at most {} levels deep)",
+            kontinuum_api::limits::MAX_NESTING
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes a root record (state byte first), or stands in for one that
+/// does not decode.
+fn root_record(key: &[u8], bytes: &[u8]) -> StoredRoot {
+    let body = bytes.get(1..).unwrap_or_default();
+    match decode::<StoredRoot>("root", body) {
+        Ok(stored) => stored,
+        Err(e) => {
+            let detail = match &e {
+                EngineError::Corrupt { detail, .. } => detail.clone(),
+                other => other.to_string(),
+            };
+            let (name, id) = match key.split_first() {
+                Some((&OBJECT, name)) => (Some(String::from_utf8_lossy(name).into_owned()), None),
+                Some((_, id)) => (None, id.try_into().ok().map(u64::from_be_bytes)),
+                None => (None, None),
+            };
+            tracing::error!(
+                object = name.as_deref().unwrap_or(""),
+                id,
+                "a root record cannot be read ({detail}); its object is failed"
+            );
+            crate::salvage::failed_root(name.as_deref(), id, body, &detail)
+        }
+    }
+}
+
 /// The writes of one decision, applied atomically.
 #[derive(Default)]
 pub struct WriteSet {
@@ -96,14 +140,20 @@ impl WriteSet {
         self.entries.push((key.to_vec(), Some(value.into())));
     }
 
+    /// A JSON record: written only if it can be read back.
+    fn put_record(&mut self, what: &str, key: &[u8], value: Vec<u8>) -> Result<(), EngineError> {
+        readable(what, &value)?;
+        self.put(key, value);
+        Ok(())
+    }
+
     fn del(&mut self, key: &[u8]) {
         self.entries.push((key.to_vec(), None));
     }
 
     /// A node other than a root node (those travel inside their root record).
     pub fn put_node(&mut self, node: &Node) -> Result<(), EngineError> {
-        self.put(&node_key(node.root, node.id), encode("node", node)?);
-        Ok(())
+        self.put_record("node", &node_key(node.root, node.id), encode("node", node)?)
     }
 
     /// The root record, with the tree's root node inside it, behind one
@@ -118,10 +168,9 @@ impl WriteSet {
             }
         })?;
         match &root.name {
-            Some(name) => self.put(&str_key(OBJECT, name), bytes),
-            None => self.put(&id_key(ROOT, root.id), bytes),
+            Some(name) => self.put_record("root", &str_key(OBJECT, name), bytes),
+            None => self.put_record("root", &id_key(ROOT, root.id), bytes),
         }
-        Ok(())
     }
 
     pub fn put_value(
@@ -130,8 +179,7 @@ impl WriteSet {
         index: u32,
         value: &Value,
     ) -> Result<(), EngineError> {
-        self.put(&value_key(parent, index), encode("value", value)?);
-        Ok(())
+        self.put_record("value", &value_key(parent, index), encode("value", value)?)
     }
 
     pub fn del_value(&mut self, parent: NodeId, index: u32) {
@@ -139,22 +187,28 @@ impl WriteSet {
     }
 
     pub fn put_debounce(&mut self, key: &str, state: &DebounceState) -> Result<(), EngineError> {
-        self.put(&str_key(DEBOUNCE, key), encode("debounce", state)?);
-        Ok(())
+        self.put_record(
+            "debounce",
+            &str_key(DEBOUNCE, key),
+            encode("debounce", state)?,
+        )
     }
 
     pub fn put_exclusive(&mut self, key: &str, state: &ExclusiveState) -> Result<(), EngineError> {
         if state.holder.is_none() && state.rerun.is_none() {
             self.del(&str_key(EXCLUSIVE, key));
         } else {
-            self.put(&str_key(EXCLUSIVE, key), encode("exclusive", state)?);
+            self.put_record(
+                "exclusive",
+                &str_key(EXCLUSIVE, key),
+                encode("exclusive", state)?,
+            )?;
         }
         Ok(())
     }
 
     pub fn put_items(&mut self, root: NodeId, items: &[Value]) -> Result<(), EngineError> {
-        self.put(&id_key(ITEMS, root), encode("items", &items)?);
-        Ok(())
+        self.put_record("items", &id_key(ITEMS, root), encode("items", &items)?)
     }
 
     pub fn put_next_id(&mut self, next: NodeId) {
@@ -264,21 +318,24 @@ impl Store {
         })
     }
 
-    /// The root record of a named object, with its root node.
+    /// The root record of a named object, with its root node. A record that
+    /// does not decode comes back as a failed stand-in saying so.
     pub fn object(&self, name: &str) -> Result<Option<StoredRoot>, EngineError> {
         match self.writer.get(&str_key(OBJECT, name))? {
-            Some(b) if !b.is_empty() => Ok(Some(decode("root", &b[1..])?)),
+            Some(b) if !b.is_empty() => Ok(Some(root_record(&str_key(OBJECT, name), &b))),
             _ => Ok(None),
         }
     }
 
-    /// Every unfinished tree: its root record and root node.
+    /// Every unfinished tree: its root record and root node. A record that
+    /// does not decode comes back as a failed stand-in (state `Failed`), so
+    /// that it costs its own object and not the store.
     pub fn active_roots(&self) -> Result<Vec<StoredRoot>, EngineError> {
         let mut out = Vec::new();
         for prefix in [ROOT, OBJECT] {
-            for (_, bytes) in self.writer.scan(&[prefix])? {
+            for (key, bytes) in self.writer.scan(&[prefix])? {
                 if bytes.first() == Some(&1) {
-                    out.push(decode("root", &bytes[1..])?);
+                    out.push(root_record(&key, &bytes));
                 }
             }
         }
@@ -363,5 +420,41 @@ impl Store {
             .into_iter()
             .map(|(key, _)| String::from_utf8_lossy(&key[1..]).into_owned())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(levels: usize) -> Value {
+        let mut v = Value::from(1);
+        for _ in 0..levels {
+            v = Value::Array(vec![v]);
+        }
+        v
+    }
+
+    /// The backstop refuses exactly the records it could not read back
+    /// (with room to spare), whatever record holds the value.
+    #[test]
+    fn a_record_is_written_only_if_it_reads_back() {
+        for levels in 100..130 {
+            let mut writes = WriteSet::default();
+            let value = nested(levels);
+            match writes.put_value(1, 0, &value) {
+                Ok(()) => {
+                    let (_, bytes) = &writes.entries[0];
+                    let bytes = bytes.as_ref().unwrap();
+                    assert!(levels <= RECORD_MAX_NESTING);
+                    assert_eq!(decode::<Value>("value", bytes).unwrap(), value);
+                }
+                Err(e) => {
+                    assert!(levels > RECORD_MAX_NESTING, "{levels}: {e}");
+                    assert!(writes.entries.is_empty());
+                    assert!(e.to_string().contains("not written"), "{e}");
+                }
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kontinuum_api::endpoints::codes;
+use kontinuum_api::limits::{MAX_BODY_NESTING, body_too_deep, json_nesting};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -79,6 +80,10 @@ pub fn too_large() -> ApiError {
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::bad_field("", "the body is empty; expected JSON"));
+    }
+    // Before serde_json, whose own cap (128) would answer with other words.
+    if json_nesting(bytes, MAX_BODY_NESTING) > MAX_BODY_NESTING {
+        return Err(ApiError::bad_field("", body_too_deep()));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {

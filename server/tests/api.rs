@@ -2,83 +2,15 @@
 //! 4xx JSON answer and the server keeps serving; the lease/complete cycle
 //! and the CLI endpoints work end to end.
 
+mod common;
+
+use common::{start, task};
 use kontinuum_api::endpoints::MAX_BODY_BYTES;
 use kontinuum_engine::{Engine, EngineConfig};
 use kontinuum_server::{Client, ServeError, Server};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
-
-struct Running {
-    base: String,
-    http: reqwest::Client,
-    token: Option<String>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), ServeError>>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(token: Option<&str>) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), EngineConfig::default()).unwrap();
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = Server::bind(engine, addr, token.map(String::from))
-        .await
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Running {
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-        token: token.map(String::from),
-        stop: Some(tx),
-        task,
-        _dir: dir,
-    }
-}
-
-impl Running {
-    async fn send(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.unwrap();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
-        (status, value)
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send("POST", path, Some(serde_json::to_vec(&body).unwrap()))
-            .await
-    }
-
-    async fn healthy(&self) {
-        let (status, body) = self.send("GET", "/healthz", None).await;
-        assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-fn task(name: &str, call: Value) -> Value {
-    json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "Task",
-           "metadata": {"name": name}, "spec": {"call": call}})
-}
 
 #[tokio::test]
 async fn malformed_and_mistyped_bodies_are_400_naming_the_field() {

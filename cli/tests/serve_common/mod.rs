@@ -59,7 +59,8 @@ pub fn sigterm(process: &Running) {
     assert!(status.success());
 }
 
-fn start(dir: tempfile::TempDir, token: Option<&str>) -> Server {
+/// `kontinuum serve` over the store in `dir`/store (made if missing).
+pub fn start(dir: tempfile::TempDir, token: Option<&str>) -> Server {
     let port = free_port();
     let mut cmd = Command::new(KONTINUUM);
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])

@@ -41,8 +41,30 @@ impl State {
         if !live {
             return Ok(CompletionAck::Stale);
         }
-        match completion.outcome {
+        // A result the store could not hold (too deep, a number out of
+        // range) fails the attempt for good: running it again gives the same.
+        let outcome = match completion.outcome {
+            Outcome::Success { value } => match crate::guard::result(&value) {
+                Some(message) => Outcome::Failure {
+                    message,
+                    permanent: true,
+                },
+                None => Outcome::Success { value },
+            },
+            failure => failure,
+        };
+        match outcome {
             Outcome::Success { value } => self.succeed(tx, store, &lease, value)?,
+            // Past its timeout, a failure is the timeout, whichever side
+            // noticed first: one kind and one message.
+            Outcome::Failure { .. } if lease.timeout_at_ms.is_some_and(|t| t <= tx.now) => {
+                let error = ErrorInfo {
+                    message: kontinuum_api::limits::ATTEMPT_TIMED_OUT.to_string(),
+                    kind: ErrorKind::Timeout,
+                    attempt: lease.attempt,
+                };
+                self.attempt_failed(tx, store, &lease, error, false)?;
+            }
             Outcome::Failure { message, permanent } => {
                 let kind = if permanent {
                     ErrorKind::Permanent
