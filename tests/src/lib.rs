@@ -7,6 +7,9 @@
 //! matching one there). Without a cluster every test fails with a message
 //! saying how to start one: nothing is skipped silently.
 
+pub mod dashboard;
+pub mod helm;
+
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
