@@ -220,3 +220,153 @@ fn the_binaries_are_static_and_run_as_the_unprivileged_user_in_the_rootfs() {
     );
     assert!(!root.join("etc/store").exists());
 }
+
+/// A private containerd (its own root, state and socket in a temporary
+/// directory), stopped when dropped.
+struct Containerd {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let dir = tempfile::Builder::new()
+            .prefix("ctd")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path().display();
+        // No CRI plugin: this containerd only imports and runs images.
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{d}/sock\"\n"
+        );
+        std::fs::write(dir.path().join("config.toml"), config).expect("config");
+        let log = std::fs::File::create(dir.path().join("containerd.log")).expect("log");
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start containerd ({e}): apt-get install containerd (.ci/run does)")
+            });
+        let c = Containerd { child, dir };
+        let start = std::time::Instant::now();
+        while c.ctr(&["version"]).status.code() != Some(0) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "containerd did not answer within 60 s: {}",
+                std::fs::read_to_string(c.dir.path().join("containerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        c
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(self.dir.path().join("sock"))
+            .args(args)
+            .output()
+            .expect("run ctr")
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // SIGTERM, so it unmounts its snapshots before the directory goes.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn containerd_imports_the_archive_by_name_and_runs_it_as_the_unprivileged_user() {
+    assert!(
+        is_root(),
+        "containerd needs root (CI runs as root); run this test as root"
+    );
+    let name = format!("kontinuum.dev/kontinuum:{}", workspace_version());
+    let ctd = Containerd::start();
+    let archive = archive().to_string_lossy().into_owned();
+    let out = ctd.ctr(&["images", "import", &archive]);
+    assert!(out.status.success(), "ctr images import: {}", text(&out));
+    let out = ctd.ctr(&["images", "ls", "-q"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.lines().any(|l| l == name),
+        "imported as {listed:?}, not {name}"
+    );
+
+    for (i, bin) in ["kontinuum-operator", "kontinuum-worker", "kontinuum"]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("help-{i}");
+        let out = ctd.ctr(&[
+            "run",
+            "--rm",
+            &name,
+            &id,
+            &format!("/usr/local/bin/{bin}"),
+            "--help",
+        ]);
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Usage:"),
+            "{bin} --help in a container: {}",
+            text(&out)
+        );
+    }
+    // A job run in a container of the image, as its user: the store goes
+    // to /data (the user's); /etc is root's and refused.
+    let jobs = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        repo_root().join("examples/sum.yaml"),
+        jobs.path().join("sum.yaml"),
+    )
+    .expect("copy");
+    let mount = format!(
+        "type=bind,src={},dst=/jobs,options=rbind:ro",
+        jobs.path().display()
+    );
+    let run = |id: &str, data: &str| {
+        ctd.ctr(&[
+            "run",
+            "--rm",
+            "--mount",
+            &mount,
+            &name,
+            id,
+            "kontinuum",
+            "run",
+            "/jobs/sum.yaml",
+            "--data",
+            data,
+        ])
+    };
+    let out = run("job-data", "/data/store");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Succeeded"),
+        "kontinuum run in a container: {}",
+        text(&out)
+    );
+    let out = run("job-etc", "/etc/store");
+    assert!(
+        !out.status.success(),
+        "the container's user could write /etc: {}",
+        text(&out)
+    );
+}
