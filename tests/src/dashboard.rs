@@ -202,22 +202,19 @@ pub fn check(dashboard: &Value) -> Vec<String> {
     problems
 }
 
-/// Words of PromQL that look like identifiers but are not metric names.
-const KEYWORDS: [&str; 14] = [
+/// PromQL words followed by a list of label names: `by (le, pool)`.
+const GROUPING: [&str; 6] = [
     "by",
     "without",
     "on",
     "ignoring",
     "group_left",
     "group_right",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "offset",
-    "atan2",
-    "inf",
-    "nan",
+];
+
+/// Other words of PromQL that look like identifiers but are not metric names.
+const KEYWORDS: [&str; 8] = [
+    "bool", "and", "or", "unless", "offset", "atan2", "inf", "nan",
 ];
 
 /// The metric names a PromQL expression selects: identifiers that are not
@@ -285,16 +282,7 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
             let word = &expr[start..i];
             let after = next_non_space(i);
             let lower = word.to_ascii_lowercase();
-            if [
-                "by",
-                "without",
-                "on",
-                "ignoring",
-                "group_left",
-                "group_right",
-            ]
-            .contains(&lower.as_str())
-            {
+            if GROUPING.contains(&lower.as_str()) {
                 if b.get(after) == Some(&b'(') {
                     i = skip_group(after, b'(', b')');
                 }

@@ -22,6 +22,19 @@ fn install(ns: &str, extra: &[&str]) {
     helm::ok(helm::cluster(&args), &args);
 }
 
+fn uninstall(ns: &str) {
+    let args = [
+        "uninstall",
+        RELEASE,
+        "--namespace",
+        ns,
+        "--wait",
+        "--timeout",
+        "120s",
+    ];
+    helm::ok(helm::cluster(&args), &args);
+}
+
 /// (kind, namespace, name) of every object of the release's manifest.
 fn release_objects(ns: &str) -> Vec<(String, String, String)> {
     let args = ["get", "manifest", RELEASE, "--namespace", ns];
@@ -245,16 +258,7 @@ async fn install_upgrade_uninstall_leave_nothing_but_the_crds() {
     ]);
     assert_eq!(env, "debug");
 
-    let args = [
-        "uninstall",
-        RELEASE,
-        "--namespace",
-        ns,
-        "--wait",
-        "--timeout",
-        "120s",
-    ];
-    helm::ok(helm::cluster(&args), &args);
+    uninstall(ns);
     for (kind, obj_ns, name) in &objects {
         let (kind, obj_ns, name) = (kind.clone(), obj_ns.clone(), name.clone());
         wait_for(&format!("{kind} {obj_ns}/{name} to go"), TIMEOUT, || {
@@ -332,16 +336,7 @@ async fn the_store_claim_binds_with_default_values() {
     )
     .await;
     running_operator(ns).await;
-    let args = [
-        "uninstall",
-        RELEASE,
-        "--namespace",
-        ns,
-        "--wait",
-        "--timeout",
-        "120s",
-    ];
-    helm::ok(helm::cluster(&args), &args);
+    uninstall(ns);
     wait_for("the claim to go with the release", TIMEOUT, || async {
         (!exists("pvc", ns, "kontinuum-data")).then_some(())
     })
