@@ -133,9 +133,19 @@ fn the_layer_holds_exactly_the_planned_root_filesystem() {
     );
 }
 
+/// A program on this process's PATH (a Command given another PATH would
+/// look there).
+fn on_path(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not on PATH"))
+}
+
 /// Runs `argv` inside `root` as uid/gid 65532 (chroot --userspec; root only).
 fn run_as_user(root: &Path, argv: &[&str]) -> Output {
-    Command::new("chroot")
+    Command::new(on_path("chroot"))
         .arg("--userspec=65532:65532")
         .arg(root)
         .args(argv)
