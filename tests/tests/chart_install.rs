@@ -103,21 +103,32 @@ async fn running_operator(ns: &str) -> String {
         .to_owned()
 }
 
-/// `kubectl auth can-i` as the operator's ServiceAccount.
-fn can(ns: &str, verb: &str, resource: &str, in_ns: &str) -> bool {
+/// `kubectl auth can-i` as the operator's ServiceAccount. `what` is
+/// `RESOURCE[/NAME][:SUBRESOURCE]`.
+fn can(ns: &str, verb: &str, what: &str, in_ns: &str) -> bool {
     let who = format!("system:serviceaccount:{ns}:{RELEASE}");
-    let r = kubectl_result(
-        &[
-            "auth",
-            "can-i",
-            verb,
-            resource,
-            "--namespace",
-            in_ns,
-            "--as",
-            &who,
-        ],
-        None,
+    let (resource, sub) = what.split_once(':').unwrap_or((what, ""));
+    let sub = format!("--subresource={sub}");
+    let mut args = vec![
+        "auth",
+        "can-i",
+        verb,
+        resource,
+        "--namespace",
+        in_ns,
+        "--as",
+        &who,
+    ];
+    if sub != "--subresource=" {
+        args.push(&sub);
+    }
+    let r = kubectl_result(&args, None);
+    assert!(
+        r.stdout.trim() == "yes" || r.stdout.trim() == "no",
+        "kubectl {}: {}{}",
+        args.join(" "),
+        r.stdout,
+        r.stderr
     );
     r.stdout.trim() == "yes"
 }
@@ -196,32 +207,39 @@ async fn install_upgrade_uninstall_leave_nothing_but_the_crds() {
     let first = running_operator(ns).await;
 
     // RBAC: what the operator needs, and a sample of what it must not do.
-    for (verb, res) in [
+    for (verb, what) in [
         ("watch", "tasks.kontinuum.dev"),
-        ("patch", "futures.kontinuum.dev/status"),
-        ("update", "workerpools.kontinuum.dev/finalizers"),
+        ("list", "workerpools.kontinuum.dev"),
+        ("patch", "futures.kontinuum.dev"),
+        ("patch", "tasks.kontinuum.dev:status"),
+        ("patch", "futures.kontinuum.dev:status"),
+        ("patch", "workerpools.kontinuum.dev:status"),
+        ("update", "workerpools.kontinuum.dev:finalizers"),
         ("delete", "tasks.kontinuum.dev"),
+        ("create", "deployments.apps"),
         ("patch", "deployments.apps"),
         ("patch", "pods"),
         ("create", "events.events.k8s.io"),
+        ("patch", "events"),
         ("create", "tokenreviews.authentication.k8s.io"),
         ("create", "leases.coordination.k8s.io"),
         ("update", "leases.coordination.k8s.io/kontinuum"),
     ] {
-        assert!(can(ns, verb, res, ns), "the operator cannot {verb} {res}");
+        assert!(can(ns, verb, what, ns), "the operator cannot {verb} {what}");
     }
-    for (verb, res, in_ns) in [
+    for (verb, what, in_ns) in [
         ("get", "secrets", ns),
         ("delete", "workerpools.kontinuum.dev", ns),
+        ("update", "tasks.kontinuum.dev:status", ns),
         ("create", "pods", ns),
+        ("patch", "deployments.apps:scale", ns),
         ("update", "leases.coordination.k8s.io/other", ns),
         ("create", "leases.coordination.k8s.io", "default"),
-        ("patch", "deployments.apps/scale", ns),
-        ("create", "clusterroles.rbac.authorization.k8s.io", ""),
+        ("create", "clusterroles.rbac.authorization.k8s.io", ns),
     ] {
         assert!(
-            !can(ns, verb, res, in_ns),
-            "the operator may {verb} {res} in {in_ns:?}: more than it needs"
+            !can(ns, verb, what, in_ns),
+            "the operator may {verb} {what} in {in_ns}: more than it needs"
         );
     }
 
