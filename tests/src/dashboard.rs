@@ -197,122 +197,43 @@ pub fn check(dashboard: &Value) -> Vec<String> {
                     ));
                 }
             }
+            if let Err(e) = metric_names(&substitute(expr, &BTreeMap::new(), "1m")) {
+                problems.push(format!("panel {title} target {r}: {e}"));
+            }
         }
     }
     problems
 }
 
-/// PromQL words followed by a list of label names: `by (le, pool)`.
-const GROUPING: [&str; 6] = [
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
+/// The metric names a PromQL expression selects, parsed by promql-parser
+/// (Prometheus's grammar). Grafana's variables must be substituted first
+/// (see [`substitute`]); a query that does not parse, or that selects
+/// series without naming a metric, is an error.
+pub fn metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
+    use promql_parser::parser::{self, Expr};
+    use promql_parser::util::{ExprVisitor, walk_expr};
 
-/// Other words of PromQL that look like identifiers but are not metric names.
-const KEYWORDS: [&str; 8] = [
-    "bool", "and", "or", "unless", "offset", "atan2", "inf", "nan",
-];
-
-/// The metric names a PromQL expression selects: identifiers that are not
-/// functions or aggregations (followed by `(`), keywords, label names (in
-/// `{...}` or the label lists of by/without/on/ignoring/group_*), strings,
-/// numbers or durations.
-pub fn metric_names(expr: &str) -> BTreeSet<String> {
-    let b = expr.as_bytes();
-    let mut out = BTreeSet::new();
-    let mut i = 0;
-    let skip_string = |i: usize| {
-        let q = b[i];
-        let mut j = i + 1;
-        while j < b.len() && b[j] != q {
-            j += if b[j] == b'\\' && q != b'`' { 2 } else { 1 };
-        }
-        j + 1
-    };
-    // Skips a bracketed group from its opening byte, strings included.
-    let skip_group = |i: usize, open: u8, close: u8| {
-        let (mut depth, mut j) = (0, i);
-        while j < b.len() {
-            match b[j] {
-                b'"' | b'\'' | b'`' => {
-                    j = skip_string(j);
-                    continue;
-                }
-                c if c == open => depth += 1,
-                c if c == close => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return j + 1;
-                    }
-                }
-                _ => {}
-            }
-            j += 1;
-        }
-        j
-    };
-    let next_non_space = |j: usize| {
-        (j..b.len())
-            .find(|&k| !b[k].is_ascii_whitespace())
-            .unwrap_or(b.len())
-    };
-    while i < b.len() {
-        let c = b[i];
-        if matches!(c, b'"' | b'\'' | b'`') {
-            i = skip_string(i);
-        } else if c == b'{' {
-            i = skip_group(i, b'{', b'}');
-        } else if c == b'[' {
-            i = skip_group(i, b'[', b']');
-        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
-        {
-            // Numbers, 1e3, 0x1f and durations such as 5m.
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_') {
-                i += 1;
-            }
-        } else if c.is_ascii_alphabetic() || c == b'_' || c == b':' {
-            let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
-                i += 1;
-            }
-            let word = &expr[start..i];
-            let after = next_non_space(i);
-            let lower = word.to_ascii_lowercase();
-            if GROUPING.contains(&lower.as_str()) {
-                if b.get(after) == Some(&b'(') {
-                    i = skip_group(after, b'(', b')');
-                }
-            } else if b.get(after) == Some(&b'(')
-                || KEYWORDS.contains(&lower.as_str())
-                || followed_by_grouping(&expr[after..])
-            {
-                // A function or aggregation (`sum by (x) (...)` too), or an
-                // operator word.
-            } else {
-                out.insert(word.to_owned());
-            }
-        } else {
-            i += 1;
+    struct Names(BTreeSet<String>);
+    impl ExprVisitor for Names {
+        type Error = String;
+        fn pre_visit(&mut self, e: &Expr) -> Result<bool, String> {
+            let selector = match e {
+                Expr::VectorSelector(vs) => vs,
+                Expr::MatrixSelector(ms) => &ms.vs,
+                _ => return Ok(true),
+            };
+            let name = selector
+                .name
+                .clone()
+                .ok_or_else(|| format!("a selector without a metric name: {selector}"))?;
+            self.0.insert(name);
+            Ok(true)
         }
     }
-    out
-}
-
-/// Whether text starts with `by` or `without` as a whole word: what follows
-/// an aggregation written `sum by (le) (...)`.
-fn followed_by_grouping(rest: &str) -> bool {
-    ["by", "without"].iter().any(|w| {
-        rest.get(..w.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(w))
-            && !rest[w.len()..]
-                .bytes()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
-    })
+    let ast = parser::parse(expr).map_err(|e| format!("not PromQL ({e}): {expr}"))?;
+    let mut names = Names(BTreeSet::new());
+    walk_expr(&mut names, &ast)?;
+    Ok(names.0)
 }
 
 /// Metric names and types from the tables of docs/metrics.md: rows whose

@@ -28,25 +28,40 @@ fn the_dashboard_is_valid_for_grafana() {
     );
 }
 
+/// The metrics of every panel query, variables substituted.
+fn used_metrics(dashboard: &Value) -> BTreeSet<String> {
+    queries(dashboard)
+        .iter()
+        .flat_map(|q| {
+            metric_names(&substitute(&q.expr, &BTreeMap::new(), "1m"))
+                .unwrap_or_else(|e| panic!("panel {}: {e}", q.panel))
+        })
+        .collect()
+}
+
 #[test]
 fn the_dashboard_uses_only_documented_metrics() {
     let dashboard = load(&dashboard_path());
     let docs = documented();
     assert!(docs.len() >= 19, "docs/metrics.md lists only {docs:?}");
-    let used: BTreeSet<String> = queries(&dashboard)
-        .iter()
-        .flat_map(|q| metric_names(&q.expr))
-        .collect();
+    let used = used_metrics(&dashboard);
     let missing = undocumented(&used, &docs);
     assert!(missing.is_empty(), "not in docs/metrics.md: {missing:?}");
-    // The variables' queries count too.
+    // The variables' queries count too: label_values(SELECTOR, LABEL).
     for v in dashboard["templating"]["list"]
         .as_array()
         .expect("variables")
     {
         if let Some(q) = v["query"]["query"].as_str() {
-            let inner = q.trim_start_matches("label_values(");
-            let names = metric_names(inner.split(',').next().unwrap_or_default());
+            let selector = q
+                .strip_prefix("label_values(")
+                .and_then(|r| r.rsplit_once(','))
+                .map(|(sel, _)| sel)
+                .unwrap_or_else(|| {
+                    panic!("variable query {q} is not label_values(SELECTOR, LABEL)")
+                });
+            let names = metric_names(&substitute(selector, &BTreeMap::new(), "1m"))
+                .unwrap_or_else(|e| panic!("variable query {q}: {e}"));
             assert!(undocumented(&names, &docs).is_empty(), "variable query {q}");
         }
     }
@@ -55,10 +70,7 @@ fn the_dashboard_uses_only_documented_metrics() {
 #[test]
 fn the_dashboard_covers_what_operators_look_at() {
     let dashboard = load(&dashboard_path());
-    let used: BTreeSet<String> = queries(&dashboard)
-        .iter()
-        .flat_map(|q| metric_names(&q.expr))
-        .collect();
+    let used = used_metrics(&dashboard);
     for m in [
         "kontinuum_tasks_completed_total",
         "kontinuum_queue_depth",
@@ -86,24 +98,28 @@ fn the_dashboard_covers_what_operators_look_at() {
 }
 
 #[test]
-fn metric_names_are_told_from_functions_labels_and_literals() {
-    let names = |e: &str| metric_names(e).into_iter().collect::<Vec<_>>();
+fn metric_names_come_from_the_parsed_query() {
+    let names = |e: &str| metric_names(e).map(|n| n.into_iter().collect::<Vec<_>>());
     assert_eq!(
         names(
-            r#"histogram_quantile(0.99, sum by (le, function) (rate(kontinuum_task_duration_seconds_bucket{namespace=~"$namespace",pool="a{b}"}[$__rate_interval])))"#
+            r#"histogram_quantile(0.99, sum by (le, function) (rate(kontinuum_task_duration_seconds_bucket{namespace=~".*",pool="a{b}"}[1m])))"#
         ),
-        ["kontinuum_task_duration_seconds_bucket"]
+        Ok(vec!["kontinuum_task_duration_seconds_bucket".to_owned()])
     );
     assert_eq!(
         names(
             "sum(a_total) by (pod) / on (pod) group_left (x) b offset 5m > bool 1e3 or vector(0)"
         ),
-        ["a_total", "b"]
+        Ok(vec!["a_total".to_owned(), "b".to_owned()])
     );
     assert_eq!(
         names(r#"max(x_bytes) unless y{z="sum(q)"}"#),
-        ["x_bytes", "y"]
+        Ok(vec!["x_bytes".to_owned(), "y".to_owned()])
     );
+    let err = names("sum(rate(x[1m])").unwrap_err();
+    assert!(err.contains("not PromQL"), "{err}");
+    let err = names(r#"sum({job="x"})"#).unwrap_err();
+    assert!(err.contains("without a metric name"), "{err}");
 }
 
 #[test]
@@ -177,6 +193,12 @@ fn the_checker_catches_each_kind_of_mistake() {
         *t = json!(t.as_str().unwrap().replace("$pool", "$pools"));
     });
     assert!(p.contains("undefined variable $pools"), "{p}");
+
+    let p = problems_after(|d| {
+        let t = &mut first_panel(d)["targets"][0]["expr"];
+        *t = json!(format!("{})", t.as_str().unwrap()));
+    });
+    assert!(p.contains("target A: not PromQL"), "{p}");
 }
 
 #[test]
