@@ -360,3 +360,64 @@ async fn the_store_claim_binds_with_default_values() {
     })
     .await;
 }
+
+/// The heredoc blocks of NOTES.txt (`... apply -f - <<'YAML'` up to a line
+/// `YAML`), so a user who pastes them gets valid shell and valid objects.
+fn notes_manifests(notes: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = notes.lines();
+    while let Some(line) = lines.next() {
+        if line.ends_with("apply -f - <<'YAML'") {
+            assert!(!line.starts_with(' '), "an indented command: {line}");
+            let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "YAML").collect();
+            out.push(body.join("\n"));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_first_job_of_the_notes_is_valid() {
+    ensure_crds().await;
+    let c = client().await;
+    let ns = TestNamespace::create(&c, "chart-notes").await;
+    let chart = helm::chart();
+    let args = [
+        "install",
+        RELEASE,
+        chart.as_str(),
+        "--namespace",
+        ns.name(),
+        "--dry-run=client",
+    ];
+    let out = helm::ok(helm::cluster(&args), &args);
+    let notes = out
+        .split_once("NOTES:")
+        .map(|(_, n)| n)
+        .expect("NOTES in helm's output");
+    let manifests = notes_manifests(notes);
+    assert_eq!(
+        manifests.len(),
+        2,
+        "a future and a WorkerPool in the NOTES:\n{notes}"
+    );
+    assert!(
+        manifests[0].contains("kind: HierarchicalFuture"),
+        "{}",
+        manifests[0]
+    );
+    for m in manifests {
+        kubectl_stdin(
+            &[
+                "apply",
+                "--dry-run=server",
+                "--namespace",
+                ns.name(),
+                "-f",
+                "-",
+            ],
+            Some(&m),
+        );
+    }
+    assert!(notes.contains("get futures -w"), "{notes}");
+}
