@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build (or reuse) the binaries of the test control plane from the Go module
 # proxy: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
-# etcd, helm and kwok, at the versions pinned in versions.env.
+# etcd, helm, kwok and crane, at the versions pinned in versions.env.
 #
-#   tests/cluster/build.sh [all|k8s|etcd|helm|kwok]...   (default: all)
+#   tests/cluster/build.sh [all|k8s|etcd|helm|kwok|crane]...   (default: all)
 #
 # Each component is built in a wrapper Go module of its own and installed into
 #   ${KONTINUUM_CACHE:-~/.cache/kontinuum}/<component>/<version>/bin
@@ -217,6 +217,13 @@ build_kwok() {
   kwok_stages
 }
 
+# crane (go-containerregistry): tests/tests/image.rs checks the image archive
+# of scripts/build-image with `crane validate`, a reader written by others.
+build_crane() {
+  build_simple crane "$CRANE_VERSION" github.com/google/go-containerregistry \
+    github.com/google/go-containerregistry/cmd/crane
+}
+
 # kwok run on its own (not through kwokctl) has no built-in lifecycle: its
 # config must list the Stages. We take the same default set that kwokctl
 # uses (node initialize + lease heartbeat, pod ready/complete/delete) from
@@ -243,11 +250,12 @@ targets=("$@")
 ((${#targets[@]})) || targets=(all)
 for t in "${targets[@]}"; do
   case $t in
-    all) build_etcd; build_kwok; build_helm; build_k8s ;;
+    all) build_etcd; build_kwok; build_helm; build_crane; build_k8s ;;
     k8s | kubernetes) build_k8s ;;
     etcd) build_etcd ;;
     helm) build_helm ;;
     kwok) build_kwok ;;
-    *) die "unknown target $t (all|k8s|etcd|helm|kwok)" ;;
+    crane) build_crane ;;
+    *) die "unknown target $t (all|k8s|etcd|helm|kwok|crane)" ;;
   esac
 done

@@ -7,6 +7,8 @@
 //! matching one there). Without a cluster every test fails with a message
 //! saying how to start one: nothing is skipped silently.
 
+pub mod dashboard;
+pub mod helm;
 pub mod procs;
 
 use std::future::Future;

@@ -1,0 +1,80 @@
+//! Runs the real `helm` from PATH (tests/cluster/up.sh puts the pinned one
+//! there) on the chart in charts/kontinuum.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::{HOW_TO_START, KubectlResult, kubeconfig, repo_root};
+
+pub fn chart_dir() -> PathBuf {
+    repo_root().join("charts/kontinuum")
+}
+
+/// The chart's path as an argument.
+pub fn chart() -> String {
+    chart_dir().to_string_lossy().into_owned()
+}
+
+fn run(args: &[&str], cluster: bool) -> KubectlResult {
+    let mut cmd = Command::new("helm");
+    cmd.args(args).stdin(Stdio::null());
+    if cluster {
+        cmd.env("KUBECONFIG", kubeconfig());
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run helm ({e}): it must be on PATH; {HOW_TO_START}"));
+    KubectlResult {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// helm without the cluster (lint, template): its result whatever the status.
+pub fn offline(args: &[&str]) -> KubectlResult {
+    run(args, false)
+}
+
+/// helm against the test cluster (install, upgrade, uninstall, get).
+pub fn cluster(args: &[&str]) -> KubectlResult {
+    run(args, true)
+}
+
+/// Fails the test with helm's output unless it succeeded; returns stdout.
+pub fn ok(r: KubectlResult, args: &[&str]) -> String {
+    assert!(
+        r.success,
+        "helm {} failed:\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        r.stdout,
+        r.stderr
+    );
+    r.stdout
+}
+
+/// `helm template` of the chart with extra arguments (e.g. `--set`).
+pub fn template(namespace: &str, extra: &[&str]) -> String {
+    let chart = chart();
+    let mut args = vec![
+        "template",
+        "kontinuum",
+        chart.as_str(),
+        "--namespace",
+        namespace,
+    ];
+    args.extend_from_slice(extra);
+    ok(offline(&args), &args)
+}
+
+/// The documents of a multi-document YAML stream (empty ones left out).
+pub fn documents(yaml: &str) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(yaml)
+        .filter_map(|d| {
+            let v = serde_json::Value::deserialize(d)
+                .unwrap_or_else(|e| panic!("helm printed invalid YAML: {e}\n{yaml}"));
+            (!v.is_null()).then_some(v)
+        })
+        .collect()
+}

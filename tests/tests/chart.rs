@@ -1,0 +1,383 @@
+//! The Helm chart without installing it: CRDs equal to crds/, versions that
+//! follow the workspace, `helm lint --strict`, the values schema refusing
+//! typos by name, and what the templates render.
+
+use kontinuum_e2e::{helm, repo_root, yaml_files};
+use serde_json::Value;
+
+fn workspace_version() -> String {
+    let text = std::fs::read_to_string(repo_root().join("Cargo.toml")).expect("Cargo.toml");
+    let mut in_package = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            in_package = line.trim() == "[workspace.package]";
+        } else if in_package && let Some(v) = line.strip_prefix("version = ") {
+            return v.trim_matches('"').to_owned();
+        }
+    }
+    panic!("no version in [workspace.package] of Cargo.toml");
+}
+
+#[test]
+fn the_charts_crds_are_the_repos_crds_byte_for_byte() {
+    let repo = yaml_files(&repo_root().join("crds"));
+    let chart = yaml_files(&helm::chart_dir().join("crds"));
+    let names = |v: &[std::path::PathBuf]| -> Vec<String> {
+        v.iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert!(!repo.is_empty(), "crds/ is empty");
+    assert_eq!(
+        names(&repo),
+        names(&chart),
+        "charts/kontinuum/crds must hold the files of crds/: cp crds/*.yaml charts/kontinuum/crds/"
+    );
+    for (a, b) in repo.iter().zip(&chart) {
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{} differs from {}: cp crds/*.yaml charts/kontinuum/crds/",
+            b.display(),
+            a.display()
+        );
+    }
+}
+
+#[test]
+fn the_chart_versions_follow_the_workspace() {
+    let chart: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(helm::chart_dir().join("Chart.yaml")).expect("Chart.yaml"),
+    )
+    .expect("Chart.yaml is YAML");
+    let v = workspace_version();
+    assert_eq!(chart["apiVersion"].as_str(), Some("v2"));
+    assert_eq!(chart["appVersion"].as_str(), Some(v.as_str()), "appVersion");
+    assert_eq!(chart["version"].as_str(), Some(v.as_str()), "version");
+}
+
+#[test]
+fn helm_lint_strict_is_clean_with_default_and_other_values() {
+    let chart = helm::chart();
+    for extra in [
+        &[][..],
+        &["--set", "persistence.enabled=false"][..],
+        &[
+            "--set",
+            "watchNamespaces={a,b}",
+            "--set",
+            "tokenSecret=shared",
+        ][..],
+        &[
+            "--set",
+            "workerPool.scaling=null",
+            "--set",
+            "workerPool.replicas=2",
+        ][..],
+        &[
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "rbac.create=false",
+            "--set",
+            "serviceAccount.create=false",
+            "--set",
+            "serviceAccount.name=mine",
+        ][..],
+    ] {
+        let mut args = vec!["lint", "--strict", chart.as_str()];
+        args.extend_from_slice(extra);
+        let out = helm::ok(helm::offline(&args), &args);
+        assert!(
+            !out.contains("[WARNING]")
+                && !out.contains("[ERROR]")
+                && out.contains("0 chart(s) failed"),
+            "helm {}:\n{out}",
+            args.join(" ")
+        );
+    }
+}
+
+/// `helm template` with one values file; its result.
+fn template_with_values(values: &str) -> kontinuum_e2e::KubectlResult {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, values).expect("write values");
+    let chart = helm::chart();
+    helm::offline(&[
+        "template",
+        "kontinuum",
+        &chart,
+        "-f",
+        file.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_misspelt_or_mistyped_value_is_refused_naming_the_key() {
+    for (values, key) in [
+        ("persistance:\n  enabled: false\n", "persistance"),
+        ("image:\n  tga: v1\n", "tga"),
+        ("workerPool:\n  scaling:\n    maxReplica: 3\n", "maxReplica"),
+        (
+            "serviceMonitor:\n  enabled: yes-please\n",
+            "/serviceMonitor/enabled",
+        ),
+        ("replicas: two\n", "/replicas"),
+        ("statusInterval: 1 second\n", "/statusInterval"),
+    ] {
+        let r = template_with_values(values);
+        assert!(!r.success, "values {values:?} were accepted:\n{}", r.stdout);
+        assert!(
+            r.stderr.contains("schema") && r.stderr.contains(key),
+            "the error for {values:?} does not name {key}:\n{}",
+            r.stderr
+        );
+    }
+    // The same keys, spelt right, are accepted.
+    let r = template_with_values(
+        "persistence:\n  enabled: false\nimage:\n  tag: v1\nworkerPool:\n  scaling:\n    maxReplicas: 3\nreplicas: 2\n",
+    );
+    assert!(r.success, "{}", r.stderr);
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn only<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found = find(docs, kind);
+    assert_eq!(found.len(), 1, "expected one {kind}, got {}", found.len());
+    found[0]
+}
+
+#[test]
+fn the_operator_deployment_is_locked_down_and_wired() {
+    let docs = helm::documents(&helm::template("kns", &[]));
+    let d = only(&docs, "Deployment");
+    assert_eq!(d["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(d["spec"]["replicas"], 1);
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = &pod["containers"][0];
+    assert_eq!(
+        c["image"],
+        format!("kontinuum.dev/kontinuum:{}", workspace_version())
+    );
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for a in [
+        "--data=/data",
+        "--leader-elect=true",
+        "--listen=0.0.0.0:7070",
+        "--metrics-listen=0.0.0.0:9090",
+    ] {
+        assert!(args.contains(&a), "{a} not in {args:?}");
+    }
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "metrics");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let env: Vec<(&str, &Value)> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e))
+        .collect();
+    let get = |n: &str| {
+        env.iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no env {n}"))
+    };
+    assert_eq!(
+        get("POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    assert_eq!(
+        get("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert_eq!(get("KONTINUUM_WORKER_IMAGE")["value"], c["image"]);
+    assert_eq!(
+        get("KONTINUUM_WORKER_SERVER")["value"],
+        "http://kontinuum.kns.svc:7070"
+    );
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["name"] == "data" && m["mountPath"] == "/data")
+    );
+    let data = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "data")
+        .unwrap();
+    assert_eq!(data["persistentVolumeClaim"]["claimName"], "kontinuum-data");
+    let pvc = only(&docs, "PersistentVolumeClaim");
+    assert_eq!(pvc["metadata"]["name"], "kontinuum-data");
+    assert!(
+        pvc["spec"].get("storageClassName").is_none(),
+        "default class: no storageClassName"
+    );
+
+    let svc = only(&docs, "Service");
+    let ports: Vec<(&str, i64)> = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["port"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(ports, [("api", 7070), ("metrics", 9090)]);
+
+    // Without persistence: an emptyDir, and no claim at all.
+    let docs = helm::documents(&helm::template(
+        "kns",
+        &[
+            "--set",
+            "persistence.enabled=false",
+            "--set",
+            "persistence.storageClass=fast",
+        ],
+    ));
+    assert!(find(&docs, "PersistentVolumeClaim").is_empty());
+    let d = only(&docs, "Deployment");
+    let vols = d["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    assert!(
+        vols.iter()
+            .any(|v| v["name"] == "data" && v.get("emptyDir").is_some())
+    );
+    let docs = helm::documents(&helm::template(
+        "kns",
+        &["--set", "persistence.storageClass=-"],
+    ));
+    assert_eq!(
+        only(&docs, "PersistentVolumeClaim")["spec"]["storageClassName"],
+        ""
+    );
+}
+
+#[test]
+fn the_default_worker_pool_follows_the_values() {
+    let docs = helm::documents(&helm::template("kns", &[]));
+    let wp = only(&docs, "WorkerPool");
+    assert_eq!(wp["metadata"]["name"], "default");
+    assert_eq!(wp["spec"]["concurrency"], 8);
+    assert_eq!(wp["spec"]["scaling"]["maxReplicas"], 20);
+    let docs = helm::documents(&helm::template(
+        "kns",
+        &[
+            "--set",
+            "workerPool.scaling=null",
+            "--set",
+            "workerPool.replicas=3",
+            "--set",
+            "workerPool.concurrency=2",
+        ],
+    ));
+    let wp = only(&docs, "WorkerPool");
+    assert_eq!(wp["spec"]["replicas"], 3);
+    assert_eq!(wp["spec"]["concurrency"], 2);
+    assert!(wp["spec"].get("scaling").is_none());
+    let docs = helm::documents(&helm::template(
+        "kns",
+        &["--set", "workerPool.enabled=false"],
+    ));
+    assert!(find(&docs, "WorkerPool").is_empty());
+}
+
+#[test]
+fn the_service_monitor_renders_only_when_asked_or_available() {
+    let api = "--api-versions=monitoring.coreos.com/v1";
+    for (extra, expected) in [
+        (vec![], 0),
+        (vec![api], 1),
+        (vec!["--set", "serviceMonitor.enabled=true"], 1),
+        (vec![api, "--set", "serviceMonitor.enabled=false"], 0),
+    ] {
+        let docs = helm::documents(&helm::template("kns", &extra));
+        let sms = find(&docs, "ServiceMonitor");
+        assert_eq!(sms.len(), expected, "{extra:?}");
+        if let Some(sm) = sms.first() {
+            let ep = &sm["spec"]["endpoints"][0];
+            assert_eq!(ep["port"], "metrics");
+            assert_eq!(ep["honorLabels"], true);
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_configmap_carries_the_dashboard_for_the_sidecar() {
+    let docs = helm::documents(&helm::template("kns", &[]));
+    let cm = only(&docs, "ConfigMap");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped =
+        std::fs::read_to_string(helm::chart_dir().join("dashboards/kontinuum.json")).unwrap();
+    assert_eq!(
+        cm["data"]["kontinuum.json"].as_str(),
+        Some(shipped.trim_end())
+    );
+    let docs = helm::documents(&helm::template(
+        "kns",
+        &["--set", "dashboards.enabled=false"],
+    ));
+    assert!(find(&docs, "ConfigMap").is_empty());
+}
+
+#[test]
+fn rbac_is_cluster_wide_or_per_watched_namespace() {
+    let docs = helm::documents(&helm::template("kns", &[]));
+    let bindings: Vec<&str> = find(&docs, "ClusterRoleBinding")
+        .iter()
+        .map(|b| b["roleRef"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(bindings, ["kontinuum-kns", "kontinuum-kns-tokenreview"]);
+    assert_eq!(
+        find(&docs, "RoleBinding").len(),
+        1,
+        "only the leader election binding"
+    );
+    let docs = helm::documents(&helm::template("kns", &["--set", "watchNamespaces={a,b}"]));
+    let bindings: Vec<&str> = find(&docs, "ClusterRoleBinding")
+        .iter()
+        .map(|b| b["roleRef"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(bindings, ["kontinuum-kns-tokenreview"]);
+    let mut rb: Vec<(&str, &str)> = find(&docs, "RoleBinding")
+        .iter()
+        .map(|b| {
+            (
+                b["metadata"]["namespace"].as_str().unwrap(),
+                b["roleRef"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    rb.sort();
+    assert_eq!(
+        rb,
+        [
+            ("a", "kontinuum-kns"),
+            ("b", "kontinuum-kns"),
+            ("kns", "kontinuum-leader-election")
+        ]
+    );
+    let d = only(&docs, "Deployment");
+    let args = d["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--namespace=a") && args.contains("--namespace=b"),
+        "{args}"
+    );
+}
