@@ -72,7 +72,10 @@ if [[ -d $dir/node ]]; then
   source "$here/node.sh"
   node_down
 fi
-stop_daemons kwok provisioner kube-scheduler kube-controller-manager kube-apiserver etcd
+stop_daemons kwok provisioner kube-scheduler kube-controller-manager kube-apiserver
+# etcd last: an API server that advertises a real address (the real node's)
+# removes it from the `kubernetes` endpoints as it stops, which needs etcd.
+stop_daemons etcd
 release_ports "$dir"
 if [[ -n ${NODE_LEFT_STATE:-} ]]; then
   # Keep the dir: its node/ holds the before/after snapshots and the logs.

@@ -27,6 +27,12 @@ NODE_TAINT_KEY=kontinuum.dev/real-node
 # (ip_forward) write; recorded at start and restored by node_down.
 NODE_SYSCTLS=(net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel.panic
   kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+# Paths outside the cluster dir that kubelet, containerd's shims and CNI
+# create whatever they are told (kubelet's device-plugin socket dir and
+# container log links, libcni's result cache, the shims' sockets), children
+# after parents; node_down removes those that were not there before.
+NODE_HOST_PATHS=(/var/lib/kubelet /var/lib/kubelet/device-plugins /var/log/containers
+  /var/lib/cni /var/lib/cni/results /run/containerd /run/containerd/s)
 # nftables tables the node may create: kube-proxy's, our guard, and those
 # iptables-nft makes for kubelet's canary chains. node_down deletes the ones
 # that did not exist before the node started.
@@ -111,7 +117,7 @@ node_record_host() {
     # shellcheck disable=SC2086  # "family name"
     nft list table $t >/dev/null 2>&1 && echo "$t"
   done >"$n/nft-tables.before" || true
-  for t in /run/containerd /run/containerd/s /var/log/containers; do
+  for t in "${NODE_HOST_PATHS[@]}"; do
     [[ -e $t ]] && echo "$t"
   done >"$n/paths.before" || true
   "$here/host-state.sh" >"$n/host-state.before"
@@ -272,6 +278,7 @@ EOF
     --config="$n/kubelet.yaml" \
     --kubeconfig="$dir/kubelet.kubeconfig" \
     --root-dir="$n/kubelet" \
+    --cert-dir="$n/kubelet/pki" \
     --hostname-override="$NODE_NAME" \
     --node-ip="$NODE_IP" \
     --node-labels="$NODE_TAINT_KEY=true"
@@ -504,7 +511,13 @@ node_remove_paths() {
       [[ -L $f && $(readlink "$f") == "$n/"* ]] && rm -f "$f"
     done
   fi
-  for f in /var/log/containers /run/containerd/s /run/containerd; do
+  # The device manager's socket: kubelet's own, in a directory it cannot be
+  # told to move. Left alone if that directory was there before.
+  grep -qxF /var/lib/kubelet/device-plugins "$before" 2>/dev/null \
+    || rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+  local i
+  for ((i = ${#NODE_HOST_PATHS[@]} - 1; i >= 0; i--)); do
+    f=${NODE_HOST_PATHS[i]}
     grep -qxF "$f" "$before" 2>/dev/null || rmdir "$f" 2>/dev/null || true
   done
 }

@@ -344,7 +344,11 @@ pub async fn real_node(client: &Client) -> String {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    assert!(ready, "the real node {name} is not Ready: {:?}", node.status);
+    assert!(
+        ready,
+        "the real node {name} is not Ready: {:?}",
+        node.status
+    );
     name
 }
 

@@ -44,7 +44,10 @@ async fn a_claim_without_a_class_is_bound_by_the_default_class_and_reclaimed_on_
         .expect("create claim");
     // The DefaultStorageClass admission plugin fills in the class.
     assert_eq!(
-        created.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()),
+        created
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.as_deref()),
         Some("standard")
     );
 
@@ -65,7 +68,10 @@ async fn a_claim_without_a_class_is_bound_by_the_default_class_and_reclaimed_on_
     let spec = pv.spec.expect("pv spec");
     assert_eq!(spec.storage_class_name.as_deref(), Some("standard"));
     assert_eq!(
-        spec.capacity.as_ref().and_then(|c| c.get("storage")).map(|q| q.0.as_str()),
+        spec.capacity
+            .as_ref()
+            .and_then(|c| c.get("storage"))
+            .map(|q| q.0.as_str()),
         Some("1Gi")
     );
     let dir = spec.host_path.map(|h| h.path).expect("a hostPath PV");
@@ -79,7 +85,14 @@ async fn a_claim_without_a_class_is_bound_by_the_default_class_and_reclaimed_on_
     wait_for("the PV to be deleted", Duration::from_secs(60), || {
         let volumes = volumes.clone();
         let pv_name = pv_name.clone();
-        async move { volumes.get_opt(&pv_name).await.ok()?.is_none().then_some(()) }
+        async move {
+            volumes
+                .get_opt(&pv_name)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
     })
     .await;
     assert!(!Path::new(&dir).exists(), "{dir} was removed with its PV");
