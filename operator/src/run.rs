@@ -181,9 +181,9 @@ where
     }
 }
 
-async fn run_controller<K: Job>(api: Api<K>, ctx: Arc<Context>)
+async fn run_controller<K>(api: Api<K>, ctx: Arc<Context>)
 where
-    K: kube::Resource<DynamicType = ()>,
+    K: Job + kube::Resource<DynamicType = ()>,
 {
     Controller::new(api, watcher::Config::default().any_semantic())
         .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
