@@ -2,6 +2,8 @@
 
 use crate::common::{Condition, ErrorInfo, RetryPolicy, default_pool};
 use crate::fnref::FnRef;
+use crate::future::ParentRef;
+use crate::object::Phase;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -63,6 +65,9 @@ pub struct TaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::optional_duration")]
     pub ttl_after_finished: Option<String>,
+    /// Makes this Task a child of a HierarchicalFuture in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_ref: Option<ParentRef>,
 }
 
 /// Debounce settings (the seed's initsec and repeatsec).
@@ -100,7 +105,7 @@ pub struct ExclusiveSpec {
 pub struct TaskStatus {
     /// Pending, Queued, Running, Succeeded, Failed, Cancelled or Merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<Phase>,
     /// Stable id of `call` (sha256 of its canonical JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_id: Option<String>,
@@ -123,7 +128,7 @@ pub struct TaskStatus {
     /// When the outcome became final (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
-    /// Id of the continuation task spawned for the outcome.
+    /// Name of the Task started for the outcome (onSuccess or onFailure), e.g. `sum-4-5.on-success`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<String>,
     /// For phase Merged: the run this call was folded into.

@@ -53,7 +53,7 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// 2 for input that was rejected (as DESIGN.md §4 says), 1 otherwise.
+    /// 2 for input that was rejected, 1 otherwise (docs: `kontinuum run`).
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Invalid(_) | CliError::Conflict { .. } => 2,

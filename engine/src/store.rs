@@ -6,6 +6,7 @@
 use crate::error::EngineError;
 use crate::records::{DebounceState, ExclusiveState, Node, Root, RootState};
 use crate::writer::{Entry, Writer};
+use kontinuum_api::ObjectId;
 use kontinuum_api::work::NodeId;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -16,16 +17,17 @@ const NODE: u8 = b'n';
 /// Roots without a user's name (continuations, spawned tasks), by id.
 const ROOT: u8 = b'r';
 const VALUE: u8 = b'v';
-/// Roots of user-named objects, by name: one record answers both "does
-/// this name exist" and "what is its state".
+/// Roots of objects (Tasks, futures, continuations), by `NS/KIND/NAME`: one
+/// record answers both "does this object exist" and "what is its state".
 const OBJECT: u8 = b'o';
 const DEBOUNCE: u8 = b'd';
 const EXCLUSIVE: u8 = b'x';
 const ITEMS: u8 = b'i';
 const META_NEXT_ID: &[u8] = b"m/next-id";
 const META_LAYOUT: &[u8] = b"m/layout";
-/// Bumped whenever records move or change meaning.
-const LAYOUT: u8 = 2;
+/// Bumped whenever records move or change meaning (3: objects keyed by
+/// namespaced id, roots carry namespace, uid and link).
+const LAYOUT: u8 = 3;
 
 fn id_key(prefix: u8, id: NodeId) -> [u8; 9] {
     let mut key = [0u8; 9];
@@ -64,6 +66,10 @@ fn value_key(parent: NodeId, index: u32) -> [u8; 13] {
     key
 }
 
+fn object_key(id: &ObjectId) -> Vec<u8> {
+    str_key(OBJECT, &id.to_string())
+}
+
 fn str_key(prefix: u8, s: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + s.len());
     key.push(prefix);
@@ -76,6 +82,20 @@ fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, EngineError> {
         what: what.to_string(),
         detail: e.to_string(),
     })
+}
+
+fn object_id(key: &[u8]) -> Result<ObjectId, EngineError> {
+    let text = std::str::from_utf8(key.get(1..).unwrap_or_default())
+        .map_err(|e| corrupt_key(key, &e.to_string()))?;
+    text.parse()
+        .map_err(|e: kontinuum_api::ObjectIdError| corrupt_key(key, &e.to_string()))
+}
+
+fn corrupt_key(key: &[u8], detail: &str) -> EngineError {
+    EngineError::Corrupt {
+        what: format!("object key {}", String::from_utf8_lossy(key)),
+        detail: detail.to_string(),
+    }
 }
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, EngineError> {
@@ -117,10 +137,43 @@ impl WriteSet {
                 detail: e.to_string(),
             }
         })?;
-        match &root.name {
-            Some(name) => self.put(&str_key(OBJECT, name), bytes),
+        match &root.object {
+            Some(object) => self.put(&object_key(object), bytes),
             None => self.put(&id_key(ROOT, root.id), bytes),
         }
+        Ok(())
+    }
+
+    /// Every record of a finished object: its root record, its tree's
+    /// nodes, the child values they hold, its map items.
+    pub fn del_object(
+        &mut self,
+        store: &Store,
+        id: &ObjectId,
+        root: NodeId,
+    ) -> Result<(), EngineError> {
+        let mut prefix = [0u8; 9];
+        prefix[0] = NODE;
+        prefix[1..].copy_from_slice(&root.to_be_bytes());
+        let mut parents = vec![root];
+        for (key, _) in store.writer.scan(&prefix)? {
+            if let Some(node) = key.get(9..17) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(node);
+                parents.push(u64::from_be_bytes(b));
+            }
+            self.del(&key);
+        }
+        for parent in parents {
+            let mut prefix = [0u8; 9];
+            prefix[0] = VALUE;
+            prefix[1..].copy_from_slice(&parent.to_be_bytes());
+            for (key, _) in store.writer.scan(&prefix)? {
+                self.del(&key);
+            }
+        }
+        self.del(&id_key(ITEMS, root));
+        self.del(&object_key(id));
         Ok(())
     }
 
@@ -255,9 +308,9 @@ impl Store {
         })
     }
 
-    /// The root record of a named object, with its root node.
-    pub fn object(&self, name: &str) -> Result<Option<StoredRoot>, EngineError> {
-        match self.writer.get(&str_key(OBJECT, name))? {
+    /// The root record of an object, with its root node.
+    pub fn object(&self, id: &ObjectId) -> Result<Option<StoredRoot>, EngineError> {
+        match self.writer.get(&object_key(id))? {
             Some(b) if !b.is_empty() => Ok(Some(decode("root", &b[1..])?)),
             _ => Ok(None),
         }
@@ -329,13 +382,25 @@ impl Store {
         Ok(out)
     }
 
-    /// Every object name, in order.
-    pub fn objects(&self) -> Result<Vec<String>, EngineError> {
-        Ok(self
-            .writer
+    /// Every object's id, in key order.
+    pub fn objects(&self) -> Result<Vec<ObjectId>, EngineError> {
+        self.writer
             .scan(&[OBJECT])?
             .into_iter()
-            .map(|(key, _)| String::from_utf8_lossy(&key[1..]).into_owned())
-            .collect())
+            .map(|(key, _)| object_id(&key))
+            .collect()
+    }
+
+    /// Every object with its root record.
+    pub fn object_records(&self) -> Result<Vec<(ObjectId, StoredRoot)>, EngineError> {
+        let mut out = Vec::new();
+        for (key, bytes) in self.writer.scan(&[OBJECT])? {
+            let record = match bytes.get(1..) {
+                Some(b) => decode("root", b)?,
+                None => return Err(corrupt_key(&key, "empty record")),
+            };
+            out.push((object_id(&key)?, record));
+        }
+        Ok(out)
     }
 }

@@ -6,6 +6,7 @@ use kontinuum_api::endpoints::{
     ErrorBody, Health, ObjectList, ObjectView, SubmitRequest, SubmitResponse, WorkerList,
     WorkerView,
 };
+use kontinuum_api::{ObjectId, ObjectKind, Phase};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,10 +35,10 @@ impl ClientError {
 
 /// The phases after which an object never changes.
 pub fn is_final(view: &ObjectView) -> bool {
-    matches!(
-        view.status.get("phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed" | "Cancelled" | "Merged")
-    )
+    view.status
+        .get("phase")
+        .and_then(|p| serde_json::from_value::<Phase>(p.clone()).ok())
+        .is_some_and(Phase::is_final)
 }
 
 #[derive(Clone, Debug)]
@@ -62,7 +63,8 @@ impl Client {
     }
 
     /// Validates and accepts manifests (JSON documents), all or nothing.
-    /// Returns their names (`task/NAME`, `future/NAME`, `workerpool/NAME`).
+    /// Returns their ids (`NS/task/NAME`, `NS/future/NAME`,
+    /// `NS/workerpool/NAME`).
     pub async fn submit(&self, objects: Vec<Value>) -> Result<Vec<String>, ClientError> {
         let response: SubmitResponse = self
             .call(
@@ -74,17 +76,28 @@ impl Client {
         Ok(response.names)
     }
 
-    /// One object by name (`task/NAME` or `future/NAME`) with its status.
-    pub async fn get(&self, name: &str) -> Result<ObjectView, ClientError> {
-        self.call::<(), _>(Method::GET, &format!("/v1/objects/{name}"), None)
+    /// One object with its status.
+    pub async fn get(&self, id: &ObjectId) -> Result<ObjectView, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/objects/{}", path_of(id)), None)
             .await
     }
 
-    /// Every object, or those of one kind (`task` or `future`).
-    pub async fn list(&self, kind: Option<&str>) -> Result<Vec<ObjectView>, ClientError> {
-        let path = match kind {
-            Some(kind) => format!("/v1/objects?kind={kind}"),
-            None => "/v1/objects".to_string(),
+    /// Every object, or those of one kind, or of one namespace.
+    pub async fn list(
+        &self,
+        kind: Option<ObjectKind>,
+        namespace: Option<&str>,
+    ) -> Result<Vec<ObjectView>, ClientError> {
+        let mut query = Vec::new();
+        if let Some(kind) = kind {
+            query.push(format!("kind={kind}"));
+        }
+        if let Some(ns) = namespace {
+            query.push(format!("namespace={}", encode(ns)));
+        }
+        let path = match query.is_empty() {
+            true => "/v1/objects".to_string(),
+            false => format!("/v1/objects?{}", query.join("&")),
         };
         let list: ObjectList = self.call::<(), _>(Method::GET, &path, None).await?;
         Ok(list.items)
@@ -94,30 +107,30 @@ impl Client {
     /// at most `max_nodes` nodes.
     pub async fn tree(
         &self,
-        name: &str,
+        id: &ObjectId,
         max_nodes: usize,
     ) -> Result<kontinuum_engine::TreeView, ClientError> {
-        let path = format!("/v1/objects/{name}/tree?maxNodes={max_nodes}");
+        let path = format!("/v1/objects/{}/tree?maxNodes={max_nodes}", path_of(id));
         self.call::<(), _>(Method::GET, &path, None).await
     }
 
     /// Cancels an object's whole tree; returns its status after.
-    pub async fn cancel(&self, name: &str) -> Result<ObjectView, ClientError> {
-        self.call::<(), _>(Method::POST, &format!("/v1/objects/{name}/cancel"), None)
-            .await
+    pub async fn cancel(&self, id: &ObjectId) -> Result<ObjectView, ClientError> {
+        let path = format!("/v1/objects/{}/cancel", path_of(id));
+        self.call::<(), _>(Method::POST, &path, None).await
     }
 
-    /// Polls until every named object is final; returns them in order.
+    /// Polls until every object is final; returns them in order.
     pub async fn wait(
         &self,
-        names: &[String],
+        ids: &[ObjectId],
         every: Duration,
     ) -> Result<Vec<ObjectView>, ClientError> {
-        let mut done: Vec<Option<ObjectView>> = vec![None; names.len()];
+        let mut done: Vec<Option<ObjectView>> = vec![None; ids.len()];
         loop {
-            for (slot, name) in done.iter_mut().zip(names) {
+            for (slot, id) in done.iter_mut().zip(ids) {
                 if slot.is_none() {
-                    let view = self.get(name).await?;
+                    let view = self.get(id).await?;
                     if is_final(&view) {
                         *slot = Some(view);
                     }
@@ -183,4 +196,22 @@ pub(crate) fn decode<T: DeserializeOwned>(
         status: status.as_u16(),
         body,
     })
+}
+
+/// `NS/KIND/NAME` as path segments, each percent-encoded.
+fn path_of(id: &ObjectId) -> String {
+    format!("{}/{}/{}", encode(&id.namespace), id.kind, encode(&id.name))
+}
+
+/// Percent-encodes all but the characters URLs leave as they are.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -13,6 +13,7 @@ use kontinuum_api::endpoints::{
     ObjectList, ObjectMeta, ObjectView, Problem, SubmitRequest, SubmitResponse, codes,
 };
 use kontinuum_api::validate::{Manifest, validate};
+use kontinuum_api::{DEFAULT_NAMESPACE, ObjectId, ObjectKind};
 use kontinuum_engine::{ObjectStatus, Submission};
 use serde::Deserialize;
 use serde_json::Value;
@@ -54,14 +55,12 @@ fn plan(objects: &[Value]) -> Result<(Vec<String>, Vec<Submission>), ApiError> {
             }
         };
         let name = manifest.name().to_string();
+        let namespace = manifest_namespace(&manifest).to_string();
         match manifest {
             Manifest::Task(task) => {
-                let name = format!("task/{name}");
-                names.push(name.clone());
-                submissions.push(Submission::Task {
-                    name,
-                    spec: task.spec,
-                });
+                let submission = Submission::task(&namespace, &name, task.spec);
+                names.push(submission.id.to_string());
+                submissions.push(submission);
             }
             Manifest::Future(future) => {
                 if let Some(message) = lines_problem(&future.spec) {
@@ -72,16 +71,13 @@ fn plan(objects: &[Value]) -> Result<(Vec<String>, Vec<Submission>), ApiError> {
                     });
                     continue;
                 }
-                let name = format!("future/{name}");
-                names.push(name.clone());
-                submissions.push(Submission::Future {
-                    name,
-                    spec: future.spec,
-                });
+                let submission = Submission::future(&namespace, &name, future.spec);
+                names.push(submission.id.to_string());
+                submissions.push(submission);
             }
             // Pools are the operator's business; this server runs what any
             // connected worker leases.
-            Manifest::WorkerPool(_) => names.push(format!("workerpool/{name}")),
+            Manifest::WorkerPool(_) => names.push(format!("{namespace}/workerpool/{name}")),
         }
     }
     if problems.is_empty() {
@@ -89,6 +85,16 @@ fn plan(objects: &[Value]) -> Result<(Vec<String>, Vec<Submission>), ApiError> {
     } else {
         Err(ApiError::invalid(problems))
     }
+}
+
+/// metadata.namespace, or "default" as kubectl would use.
+fn manifest_namespace(manifest: &Manifest) -> &str {
+    let meta = match manifest {
+        Manifest::Task(t) => &t.metadata,
+        Manifest::Future(f) => &f.metadata,
+        Manifest::WorkerPool(p) => &p.metadata,
+    };
+    meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
 }
 
 /// The server reads `lines` files itself, so their paths are the server's.
@@ -110,25 +116,26 @@ fn lines_problem(spec: &kontinuum_api::HierarchicalFutureSpec) -> Option<String>
 #[derive(Deserialize)]
 pub(crate) struct ListQuery {
     kind: Option<String>,
+    namespace: Option<String>,
 }
 
 pub(crate) async fn list(
     State(state): State<AppStateRef>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ObjectList>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_field("kind", e.body_text()))?;
-    let prefix = match query.kind.as_deref() {
-        None => None,
-        Some(kind) => Some(format!("{}/", engine_kind(kind)?)),
-    };
+    let Query(query) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
+    let kind = query.kind.as_deref().map(engine_kind).transpose()?;
+    let namespace = query.namespace;
     let items = blocking(&state.engine, move |e| {
         let mut items = Vec::new();
-        for name in e.objects()? {
-            if prefix.as_ref().is_some_and(|p| !name.starts_with(p)) {
+        for id in e.objects()? {
+            if kind.is_some_and(|k| k != id.kind)
+                || namespace.as_ref().is_some_and(|ns| *ns != id.namespace)
+            {
                 continue;
             }
-            let status = e.status(&name)?;
-            items.push(view(&name, status));
+            let status = e.status(&id)?;
+            items.push(view(&id, status));
         }
         Ok(items)
     })
@@ -142,12 +149,12 @@ pub(crate) async fn list(
 
 pub(crate) async fn get(
     State(state): State<AppStateRef>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<ObjectView>, ApiError> {
-    let key = object_key(path)?;
+    let id = object_id(path)?;
     let status = blocking(&state.engine, move |e| {
-        let status = e.status(&key)?;
-        Ok(view(&key, status))
+        let status = e.status(&id)?;
+        Ok(view(&id, status))
     })
     .await?;
     Ok(Json(status))
@@ -155,13 +162,13 @@ pub(crate) async fn get(
 
 pub(crate) async fn cancel(
     State(state): State<AppStateRef>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<ObjectView>, ApiError> {
-    let key = object_key(path)?;
+    let id = object_id(path)?;
     let status = blocking(&state.engine, move |e| {
-        e.cancel(&key)?;
-        let status = e.status(&key)?;
-        Ok(view(&key, status))
+        e.cancel(&id)?;
+        let status = e.status(&id)?;
+        Ok(view(&id, status))
     })
     .await?;
     tracing::info!(object = %status.metadata.name, "cancelled");
@@ -181,10 +188,10 @@ pub(crate) struct TreeQuery {
 /// The object's tree, breadth first, cut after `maxNodes` nodes.
 pub(crate) async fn tree(
     State(state): State<AppStateRef>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
     query: Result<Query<TreeQuery>, QueryRejection>,
 ) -> Result<Json<kontinuum_engine::TreeView>, ApiError> {
-    let key = object_key(path)?;
+    let id = object_id(path)?;
     let Query(query) = query.map_err(|e| ApiError::bad_field("maxNodes", e.body_text()))?;
     let max = query.max_nodes.unwrap_or(TREE_NODES);
     if !(1..=MAX_TREE_NODES).contains(&max) {
@@ -193,40 +200,39 @@ pub(crate) async fn tree(
             format!("must be 1..={MAX_TREE_NODES} (found {max})"),
         ));
     }
-    let tree = blocking(&state.engine, move |e| e.tree(&key, max)).await?;
+    let tree = blocking(&state.engine, move |e| e.tree(&id, max)).await?;
     Ok(Json(tree))
 }
 
-/// axum's own rejections are plain text; every answer here is JSON.
-/// The engine's name (`task/NAME`, `future/NAME`) of `/objects/{kind}/{name}`.
-fn object_key(path: Result<Path<(String, String)>, PathRejection>) -> Result<String, ApiError> {
-    let Path((kind, name)) = path.map_err(|e| ApiError::bad_field("path", e.body_text()))?;
-    Ok(format!("{}/{name}", engine_kind(&kind)?))
+/// The object of `/objects/{namespace}/{kind}/{name}` (axum's own
+/// rejections are plain text; every answer here is JSON).
+fn object_id(
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<ObjectId, ApiError> {
+    let Path((namespace, kind, name)) =
+        path.map_err(|e| ApiError::bad_field("path", e.body_text()))?;
+    Ok(ObjectId::new(namespace, engine_kind(&kind)?, name))
 }
 
 /// `task` or `future` (also the kinds' other spellings kubectl accepts).
-fn engine_kind(kind: &str) -> Result<&'static str, ApiError> {
-    match kind.to_ascii_lowercase().as_str() {
-        "task" | "tasks" | "kt" => Ok("task"),
-        "future" | "futures" | "hf" | "hierarchicalfuture" | "hierarchicalfutures" => Ok("future"),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            codes::NOT_FOUND,
-            format!("no object kind '{kind}' (task or future)"),
-        )),
-    }
+fn engine_kind(kind: &str) -> Result<ObjectKind, ApiError> {
+    kind.parse().map_err(|e: kontinuum_api::ObjectIdError| {
+        ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, e.to_string())
+    })
 }
 
-fn view(key: &str, status: ObjectStatus) -> ObjectView {
-    let name = key.split_once('/').map_or(key, |(_, n)| n).to_string();
-    let (kind, status) = match status {
-        ObjectStatus::Task(s) => ("Task", serde_json::to_value(s)),
-        ObjectStatus::Future(s) => ("HierarchicalFuture", serde_json::to_value(s)),
+fn view(id: &ObjectId, status: ObjectStatus) -> ObjectView {
+    let status = match status {
+        ObjectStatus::Task(s) => serde_json::to_value(s),
+        ObjectStatus::Future(s) => serde_json::to_value(s),
     };
     ObjectView {
         api_version: kontinuum_api::API_VERSION.into(),
-        kind: kind.into(),
-        metadata: ObjectMeta { name },
+        kind: id.kind.resource_kind().into(),
+        metadata: ObjectMeta {
+            name: id.name.clone(),
+            namespace: id.namespace.clone(),
+        },
         status: status.unwrap_or_default(),
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{State, Tx};
 use crate::error::EngineError;
-use crate::records::NodeState;
+use crate::records::{Body, NodeState};
 use crate::store::Store;
 
 impl State {
@@ -18,7 +18,10 @@ impl State {
             root.counts.running = 0;
             let id = root.id;
             self.next_id = self.next_id.max(id + 1);
-            self.roots.insert(id, Box::new(root));
+            if let Some(link) = root.link {
+                self.linked.entry(link.parent).or_default().insert(id);
+            }
+            self.insert_root(root);
             tx.dirty_roots.insert(id);
             let nodes = stored.node.into_iter().chain(store.tree_nodes(id)?);
             for mut node in nodes {
@@ -26,7 +29,10 @@ impl State {
                 if node.state.is_final() {
                     continue;
                 }
-                if node.state == NodeState::Running {
+                // A link runs as long as the object it stands for; it was
+                // never handed to a worker.
+                let linked = matches!(node.body, Body::Linked { .. });
+                if node.state == NodeState::Running && !linked {
                     node.state = node.state.to(NodeState::Queued)?;
                     tx.dirty_nodes.insert(node.id);
                 }
@@ -37,9 +43,7 @@ impl State {
                 self.nodes.insert(nid, Box::new(node));
                 match state {
                     NodeState::Queued | NodeState::Folding => self.enqueue(tx, nid),
-                    NodeState::Waiting => {
-                        self.delayed.insert((due, nid));
-                    }
+                    NodeState::Waiting => self.delay(nid, due),
                     _ => {}
                 }
             }
