@@ -178,12 +178,13 @@ pub struct SubmitRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SubmitResponse {
-    /// Engine names (`task/NAME`, `future/NAME`, `workerpool/NAME`), in
-    /// the order submitted. WorkerPools are accepted but run nothing here.
+    /// Ids (`NAMESPACE/task/NAME`, `NAMESPACE/future/NAME`,
+    /// `NAMESPACE/workerpool/NAME`), in the order submitted. WorkerPools are
+    /// accepted but run nothing here.
     pub names: Vec<String>,
 }
 
-/// `GET /v1/objects/{kind}/{name}`, and the items of `GET /v1/objects`:
+/// `GET /v1/objects/{namespace}/{kind}/{name}`, and the items of `GET /v1/objects`:
 /// an object as kubectl shows it, without its spec (the engine keeps a
 /// hash of the spec, not the spec).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -200,6 +201,7 @@ pub struct ObjectView {
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     pub name: String,
+    pub namespace: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ pub mod endpoints;
 pub mod fnref;
 pub mod future;
 pub mod limits;
+pub mod object;
 pub mod reducer;
 pub mod schema;
 pub mod task;
@@ -19,7 +20,8 @@ pub mod work;
 pub mod workerpool;
 
 pub use fnref::{BindError, FnRef};
-pub use future::{FutureStatus, HierarchicalFuture, HierarchicalFutureSpec};
+pub use future::{FutureStatus, HierarchicalFuture, HierarchicalFutureSpec, ParentRef};
+pub use object::{DEFAULT_NAMESPACE, ObjectId, ObjectIdError, ObjectKind, Phase};
 pub use reducer::{BuiltinReducer, Reducer};
 pub use task::{Task, TaskSpec, TaskStatus};
 pub use workerpool::{WorkerPool, WorkerPoolSpec, WorkerPoolStatus};

@@ -8,7 +8,7 @@ use crate::progress::Progress;
 use crate::remote::{RemoteError, ServerArgs, block_on, print_out};
 use crate::run::{exit_code, full_object, is_final};
 use kontinuum_api::endpoints::{ErrorBody, codes};
-use kontinuum_engine::Submission;
+use kontinuum_engine::SubmissionBody;
 use kontinuum_server::{Client, ClientError};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -39,13 +39,16 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode, RemoteError> {
     let documents: Vec<Value> = objects.iter().map(document).collect();
     let client = args.server.client()?;
     block_on(async {
-        let names = client
+        client
             .submit(documents)
             .await
             .map_err(|e| rejected(e, &objects))?;
         if !args.wait {
             let text = match args.output {
-                Format::Text => names.iter().map(|n| format!("{n} accepted\n")).collect(),
+                Format::Text => objects
+                    .iter()
+                    .map(|o| format!("{} accepted\n", o.key))
+                    .collect(),
                 other => {
                     let full: Vec<Value> = objects.iter().map(|o| full_object(o, None)).collect();
                     output::render(&full, other)
@@ -69,7 +72,7 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode, RemoteError> {
 /// server reads the file itself, so a relative path means nothing there).
 fn document(object: &Object) -> Value {
     let mut doc = object.document.clone();
-    if let Some(Submission::Future { spec, .. }) = &object.submission
+    if let Some(SubmissionBody::Future(spec)) = object.submission.as_ref().map(|s| &s.body)
         && let Some(lines) = spec.map.as_ref().and_then(|m| m.source.lines.as_ref())
         && let Some(slot) = doc.pointer_mut("/spec/map/source/lines/path")
     {
@@ -109,10 +112,11 @@ async fn wait(client: &Client, objects: &[Object]) -> Result<Vec<Option<Value>>,
     loop {
         ticker.tick().await;
         for (slot, object) in statuses.iter_mut().zip(objects) {
-            if object.submission.is_none() || slot.as_ref().is_some_and(is_final) {
+            let Some(id) = object.id() else { continue };
+            if slot.as_ref().is_some_and(is_final) {
                 continue;
             }
-            let view = client.get(&object.key).await?;
+            let view = client.get(id).await?;
             *slot = Some(view.status);
         }
         progress.update(&statuses);

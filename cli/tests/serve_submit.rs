@@ -68,7 +68,7 @@ spec:
     let out = cli(&server, &["get", "task", "good"]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
-        out.stderr.contains("no object named 'task/good'"),
+        out.stderr.contains("no object default/task/good"),
         "{}",
         out.stderr
     );

@@ -155,7 +155,9 @@ pub(crate) async fn lease(
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let leases = engine.lease(&req.pool, &req.worker, req.max, left.min(POLL_SLICE))?;
+            // A worker of this server serves its pool in every namespace.
+            let wait = left.min(POLL_SLICE);
+            let leases = engine.lease(&req.pool, None, &req.worker, req.max, wait)?;
             if !leases.is_empty() && gone.load(Ordering::SeqCst) {
                 // Nobody will receive these: back to the queue at once
                 // rather than after their leases expire.

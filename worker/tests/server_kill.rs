@@ -3,6 +3,7 @@
 //! The server process is this test binary run again as `server_child`, so
 //! the test needs no binary of another crate.
 
+use kontinuum_api::ObjectId;
 use kontinuum_engine::{Engine, EngineConfig};
 use kontinuum_server::Client;
 use serde_json::{Value, json};
@@ -115,13 +116,20 @@ async fn kill_9_the_server_mid_job() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let before = client.get("future/naps").await.unwrap().status;
+    let before = client
+        .get(&ObjectId::future("default", "naps"))
+        .await
+        .unwrap()
+        .status;
     server.0[0].kill().unwrap();
     server.0[0].wait().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.0[0] = start_server(dir.path(), addr);
     wait_healthy(&client).await;
-    let names = ["future/naps".to_string(), "future/squares".to_string()];
+    let names = [
+        ObjectId::future("default", "naps"),
+        ObjectId::future("default", "squares"),
+    ];
     let done = tokio::time::timeout(
         Duration::from_secs(120),
         client.wait(&names, Duration::from_millis(20)),

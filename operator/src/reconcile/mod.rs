@@ -173,30 +173,6 @@ async fn submit<K: Job>(
     obj: &K,
     parent: Option<&str>,
 ) -> Result<Option<Action>, Error> {
-    if let Some(p) = parent {
-        // Trees across resources need the engine's link nodes; until the
-        // parent exists the child waits.
-        let parents: Api<HierarchicalFuture> = Api::namespaced(ctx.client.clone(), &key.namespace);
-        if parents
-            .get_opt(p)
-            .await
-            .map_err(Error::kube("read the parent future"))?
-            .is_none()
-        {
-            let note = Note::WaitingForParent {
-                message: format!(
-                    "waiting for HierarchicalFuture '{p}' (spec.parentRef.name) to exist"
-                ),
-            };
-            ctx.status
-                .send(StatusMsg::Note {
-                    key: key.clone(),
-                    note: Some(note),
-                })
-                .await;
-            return Ok(Some(Action::requeue(Duration::from_secs(2))));
-        }
-    }
     let resource = serde_json::to_value(obj).map_err(|e| Error::Invalid(e.to_string()))?;
     let note = match ctx.bridge.submit(key, uid, resource).await? {
         Submitted::Accepted => None,
@@ -208,6 +184,24 @@ async fn submit<K: Job>(
             tracing::warn!(object = %key, "the spec differs from the one the engine runs; ignored");
             None
         }
+        Submitted::ParentMissing(message) => {
+            // The parent's own reconcile submits it; look again soon.
+            let message = format!(
+                "waiting for HierarchicalFuture '{}' (spec.parentRef.name): {message}",
+                parent.unwrap_or_default()
+            );
+            ctx.status
+                .send(StatusMsg::Note {
+                    key: key.clone(),
+                    note: Some(Note::WaitingForParent { message }),
+                })
+                .await;
+            return Ok(Some(Action::requeue(Duration::from_secs(2))));
+        }
+        Submitted::ParentFinished(message) => Some(Note::ParentFinished {
+            message,
+            at: kontinuum_engine_rfc3339(now_ms()),
+        }),
     };
     ctx.status
         .send(StatusMsg::Note {

@@ -164,12 +164,12 @@ pub fn truncate(s: &mut String, limit: usize) {
 mod tests {
     use super::*;
     use kontinuum_api::common::ErrorInfo;
-    use kontinuum_api::{FutureStatus, TaskStatus};
+    use kontinuum_api::{FutureStatus, Phase, TaskStatus};
 
     #[test]
     fn engine_status_gets_accepted_condition_generation_and_truncation_flag() {
         let s = TaskStatus {
-            phase: Some("Succeeded".into()),
+            phase: Some(Phase::Succeeded),
             result_ref: Some("store:result/7".into()),
             result_truncated: true,
             conditions: vec![Condition {
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn huge_messages_are_cut_on_a_char_boundary() {
         let s = FutureStatus {
-            phase: Some("Failed".into()),
+            phase: Some(Phase::Failed),
             failures: (0..10)
                 .map(|i| kontinuum_api::future::NodeFailure {
                     path: format!("/{i}"),
@@ -206,7 +206,7 @@ mod tests {
         let first = v["failures"][0]["message"].as_str().unwrap();
         assert!(first.len() <= MESSAGE_LIMIT && first.ends_with("(truncated)"));
         let t = TaskStatus {
-            phase: Some("Failed".into()),
+            phase: Some(Phase::Failed),
             error: Some(ErrorInfo {
                 message: "x".repeat(1 << 20),
                 kind: kontinuum_api::common::ErrorKind::Permanent,
@@ -290,7 +290,7 @@ mod tests {
         }
         let t = from_engine(
             ObjectStatus::Task(TaskStatus {
-                phase: Some("Running".into()),
+                phase: Some(Phase::Running),
                 ..TaskStatus::default()
             }),
             Some(1),
