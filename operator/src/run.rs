@@ -9,7 +9,7 @@ use crate::job::Job;
 use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Context};
-use crate::status::{StatusHandle, StatusMsg, Writer};
+use crate::status::Writer;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -88,7 +88,14 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
         reporter,
     );
     tokio::spawn(writer.run());
-    tokio::spawn(touch_periodically(status.clone(), flags.status_interval));
+    let pool_changes = crate::feed::pool_channel();
+    crate::feed::start(
+        &engine,
+        crate::feed::Sinks {
+            status: status.clone(),
+            pools: pool_changes.clone(),
+        },
+    );
     let ctx = Arc::new(Context {
         client: client.clone(),
         bridge,
@@ -129,6 +136,7 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
             client.clone(),
             flags.namespaces.clone(),
             pool_ctx.clone(),
+            crate::feed::pool_triggers(&pool_changes),
         )));
     }
     ready.store(true, Ordering::Relaxed);
@@ -200,23 +208,20 @@ async fn run_pool_controller(
     client: Client,
     namespaces: Vec<String>,
     ctx: Arc<crate::pool::PoolContext>,
+    engine_changes: impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<WorkerPool>>
+    + Send
+    + 'static,
 ) {
     let deployments: Api<Deployment> = match namespaces.as_slice() {
         [ns] => Api::namespaced(client, ns),
         _ => Api::all(client),
     };
-    // Queue depth is looked at every second until the engine reports pool
-    // changes itself.
-    let tick = futures::stream::unfold((), |()| async {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        Some(((), ()))
-    });
     Controller::new(api, watcher::Config::default().any_semantic())
         .owns(
             deployments,
             watcher::Config::default().labels(crate::pool::deployment::POOL_LABEL),
         )
-        .reconcile_all_on(tick)
+        .reconcile_on(engine_changes)
         .run(crate::pool::reconcile, crate::pool::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -224,16 +229,6 @@ async fn run_pool_controller(
             }
         })
         .await;
-}
-
-/// Until the engine reports changes per object, every unfinished object is
-/// looked at once per interval; the writer patches only real differences.
-async fn touch_periodically(status: StatusHandle, interval: std::time::Duration) {
-    let mut tick = tokio::time::interval(interval);
-    loop {
-        tick.tick().await;
-        status.send(StatusMsg::TouchAll).await;
-    }
 }
 
 /// Resolves at the first Ctrl-C or SIGTERM.

@@ -172,11 +172,13 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
             .with_label_values(&["workerpool"])
             .inc();
     }
-    Ok(match requeue {
-        Some(d) => Action::requeue(d),
-        None => Action::await_change(),
-    })
+    // Engine changes trigger reconciles (feed.rs); the minute is only a
+    // backstop should a trigger be lost, and writes nothing when unchanged.
+    Ok(Action::requeue(requeue.unwrap_or(RESYNC).min(RESYNC)))
 }
+
+/// The longest a pool goes without a look at its queue.
+const RESYNC: Duration = Duration::from_secs(60);
 
 /// The status the pool should show; `lastScaleTime` is kept unless the
 /// replicas changed, so an unchanged pool renders byte-equal.
