@@ -87,6 +87,10 @@ pub struct LeaseRequest {
 #[serde(rename_all = "camelCase")]
 pub struct LeaseResponse {
     pub leases: Vec<Lease>,
+    /// The server does not know this worker (it restarted since the worker
+    /// registered): register again, so that it lists the worker's functions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub register: bool,
 }
 
 /// `POST /v1/heartbeat`: answered with a [`HeartbeatReply`] (a stale token
@@ -304,4 +308,12 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.weight, 1);
     }
+}
+
+/// `GET /v1/objects/{namespace}/{kind}/{name}/result`: the whole result,
+/// also when the status holds only `resultRef` (over 4 KiB); `null` until
+/// there is one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultView {
+    pub result: Option<serde_json::Value>,
 }

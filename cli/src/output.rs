@@ -134,7 +134,7 @@ fn result(status: &Value) -> String {
         return truncate(&format!("merged into {merged}"), RESULT_WIDTH);
     }
     match &status["result"] {
-        Value::Null if status.get("resultRef").is_some() => "(in the store)".into(),
+        Value::Null if status.get("resultRef").is_some() => "(over 4 KiB: get KIND/NAME)".into(),
         Value::Null if status.get("result").is_none() => "-".into(),
         Value::String(s) => truncate(s, RESULT_WIDTH),
         other => truncate(&other.to_string(), RESULT_WIDTH),

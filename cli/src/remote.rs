@@ -195,7 +195,12 @@ pub fn get(args: GetArgs) -> Result<ExitCode, RemoteError> {
     let client = args.server.client()?;
     let views = block_on(async {
         match &one {
-            Some(id) => client.get(id).await.map(|v| vec![v]),
+            Some(id) => {
+                let mut view = client.get(id).await?;
+                // One object: its whole result, also beyond the status's 4 KiB.
+                whole_result(&client, id, &mut view.status).await?;
+                Ok(vec![view])
+            }
             None => client.list(kind, namespace).await,
         }
     })??;
@@ -239,6 +244,26 @@ pub fn cancel(args: CancelArgs) -> Result<ExitCode, RemoteError> {
     };
     print_out(&text);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Puts the whole result into a status that holds only `resultRef` (the
+/// status inlines at most 4 KiB), as `kontinuum run` prints it.
+pub async fn whole_result(
+    client: &Client,
+    id: &ObjectId,
+    status: &mut Value,
+) -> Result<(), ClientError> {
+    if status.get("resultRef").is_none() {
+        return Ok(());
+    }
+    if let Some(whole) = client.result(id).await?
+        && let Some(fields) = status.as_object_mut()
+    {
+        fields.insert("result".into(), whole);
+        fields.remove("resultRef");
+        fields.remove("resultTruncated");
+    }
+    Ok(())
 }
 
 pub fn view_value(view: &ObjectView) -> Value {

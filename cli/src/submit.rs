@@ -1,12 +1,14 @@
 //! `kontinuum submit`: validate like `kontinuum run`, send to a server,
 //! print the accepted names; with `--wait`, follow the objects until they
-//! are final and print and exit like `run` (0/1).
+//! and their continuations are final and print (whole results) and exit
+//! like `run` (0/1).
 
 use crate::load::{self, Object};
 use crate::output::{self, Format};
 use crate::progress::Progress;
-use crate::remote::{RemoteError, ServerArgs, block_on, print_out};
+use crate::remote::{RemoteError, ServerArgs, block_on, print_out, whole_result};
 use crate::run::{exit_code, full_object, is_final};
+use kontinuum_api::ObjectId;
 use kontinuum_api::endpoints::{ErrorBody, codes};
 use kontinuum_engine::SubmissionBody;
 use kontinuum_server::{Client, ClientError};
@@ -103,7 +105,8 @@ fn rejected(e: ClientError, objects: &[Object]) -> RemoteError {
     }
 }
 
-/// Polls until every Task and future is final; `None` for a WorkerPool.
+/// Polls until every Task and future is final, then until the
+/// continuations their outcomes started are; `None` for a WorkerPool.
 async fn wait(client: &Client, objects: &[Object]) -> Result<Vec<Option<Value>>, RemoteError> {
     let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
     let mut progress = Progress::new(&keys);
@@ -126,9 +129,30 @@ async fn wait(client: &Client, objects: &[Object]) -> Result<Vec<Option<Value>>,
             .all(|(s, o)| o.submission.is_none() || s.as_ref().is_some_and(is_final));
         if done {
             progress.finish();
-            return Ok(statuses);
+            break;
         }
     }
+    // Like `run`: the continuations the outcomes started have run too.
+    let continuations: Vec<ObjectId> = statuses
+        .iter()
+        .zip(objects)
+        .filter_map(|(s, o)| {
+            let name = s.as_ref()?["continuation"].as_str()?;
+            Some(ObjectId::task(o.id()?.namespace.clone(), name))
+        })
+        .collect();
+    for id in &continuations {
+        while !is_final(&client.get(id).await?.status) {
+            ticker.tick().await;
+        }
+    }
+    // And, like `run`, whole results: the status inlines at most 4 KiB.
+    for (slot, object) in statuses.iter_mut().zip(objects) {
+        if let (Some(status), Some(id)) = (slot.as_mut(), object.id()) {
+            whole_result(client, id, status).await?;
+        }
+    }
+    Ok(statuses)
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! body kept so its field-naming messages reach the user unchanged.
 
 use kontinuum_api::endpoints::{
-    ErrorBody, Health, ObjectList, ObjectView, SubmitRequest, SubmitResponse, WorkerList,
-    WorkerView,
+    ErrorBody, Health, ObjectList, ObjectView, ResultView, SubmitRequest, SubmitResponse,
+    WorkerList, WorkerView,
 };
 use kontinuum_api::{ObjectId, ObjectKind, Phase};
 use reqwest::{Method, StatusCode};
@@ -145,6 +145,13 @@ impl Client {
     ) -> Result<kontinuum_engine::TreeView, ClientError> {
         let path = format!("/v1/objects/{}/tree?maxNodes={max_nodes}", path_of(id));
         self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// The object's whole result (the status holds at most 4 KiB of it).
+    pub async fn result(&self, id: &ObjectId) -> Result<Option<Value>, ClientError> {
+        let path = format!("/v1/objects/{}/result", path_of(id));
+        let view: ResultView = self.call::<(), _>(Method::GET, &path, None).await?;
+        Ok(view.result)
     }
 
     /// Cancels an object's whole tree; returns its status after.

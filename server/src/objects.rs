@@ -9,7 +9,8 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use kontinuum_api::endpoints::{
-    LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, ListMeta, ObjectList, ObjectMeta, ObjectView, codes,
+    LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, ListMeta, ObjectList, ObjectMeta, ObjectView, ResultView,
+    codes,
 };
 use kontinuum_api::{ObjectId, ObjectKind};
 use kontinuum_engine::ObjectStatus;
@@ -129,6 +130,16 @@ pub(crate) async fn cancel(
     .await?;
     tracing::info!(object = %status.metadata.name, "cancelled");
     Ok(Json(status))
+}
+
+/// The whole result, however large (the status inlines up to 4 KiB).
+pub(crate) async fn result(
+    State(state): State<AppStateRef>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Json<ResultView>, ApiError> {
+    let id = object_id(path)?;
+    let result = blocking(&state.engine, move |e| e.result(&id)).await?;
+    Ok(Json(ResultView { result }))
 }
 
 /// Nodes a tree answer holds unless `maxNodes` says otherwise, and at most.

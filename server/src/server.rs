@@ -165,6 +165,10 @@ fn router(state: AppStateRef) -> Router {
         .route(
             "/objects/{namespace}/{kind}/{name}/tree",
             get(objects::tree),
+        )
+        .route(
+            "/objects/{namespace}/{kind}/{name}/result",
+            get(objects::result),
         );
     layered(Router::new().nest("/v1", v1), state)
 }

@@ -145,4 +145,17 @@ async fn kill_9_the_server_mid_job() {
     );
     let expected = (n - 1) * n * (2 * n - 1) / 6;
     assert_eq!(done[1].status["result"].to_string(), expected.to_string());
+
+    // The restarted server asked the workers to register again: both are
+    // listed with their functions, not as bare names.
+    let registered = client.workers().await.unwrap();
+    assert_eq!(registered.len(), 2, "{registered:?}");
+    for w in &registered {
+        assert!(
+            w.functions.iter().any(|f| f == "std.square"),
+            "{} lists no functions after the restart: {w:?}",
+            w.worker
+        );
+        assert_eq!(w.concurrency, 4, "{w:?}");
+    }
 }
