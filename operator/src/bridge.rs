@@ -134,6 +134,42 @@ impl Bridge {
         .await
     }
 
+    /// [`Bridge::submit`] for a future with the resources that join its
+    /// tree (`children`: key, uid, resource; parents first), in one engine
+    /// decision. A child the engine refuses (an invalid spec, say) is left
+    /// to its own reconcile: the future then goes alone.
+    pub async fn submit_with_children(
+        &self,
+        key: &JobKey,
+        uid: &str,
+        resource: Value,
+        children: Vec<(JobKey, String, Value)>,
+    ) -> Result<Submitted, Error> {
+        let mut parent = match submission_of(key, &resource) {
+            Ok(s) => s,
+            Err(message) => return Ok(Submitted::Invalid(message)),
+        };
+        parent.uid = Some(uid.to_string());
+        let mut all = vec![parent];
+        for (child_key, child_uid, child) in &children {
+            if let Ok(mut s) = submission_of(child_key, child) {
+                s.uid = Some(child_uid.clone());
+                all.push(s);
+            }
+        }
+        if all.len() > 1 {
+            let together = all.clone();
+            match self.call(move |e| e.submit(together)).await {
+                Ok(()) => return Ok(Submitted::Accepted),
+                Err(Error::Engine(e)) => {
+                    tracing::info!(object = %key, "submitted without the resources that join it: {e}");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        self.submit(key, uid, resource).await
+    }
+
     /// Cancels the whole tree (and the objects that joined it).
     pub async fn cancel(&self, key: &JobKey) -> Result<(), Error> {
         let id = key.id();

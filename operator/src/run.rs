@@ -96,18 +96,28 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
             pools: pool_changes.clone(),
         },
     );
+    let task_controllers: Vec<Controller<Task>> = apis(&client, &flags.namespaces)
+        .into_iter()
+        .map(job_controller)
+        .collect();
+    let future_controllers: Vec<Controller<HierarchicalFuture>> = apis(&client, &flags.namespaces)
+        .into_iter()
+        .map(job_controller)
+        .collect();
     let ctx = Arc::new(Context {
         client: client.clone(),
         bridge,
         status,
         metrics: metrics.clone(),
+        tasks: task_controllers.iter().map(Controller::store).collect(),
+        futures: future_controllers.iter().map(Controller::store).collect(),
     });
     let mut controllers = Vec::new();
-    for api in apis::<Task>(&client, &flags.namespaces) {
-        controllers.push(tokio::spawn(run_controller(api, ctx.clone())));
+    for controller in task_controllers {
+        controllers.push(tokio::spawn(run_controller(controller, ctx.clone())));
     }
-    for api in apis::<HierarchicalFuture>(&client, &flags.namespaces) {
-        controllers.push(tokio::spawn(run_controller(api, ctx.clone())));
+    for controller in future_controllers {
+        controllers.push(tokio::spawn(run_controller(controller, ctx.clone())));
     }
     let settings = crate::pool::deployment::WorkerSettings {
         image: flags
@@ -189,11 +199,12 @@ where
     }
 }
 
-async fn run_controller<K>(api: Api<K>, ctx: Arc<Context>)
-where
-    K: Job + kube::Resource<DynamicType = ()>,
-{
+fn job_controller<K: Job>(api: Api<K>) -> Controller<K> {
     Controller::new(api, watcher::Config::default().any_semantic())
+}
+
+async fn run_controller<K: Job>(controller: Controller<K>, ctx: Arc<Context>) {
+    controller
         .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {

@@ -205,14 +205,77 @@ async fn deleting_a_running_future_cancels_its_tree_and_leaves_nothing() {
         "the engine still holds it: {:?}",
         engine_objects(&op)
     );
-    // The worker stops: nothing more is leased, running leaves see the
-    // cancellation at their next heartbeat.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let out = http_get(&format!("{}/metrics", op.metrics))
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    let _ = out;
     drop(w);
+}
+
+/// `spec.parentRef`: the child joins the parent's tree (its weight in the
+/// parent's total), gets an ownerReference to it, and goes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_resource_joins_its_parents_tree_and_goes_with_it() {
+    ensure_crds().await;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "parent").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
+    op.wait_ready(Duration::from_secs(60));
+    let _w = worker(dir.path(), "1", &op, 4);
+    let recorder = StatusRecorder::start(client.clone(), ns.name(), "futures", "parent");
+    let kid = json!({
+        "apiVersion": "kontinuum.dev/v1alpha1",
+        "kind": "Task",
+        "metadata": {"name": "kid"},
+        "spec": {"parentRef": {"name": "parent"},
+                 "call": {"function": "std.sleep", "args": {"ms": 60000}}}
+    });
+    // One apply, as a user would: the reconciles run in any order.
+    let both = format!("{}\n---\n{}", slow_map("parent", 2000, 10, 100), kid);
+    kubectl_stdin(&["apply", "-n", ns.name(), "-f", "-"], Some(&both));
+    recorder
+        .wait(
+            "the child's weight in the total",
+            Duration::from_secs(60),
+            |s| phase(s) == "Running" && s["progress"]["total"].as_u64() == Some(2001),
+        )
+        .await;
+    let owners = kubectl(&[
+        "get",
+        "task",
+        "kid",
+        "-n",
+        ns.name(),
+        "-o",
+        "jsonpath={.metadata.ownerReferences[*].kind}/{.metadata.ownerReferences[*].name}",
+    ]);
+    assert_eq!(owners.trim(), "HierarchicalFuture/parent");
+    kubectl(&[
+        "delete",
+        "future",
+        "parent",
+        "-n",
+        ns.name(),
+        "--wait=true",
+        "--timeout=30s",
+    ]);
+    // The garbage collector deletes the child; its finalizer cancels it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = kubectl_result(&["get", "task", "kid", "-n", ns.name()], None);
+        if !r.success && r.stderr.contains("NotFound") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child outlived its parent: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = engine_objects(&op);
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.ends_with("parent") || n.ends_with("kid")),
+        "the engine still holds them: {left:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
