@@ -13,6 +13,7 @@ use crate::store::Store;
 use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId};
 use kontinuum_api::{FnRef, TaskSpec};
 use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -130,10 +131,18 @@ impl Engine {
         &self,
         pool: &str,
         namespace: Option<&str>,
-        _worker: &str,
+        worker: &str,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Lease>, EngineError> {
+        let worker: std::sync::Arc<str> = worker.into();
+        let held_by = |st: &mut State, leases: &[Lease]| {
+            for lease in leases {
+                if let Some(info) = st.leases.get_mut(&lease.token) {
+                    info.worker = Some(worker.clone());
+                }
+            }
+        };
         let deadline = Instant::now() + wait;
         let lease_ms = self.inner.config.lease.as_millis() as u64;
         let sel = Selector {
@@ -145,6 +154,7 @@ impl Engine {
             let (leases, _) = self.decide(&mut st, |st, tx, store| {
                 st.take_leases(tx, store, sel, max, lease_ms)
             })?;
+            held_by(&mut st, &leases);
             if !leases.is_empty() || self.inner.closed.load(Ordering::Relaxed) {
                 return Ok(leases);
             }
@@ -157,6 +167,7 @@ impl Engine {
                 let (leases, _) = self.decide(&mut st, |st, tx, store| {
                     st.take_leases(tx, store, sel, max, lease_ms)
                 })?;
+                held_by(&mut st, &leases);
                 return Ok(leases);
             }
         }
@@ -255,6 +266,20 @@ impl Engine {
     pub fn pool_stats(&self, namespace: &str, pool: &str) -> PoolStats {
         let now = self.now();
         self.inner.state.lock().pool_stats(namespace, pool, now)
+    }
+
+    /// Leases held per worker in the pool `pool` of `namespace` (workers
+    /// holding none are absent).
+    pub fn running_by_worker(&self, namespace: &str, pool: &str) -> BTreeMap<String, u64> {
+        self.inner.state.lock().running_by_worker(namespace, pool)
+    }
+
+    /// The namespace of the object a live lease works for: what a worker
+    /// confined to one namespace may touch.
+    pub fn lease_namespace(&self, token: u64) -> Option<String> {
+        let st = self.inner.state.lock();
+        let root = st.leases.get(&token)?.root;
+        st.roots.get(&root).map(|r| r.namespace.clone())
     }
 
     /// Every (namespace, pool) that has or had work since the engine

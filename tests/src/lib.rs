@@ -9,6 +9,7 @@
 
 pub mod dashboard;
 pub mod helm;
+pub mod kubelet;
 pub mod procs;
 
 use std::future::Future;

@@ -32,6 +32,9 @@ pub struct LeaseInfo {
     /// Units done so far in this attempt (heartbeats).
     pub progress: u64,
     pub last_split_ms: u64,
+    /// The worker that holds it, as it named itself (in a cluster the pod):
+    /// what makes busy pods costlier to delete on scale-down.
+    pub worker: Option<std::sync::Arc<str>>,
 }
 
 impl State {
@@ -129,6 +132,7 @@ impl State {
                 timeout_at_ms: timeout_ms.map(|t| now + t),
                 progress: 0,
                 last_split_ms: now,
+                worker: None,
             },
         );
         Ok(Lease {

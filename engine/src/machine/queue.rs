@@ -102,6 +102,27 @@ impl State {
             })
     }
 
+    /// Leases held per worker in one pool. Walks the live leases: called
+    /// before a scale-down, not per decision.
+    pub fn running_by_worker(
+        &self,
+        namespace: &str,
+        pool: &str,
+    ) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        let Some(slot) = self.pools.find(namespace, pool) else {
+            return out;
+        };
+        for info in self.leases.values() {
+            if info.slot == slot
+                && let Some(worker) = &info.worker
+            {
+                *out.entry(worker.to_string()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
     /// Every pool that has or had work since the engine opened.
     pub fn every_pool(&self, now: u64) -> Vec<(String, String, PoolStats)> {
         self.pools

@@ -2,6 +2,7 @@
 //! from the pool's queue (or from `spec.replicas`), and the pool's status.
 //! This reconciler is the only writer of WorkerPool status.
 
+pub mod cost;
 pub mod deployment;
 pub mod scale;
 
@@ -9,9 +10,10 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use deployment::{WorkerSettings, deployment_name, selector};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kontinuum_api::WorkerPool;
 use kontinuum_engine::Engine;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Client, ResourceExt};
 use parking_lot::Mutex;
@@ -120,6 +122,14 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
         &ctx.settings,
     );
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let current_replicas = deployments
+        .get_opt(&deployment_name(&name))
+        .await
+        .map_err(Error::kube("read the worker Deployment"))?
+        .and_then(|d| d.spec.replicas);
+    if current_replicas.is_some_and(|now| replicas < now) {
+        mark_busy_pods(ctx, &namespace, &name).await?;
+    }
     let applied = deployments
         .patch(
             &deployment_name(&name),
@@ -175,6 +185,41 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
     // Engine changes trigger reconciles (feed.rs); the minute is only a
     // backstop should a trigger be lost, and writes nothing when unchanged.
     Ok(Action::requeue(requeue.unwrap_or(RESYNC).min(RESYNC)))
+}
+
+/// Annotates the pool's pods with the tasks their workers run, so that a
+/// scale-down removes idle pods first (see [`cost`]).
+async fn mark_busy_pods(ctx: &PoolContext, namespace: &str, pool: &str) -> Result<(), Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("{}={pool}", deployment::POOL_LABEL)))
+        .await
+        .map_err(Error::kube("list the pool's pods"))?;
+    let current: Vec<cost::PodCost> = listed
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| cost::PodCost {
+            name: p.name_any(),
+            current: p.annotations().get(cost::DELETION_COST).cloned(),
+        })
+        .collect();
+    let engine = ctx.engine.clone();
+    let (ns, name) = (namespace.to_string(), pool.to_string());
+    let running = tokio::task::spawn_blocking(move || engine.running_by_worker(&ns, &name)).await?;
+    for (pod, value) in cost::changes(&current, &running) {
+        let patch = json!({"metadata": {"annotations": {cost::DELETION_COST: value}}});
+        match pods
+            .patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            // Gone meanwhile: nothing to protect.
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(Error::kube("annotate a worker pod's deletion cost")(e)),
+        }
+    }
+    Ok(())
 }
 
 /// The longest a pool goes without a look at its queue.

@@ -85,7 +85,15 @@ async fn run(cli: Cli) -> Result<(), String> {
     serve_registry(options, std_registry()).await
 }
 
+/// In a pod, the pod's name (`POD_NAME`, which the operator sets): the
+/// operator counts a worker's tasks by it before a scale-down. Elsewhere
+/// host-PID, unique per process.
 fn default_name() -> String {
+    if let Ok(pod) = std::env::var("POD_NAME")
+        && !pod.trim().is_empty()
+    {
+        return pod.trim().to_string();
+    }
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
