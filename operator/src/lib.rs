@@ -21,6 +21,7 @@ pub mod pool;
 pub mod reconcile;
 mod run;
 pub mod status;
+pub mod tokenreview;
 
 pub use config::Flags;
 pub use error::Error;

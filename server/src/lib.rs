@@ -8,6 +8,7 @@
 //! [`token_from_file`], and `serve(engine, addr, token, ctrl_c)`; [`serve`]
 //! refuses a non-loopback ADDR without a token ([`ServeError::TokenRequired`]).
 
+pub mod auth;
 mod body;
 pub mod client;
 mod conn;
