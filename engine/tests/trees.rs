@@ -322,3 +322,25 @@ fn an_object_merged_on_arrival_joins_as_a_success_without_a_value() {
     let done = drive(&engine, &["p"], Duration::from_secs(10));
     assert_eq!(future_status(&done[0]).result, Some(json!([null, 2])));
 }
+
+/// A map declares its weight (its items); an object that joins it adds its
+/// own, so the map does not show 100% while the object still runs.
+#[test]
+fn an_object_joining_a_map_adds_its_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .submit(vec![
+            future(
+                "m",
+                "{map: {source: {range: {start: 0, end: 10}}, function: {function: t.square}, shardSize: 10, reduce: sum}}",
+            ),
+            Submission {
+                parent: Some(fid("m")),
+                ..task("c", "{call: {function: t.sum}, delay: 1h}")
+            },
+        ])
+        .unwrap();
+    let m = future_status(&status(&engine, "m")).clone();
+    assert_eq!(m.progress.map(|p| p.total), Some(11));
+}

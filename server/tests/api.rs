@@ -343,7 +343,11 @@ async fn a_long_poll_waits_for_work_and_wakes_on_it() {
             json!({"worker": "w", "pool": "*", "max": 4, "waitMs": 600}),
         )
         .await;
-    assert_eq!((status, body), (200, json!({"leases": []})));
+    // "w" never registered: the answer asks it to.
+    assert_eq!(
+        (status, body),
+        (200, json!({"leases": [], "register": true}))
+    );
     assert!(
         t0.elapsed() >= Duration::from_millis(550),
         "{:?}",
@@ -404,9 +408,17 @@ async fn register_answers_the_limits() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["worker"], "w-1");
     assert_eq!(body["maxBodyBytes"], MAX_BODY_BYTES);
-    // A worker that leases without registering is listed too.
+    // A worker that leases without registering is listed too, and asked to
+    // register; a registered one is not asked.
     let (_, body) = s
         .post("/v1/lease", json!({"worker": "w-2", "pool": "p", "max": 1}))
+        .await;
+    assert_eq!(body, json!({"leases": [], "register": true}));
+    let (_, body) = s
+        .post(
+            "/v1/lease",
+            json!({"worker": "w-1", "pool": "default", "max": 1}),
+        )
         .await;
     assert_eq!(body, json!({"leases": []}));
     let workers = Client::new(&s.base, None).unwrap().workers().await.unwrap();

@@ -41,6 +41,11 @@ impl State {
         self.node_mut(parent)?.linked += 1;
         let root = self.root_mut(parent)?;
         root.known_total += weight;
+        // A declared weight (a map's item count) grows by the object's too,
+        // or the parent would show 100% while the object still runs.
+        if let Some(declared) = root.declared_total.as_mut() {
+            *declared += weight;
+        }
         tx.dirty_roots.insert(parent);
         let link = Link { parent, node };
         match self.roots.get_mut(&child) {
