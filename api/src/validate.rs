@@ -41,51 +41,13 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::OnceLock;
 
-// ---------------------------------------------------------------------------
-// Messages shared with the CRD's CEL rules (the derive attributes use these).
-
-/// HierarchicalFuture: exactly one of map, call, parallel, sequence (field `spec`).
-pub const FUTURE_ONE_BODY: &str = "spec must set exactly one body: map, call, parallel or sequence";
-/// Range source: end before start (field `spec.map.source.range.end`).
-pub const RANGE_END_BEFORE_START: &str = "spec.map.source.range.end must not be less than start";
-/// Task: delay and notBefore together (field `spec.delay`).
-pub const TASK_DELAY_AND_NOT_BEFORE: &str =
-    "spec.delay and spec.notBefore cannot both be set: keep one";
-/// WorkerPool: minReplicas above maxReplicas (field `spec.scaling.minReplicas`).
-pub const SCALING_MIN_ABOVE_MAX: &str = "spec.scaling.minReplicas must not exceed maxReplicas";
-
-/// Task and HierarchicalFuture: the spec may not change after creation (a
-/// transition rule on `spec`). Its twin is the operator's: a spec that
-/// differs from the one the engine runs is reported, never applied.
-pub const SPEC_IMMUTABLE: &str =
-    "spec is immutable: delete the resource and create it again to run a changed spec";
-
-/// Every CEL message in the CRDs, each with its Rust twin in this module
-/// (SPEC_IMMUTABLE's is the operator's, since `kontinuum run` never updates).
-pub const CEL_MESSAGES: [&str; 5] = [
-    FUTURE_ONE_BODY,
-    RANGE_END_BEFORE_START,
-    TASK_DELAY_AND_NOT_BEFORE,
-    SCALING_MIN_ABOVE_MAX,
-    SPEC_IMMUTABLE,
-];
-
-/// The map source's schema (`minProperties: 1, maxProperties: 1`) read as a
-/// sentence; CEL cannot express this rule because it cannot see `items`.
-pub const MAP_SOURCE_ONE: &str = "spec.map.source must set exactly one of range, items or lines";
-
-/// The CRD's check of a reducer given by name (the `reduce` field is untyped,
-/// so CEL cannot see it); [`Reducer::from_value`] says what is wrong.
-pub const REDUCER_NAME_PATTERN: &str = "^(sum|count|min|max|mean|collect|merge)$";
-
-/// A required field that is missing: the API server's words.
-pub const REQUIRED: &str = "Required value";
-
-/// Function names: what the FnRef schema's `function` pattern allows.
-pub const FUNCTION_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_.-]*$";
-
-/// The API server's words for a bad object name.
-pub const DNS1123_SUBDOMAIN_MESSAGE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+// The shared words live in a leaf module that the types use too; they are
+// named here as well for callers that reach them through the validator.
+pub use crate::messages::{
+    CEL_MESSAGES, DNS1123_SUBDOMAIN_MESSAGE, FUNCTION_NAME_PATTERN, FUTURE_ONE_BODY,
+    MAP_SOURCE_ONE, RANGE_END_BEFORE_START, REDUCER_NAME_PATTERN, REQUIRED, SCALING_MIN_ABOVE_MAX,
+    SPEC_IMMUTABLE, TASK_DELAY_AND_NOT_BEFORE,
+};
 
 /// One problem with a manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
