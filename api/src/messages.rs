@@ -77,6 +77,17 @@ pub fn not_a_function_name(found: &str) -> String {
     )
 }
 
+/// Whether `name` matches [`FUNCTION_NAME_PATTERN`] (its Rust twin; a test
+/// holds the two together).
+pub fn is_function_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    match bytes.next() {
+        Some(first) if first.is_ascii_alphabetic() || first == b'_' => {}
+        _ => return false,
+    }
+    bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// The CRD's check of a reducer given by name (the `reduce` field is untyped,
 /// so CEL cannot see it); `Reducer::from_value` says what is wrong.
 pub const REDUCER_NAME_PATTERN: &str = "^(sum|count|min|max|mean|collect|merge)$";
