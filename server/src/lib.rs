@@ -13,11 +13,14 @@ pub mod client;
 mod conn;
 mod error;
 mod objects;
+mod reply;
 mod server;
+mod state;
 mod submit;
 mod worker_api;
 
 pub use client::{Client, ClientError};
 pub use conn::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, Limits, MAX_CONNECTIONS};
 pub use error::{ApiError, ServeError};
-pub use server::{Server, WorkerRecord, serve, token_from_file};
+pub use server::{Server, serve, token_from_file};
+pub use state::WorkerRecord;
