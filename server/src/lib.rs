@@ -7,17 +7,30 @@
 //! essence: open the engine on DIR, read the token with
 //! [`token_from_file`], and `serve(engine, addr, token, ctrl_c)`; [`serve`]
 //! refuses a non-loopback ADDR without a token ([`ServeError::TokenRequired`]).
+//!
+//! Modules, each using only those below it:
+//!
+//! ```text
+//! server.rs   binding, the router (path -> handler), the layers every
+//!             request passes (auth, body limit, panics), /healthz
+//! routes/     the handlers: work.rs (workers), objects.rs and submit.rs
+//!             (the CLI and other clients)
+//! state.rs    the state every route shares; engine calls off the async threads
+//! body.rs     JSON requests, read within the limits, naming a bad field
+//! error.rs    ApiError (every refusal, as JSON) and ServeError
+//! reply.rs    how every JSON answer is written
+//! conn.rs     the accept loop: read timeouts, the connection cap
+//! client.rs   the CLI's Client (uses none of the above)
+//! ```
 
 mod body;
 pub mod client;
 mod conn;
 mod error;
-mod objects;
 mod reply;
+mod routes;
 mod server;
 mod state;
-mod submit;
-mod worker_api;
 
 pub use client::{Client, ClientError};
 pub use conn::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, Limits, MAX_CONNECTIONS};

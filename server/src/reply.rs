@@ -1,7 +1,6 @@
-//! How every answer's JSON is written: successes ([`crate::body::Json`]) and
-//! errors ([`crate::error::ApiError`]) alike. A leaf, so that the request
-//! side (`body.rs`) and the error side (`error.rs`) need not use each other
-//! to answer.
+//! How every answer's JSON is written: successes (`body::Json`) and
+//! errors (`ApiError`) alike. A leaf, so that the request side (`body.rs`)
+//! and the error side (`error.rs`) need not use each other to answer.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -5,7 +5,7 @@
 use crate::body::{BodyTimeout, Json, too_large};
 use crate::conn::Limits;
 use crate::error::{ApiError, ServeError};
-use crate::{objects, submit, worker_api};
+use crate::routes::{objects, submit, work};
 use crate::state::{AppState, AppStateRef};
 use axum::Extension;
 use axum::Router;
@@ -121,15 +121,15 @@ pub fn token_from_file(path: &std::path::Path) -> Result<String, ServeError> {
 
 fn router(state: AppStateRef) -> Router {
     let v1 = Router::new()
-        .route("/workers/register", post(worker_api::register))
-        .route("/workers", get(worker_api::workers))
-        .route("/lease", post(worker_api::lease))
-        .route("/heartbeat", post(worker_api::heartbeat))
-        .route("/complete", post(worker_api::complete))
-        .route("/release", post(worker_api::release))
-        .route("/split", post(worker_api::split))
-        .route("/children", post(worker_api::add_child))
-        .route("/spawn", post(worker_api::spawn))
+        .route("/workers/register", post(work::register))
+        .route("/workers", get(work::workers))
+        .route("/lease", post(work::lease))
+        .route("/heartbeat", post(work::heartbeat))
+        .route("/complete", post(work::complete))
+        .route("/release", post(work::release))
+        .route("/split", post(work::split))
+        .route("/children", post(work::add_child))
+        .route("/spawn", post(work::spawn))
         .route("/objects", post(submit::submit).get(objects::list))
         .route("/objects/{kind}/{name}", get(objects::get))
         .route("/objects/{kind}/{name}/cancel", post(objects::cancel))

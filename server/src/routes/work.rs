@@ -1,4 +1,4 @@
-//! The worker-facing endpoints: register, lease (long poll), heartbeat,
+//! The endpoints workers call: register, lease (long poll), heartbeat,
 //! complete, split, children, spawn. Engine calls block (locks, group
 //! commit), so each runs on tokio's blocking pool.
 
