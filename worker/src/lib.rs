@@ -54,8 +54,6 @@ mod execute;
 mod fold;
 mod heartbeat;
 mod in_process;
-mod kernel;
-mod lines;
 mod map;
 mod registry;
 pub mod remote;
@@ -78,8 +76,6 @@ pub use source::WorkSource;
 pub use std_fns::{register_std, std_registry};
 pub use typed::{BindArgsError, FnRefExt, TypedFn, fn_value};
 
-#[cfg(test)]
-mod map_tests;
 #[cfg(test)]
 mod runtime_tests;
 #[cfg(test)]
