@@ -87,6 +87,10 @@ pub struct LeaseRequest {
 #[serde(rename_all = "camelCase")]
 pub struct LeaseResponse {
     pub leases: Vec<Lease>,
+    /// The server does not know this worker (it restarted since the worker
+    /// registered): register again, so that it lists the worker's functions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub register: bool,
 }
 
 /// `POST /v1/heartbeat`: answered with a [`HeartbeatReply`] (a stale token
@@ -178,12 +182,13 @@ pub struct SubmitRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SubmitResponse {
-    /// Engine names (`task/NAME`, `future/NAME`, `workerpool/NAME`), in
-    /// the order submitted. WorkerPools are accepted but run nothing here.
+    /// Ids (`NAMESPACE/task/NAME`, `NAMESPACE/future/NAME`,
+    /// `NAMESPACE/workerpool/NAME`), in the order submitted. WorkerPools are
+    /// accepted but run nothing here.
     pub names: Vec<String>,
 }
 
-/// `GET /v1/objects/{kind}/{name}`, and the items of `GET /v1/objects`:
+/// `GET /v1/objects/{namespace}/{kind}/{name}`, and the items of `GET /v1/objects`:
 /// an object as kubectl shows it, without its spec (the engine keeps a
 /// hash of the spec, not the spec).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -200,6 +205,7 @@ pub struct ObjectView {
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     pub name: String,
+    pub namespace: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -302,4 +308,12 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.weight, 1);
     }
+}
+
+/// `GET /v1/objects/{namespace}/{kind}/{name}/result`: the whole result,
+/// also when the status holds only `resultRef` (over 4 KiB); `null` until
+/// there is one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultView {
+    pub result: Option<serde_json::Value>,
 }

@@ -3,6 +3,7 @@
 
 use crate::common::{Condition, RetryPolicy, default_pool};
 use crate::fnref::FnRef;
+use crate::object::Phase;
 use crate::reducer::Reducer;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -150,9 +151,13 @@ pub struct FailurePolicy {
     pub max_failed_children: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// Another HierarchicalFuture in the same namespace whose tree this object
+/// joins: its weight, progress and value roll up into that future, and
+/// cancelling that future cancels this object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ParentRef {
     /// Name of the parent HierarchicalFuture.
+    #[schemars(length(min = 1))]
     pub name: String,
 }
 
@@ -162,7 +167,7 @@ pub struct ParentRef {
 pub struct FutureStatus {
     /// Pending, Running, Succeeded, Failed or Cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<Phase>,
     /// Work units done of the total.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
@@ -200,6 +205,9 @@ pub struct FutureStatus {
     /// When the outcome became final (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// Name of the Task started for the outcome (onSuccess or onFailure), e.g. `squares.on-success`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<String>,
     /// Ready, Succeeded and Failed conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -11,7 +11,7 @@
 //! endpoints    HTTP bodies between workers, CLI and server
 //! task future workerpool work     the types (work: engine <-> worker)
 //! common fnref reducer accumulator schema
-//! messages limits duration canonical     leaves: nothing from this crate
+//! messages limits duration canonical object     leaves: nothing from this crate
 //! ```
 //!
 //! `messages` holds the words and patterns that the types' schemas and the
@@ -27,6 +27,7 @@ pub mod fnref;
 pub mod future;
 pub mod limits;
 pub mod messages;
+pub mod object;
 pub mod reducer;
 pub mod schema;
 pub mod task;
@@ -35,7 +36,8 @@ pub mod work;
 pub mod workerpool;
 
 pub use fnref::{BindError, FnRef};
-pub use future::{FutureStatus, HierarchicalFuture, HierarchicalFutureSpec};
+pub use future::{FutureStatus, HierarchicalFuture, HierarchicalFutureSpec, ParentRef};
+pub use object::{DEFAULT_NAMESPACE, ObjectId, ObjectIdError, ObjectKind, Phase};
 pub use reducer::{BuiltinReducer, Reducer};
 pub use task::{Task, TaskSpec, TaskStatus};
 pub use workerpool::{WorkerPool, WorkerPoolSpec, WorkerPoolStatus};

@@ -2,6 +2,8 @@
 
 use crate::common::{Condition, ErrorInfo, RetryPolicy, default_pool};
 use crate::fnref::FnRef;
+use crate::future::ParentRef;
+use crate::object::Phase;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -63,7 +65,7 @@ pub struct TaskSpec {
     /// Makes this Task a child of a HierarchicalFuture in the same namespace:
     /// its weight, progress and result roll up into that future.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_ref: Option<crate::future::ParentRef>,
+    pub parent_ref: Option<ParentRef>,
     /// Delete the finished Task this long after it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::optional_duration")]
@@ -105,7 +107,7 @@ pub struct ExclusiveSpec {
 pub struct TaskStatus {
     /// Pending, Queued, Running, Succeeded, Failed, Cancelled or Merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<Phase>,
     /// Stable id of `call` (sha256 of its canonical JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_id: Option<String>,
@@ -131,7 +133,7 @@ pub struct TaskStatus {
     /// When the outcome became final (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
-    /// Id of the continuation task spawned for the outcome.
+    /// Name of the Task started for the outcome (onSuccess or onFailure), e.g. `sum-4-5.on-success`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<String>,
     /// For phase Merged: the run this call was folded into.

@@ -2,6 +2,7 @@
 //! in-process workers, waiting for objects, and reading peak memory.
 
 use anyhow::{Context, bail};
+use kontinuum_api::ObjectId;
 use kontinuum_engine::{Engine, EngineConfig, ObjectStatus};
 use kontinuum_worker::{InProcessWorkers, start_in_process, std_registry};
 use std::sync::Arc;
@@ -26,20 +27,20 @@ pub fn start(concurrency: usize) -> anyhow::Result<Bench> {
     })
 }
 
-/// Polls until `name` is final; fails after `limit`.
+/// Polls until `id` is final; fails after `limit`.
 pub async fn wait_final(
     engine: &Engine,
-    name: &str,
+    id: &ObjectId,
     limit: Duration,
 ) -> anyhow::Result<ObjectStatus> {
     let start = Instant::now();
     loop {
-        let status = engine.status(name)?;
+        let status = engine.status(id)?;
         if status.is_final() {
             return Ok(status);
         }
         if start.elapsed() > limit {
-            bail!("{name} not finished after {limit:?}: {status:?}");
+            bail!("{id} not finished after {limit:?}: {status:?}");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

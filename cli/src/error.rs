@@ -78,7 +78,7 @@ fn store_failed(dir: &std::path::Path, temporary: &bool, reason: &str) -> String
 }
 
 impl CliError {
-    /// 2 for input that was rejected, 1 otherwise.
+    /// 2 for input that was rejected, 1 otherwise (docs: `kontinuum run`).
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Invalid(_) | CliError::Conflict { .. } | CliError::Usage(_) => 2,

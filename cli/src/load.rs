@@ -6,6 +6,7 @@ use crate::error::Diagnostic;
 use crate::yaml::read::{Document, parse_stream};
 use kontinuum_api::limits::MAX_MANIFEST_BYTES;
 use kontinuum_api::validate::{Manifest, validate};
+use kontinuum_api::{DEFAULT_NAMESPACE, ObjectId, ObjectKind};
 use kontinuum_engine::Submission;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -15,23 +16,30 @@ use std::path::{Path, PathBuf};
 /// One validated document, ready to submit.
 #[derive(Debug, Clone)]
 pub struct Object {
-    /// `task/NAME`, `future/NAME` or `workerpool/NAME`: the engine's name.
+    /// `task/NAME`, `future/NAME` or `workerpool/NAME`, as kubectl prints
+    /// names.
     pub key: String,
+    /// metadata.namespace, or "default".
+    pub namespace: String,
     /// The document as written, for its apiVersion, kind and metadata.
     pub document: Value,
     /// The spec as submitted (defaults applied, paths made absolute).
     pub spec: Value,
     /// `None` for a WorkerPool, which runs nothing on the embedded engine.
     pub submission: Option<Submission>,
+    /// Where the document's `spec.parentRef.name` is (FILE, LINE), if it
+    /// has one.
+    parent_at: Option<(String, usize)>,
 }
 
 impl Object {
+    /// `NS/KIND/NAME` of a Task or future.
+    pub fn id(&self) -> Option<&ObjectId> {
+        self.submission.as_ref().map(|s| &s.id)
+    }
+
     pub fn pool(&self) -> Option<&str> {
-        match &self.submission {
-            Some(Submission::Task { spec, .. }) => Some(&spec.pool),
-            Some(Submission::Future { spec, .. }) => Some(&spec.pool),
-            None => None,
-        }
+        self.submission.as_ref().map(Submission::pool)
     }
 }
 
@@ -39,8 +47,8 @@ impl Object {
 pub fn load(files: &[PathBuf]) -> Result<Vec<Object>, Vec<Diagnostic>> {
     let mut objects = Vec::new();
     let mut problems = Vec::new();
-    // Where each name was first defined, to reject a duplicate.
-    let mut seen: HashMap<String, String> = HashMap::new();
+    // Where each namespace/kind/name was first defined, to reject a duplicate.
+    let mut seen: HashMap<(String, String), String> = HashMap::new();
     for path in files {
         let file = path.display().to_string();
         let text = match read_manifest(path) {
@@ -96,15 +104,20 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Object>, Vec<Diagnostic>> {
                 continue;
             }
             match object(&doc, &dir) {
-                Ok(object) => {
+                Ok(mut object) => {
                     let here = format!("{file}:{}", doc.line);
-                    if let Some(first) = seen.get(&object.key) {
+                    let unique = (object.namespace.clone(), object.key.clone());
+                    if let Some(first) = seen.get(&unique) {
                         problems.push(at(
                             "metadata.name",
                             format!("{} is defined twice (first at {first})", object.key),
                         ));
                     } else {
-                        seen.insert(object.key.clone(), here);
+                        seen.insert(unique, here);
+                        if doc.value.pointer("/spec/parentRef/name").is_some() {
+                            let line = doc.line_of("spec.parentRef.name");
+                            object.parent_at = Some((file.clone(), line));
+                        }
                         objects.push(object);
                     }
                 }
@@ -113,6 +126,9 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Object>, Vec<Diagnostic>> {
         }
         // In the order of the file (the sort is stable for equal lines).
         problems[first_problem..].sort_by_key(|p| p.line);
+    }
+    if problems.is_empty() {
+        problems.extend(resolve_parents(&mut objects));
     }
     if problems.is_empty() {
         Ok(objects)
@@ -150,6 +166,94 @@ fn read_manifest(path: &Path) -> Result<String, (Option<usize>, String)> {
     })
 }
 
+/// `spec.parentRef` names a HierarchicalFuture among the submitted objects,
+/// in the same namespace: it becomes the submission's parent.
+fn resolve_parents(objects: &mut [Object]) -> Vec<Diagnostic> {
+    let futures: HashMap<ObjectId, ()> = objects
+        .iter()
+        .filter_map(Object::id)
+        .filter(|id| id.kind == ObjectKind::Future)
+        .map(|id| (id.clone(), ()))
+        .collect();
+    let mut problems = Vec::new();
+    for object in objects.iter_mut() {
+        let Some(submission) = object.submission.as_mut() else {
+            continue;
+        };
+        let Some(parent) = submission.parent_id() else {
+            continue;
+        };
+        if futures.contains_key(&parent) {
+            submission.parent = Some(parent);
+            continue;
+        }
+        let (file, line) = object.parent_at.clone().unwrap_or_default();
+        problems.push(Diagnostic {
+            file,
+            line: Some(line),
+            field: Some("spec.parentRef.name".into()),
+            message: format!(
+                "no HierarchicalFuture '{}' in namespace '{}' among the submitted objects",
+                parent.name, parent.namespace
+            ),
+        });
+    }
+    if problems.is_empty()
+        && let Err(cycle) = submit_order(objects)
+    {
+        let object = &objects[cycle];
+        let (file, line) = object.parent_at.clone().unwrap_or_default();
+        problems.push(Diagnostic {
+            file,
+            line: Some(line),
+            field: Some("spec.parentRef.name".into()),
+            message: format!("{} is its own ancestor through parentRef", object.key),
+        });
+    }
+    problems
+}
+
+/// The submissions with every parent before its children (the engine
+/// needs a parent first); `Err(i)` when object `i` is in a parentRef cycle.
+pub fn submit_order(objects: &[Object]) -> Result<Vec<Submission>, usize> {
+    let index: HashMap<&ObjectId, usize> = objects
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| o.id().map(|id| (id, i)))
+        .collect();
+    // 0: not placed, 1: being placed (on the path), 2: placed.
+    let mut mark = vec![0u8; objects.len()];
+    let mut order = Vec::with_capacity(objects.len());
+    fn place(
+        i: usize,
+        objects: &[Object],
+        index: &HashMap<&ObjectId, usize>,
+        mark: &mut [u8],
+        order: &mut Vec<Submission>,
+    ) -> Result<(), usize> {
+        match mark[i] {
+            2 => return Ok(()),
+            1 => return Err(i),
+            _ => {}
+        }
+        mark[i] = 1;
+        let Some(submission) = &objects[i].submission else {
+            mark[i] = 2;
+            return Ok(());
+        };
+        if let Some(&p) = submission.parent.as_ref().and_then(|p| index.get(p)) {
+            place(p, objects, index, mark, order)?;
+        }
+        mark[i] = 2;
+        order.push(submission.clone());
+        Ok(())
+    }
+    for i in 0..objects.len() {
+        place(i, objects, &index, &mut mark, &mut order)?;
+    }
+    Ok(order)
+}
+
 /// The printed line names the field already, so a message that starts by
 /// naming it again ("spec.timeout: '5 minutes' is not ...") drops it.
 fn without_field(field: &str, message: String) -> String {
@@ -184,36 +288,41 @@ fn object(doc: &Document, dir: &Path) -> Result<Object, FieldErrors> {
             .collect::<FieldErrors>()
     })?;
     let name = |meta_name: Option<String>| meta_name.unwrap_or_default();
-    let (key, spec, submission) = match manifest {
+    let namespace = |ns: Option<String>| ns.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    let (namespace, spec, submission) = match manifest {
         Manifest::Task(task) => {
-            let key = format!("task/{}", name(task.metadata.name));
+            let ns = namespace(task.metadata.namespace);
             let spec = task.spec;
-            let submission = Submission::Task {
-                name: key.clone(),
-                spec: spec.clone(),
-            };
-            (key, to_value(&spec), Some(submission))
+            let submission = Submission::task(&ns, &name(task.metadata.name), spec.clone());
+            (ns, to_value(&spec), Ok(submission))
         }
         Manifest::Future(future) => {
-            let key = format!("future/{}", name(future.metadata.name));
+            let ns = namespace(future.metadata.namespace);
             let mut spec = future.spec;
             resolve_lines(&mut spec, dir)?;
-            let submission = Submission::Future {
-                name: key.clone(),
-                spec: spec.clone(),
-            };
-            (key, to_value(&spec), Some(submission))
+            let submission = Submission::future(&ns, &name(future.metadata.name), spec.clone());
+            (ns, to_value(&spec), Ok(submission))
         }
         Manifest::WorkerPool(pool) => {
             let key = format!("workerpool/{}", name(pool.metadata.name));
-            (key, to_value(&pool.spec), None)
+            (
+                namespace(pool.metadata.namespace),
+                to_value(&pool.spec),
+                Err(key),
+            )
         }
+    };
+    let (key, submission) = match submission {
+        Ok(s) => (s.id.short(), Some(s)),
+        Err(key) => (key, None),
     };
     Ok(Object {
         key,
+        namespace,
         document: doc.value.clone(),
         spec,
         submission,
+        parent_at: None,
     })
 }
 
@@ -266,7 +375,9 @@ spec:
         assert_eq!(objects[0].key, "future/words");
         let expected = dir.path().join("data/text.txt").display().to_string();
         assert_eq!(objects[0].spec["map"]["source"]["lines"]["path"], expected);
-        let Some(Submission::Future { spec, .. }) = &objects[0].submission else {
+        let Some(kontinuum_engine::SubmissionBody::Future(spec)) =
+            objects[0].submission.as_ref().map(|s| &s.body)
+        else {
             panic!("a future");
         };
         assert_eq!(

@@ -58,22 +58,42 @@ pub fn display_name(object: &Value) -> String {
 const RESULT_WIDTH: usize = 48;
 const MESSAGE_WIDTH: usize = 200;
 
+fn namespace_of(object: &Value) -> &str {
+    object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or(kontinuum_api::DEFAULT_NAMESPACE)
+}
+
+/// kubectl's columns; NAMESPACE first when the objects span several.
 fn table(objects: &[Value]) -> String {
-    let header = ["NAME", "PHASE", "PROGRESS", "RESULT"].map(String::from);
-    let mut rows = vec![header.to_vec()];
+    let spread = objects
+        .iter()
+        .map(namespace_of)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        > 1;
+    let mut header = vec!["NAME", "PHASE", "PROGRESS", "RESULT"];
+    if spread {
+        header.insert(0, "NAMESPACE");
+    }
+    let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
     let mut notes = Vec::new();
     for object in objects {
         let status = &object["status"];
         let name = display_name(object);
-        rows.push(vec![
+        let mut row = vec![
             name.clone(),
             status["phase"].as_str().unwrap_or("-").to_string(),
             progress(status),
             result(status),
-        ]);
+        ];
+        if spread {
+            row.insert(0, namespace_of(object).to_string());
+        }
+        rows.push(row);
         notes.extend(messages(status).into_iter().map(|m| format!("{name}: {m}")));
     }
-    let widths: Vec<usize> = (0..4)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -114,7 +134,7 @@ fn result(status: &Value) -> String {
         return truncate(&format!("merged into {merged}"), RESULT_WIDTH);
     }
     match &status["result"] {
-        Value::Null if status.get("resultRef").is_some() => "(in the store)".into(),
+        Value::Null if status.get("resultRef").is_some() => "(over 4 KiB: get KIND/NAME)".into(),
         Value::Null if status.get("result").is_none() => "-".into(),
         Value::String(s) => truncate(s, RESULT_WIDTH),
         other => truncate(&other.to_string(), RESULT_WIDTH),

@@ -5,6 +5,7 @@
 use crate::error::Diagnostic;
 use crate::output::{self, Format};
 use kontinuum_api::endpoints::ObjectView;
+use kontinuum_api::{DEFAULT_NAMESPACE, ObjectId, ObjectIdError, ObjectKind};
 use kontinuum_server::{Client, ClientError, ServeError};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -113,32 +114,57 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, RemoteError> 
 }
 
 /// `task` or `future` for the spellings kubectl users type.
-pub fn kind(word: &str) -> Result<&'static str, RemoteError> {
-    match word.to_ascii_lowercase().as_str() {
-        "task" | "tasks" | "kt" => Ok("task"),
-        "future" | "futures" | "hf" | "hierarchicalfuture" | "hierarchicalfutures" => Ok("future"),
-        _ => Err(RemoteError::Usage(format!(
-            "unknown kind '{word}': use task, tasks, kt, future, futures or hf"
-        ))),
+pub fn kind(word: &str) -> Result<ObjectKind, RemoteError> {
+    word.parse()
+        .map_err(|e: ObjectIdError| RemoteError::Usage(e.to_string()))
+}
+
+/// The namespace of `-n NS`, "default" without it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NamespaceArg {
+    /// The namespace (default: "default"); NS/KIND/NAME names one too.
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+impl NamespaceArg {
+    pub fn or_default(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
     }
 }
 
-/// `future/x`, `hf/x`, `task/x` → the engine's name (`future/x`).
-pub fn object_name(name: &str) -> Result<String, RemoteError> {
-    match name.split_once('/') {
-        Some((k, n)) if !n.is_empty() => Ok(format!("{}/{n}", kind(k)?)),
-        _ => Err(RemoteError::Usage(format!(
-            "'{name}' is not KIND/NAME: write future/{name} or task/{name}"
+/// `NS/KIND/NAME`, or `KIND/NAME` in `-n NS` (KIND: task, kt, future, hf,
+/// ...). A namespace in both that differ is an error rather than a guess.
+pub fn object_id(text: &str, ns: &NamespaceArg) -> Result<ObjectId, RemoteError> {
+    let id = match text.split('/').count() {
+        2 | 3 => ObjectId::parse_in(text, ns.or_default())
+            .map_err(|e| RemoteError::Usage(e.to_string()))?,
+        _ => {
+            return Err(RemoteError::Usage(format!(
+                "'{text}' is not KIND/NAME or NS/KIND/NAME: write future/{text} or task/{text}"
+            )));
+        }
+    };
+    match &ns.namespace {
+        Some(given) if *given != id.namespace => Err(RemoteError::Usage(format!(
+            "'{text}' is in namespace '{}' but -n says '{given}'",
+            id.namespace
         ))),
+        _ => Ok(id),
     }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct GetArgs {
-    /// task, tasks, kt, future, futures or hf (or KIND/NAME).
+    /// task, tasks, kt, future, futures or hf (or KIND/NAME, NS/KIND/NAME).
     pub kind: String,
     /// One object; without it, every object of the kind.
     pub name: Option<String>,
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// List the kind in every namespace.
+    #[arg(short = 'A', long = "all-namespaces", conflicts_with = "namespace")]
+    pub all_namespaces: bool,
     #[command(flatten)]
     pub server: ServerArgs,
     /// Output format (json and yaml as kubectl prints them).
@@ -147,25 +173,35 @@ pub struct GetArgs {
 }
 
 pub fn get(args: GetArgs) -> Result<ExitCode, RemoteError> {
-    let one = match (args.kind.split_once('/'), &args.name) {
-        (Some(_), None) => Some(object_name(&args.kind)?),
-        (Some(_), Some(_)) => {
+    let one = match (args.kind.contains('/'), &args.name) {
+        (true, None) => Some(object_id(&args.kind, &args.namespace)?),
+        (true, Some(_)) => {
             return Err(RemoteError::Usage(
                 "give KIND NAME or KIND/NAME, not both".into(),
             ));
         }
-        (None, Some(name)) => Some(format!("{}/{name}", kind(&args.kind)?)),
-        (None, None) => None,
+        (false, Some(name)) => Some(ObjectId::new(
+            args.namespace.or_default(),
+            kind(&args.kind)?,
+            name.as_str(),
+        )),
+        (false, None) => None,
     };
     let kind = match &one {
         Some(_) => None,
         None => Some(kind(&args.kind)?),
     };
+    let namespace = (!args.all_namespaces).then(|| args.namespace.or_default());
     let client = args.server.client()?;
     let views = block_on(async {
         match &one {
-            Some(name) => client.get(name).await.map(|v| vec![v]),
-            None => client.list(kind).await,
+            Some(id) => {
+                let mut view = client.get(id).await?;
+                // One object: its whole result, also beyond the status's 4 KiB.
+                whole_result(&client, id, &mut view.status).await?;
+                Ok(vec![view])
+            }
+            None => client.list(kind, namespace).await,
         }
     })??;
     let objects: Vec<Value> = views.iter().map(view_value).collect();
@@ -187,16 +223,19 @@ pub fn get(args: GetArgs) -> Result<ExitCode, RemoteError> {
 
 #[derive(Debug, clap::Args)]
 pub struct CancelArgs {
-    /// The object: future/NAME or task/NAME.
+    /// The object: future/NAME or task/NAME (or NS/KIND/NAME).
     pub name: String,
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
     #[command(flatten)]
     pub server: ServerArgs,
 }
 
 pub fn cancel(args: CancelArgs) -> Result<ExitCode, RemoteError> {
-    let name = object_name(&args.name)?;
+    let id = object_id(&args.name, &args.namespace)?;
+    let name = id.short();
     let client = args.server.client()?;
-    let view = block_on(client.cancel(&name))??;
+    let view = block_on(client.cancel(&id))??;
     let text = match view.status["phase"].as_str() {
         Some(phase @ ("Succeeded" | "Failed" | "Merged")) => {
             format!("{name} was already {phase}: nothing to cancel\n")
@@ -205,6 +244,26 @@ pub fn cancel(args: CancelArgs) -> Result<ExitCode, RemoteError> {
     };
     print_out(&text);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Puts the whole result into a status that holds only `resultRef` (the
+/// status inlines at most 4 KiB), as `kontinuum run` prints it.
+pub async fn whole_result(
+    client: &Client,
+    id: &ObjectId,
+    status: &mut Value,
+) -> Result<(), ClientError> {
+    if status.get("resultRef").is_none() {
+        return Ok(());
+    }
+    if let Some(whole) = client.result(id).await?
+        && let Some(fields) = status.as_object_mut()
+    {
+        fields.insert("result".into(), whole);
+        fields.remove("resultRef");
+        fields.remove("resultTruncated");
+    }
+    Ok(())
 }
 
 pub fn view_value(view: &ObjectView) -> Value {
@@ -223,12 +282,23 @@ pub fn print_out(text: &str) {
 mod tests {
     use super::*;
 
+    fn ns(n: Option<&str>) -> NamespaceArg {
+        NamespaceArg {
+            namespace: n.map(String::from),
+        }
+    }
+
     #[test]
     fn names_and_kinds() {
-        assert_eq!(object_name("hf/x").unwrap(), "future/x");
-        assert_eq!(object_name("task/y").unwrap(), "task/y");
-        assert!(object_name("x").is_err());
-        assert!(object_name("pod/x").is_err());
-        assert_eq!(kind("Futures").unwrap(), "future");
+        let id = |t: &str, n| object_id(t, &ns(n)).map(|i| i.to_string());
+        assert_eq!(id("hf/x", None).unwrap(), "default/future/x");
+        assert_eq!(id("task/y", Some("team")).unwrap(), "team/task/y");
+        assert_eq!(id("team/kt/y", None).unwrap(), "team/task/y");
+        assert_eq!(id("team/kt/y", Some("team")).unwrap(), "team/task/y");
+        assert!(id("team/kt/y", Some("other")).is_err(), "two namespaces");
+        assert!(id("x", None).is_err());
+        assert!(id("pod/x", None).is_err());
+        assert!(id("a/b/c/d", None).is_err());
+        assert_eq!(kind("Futures").unwrap(), ObjectKind::Future);
     }
 }

@@ -6,7 +6,7 @@ use crate::load::{self, Object};
 use crate::output::{self, Format};
 use crate::progress::Progress;
 use crate::signals::{Signals, Stop};
-use kontinuum_api::API_VERSION;
+use kontinuum_api::{API_VERSION, Phase};
 use kontinuum_engine::{Engine, EngineConfig, EngineError, ObjectStatus};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -137,13 +137,11 @@ async fn execute(
         EngineError::Locked { .. } => CliError::Busy(dir.to_path_buf()),
         other => CliError::Engine(other),
     })?;
-    let submissions = objects
-        .iter()
-        .filter_map(|o| o.submission.clone())
-        .collect();
+    // load() refused parentRef cycles, so there is an order.
+    let submissions = load::submit_order(objects).unwrap_or_default();
     engine.submit(submissions).map_err(|e| match e {
-        EngineError::Conflict { name } => CliError::Conflict {
-            name,
+        EngineError::Conflict { id } => CliError::Conflict {
+            name: id.short(),
             dir: dir.to_path_buf(),
         },
         other => CliError::Engine(other),
@@ -154,16 +152,16 @@ async fn execute(
             o.key
         );
     }
-    let pools: BTreeSet<String> = objects
+    let pools: BTreeSet<(String, String)> = objects
         .iter()
-        .filter_map(|o| o.pool())
-        .map(String::from)
+        .filter_map(|o| Some((o.namespace.clone(), o.pool()?.to_string())))
         .collect();
 
     // Workers per pool rather than one set for "*", so that a failure such as
     // an unknown function names the task's own pool.
     let registry = Arc::new(kontinuum_worker::std_registry());
-    let running: Vec<_> = pools
+    let pool_names: BTreeSet<&str> = pools.iter().map(|(_, pool)| pool.as_str()).collect();
+    let running: Vec<_> = pool_names
         .iter()
         .map(|pool| {
             kontinuum_worker::start_in_process(engine.clone(), registry.clone(), pool, workers)
@@ -231,10 +229,10 @@ fn read_statuses(engine: &Engine, objects: &[Object]) -> Result<Vec<Option<Value
     objects
         .iter()
         .map(|o| {
-            if o.submission.is_none() {
+            let Some(id) = o.id() else {
                 return Ok(None);
-            }
-            let status = match engine.status(&o.key)? {
+            };
+            let status = match engine.status(id)? {
                 ObjectStatus::Task(s) => serde_json::to_value(s),
                 ObjectStatus::Future(s) => serde_json::to_value(s),
             };
@@ -243,7 +241,7 @@ fn read_statuses(engine: &Engine, objects: &[Object]) -> Result<Vec<Option<Value
             // status keeps results to 4 KiB.
             if let Some(obj) = status.as_object_mut()
                 && obj.remove("resultRef").is_some()
-                && let Some(result) = engine.result(&o.key)?
+                && let Some(result) = engine.result(id)?
             {
                 obj.insert("result".into(), result);
             }
@@ -253,17 +251,14 @@ fn read_statuses(engine: &Engine, objects: &[Object]) -> Result<Vec<Option<Value
 }
 
 pub(crate) fn is_final(status: &Value) -> bool {
-    matches!(
-        status["phase"].as_str(),
-        Some("Succeeded" | "Failed" | "Cancelled" | "Merged")
-    )
+    serde_json::from_value::<Phase>(status["phase"].clone()).is_ok_and(Phase::is_final)
 }
 
 /// No work left in the pools: continuations spawned by final objects have
 /// run too, so a rerun has nothing left to do.
-fn idle(engine: &Engine, pools: &BTreeSet<String>) -> bool {
-    pools.iter().all(|pool| {
-        let s = engine.pool_stats(pool);
+fn idle(engine: &Engine, pools: &BTreeSet<(String, String)>) -> bool {
+    pools.iter().all(|(namespace, pool)| {
+        let s = engine.pool_stats(namespace, pool);
         s.queued + s.running + s.delayed == 0
     })
 }

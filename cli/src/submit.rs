@@ -1,14 +1,16 @@
 //! `kontinuum submit`: validate like `kontinuum run`, send to a server,
 //! print the accepted names; with `--wait`, follow the objects until they
-//! are final and print and exit like `run` (0/1).
+//! and their continuations are final and print (whole results) and exit
+//! like `run` (0/1).
 
 use crate::load::{self, Object};
 use crate::output::{self, Format};
 use crate::progress::Progress;
-use crate::remote::{RemoteError, ServerArgs, block_on, print_out};
+use crate::remote::{RemoteError, ServerArgs, block_on, print_out, whole_result};
 use crate::run::{exit_code, full_object, is_final};
+use kontinuum_api::ObjectId;
 use kontinuum_api::endpoints::{ErrorBody, codes};
-use kontinuum_engine::Submission;
+use kontinuum_engine::SubmissionBody;
 use kontinuum_server::{Client, ClientError};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -39,13 +41,16 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode, RemoteError> {
     let documents: Vec<Value> = objects.iter().map(document).collect();
     let client = args.server.client()?;
     block_on(async {
-        let names = client
+        client
             .submit(documents)
             .await
             .map_err(|e| rejected(e, &objects))?;
         if !args.wait {
             let text = match args.output {
-                Format::Text => names.iter().map(|n| format!("{n} accepted\n")).collect(),
+                Format::Text => objects
+                    .iter()
+                    .map(|o| format!("{} accepted\n", o.key))
+                    .collect(),
                 other => {
                     let full: Vec<Value> = objects.iter().map(|o| full_object(o, None)).collect();
                     output::render(&full, other)
@@ -69,7 +74,7 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode, RemoteError> {
 /// server reads the file itself, so a relative path means nothing there).
 fn document(object: &Object) -> Value {
     let mut doc = object.document.clone();
-    if let Some(Submission::Future { spec, .. }) = &object.submission
+    if let Some(SubmissionBody::Future(spec)) = object.submission.as_ref().map(|s| &s.body)
         && let Some(lines) = spec.map.as_ref().and_then(|m| m.source.lines.as_ref())
         && let Some(slot) = doc.pointer_mut("/spec/map/source/lines/path")
     {
@@ -100,7 +105,8 @@ fn rejected(e: ClientError, objects: &[Object]) -> RemoteError {
     }
 }
 
-/// Polls until every Task and future is final; `None` for a WorkerPool.
+/// Polls until every Task and future is final, then until the
+/// continuations their outcomes started are; `None` for a WorkerPool.
 async fn wait(client: &Client, objects: &[Object]) -> Result<Vec<Option<Value>>, RemoteError> {
     let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
     let mut progress = Progress::new(&keys);
@@ -109,10 +115,11 @@ async fn wait(client: &Client, objects: &[Object]) -> Result<Vec<Option<Value>>,
     loop {
         ticker.tick().await;
         for (slot, object) in statuses.iter_mut().zip(objects) {
-            if object.submission.is_none() || slot.as_ref().is_some_and(is_final) {
+            let Some(id) = object.id() else { continue };
+            if slot.as_ref().is_some_and(is_final) {
                 continue;
             }
-            let view = client.get(&object.key).await?;
+            let view = client.get(id).await?;
             *slot = Some(view.status);
         }
         progress.update(&statuses);
@@ -122,9 +129,30 @@ async fn wait(client: &Client, objects: &[Object]) -> Result<Vec<Option<Value>>,
             .all(|(s, o)| o.submission.is_none() || s.as_ref().is_some_and(is_final));
         if done {
             progress.finish();
-            return Ok(statuses);
+            break;
         }
     }
+    // Like `run`: the continuations the outcomes started have run too.
+    let continuations: Vec<ObjectId> = statuses
+        .iter()
+        .zip(objects)
+        .filter_map(|(s, o)| {
+            let name = s.as_ref()?["continuation"].as_str()?;
+            Some(ObjectId::task(o.id()?.namespace.clone(), name))
+        })
+        .collect();
+    for id in &continuations {
+        while !is_final(&client.get(id).await?.status) {
+            ticker.tick().await;
+        }
+    }
+    // And, like `run`, whole results: the status inlines at most 4 KiB.
+    for (slot, object) in statuses.iter_mut().zip(objects) {
+        if let (Some(status), Some(id)) = (slot.as_mut(), object.id()) {
+            whole_result(client, id, status).await?;
+        }
+    }
+    Ok(statuses)
 }
 
 #[cfg(test)]

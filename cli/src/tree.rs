@@ -2,7 +2,8 @@
 //! an indented tree with each node's state and progress.
 
 use crate::output::{self, Format};
-use crate::remote::{RemoteError, ServerArgs, block_on, object_name, print_out};
+use crate::remote::{NamespaceArg, RemoteError, ServerArgs, block_on, object_id, print_out};
+use kontinuum_api::ObjectId;
 use kontinuum_engine::{TreeNode, TreeView};
 use std::process::ExitCode;
 
@@ -11,8 +12,11 @@ const BAR: usize = 10;
 
 #[derive(Debug, clap::Args)]
 pub struct TreeArgs {
-    /// The object: future/NAME or task/NAME (a bare NAME is a future).
+    /// The object: future/NAME or task/NAME, or NS/KIND/NAME (a bare NAME
+    /// is a future).
     pub name: String,
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
     #[command(flatten)]
     pub server: ServerArgs,
     /// Show at most this many nodes (breadth first).
@@ -25,13 +29,14 @@ pub struct TreeArgs {
 }
 
 pub fn tree(args: TreeArgs) -> Result<ExitCode, RemoteError> {
-    let name = if args.name.contains('/') {
-        object_name(&args.name)?
+    let id = if args.name.contains('/') {
+        object_id(&args.name, &args.namespace)?
     } else {
-        format!("future/{}", args.name)
+        ObjectId::future(args.namespace.or_default(), args.name.as_str())
     };
+    let name = id.short();
     let client = args.server.client()?;
-    let view = block_on(client.tree(&name, args.max_nodes as usize))??;
+    let view = block_on(client.tree(&id, args.max_nodes as usize))??;
     let text = match args.output {
         Format::Text => draw(&name, &view),
         other => output::render(&[serde_json::to_value(&view).unwrap_or_default()], other),
@@ -97,7 +102,7 @@ fn walk(node: &TreeNode, prefix: &str, cut: bool, rows: &mut Vec<(String, String
 }
 
 fn label(name: &str, node: &TreeNode) -> String {
-    match &node.function {
+    match node.function.as_ref().or(node.object.as_ref()) {
         Some(f) => format!("{name} {} {f}", node.kind),
         None => format!("{name} {}", node.kind),
     }
@@ -143,6 +148,7 @@ mod tests {
             path: path.into(),
             kind: if children.is_empty() { "leaf" } else { "split" }.into(),
             function: None,
+            object: None,
             state: state.into(),
             weight,
             done,

@@ -213,6 +213,44 @@ fn a_name_defined_twice() {
 }
 
 #[test]
+fn a_parent_ref_to_nothing_submitted() {
+    expect(
+        "apiVersion: kontinuum.dev/v1alpha1\nkind: Task\nmetadata: {name: orphan}\nspec:\n  call: {function: std.sum}\n  parentRef:\n    name: nowhere\n",
+        FIRST + 6,
+        "spec.parentRef.name",
+        "no HierarchicalFuture 'nowhere' in namespace 'default' among the submitted objects",
+    );
+}
+
+#[test]
+fn a_parent_ref_into_another_namespace() {
+    let parent = "apiVersion: kontinuum.dev/v1alpha1\nkind: HierarchicalFuture\nmetadata: {name: p, namespace: a}\nspec:\n  call: {function: std.sum}\n";
+    let child = "apiVersion: kontinuum.dev/v1alpha1\nkind: Task\nmetadata: {name: c, namespace: b}\nspec:\n  call: {function: std.sum}\n  parentRef: {name: p}\n";
+    expect(
+        &format!("{parent}---\n{child}"),
+        FIRST + 11,
+        "spec.parentRef.name",
+        "in namespace 'b'",
+    );
+}
+
+#[test]
+fn a_parent_ref_cycle() {
+    let future = |name: &str, parent: &str| {
+        format!(
+            "apiVersion: kontinuum.dev/v1alpha1\nkind: HierarchicalFuture\nmetadata: {{name: {name}}}\nspec:\n  call: {{function: std.sum}}\n  parentRef: {{name: {parent}}}\n"
+        )
+    };
+    let out = run_bad(&format!("{}---\n{}", future("x", "y"), future("y", "x")));
+    assert_eq!(out.code, Some(2), "stderr: {}", out.stderr);
+    assert!(
+        out.stderr.contains("its own ancestor through parentRef"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn every_problem_is_reported() {
     let out = run_bad(&format!(
         "{FUTURE}    shardSize: 0\n---\n{FUTURE}    fanout: 1\n"

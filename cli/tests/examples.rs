@@ -56,6 +56,7 @@ fn every_example_has_a_case() {
         "failure-exceeded.yaml",
         "failure-tolerated.yaml",
         "parallel-sequence.yaml",
+        "parent-ref.yaml",
         "squares.yaml",
         "sum.yaml",
         "wordcount.yaml",
@@ -76,7 +77,10 @@ fn sum() {
     let task = &objects[0];
     assert_eq!(phase(task), "Succeeded", "{task}");
     assert_eq!(task["status"]["result"], json!(9));
-    assert!(task["status"]["continuation"].is_string(), "{task}");
+    assert_eq!(
+        task["status"]["continuation"], "sum-4-5.on-success",
+        "{task}"
+    );
 }
 
 #[test]
@@ -174,6 +178,21 @@ fn parallel_and_sequence() {
         pipeline["status"]["result"],
         json!([5, {"step": "two", "previous": [5]}, {"step": "three", "previous": [5, {"step": "two", "previous": [5]}]}])
     );
+}
+
+#[test]
+fn parent_ref() {
+    let (code, objects) = run("parent-ref.yaml");
+    assert_eq!(code, 0, "{objects:?}");
+    let report = named(&objects, "report");
+    assert_eq!(phase(report), "Succeeded", "{report}");
+    // extra (42) and small-squares (285) joined before the parallel body ran.
+    assert_eq!(report["status"]["result"], json!([42, 285, 3]));
+    assert_eq!(report["status"]["progress"]["doneTotal"], "12/12");
+    assert_eq!(report["status"]["continuation"], "report.on-success");
+    for name in ["extra", "small-squares"] {
+        assert_eq!(phase(named(&objects, name)), "Succeeded", "{name}");
+    }
 }
 
 #[test]

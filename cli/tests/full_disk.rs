@@ -117,19 +117,17 @@ fn a_failed_write_stops_the_engine_at_once_and_loses_nothing_acknowledged() {
     let poller = engine.clone();
     let poll = std::thread::spawn(move || {
         let started = Instant::now();
-        let result = poller.lease("empty", "w", 1, Duration::from_secs(30));
+        let result = poller.lease("empty", None, "w", 1, Duration::from_secs(30));
         (result.map(|l| l.len()), started.elapsed())
     });
 
     let mut acked = Vec::new();
     let failed_at = loop {
-        let name = format!("task/t{}", acked.len());
-        let submission = Submission::Task {
-            name: name.clone(),
-            spec: padded_task(16 << 10),
-        };
+        let name = format!("t{}", acked.len());
+        let submission = Submission::task("default", &name, padded_task(16 << 10));
+        let id = submission.id.clone();
         match engine.submit(vec![submission]) {
-            Ok(()) => acked.push(name),
+            Ok(()) => acked.push(id),
             Err(EngineError::StoreFailed(reason)) => {
                 assert!(reason.contains("No space left on device"), "{reason}");
                 break Instant::now();
@@ -151,7 +149,7 @@ fn a_failed_write_stops_the_engine_at_once_and_loses_nothing_acknowledged() {
     assert!(engine.health().is_err());
     let t0 = Instant::now();
     let err = engine
-        .lease("default", "w", 8, Duration::from_secs(10))
+        .lease("default", None, "w", 8, Duration::from_secs(10))
         .unwrap_err();
     assert!(matches!(err, EngineError::StoreFailed(_)), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
@@ -179,9 +177,9 @@ fn a_failed_write_stops_the_engine_at_once_and_loses_nothing_acknowledged() {
     copy_store(&store, roomy.path());
     let engine = Engine::open(&roomy.path().join("store"), EngineConfig::default()).unwrap();
     let names = engine.objects().unwrap();
-    for name in &acked {
-        assert!(names.contains(name), "{name} was acknowledged, then lost");
-        engine.status(name).unwrap();
+    for id in &acked {
+        assert!(names.contains(id), "{id} was acknowledged, then lost");
+        engine.status(id).unwrap();
     }
 }
 
@@ -378,7 +376,7 @@ fn serve_answers_503_with_the_reason_and_a_restart_with_room_recovers() {
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     let (code, _) = http(port, "GET", "/healthz", None);
     assert_eq!(code, 503, "a liveness probe sees the failure");
-    let (code, _) = http(port, "GET", "/v1/objects/task/t0", None);
+    let (code, _) = http(port, "GET", "/v1/objects/default/task/t0", None);
     assert_eq!(code, 503);
 
     signal(&server, "TERM");
@@ -391,7 +389,7 @@ fn serve_answers_503_with_the_reason_and_a_restart_with_room_recovers() {
     let (code, _) = http(port, "GET", "/healthz", None);
     assert_eq!(code, 200);
     for i in [0, acked / 2, acked - 1] {
-        let (code, body) = http(port, "GET", &format!("/v1/objects/task/t{i}"), None);
+        let (code, body) = http(port, "GET", &format!("/v1/objects/default/task/t{i}"), None);
         assert_eq!(code, 200, "t{i} was acknowledged: {body}");
     }
     let (code, body) = http(

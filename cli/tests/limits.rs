@@ -155,9 +155,10 @@ fn a_store_with_an_undecodable_object_opens_and_runs() {
     };
     assert_eq!(run(&sum).code, Some(0));
     {
-        // docs/architecture.md: `o` + name, then a state byte (1: active).
+        // docs/architecture.md: `o` + NAMESPACE/KIND/NAME, then a state
+        // byte (1: active).
         let db = sled::open(&data).unwrap();
-        db.insert(b"otask/evil", &b"\x01{\"root\": [[[[ not json"[..])
+        db.insert(b"odefault/task/evil", &b"\x01{\"root\": [[[[ not json"[..])
             .unwrap();
         db.flush().unwrap();
     }

@@ -84,6 +84,66 @@ fn get_and_cancel_round_trip() {
 }
 
 #[test]
+fn objects_are_named_by_namespace_kind_and_name() {
+    let server = serve(None);
+    let file = server.dir.path().join("two.yaml");
+    let in_ns = |ns: &str| {
+        SLOW.replace(
+            "metadata: {name: slow}",
+            &format!("metadata: {{name: slow, namespace: {ns}}}"),
+        )
+    };
+    std::fs::write(
+        &file,
+        format!("{}---\n{}", in_ns("team-a"), in_ns("team-b")),
+    )
+    .unwrap();
+    let out = cli(&server, &["submit", file.to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+
+    // KIND NAME -n NS, KIND/NAME -n NS and NS/KIND/NAME name the same object.
+    for args in [
+        &["get", "hf", "slow", "-n", "team-a", "-o", "json"][..],
+        &["get", "future/slow", "-n", "team-a", "-o", "json"],
+        &["get", "team-a/hf/slow", "-o", "json"],
+    ] {
+        let out = cli(&server, args);
+        assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+        let object = json(&out.stdout);
+        assert_eq!(object["metadata"]["namespace"], "team-a", "{args:?}");
+    }
+    // Without -n: the namespace "default", which holds nothing here.
+    let out = cli(&server, &["get", "futures"]);
+    assert!(out.stderr.contains("No resources found"), "{}", out.stderr);
+    let out = cli(&server, &["get", "futures", "-A"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let header = out.stdout.lines().next().unwrap_or_default().to_string();
+    assert!(header.starts_with("NAMESPACE"), "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches("future/slow").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    let out = cli(&server, &["get", "team-a/hf/slow", "-n", "team-b"]);
+    assert_eq!(out.code, Some(2), "two namespaces: {}", out.stderr);
+
+    let out = cli(&server, &["tree", "slow", "-n", "team-b"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.starts_with("future/slow "), "{}", out.stdout);
+    let out = cli(&server, &["cancel", "team-b/future/slow"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "future/slow cancelled\n");
+    let b = json(&cli(&server, &["get", "team-b/hf/slow", "-o", "json"]).stdout);
+    let a = json(&cli(&server, &["get", "team-a/hf/slow", "-o", "json"]).stdout);
+    assert_eq!(b["status"]["phase"], "Cancelled");
+    assert_ne!(
+        a["status"]["phase"], "Cancelled",
+        "only team-b's was cancelled"
+    );
+}
+
+#[test]
 fn a_wrong_or_missing_token_is_a_clear_error() {
     let server = serve(Some("s3cret"));
     let wrong = server.dir.path().join("wrong");

@@ -68,7 +68,7 @@ spec:
     let out = cli(&server, &["get", "task", "good"]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
-        out.stderr.contains("no object named 'task/good'"),
+        out.stderr.contains("no object default/task/good"),
         "{}",
         out.stderr
     );
@@ -94,4 +94,37 @@ fn an_unreachable_server_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot reach the server"), "{stderr}");
     assert!(stderr.contains("kontinuum serve"), "{stderr}");
+}
+
+/// `--wait` returns once the continuation the outcome started is final too.
+#[test]
+fn submit_wait_waits_for_the_continuation() {
+    let server = serve(None);
+    let _worker = worker(&server);
+    let file = server.dir.path().join("then.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: kontinuum.dev/v1alpha1
+kind: Task
+metadata: {name: then}
+spec:
+  call: {function: std.sum, args: {a: 1, b: 2}}
+  onSuccess: {function: std.sleep, args: {ms: 1500}}
+",
+    )
+    .unwrap();
+    let out = cli(
+        &server,
+        &["submit", file.to_str().unwrap(), "--wait", "-o", "json"],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let object = json(&out.stdout);
+    assert_eq!(object["status"]["continuation"], "then.on-success");
+    let out = cli(&server, &["get", "task/then.on-success", "-o", "json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let continuation = json(&out.stdout);
+    assert_eq!(
+        continuation["status"]["phase"], "Succeeded",
+        "submit --wait returned before the continuation ended: {continuation}"
+    );
 }

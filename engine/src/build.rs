@@ -14,7 +14,7 @@ use kontinuum_api::common::RetryPolicy;
 use kontinuum_api::duration::parse_duration;
 use kontinuum_api::validate;
 use kontinuum_api::work::NodeId;
-use kontinuum_api::{FnRef, HierarchicalFutureSpec, TaskSpec};
+use kontinuum_api::{FnRef, HierarchicalFutureSpec, ObjectId, TaskSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -148,25 +148,33 @@ pub fn plan_task(spec: &TaskSpec, now_ms: u64) -> Result<TaskPlan, EngineError> 
     })
 }
 
-/// A user's name for a submitted object, with the hash of its spec.
+/// A submitted object: its id, its custom resource's uid, and the hash of
+/// its spec.
 pub struct Named {
-    pub name: String,
+    pub id: ObjectId,
+    pub uid: Option<String>,
     pub spec_hash: String,
 }
 
+/// A root in `namespace` (the object's own when it has one).
 fn new_root(
     id: NodeId,
+    namespace: &str,
     object: Option<Named>,
     pool: &str,
     stable_id: String,
-    retry: RetrySettings,
-    timeout_ms: Option<u64>,
     now: u64,
 ) -> Root {
-    let (name, spec_hash) = object.map(|o| (o.name, o.spec_hash)).unzip();
-    let mut root = Root::new_task(id, name, pool, stable_id, retry, timeout_ms, now);
-    root.spec_hash = spec_hash;
-    root
+    match object {
+        Some(o) => {
+            let mut root = Root::new_task(id, None, &o.id.namespace, pool, stable_id, now);
+            root.object = Some(o.id);
+            root.uid = o.uid;
+            root.spec_hash = Some(o.spec_hash);
+            root
+        }
+        None => Root::new_task(id, None, namespace, pool, stable_id, now),
+    }
 }
 
 /// Creates the task's tree (or merges it into another run). Returns its root id.
@@ -174,19 +182,14 @@ pub fn apply_task(
     st: &mut State,
     tx: &mut Tx,
     store: &Store,
+    namespace: &str,
     object: Option<Named>,
     plan: TaskPlan,
 ) -> Result<NodeId, EngineError> {
     let id = st.alloc_id(tx);
-    let mut root = new_root(
-        id,
-        object,
-        &plan.pool,
-        plan.stable_id,
-        plan.retry,
-        plan.timeout_ms,
-        tx.now,
-    );
+    let mut root = new_root(id, namespace, object, &plan.pool, plan.stable_id, tx.now);
+    root.retry = plan.retry;
+    root.timeout_ms = plan.timeout_ms;
     root.on_success = plan.on_success;
     root.on_failure = plan.on_failure;
     let mut due = plan.due_ms;
@@ -222,17 +225,22 @@ pub fn apply_task(
     if let Some(other) = merged_into {
         root.state = root.state.to(RootState::Merged)?;
         root.merged_into = Some(other);
-        root.merged_into_name = st.roots.get(&other).and_then(|r| r.name.clone());
+        root.merged_into_name = st
+            .roots
+            .get(&other)
+            .and_then(|r| r.object.as_ref())
+            .map(|o| o.name.clone());
         root.finished_ms = tx.now;
         root.debounce_key = None;
         root.exclusive = None;
+        st.touch(id);
         tx.root_done(root);
         return Ok(id);
     }
     if state == NodeState::Queued && due > tx.now {
         state = NodeState::Waiting;
     }
-    st.roots.insert(id, Box::new(root));
+    st.insert_root(root);
     st.insert_node(
         tx,
         Node::root_node(id, Body::Call { call: plan.call }, 1, state, due),
@@ -407,19 +415,21 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
 pub fn apply_future(
     st: &mut State,
     tx: &mut Tx,
-    object: Option<Named>,
+    object: Named,
     plan: FuturePlan,
 ) -> Result<NodeId, EngineError> {
     let id = st.alloc_id(tx);
+    let namespace = object.id.namespace.clone();
     let mut root = new_root(
         id,
-        object,
+        &namespace,
+        Some(object),
         &plan.pool,
         plan.stable_id,
-        plan.retry,
-        plan.timeout_ms,
         tx.now,
     );
+    root.retry = plan.retry;
+    root.timeout_ms = plan.timeout_ms;
     root.kind = RootKind::Future;
     root.deadline_ms = plan.deadline_ms;
     root.on_success = plan.on_success;
@@ -437,7 +447,7 @@ pub fn apply_future(
         tx.writes.put_items(id, &items)?;
         st.items.insert(id, std::sync::Arc::new(items));
     }
-    st.roots.insert(id, Box::new(root));
+    st.insert_root(root);
     st.insert_node(
         tx,
         Node::root_node(id, plan.body, plan.weight, NodeState::Queued, 0),

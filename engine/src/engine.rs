@@ -5,16 +5,14 @@
 use crate::build;
 use crate::clock::Clock;
 use crate::error::EngineError;
-use crate::machine::{LeaseKind, RootOutcome, State, Tx};
-use crate::public::{EngineConfig, ObjectStatus, PoolStats, Submission};
-use crate::records::{Body, Node, Root, RootKind, RootState};
-use crate::status;
-use crate::store::{Store, StoredRoot};
-use kontinuum_api::common::{ErrorInfo, ErrorKind};
+use crate::feed::ChangeFeed;
+use crate::machine::{LeaseKind, Selector, State, Tx};
+use crate::public::{EngineConfig, PoolStats};
+use crate::records::Body;
+use crate::store::Store;
 use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId};
 use kontinuum_api::{FnRef, TaskSpec};
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -22,16 +20,14 @@ use std::time::{Duration, Instant};
 
 const TICK: Duration = Duration::from_millis(10);
 
-/// Objects per decision when a submission is applied.
-const SUBMIT_CHUNK: usize = 1000;
-
-struct Inner {
-    store: Store,
+pub(crate) struct Inner {
+    pub(crate) store: Store,
     config: EngineConfig,
-    state: Mutex<State>,
-    /// One submission at a time between its name checks and its decision,
-    /// so two submissions of one name cannot both find it free.
-    submitting: Mutex<()>,
+    pub(crate) state: Mutex<State>,
+    /// One submission (or removal) at a time between its checks of the
+    /// store and its decision, so two submissions of one name cannot both
+    /// find it free.
+    pub(crate) submitting: Mutex<()>,
     work_ready: Condvar,
     closed: AtomicBool,
 }
@@ -39,7 +35,7 @@ struct Inner {
 /// The durable engine. Cheap to clone; all clones share one store.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Engine {
@@ -72,7 +68,7 @@ impl Engine {
         Ok(Engine { inner })
     }
 
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         self.inner.config.clock.now_ms()
     }
 
@@ -97,7 +93,7 @@ impl Engine {
 
     /// Runs one decision under the lock and applies its writes atomically.
     /// Returns the group-commit ticket to wait on before acknowledging.
-    fn decide<R>(
+    pub(crate) fn decide<R>(
         &self,
         st: &mut MutexGuard<'_, State>,
         f: impl FnOnce(&mut State, &mut Tx, &Store) -> Result<R, EngineError>,
@@ -105,6 +101,7 @@ impl Engine {
         self.inner.store.check()?;
         let mut tx = Tx::new(self.now());
         let out = f(st, &mut tx, &self.inner.store)?;
+        st.publish(&tx);
         let wake = tx.work_ready;
         let ticket = self.inner.store.apply(tx.into_writes(st)?)?;
         if wake {
@@ -114,7 +111,7 @@ impl Engine {
     }
 
     /// A decision whose outcome is acknowledged: durable before returning.
-    fn commit<R>(
+    pub(crate) fn commit<R>(
         &self,
         f: impl FnOnce(&mut State, &mut Tx, &Store) -> Result<R, EngineError>,
     ) -> Result<R, EngineError> {
@@ -126,212 +123,27 @@ impl Engine {
         Ok(out)
     }
 
-    /// Accepts objects; they are on disk when this returns. Resubmitting a
-    /// name with the identical spec is a no-op (a rerun resumes); another
-    /// spec under the same name is refused. All or nothing.
-    pub fn submit(&self, objects: Vec<Submission>) -> Result<(), EngineError> {
-        let now = self.now();
-        let mut plans = Vec::with_capacity(objects.len());
-        let mut seen = HashSet::with_capacity(objects.len());
-        for object in &objects {
-            crate::guard::submission(object)?;
-        }
-        let guard = self.inner.submitting.lock();
-        for object in &objects {
-            let (name, hash) = match object {
-                Submission::Task { name, spec } => (name, build::spec_hash("Task", spec)),
-                Submission::Future { name, spec } => {
-                    (name, build::spec_hash("HierarchicalFuture", spec))
-                }
-            };
-            if !seen.insert(name.as_str()) {
-                return Err(EngineError::Invalid(format!(
-                    "object '{name}' appears twice in one submission"
-                )));
-            }
-            if let Some(existing) = self.inner.store.object(name)? {
-                if existing.root.spec_hash.as_deref() != Some(hash.as_str()) {
-                    return Err(EngineError::Conflict { name: name.clone() });
-                }
-                continue;
-            }
-            let plan = match object {
-                Submission::Task { spec, .. } => Plan::Task(Box::new(build::plan_task(spec, now)?)),
-                Submission::Future { spec, .. } => {
-                    Plan::Future(Box::new(build::plan_future(spec, now)?))
-                }
-            };
-            let named = build::Named {
-                name: name.clone(),
-                spec_hash: hash,
-            };
-            plans.push((named, plan));
-        }
-        // Decisions of SUBMIT_CHUNK objects: one sled batch of 50,000
-        // records kept every intermediate page version alive until it was
-        // done (330 MB for 22 MB of records). A crash between chunks keeps
-        // a prefix; the client had no answer, and resubmitting is
-        // idempotent (same names and specs), so nothing is lost or doubled.
-        let mut plans = plans.into_iter().peekable();
-        let mut ticket;
-        loop {
-            let chunk: Vec<_> = plans.by_ref().take(SUBMIT_CHUNK).collect();
-            let mut st = self.inner.state.lock();
-            ((), ticket) = self.decide(&mut st, |st, tx, store| {
-                for (named, plan) in chunk {
-                    match plan {
-                        Plan::Task(p) => build::apply_task(st, tx, store, Some(named), *p)?,
-                        Plan::Future(p) => build::apply_future(st, tx, Some(named), *p)?,
-                    };
-                }
-                Ok(())
-            })?;
-            if plans.peek().is_none() {
-                break;
-            }
-        }
-        drop(guard);
-        self.inner.store.wait_durable(ticket)
-    }
-
-    /// Names of every object ever submitted.
-    pub fn objects(&self) -> Result<Vec<String>, EngineError> {
-        self.inner.store.check()?;
-        self.inner.store.objects()
-    }
-
-    /// One page of object names starting with `prefix` (`task/`, say),
-    /// those after `after` in name order: at most `limit`, and whether more
-    /// follow.
-    pub fn objects_page(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<String>, bool), EngineError> {
-        self.inner.store.check()?;
-        let mut names = self
-            .inner
-            .store
-            .objects_page(prefix, after, limit.saturating_add(1))?;
-        let more = names.len() > limit;
-        names.truncate(limit);
-        Ok((names, more))
-    }
-
-    /// `Err(StoreFailed)` once a write failed: the engine then refuses
-    /// every call until it is opened again (a restart).
-    pub fn health(&self) -> Result<(), EngineError> {
-        self.inner.store.check()
-    }
-
-    /// A named object's root record, the live copy while it runs.
-    fn root_of(&self, st: &State, name: &str) -> Result<StoredRoot, EngineError> {
-        // What memory holds after a failed write was never stored: showing
-        // it would let progress run ahead of what a restart finds.
-        self.inner.store.check()?;
-        let mut stored = self
-            .inner
-            .store
-            .object(name)?
-            .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
-        if let Some(live) = st.roots.get(&stored.root.id) {
-            stored.root = Root::clone(live);
-            stored.node = st.nodes.get(&live.id).map(|n| Node::clone(n));
-        }
-        Ok(stored)
-    }
-
-    pub fn status(&self, name: &str) -> Result<ObjectStatus, EngineError> {
-        let mut st = self.inner.state.lock();
-        let StoredRoot { root, node } = self.root_of(&st, name)?;
-        match root.kind {
-            RootKind::Task => Ok(ObjectStatus::Task(status::task_status(
-                &root,
-                node.as_ref(),
-                root.merged_into_name.clone(),
-            ))),
-            RootKind::Future => {
-                let live: u64 = st
-                    .leases
-                    .values()
-                    .filter(|l| l.root == root.id)
-                    .map(|l| l.progress)
-                    .sum();
-                let computed = if root.state == RootState::Active {
-                    root.done + live
-                } else {
-                    root.done
-                };
-                let shown = st.shown_done.entry(root.id).or_insert(0);
-                *shown = (*shown).max(computed);
-                let done = *shown;
-                if root.state != RootState::Active {
-                    st.shown_done.remove(&root.id);
-                }
-                Ok(ObjectStatus::Future(status::future_status(
-                    &root,
-                    done,
-                    self.now(),
-                )))
-            }
-        }
-    }
-
-    /// The object's tree with per-node state and progress, at most
-    /// `max_nodes` nodes (breadth first).
-    pub fn tree(
-        &self,
-        name: &str,
-        max_nodes: usize,
-    ) -> Result<crate::public::TreeView, EngineError> {
-        let st = self.inner.state.lock();
-        let StoredRoot { root, node } = self.root_of(&st, name)?;
-        crate::tree::view(&st, &self.inner.store, &root, node, max_nodes)
-    }
-
-    /// The whole result of an object, also when it is too large for the
-    /// status (which then carries only `resultRef`).
-    pub fn result(&self, name: &str) -> Result<Option<serde_json::Value>, EngineError> {
-        let st = self.inner.state.lock();
-        Ok(self.root_of(&st, name)?.root.result)
-    }
-
-    /// Cancels an object's whole tree: queued work is dropped, running work
-    /// sees it at its next heartbeat.
-    pub fn cancel(&self, name: &str) -> Result<(), EngineError> {
-        let root_id = self
-            .inner
-            .store
-            .object(name)?
-            .ok_or_else(|| EngineError::NotFound(name.to_string()))?
-            .root
-            .id;
-        self.commit(|st, tx, store| {
-            let error = ErrorInfo {
-                message: "cancelled".into(),
-                kind: ErrorKind::Cancelled,
-                attempt: 0,
-            };
-            st.finish_root(tx, store, root_id, RootOutcome::Cancelled(error))
-        })
-    }
-
-    /// Up to `max` leases for `pool` ("*": any pool), waiting up to `wait`
-    /// for the first.
+    /// Up to `max` leases from `pool` ("*": every pool) in `namespace`
+    /// (None: every namespace, each served in turn so that none starves
+    /// another), waiting up to `wait` for the first.
     pub fn lease(
         &self,
         pool: &str,
+        namespace: Option<&str>,
         _worker: &str,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Lease>, EngineError> {
         let deadline = Instant::now() + wait;
         let lease_ms = self.inner.config.lease.as_millis() as u64;
+        let sel = Selector {
+            pool: (pool != "*").then_some(pool),
+            namespace,
+        };
         let mut st = self.inner.state.lock();
         loop {
             let (leases, _) = self.decide(&mut st, |st, tx, store| {
-                st.take_leases(tx, store, pool, max, lease_ms)
+                st.take_leases(tx, store, sel, max, lease_ms)
             })?;
             if !leases.is_empty() || self.inner.closed.load(Ordering::Relaxed) {
                 return Ok(leases);
@@ -343,7 +155,7 @@ impl Engine {
                 .timed_out()
             {
                 let (leases, _) = self.decide(&mut st, |st, tx, store| {
-                    st.take_leases(tx, store, pool, max, lease_ms)
+                    st.take_leases(tx, store, sel, max, lease_ms)
                 })?;
                 return Ok(leases);
             }
@@ -361,7 +173,9 @@ impl Engine {
         let now = self.now();
         self.inner.store.check()?;
         let mut st = self.inner.state.lock();
-        Ok(st.heartbeat(now, token, progress, lease_ms, split_after))
+        let reply = st.heartbeat(now, token, progress, lease_ms, split_after);
+        st.publish(&Tx::new(now));
+        Ok(reply)
     }
 
     /// Records outcomes; a stale token's outcome is ignored. Durable before
@@ -425,21 +239,35 @@ impl Engine {
         })
     }
 
-    /// SDK: starts an independent task from a running task.
+    /// SDK: starts an independent task from a running task, in the
+    /// running task's namespace.
     pub fn spawn(&self, token: u64, spec: TaskSpec) -> Result<NodeId, EngineError> {
         crate::guard::spawned(&spec)?;
         let plan = build::plan_task(&spec, self.now())?;
         self.commit(|st, tx, store| {
-            if !st.leases.contains_key(&token) {
-                return Err(EngineError::StaleLease);
-            }
-            build::apply_task(st, tx, store, None, plan)
+            let lease = st.leases.get(&token).ok_or(EngineError::StaleLease)?;
+            let namespace = st.root(lease.root)?.namespace.clone();
+            build::apply_task(st, tx, store, &namespace, None, plan)
         })
     }
 
-    /// Queued, running and delayed work of a pool.
-    pub fn pool_stats(&self, pool: &str) -> PoolStats {
-        self.inner.state.lock().pool_stats(pool)
+    /// What the pool `pool` of `namespace` holds now.
+    pub fn pool_stats(&self, namespace: &str, pool: &str) -> PoolStats {
+        let now = self.now();
+        self.inner.state.lock().pool_stats(namespace, pool, now)
+    }
+
+    /// Every (namespace, pool) that has or had work since the engine
+    /// opened, with what it holds now.
+    pub fn pools(&self) -> Vec<(String, String, PoolStats)> {
+        let now = self.now();
+        self.inner.state.lock().every_pool(now)
+    }
+
+    /// A feed of what changes from now on: objects whose status may have
+    /// changed and pools whose figures moved, coalesced until read.
+    pub fn subscribe(&self) -> ChangeFeed {
+        self.inner.state.lock().feed.subscribe()
     }
 
     /// Stops handing out leases and wakes every waiter (for shutdown).
@@ -447,11 +275,6 @@ impl Engine {
         self.inner.closed.store(true, Ordering::Relaxed);
         self.inner.work_ready.notify_all();
     }
-}
-
-enum Plan {
-    Task(Box<build::TaskPlan>),
-    Future(Box<build::FuturePlan>),
 }
 
 /// Runs the timers every TICK of wall time while the engine is open. Also

@@ -4,7 +4,7 @@
 //! must be one it can read back.
 
 use crate::error::EngineError;
-use crate::public::Submission;
+use crate::public::{Submission, SubmissionBody};
 use kontinuum_api::validate::spec_value_problems;
 use kontinuum_api::{FnRef, TaskSpec};
 use serde_json::Value;
@@ -24,10 +24,11 @@ fn spec_problem(
 
 /// A submitted object: nesting, numbers, the shortest timeout.
 pub fn submission(object: &Submission) -> Result<(), EngineError> {
-    match object {
-        Submission::Task { name, spec } => spec_problem(name, "Task", serde_json::to_value(spec)),
-        Submission::Future { name, spec } => {
-            spec_problem(name, "HierarchicalFuture", serde_json::to_value(spec))
+    let name = object.id.to_string();
+    match &object.body {
+        SubmissionBody::Task(spec) => spec_problem(&name, "Task", serde_json::to_value(spec)),
+        SubmissionBody::Future(spec) => {
+            spec_problem(&name, "HierarchicalFuture", serde_json::to_value(spec))
         }
     }
 }

@@ -8,7 +8,9 @@
 //! again as one atomic write each, made durable by group commit.
 //!
 //! Where things are: `public.rs` and `error.rs` are what callers use;
-//! `engine.rs` is the public face; `build.rs` turns specs into records;
+//! `engine.rs` (workers' calls) and `objects.rs` (calls about objects) are
+//! the public face, `feed.rs` the change feed; `build.rs` turns specs into
+//! records;
 //! `machine/` is the state machine (its own module doc says which file holds
 //! what); `policy.rs` holds the pure policies (backoff, debounce, exclusive,
 //! splitting); `records.rs` is what is stored and `store.rs`/`writer.rs` how.
@@ -17,8 +19,10 @@ mod build;
 mod clock;
 mod engine;
 mod error;
+mod feed;
 mod guard;
 mod machine;
+mod objects;
 mod policy;
 mod public;
 mod records;
@@ -31,4 +35,5 @@ mod writer;
 pub use clock::{Clock, ManualClock};
 pub use engine::Engine;
 pub use error::EngineError;
+pub use feed::{ChangeFeed, Changes};
 pub use public::*;

@@ -2,10 +2,10 @@
 //! its settings and roll-up, and the per-key debounce and exclusive state.
 //! Every type here is serialized into the store (see store.rs for where).
 
-use kontinuum_api::FnRef;
 use kontinuum_api::common::ErrorInfo;
 use kontinuum_api::reducer::Reducer;
 use kontinuum_api::work::NodeId;
+use kontinuum_api::{FnRef, ObjectId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -48,10 +48,17 @@ pub struct Node {
     /// Children whose outcome is final.
     #[serde(default, skip_serializing_if = "is_default")]
     pub finished_children: u32,
+    /// Of `children`, how many are links to other objects (parentRef).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub linked: u32,
     #[serde(default, skip_serializing_if = "is_default")]
     pub started_ms: u64,
     #[serde(default, skip_serializing_if = "is_default")]
     pub finished_ms: u64,
+    /// In memory only: the node's place in its pool's ready queue while it
+    /// is queued (0 otherwise), so a cancelled tree leaves the queue at once.
+    #[serde(skip)]
+    pub queued_seq: u64,
 }
 
 /// What a node does itself.
@@ -68,6 +75,9 @@ pub enum Body {
     Parallel { calls: Vec<FnRef> },
     /// Engine work: start the calls one after another.
     Sequence { calls: Vec<FnRef> },
+    /// Another object that joined this tree (parentRef): its root and id.
+    /// The node runs while that object does and takes its value or failure.
+    Linked { root: NodeId, object: ObjectId },
 }
 
 impl Body {
@@ -248,15 +258,30 @@ impl Counts {
     }
 }
 
+/// Where an object that joined another future's tree sits in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The parent future's root.
+    pub parent: NodeId,
+    /// The node standing for this object in the parent's tree.
+    pub node: NodeId,
+}
+
 /// A tree's settings and roll-up: one per Task, future, continuation or
 /// spawned task. Small at any tree size.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Root {
     pub id: NodeId,
+    /// The object's id for Tasks, futures and continuations; None for tasks
+    /// spawned by the SDK.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub object: Option<ObjectId>,
+    /// The uid of the custom resource this object stands for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     pub kind: RootKind,
+    pub namespace: String,
     pub pool: String,
     pub stable_id: String,
     #[serde(default, skip_serializing_if = "is_default")]
@@ -306,8 +331,14 @@ pub struct Root {
     pub started_ms: u64,
     #[serde(default, skip_serializing_if = "is_default")]
     pub finished_ms: u64,
+    /// The continuation's root, and its object when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<NodeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation_object: Option<ObjectId>,
+    /// Set when this object joined another future's tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<NodeId>,
     /// The name of the run it merged into, when that run has one.
@@ -317,6 +348,10 @@ pub struct Root {
     /// resubmission under the same name must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_hash: Option<String>,
+    /// In memory only: the index of the tree's (namespace, pool) in the
+    /// engine's pools, set when the root is loaded.
+    #[serde(skip)]
+    pub slot: u32,
 }
 
 impl Root {
@@ -327,21 +362,22 @@ impl Root {
     /// A one-call tree with default settings; callers adjust the rest.
     pub fn new_task(
         id: NodeId,
-        name: Option<String>,
+        object: Option<ObjectId>,
+        namespace: &str,
         pool: &str,
         stable_id: String,
-        retry: RetrySettings,
-        timeout_ms: Option<u64>,
         now_ms: u64,
     ) -> Root {
         Root {
             id,
-            name,
+            object,
+            uid: None,
             kind: RootKind::Task,
+            namespace: namespace.to_string(),
             pool: pool.to_string(),
             stable_id,
-            retry,
-            timeout_ms,
+            retry: RetrySettings::default(),
+            timeout_ms: None,
             deadline_ms: None,
             on_success: None,
             on_failure: None,
@@ -365,9 +401,12 @@ impl Root {
             started_ms: 0,
             finished_ms: 0,
             continuation: None,
+            continuation_object: None,
+            link: None,
             merged_into: None,
             merged_into_name: None,
             spec_hash: None,
+            slot: 0,
         }
     }
 }
@@ -390,8 +429,10 @@ impl Node {
             own: None,
             children: 0,
             finished_children: 0,
+            linked: 0,
             started_ms: 0,
             finished_ms: 0,
+            queued_seq: 0,
         }
     }
 }

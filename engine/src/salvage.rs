@@ -3,10 +3,11 @@
 //! a bad record (from an older bug, a disk fault, a hand edit) must not
 //! take every other object down with it.
 
-use crate::records::{RetrySettings, Root, RootKind, RootState};
+use crate::records::{Root, RootKind, RootState};
 use crate::store::StoredRoot;
 use kontinuum_api::common::{ErrorInfo, ErrorKind};
 use kontinuum_api::work::NodeId;
+use kontinuum_api::{DEFAULT_NAMESPACE, ObjectId};
 use serde::Deserialize;
 
 /// What can usually still be read of a root record that does not decode as
@@ -41,21 +42,25 @@ pub fn error(what: &str, detail: &str) -> ErrorInfo {
 }
 
 /// A failed stand-in for a root record that does not decode: `bytes` is the
-/// record without its state byte, `id` the id in its key (unnamed roots).
+/// record without its state byte, `object` the id in its key (objects) or
+/// `id` (spawned roots).
 pub fn failed_root(
-    name: Option<&str>,
+    object: Option<ObjectId>,
     id: Option<NodeId>,
     bytes: &[u8],
     detail: &str,
 ) -> StoredRoot {
     let sniff = serde_json::from_slice::<Sniff>(bytes).ok().map(|s| s.root);
+    let namespace = object
+        .as_ref()
+        .map_or(DEFAULT_NAMESPACE, |o| o.namespace.as_str())
+        .to_string();
     let mut root = Root::new_task(
         sniff.as_ref().map(|s| s.id).or(id).unwrap_or(0),
-        name.map(str::to_string),
+        object,
+        &namespace,
         "",
         String::new(),
-        RetrySettings::default(),
-        None,
         sniff.as_ref().map_or(0, |s| s.accepted_ms),
     );
     root.kind = sniff.map_or(RootKind::Task, |s| s.kind);

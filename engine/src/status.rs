@@ -4,7 +4,7 @@ use crate::records::{Node, NodeState, Root, RootState};
 use kontinuum_api::common::{Condition, inline_result};
 use kontinuum_api::duration::format_duration;
 use kontinuum_api::future::{NodeCounts, NodeFailure, Progress};
-use kontinuum_api::{FutureStatus, TaskStatus};
+use kontinuum_api::{FutureStatus, Phase, TaskStatus};
 use std::time::Duration;
 
 pub fn rfc3339(ms: u64) -> Option<String> {
@@ -15,13 +15,40 @@ pub fn rfc3339(ms: u64) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
-fn final_phase(state: RootState) -> Option<&'static str> {
+fn final_phase(state: RootState) -> Option<Phase> {
     match state {
         RootState::Active => None,
-        RootState::Succeeded => Some("Succeeded"),
-        RootState::Failed => Some("Failed"),
-        RootState::Cancelled => Some("Cancelled"),
-        RootState::Merged => Some("Merged"),
+        RootState::Succeeded => Some(Phase::Succeeded),
+        RootState::Failed => Some(Phase::Failed),
+        RootState::Cancelled => Some(Phase::Cancelled),
+        RootState::Merged => Some(Phase::Merged),
+    }
+}
+
+/// A Task's phase: final from its root, else from its one node.
+pub fn task_phase(root: &Root, node: Option<&Node>) -> Phase {
+    final_phase(root.state).unwrap_or(match node.map(|n| (n.state, n.attempts)) {
+        Some((NodeState::Waiting, 0)) | Some((NodeState::Blocked, _)) | None => Phase::Pending,
+        Some((NodeState::Waiting | NodeState::Queued, _)) => Phase::Queued,
+        Some(_) => Phase::Running,
+    })
+}
+
+/// A future's phase: Running once anything in it started.
+pub fn future_phase(root: &Root) -> Phase {
+    final_phase(root.state).unwrap_or(if root.started_ms == 0 {
+        Phase::Pending
+    } else {
+        Phase::Running
+    })
+}
+
+/// What the status calls the continuation: its object's name, or the root
+/// id of one that runs unnamed.
+fn continuation(root: &Root) -> Option<String> {
+    match &root.continuation_object {
+        Some(object) => Some(object.name.clone()),
+        None => root.continuation.map(|c| c.to_string()),
     }
 }
 
@@ -68,24 +95,15 @@ fn result_fields(root: &Root) -> (Option<serde_json::Value>, Option<String>) {
     }
 }
 
-/// `merged_into_name` is the name of the run a Merged task folded into.
-pub fn task_status(
-    root: &Root,
-    node: Option<&Node>,
-    merged_into_name: Option<String>,
-) -> TaskStatus {
-    let phase = final_phase(root.state).unwrap_or(match node.map(|n| (n.state, n.attempts)) {
-        Some((NodeState::Waiting, 0)) | Some((NodeState::Blocked, _)) | None => "Pending",
-        Some((NodeState::Waiting | NodeState::Queued, _)) => "Queued",
-        Some(_) => "Running",
-    });
+pub fn task_status(root: &Root, node: Option<&Node>) -> TaskStatus {
+    let phase = task_phase(root, node);
     let (result, result_ref) = result_fields(root);
     let error = root
         .error
         .clone()
         .or_else(|| node.and_then(|n| n.error.clone()));
     TaskStatus {
-        phase: Some(phase.to_string()),
+        phase: Some(phase),
         stable_id: Some(root.stable_id.clone()),
         attempts: root.attempts,
         result,
@@ -94,8 +112,11 @@ pub fn task_status(
         error,
         started_at: rfc3339(root.started_ms),
         finished_at: rfc3339(root.finished_ms),
-        continuation: root.continuation.map(|c| c.to_string()),
-        merged_into: merged_into_name.or_else(|| root.merged_into.map(|m| m.to_string())),
+        continuation: continuation(root),
+        merged_into: root
+            .merged_into_name
+            .clone()
+            .or_else(|| root.merged_into.map(|m| m.to_string())),
         conditions: conditions(root),
         observed_generation: None,
     }
@@ -103,11 +124,7 @@ pub fn task_status(
 
 /// `done` is the progress to show (already made monotonic by the caller).
 pub fn future_status(root: &Root, done: u64, now_ms: u64) -> FutureStatus {
-    let phase = final_phase(root.state).unwrap_or(if root.started_ms == 0 {
-        "Pending"
-    } else {
-        "Running"
-    });
+    let phase = future_phase(root);
     let total = root.total().max(done);
     let end = if root.finished_ms > 0 {
         root.finished_ms
@@ -126,7 +143,7 @@ pub fn future_status(root: &Root, done: u64, now_ms: u64) -> FutureStatus {
     let (result, result_ref) = result_fields(root);
     let c = &root.counts;
     FutureStatus {
-        phase: Some(phase.to_string()),
+        phase: Some(phase),
         progress: Some(Progress::new(done, total)),
         counts: Some(NodeCounts {
             pending: c.pending,
@@ -152,6 +169,7 @@ pub fn future_status(root: &Root, done: u64, now_ms: u64) -> FutureStatus {
         eta,
         started_at: rfc3339(root.started_ms),
         finished_at: rfc3339(root.finished_ms),
+        continuation: continuation(root),
         conditions: conditions(root),
         observed_generation: None,
     }

@@ -7,6 +7,7 @@ use crate::error::EngineError;
 use crate::records::{DebounceState, ExclusiveState, Node, Root, RootState};
 use crate::writer::{Entry, Writer};
 use kontinuum_api::work::NodeId;
+use kontinuum_api::{ObjectId, ObjectKind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -16,16 +17,17 @@ const NODE: u8 = b'n';
 /// Roots without a user's name (continuations, spawned tasks), by id.
 const ROOT: u8 = b'r';
 const VALUE: u8 = b'v';
-/// Roots of user-named objects, by name: one record answers both "does
-/// this name exist" and "what is its state".
+/// Roots of objects (Tasks, futures, continuations), by `NS/KIND/NAME`: one
+/// record answers both "does this object exist" and "what is its state".
 const OBJECT: u8 = b'o';
 const DEBOUNCE: u8 = b'd';
 const EXCLUSIVE: u8 = b'x';
 const ITEMS: u8 = b'i';
 const META_NEXT_ID: &[u8] = b"m/next-id";
 const META_LAYOUT: &[u8] = b"m/layout";
-/// Bumped whenever records move or change meaning.
-const LAYOUT: u8 = 2;
+/// Bumped whenever records move or change meaning (3: objects keyed by
+/// namespaced id, roots carry namespace, uid and link).
+const LAYOUT: u8 = 3;
 
 /// The deepest record the store writes. serde_json reads back at most 127
 /// levels; a record deeper than this is refused before it is written, so
@@ -70,6 +72,10 @@ fn value_key(parent: NodeId, index: u32) -> [u8; 13] {
     key
 }
 
+fn object_key(id: &ObjectId) -> Vec<u8> {
+    str_key(OBJECT, &id.to_string())
+}
+
 fn str_key(prefix: u8, s: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + s.len());
     key.push(prefix);
@@ -82,6 +88,20 @@ fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, EngineError> {
         what: what.to_string(),
         detail: e.to_string(),
     })
+}
+
+fn object_id(key: &[u8]) -> Result<ObjectId, EngineError> {
+    let text = std::str::from_utf8(key.get(1..).unwrap_or_default())
+        .map_err(|e| corrupt_key(key, &e.to_string()))?;
+    text.parse()
+        .map_err(|e: kontinuum_api::ObjectIdError| corrupt_key(key, &e.to_string()))
+}
+
+fn corrupt_key(key: &[u8], detail: &str) -> EngineError {
+    EngineError::Corrupt {
+        what: format!("object key {}", String::from_utf8_lossy(key)),
+        detail: detail.to_string(),
+    }
 }
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, EngineError> {
@@ -114,17 +134,17 @@ fn root_record(key: &[u8], bytes: &[u8]) -> StoredRoot {
                 EngineError::Corrupt { detail, .. } => detail.clone(),
                 other => other.to_string(),
             };
-            let (name, id) = match key.split_first() {
-                Some((&OBJECT, name)) => (Some(String::from_utf8_lossy(name).into_owned()), None),
+            let (object, id) = match key.split_first() {
+                Some((&OBJECT, _)) => (object_id(key).ok(), None),
                 Some((_, id)) => (None, id.try_into().ok().map(u64::from_be_bytes)),
                 None => (None, None),
             };
             tracing::error!(
-                object = name.as_deref().unwrap_or(""),
+                object = object.as_ref().map(ToString::to_string).unwrap_or_default(),
                 id,
                 "a root record cannot be read ({detail}); its object is failed"
             );
-            crate::salvage::failed_root(name.as_deref(), id, body, &detail)
+            crate::salvage::failed_root(object, id, body, &detail)
         }
     }
 }
@@ -167,10 +187,43 @@ impl WriteSet {
                 detail: e.to_string(),
             }
         })?;
-        match &root.name {
-            Some(name) => self.put_record("root", &str_key(OBJECT, name), bytes),
+        match &root.object {
+            Some(object) => self.put_record("root", &object_key(object), bytes),
             None => self.put_record("root", &id_key(ROOT, root.id), bytes),
         }
+    }
+
+    /// Every record of a finished object: its root record, its tree's
+    /// nodes, the child values they hold, its map items.
+    pub fn del_object(
+        &mut self,
+        store: &Store,
+        id: &ObjectId,
+        root: NodeId,
+    ) -> Result<(), EngineError> {
+        let mut prefix = [0u8; 9];
+        prefix[0] = NODE;
+        prefix[1..].copy_from_slice(&root.to_be_bytes());
+        let mut parents = vec![root];
+        for (key, _) in store.writer.scan(&prefix)? {
+            if let Some(node) = key.get(9..17) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(node);
+                parents.push(u64::from_be_bytes(b));
+            }
+            self.del(&key);
+        }
+        for parent in parents {
+            let mut prefix = [0u8; 9];
+            prefix[0] = VALUE;
+            prefix[1..].copy_from_slice(&parent.to_be_bytes());
+            for (key, _) in store.writer.scan(&prefix)? {
+                self.del(&key);
+            }
+        }
+        self.del(&id_key(ITEMS, root));
+        self.del(&object_key(id));
+        Ok(())
     }
 
     pub fn put_value(
@@ -318,11 +371,12 @@ impl Store {
         })
     }
 
-    /// The root record of a named object, with its root node. A record that
-    /// does not decode comes back as a failed stand-in saying so.
-    pub fn object(&self, name: &str) -> Result<Option<StoredRoot>, EngineError> {
-        match self.writer.get(&str_key(OBJECT, name))? {
-            Some(b) if !b.is_empty() => Ok(Some(root_record(&str_key(OBJECT, name), &b))),
+    /// The root record of an object, with its root node. A record that does
+    /// not decode comes back as a failed stand-in saying so.
+    pub fn object(&self, id: &ObjectId) -> Result<Option<StoredRoot>, EngineError> {
+        let key = object_key(id);
+        match self.writer.get(&key)? {
+            Some(b) if !b.is_empty() => Ok(Some(root_record(&key, &b))),
             _ => Ok(None),
         }
     }
@@ -395,31 +449,60 @@ impl Store {
         Ok(out)
     }
 
-    /// Up to `limit` object names starting with `prefix` that come after
-    /// `after`, in order.
+    /// Up to `limit` object ids whose text starts with `prefix`, of `kind`
+    /// if given, that come after `after`, in order.
     pub fn objects_page(
         &self,
         prefix: &str,
-        after: Option<&str>,
+        kind: Option<ObjectKind>,
+        after: Option<&ObjectId>,
         limit: usize,
-    ) -> Result<Vec<String>, EngineError> {
-        let after = after.map(|a| str_key(OBJECT, a));
-        Ok(self
-            .writer
-            .scan_page(&str_key(OBJECT, prefix), after.as_deref(), limit)?
-            .into_iter()
-            .map(|(key, _)| String::from_utf8_lossy(&key[1..]).into_owned())
-            .collect())
+    ) -> Result<Vec<ObjectId>, EngineError> {
+        let prefix = str_key(OBJECT, prefix);
+        let mut cursor = after.map(object_key);
+        let mut out = Vec::new();
+        // Without a namespace the kind is not a key prefix: filter, and read
+        // on until the page is full or the objects end.
+        loop {
+            let chunk = self
+                .writer
+                .scan_page(&prefix, cursor.as_deref(), limit.max(64))?;
+            let last = chunk.len() < limit.max(64);
+            for (key, _) in chunk {
+                let id = object_id(&key)?;
+                cursor = Some(key);
+                if kind.is_none_or(|k| k == id.kind) {
+                    out.push(id);
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if last {
+                return Ok(out);
+            }
+        }
     }
 
-    /// Every object name, in order.
-    pub fn objects(&self) -> Result<Vec<String>, EngineError> {
-        Ok(self
-            .writer
+    /// Every object's id, in key order.
+    pub fn objects(&self) -> Result<Vec<ObjectId>, EngineError> {
+        self.writer
             .scan(&[OBJECT])?
             .into_iter()
-            .map(|(key, _)| String::from_utf8_lossy(&key[1..]).into_owned())
-            .collect())
+            .map(|(key, _)| object_id(&key))
+            .collect()
+    }
+
+    /// Every object with its root record.
+    pub fn object_records(&self) -> Result<Vec<(ObjectId, StoredRoot)>, EngineError> {
+        let mut out = Vec::new();
+        for (key, bytes) in self.writer.scan(&[OBJECT])? {
+            if bytes.is_empty() {
+                return Err(corrupt_key(&key, "empty record"));
+            }
+            out.push((object_id(&key)?, root_record(&key, &bytes)));
+        }
+        Ok(out)
     }
 }
 

@@ -9,13 +9,15 @@ use crate::store::Store;
 use kontinuum_api::work::NodeId;
 use std::collections::{BTreeMap, HashMap};
 
-fn kind(body: &Body) -> (&'static str, Option<String>) {
+/// The node's kind, the function it calls, the object it links.
+fn kind(body: &Body) -> (&'static str, Option<String>, Option<String>) {
     match body {
-        Body::Call { call } => ("call", Some(call.function.clone())),
-        Body::Split { .. } => ("split", None),
-        Body::Leaf { .. } => ("leaf", None),
-        Body::Parallel { .. } => ("parallel", None),
-        Body::Sequence { .. } => ("sequence", None),
+        Body::Call { call } => ("call", Some(call.function.clone()), None),
+        Body::Split { .. } => ("split", None, None),
+        Body::Leaf { .. } => ("leaf", None, None),
+        Body::Parallel { .. } => ("parallel", None, None),
+        Body::Sequence { .. } => ("sequence", None, None),
+        Body::Linked { object, .. } => ("link", None, Some(object.to_string())),
     }
 }
 
@@ -87,11 +89,12 @@ fn build(
     progress: &HashMap<NodeId, u64>,
     shown: &std::collections::HashSet<NodeId>,
 ) -> TreeNode {
-    let (kind, function) = kind(&node.body);
+    let (kind, function, object) = kind(&node.body);
     let mut view = TreeNode {
         path: path.clone(),
         kind: kind.into(),
         function,
+        object,
         state: node.state.name().into(),
         weight: node.weight,
         done: 0,
@@ -126,7 +129,7 @@ fn build(
 fn own_done(node: &Node, progress: &HashMap<NodeId, u64>) -> u64 {
     let own_units = match node.body {
         Body::Leaf { start, end } => end - start,
-        Body::Call { .. } => node.weight,
+        Body::Call { .. } | Body::Linked { .. } => node.weight,
         _ => 0,
     };
     match node.state {

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use kontinuum_api::Phase;
 use kontinuum_api::work::{Completion, Outcome, Slice, Work};
 use serde_json::json;
 use std::time::Duration;
@@ -21,7 +22,7 @@ fn map_over_a_range_sums_exactly_and_reports_progress() {
         .unwrap();
     let statuses = drive(&engine, &["squares"], Duration::from_secs(30));
     let s = future_status(&statuses[0]);
-    assert_eq!(s.phase.as_deref(), Some("Succeeded"), "{s:#?}");
+    assert_eq!(s.phase, Some(Phase::Succeeded), "{s:#?}");
     let expected: i128 = (0..100000i128).map(|i| i * i).sum();
     assert_eq!(
         s.result,
@@ -107,13 +108,13 @@ fn failure_policy_tolerates_then_fails_and_cancels_the_rest() {
         .unwrap();
     let statuses = drive(&engine, &["tolerant", "strict"], Duration::from_secs(10));
     let t = future_status(&statuses[0]);
-    assert_eq!(t.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(t.phase, Some(Phase::Succeeded));
     assert_eq!(t.result, Some(json!(2 + 4 + 6 + 8)));
     assert_eq!(t.counts.as_ref().unwrap().failed, 5);
     assert_eq!(t.failures.len(), 5);
     assert_eq!(t.failures[0].message, "odd");
     let s = future_status(&statuses[1]);
-    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(s.phase, Some(Phase::Failed));
     assert!(
         s.conditions[0].message.contains("3 child(ren) failed"),
         "{:?}",
@@ -130,13 +131,13 @@ fn cancel_drops_queued_work_and_tells_running_work() {
         .unwrap();
     let leases = lease_now(&engine, 2);
     assert_eq!(leases.len(), 2);
-    engine.cancel("big").unwrap();
+    engine.cancel(&fid("big")).unwrap();
     let hb = engine.heartbeat(leases[0].token, Some(1)).unwrap();
     assert!(hb.cancelled);
     assert!(lease_now(&engine, 100).is_empty());
-    let s = engine.status("big").unwrap();
+    let s = status(&engine, "big");
     let s = future_status(&s);
-    assert_eq!(s.phase.as_deref(), Some("Cancelled"));
+    assert_eq!(s.phase, Some(Phase::Cancelled));
     let c = s.counts.as_ref().unwrap();
     assert_eq!(c.pending + c.running, 0);
     assert!(c.cancelled > 0);
@@ -154,12 +155,12 @@ fn deadline_fails_the_tree() {
         .unwrap();
     let _held = lease_now(&engine, 1);
     advance(&engine, Duration::from_millis(99));
-    let s = future_status(&engine.status("d").unwrap()).clone();
-    assert_eq!(s.phase.as_deref(), Some("Running"));
+    let s = future_status(&status(&engine, "d")).clone();
+    assert_eq!(s.phase, Some(Phase::Running));
     advance(&engine, Duration::from_millis(1));
-    let s = engine.status("d").unwrap();
+    let s = status(&engine, "d");
     let s = future_status(&s);
-    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(s.phase, Some(Phase::Failed));
     assert!(s.conditions[0].message.contains("deadline"));
 }
 
@@ -251,7 +252,7 @@ fn tree_shows_every_node_with_its_progress() {
         .submit(vec![future("t", "{map: {source: {range: {start: 0, end: 100}}, function: {function: t.square}, shardSize: 10, fanout: 4, reduce: sum}}")])
         .unwrap();
     // Before anything ran: one queued split node.
-    let before = engine.tree("t", 100).unwrap();
+    let before = engine.tree(&fid("t"), 100).unwrap();
     assert_eq!(
         (
             before.root.kind.as_str(),
@@ -261,7 +262,7 @@ fn tree_shows_every_node_with_its_progress() {
         ("split", "queued", 0)
     );
     drive(&engine, &["t"], Duration::from_secs(10));
-    let view = engine.tree("t", 1000).unwrap();
+    let view = engine.tree(&fid("t"), 1000).unwrap();
     assert!(!view.truncated);
     assert_eq!(view.root.state, "succeeded");
     assert_eq!((view.root.weight, view.root.done), (100, 100));
@@ -275,7 +276,7 @@ fn tree_shows_every_node_with_its_progress() {
         }
     }
     assert_eq!(leaves(&view.root), 10);
-    let small = engine.tree("t", 3).unwrap();
+    let small = engine.tree(&fid("t"), 3).unwrap();
     assert!(small.truncated);
     assert_eq!(small.root.done, 100, "done still counts the nodes left out");
 }
@@ -289,7 +290,7 @@ fn a_cut_tree_keeps_the_top_levels() {
         .unwrap();
     drive(&engine, &["w"], Duration::from_secs(10));
     // Root plus its 4 children: breadth first, not a chain down one side.
-    let view = engine.tree("w", 5).unwrap();
+    let view = engine.tree(&fid("w"), 5).unwrap();
     assert!(view.truncated);
     assert_eq!(view.root.children.len(), 4);
     assert!(view.root.children.iter().all(|c| c.children.is_empty()));

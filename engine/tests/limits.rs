@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{drive, future, future_status, open, task, task_status, yaml};
+use common::{drive, fid, future, future_status, open, task, task_status, tid, yaml};
+use kontinuum_api::Phase;
 use kontinuum_api::TaskSpec;
 use kontinuum_api::work::{Completion, Outcome};
 use kontinuum_engine::{EngineError, ObjectStatus, Submission};
@@ -31,10 +32,7 @@ fn deep_task(name: &str, levels: usize) -> Submission {
         "call": {"function": "t.echo", "args": {"x": nested(levels)}}
     }))
     .unwrap();
-    Submission::Task {
-        name: name.into(),
-        spec,
-    }
+    Submission::task("default", name, spec)
 }
 
 fn error_of(status: &ObjectStatus) -> String {
@@ -45,10 +43,10 @@ fn error_of(status: &ObjectStatus) -> String {
     error.map(|e| e.message).unwrap_or_default()
 }
 
-fn phase_of(status: &ObjectStatus) -> Option<String> {
+fn phase_of(status: &ObjectStatus) -> Option<Phase> {
     match status {
-        ObjectStatus::Task(t) => t.phase.clone(),
-        ObjectStatus::Future(f) => f.phase.clone(),
+        ObjectStatus::Task(t) => t.phase,
+        ObjectStatus::Future(f) => f.phase,
     }
 }
 
@@ -59,26 +57,25 @@ fn a_spec_nested_too_deeply_is_refused_and_the_store_stays_usable() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
     for levels in [61, 121, 125] {
-        let err = engine
-            .submit(vec![deep_task("task/deep", levels)])
-            .unwrap_err();
+        let err = engine.submit(vec![deep_task("deep", levels)]).unwrap_err();
         let EngineError::Invalid(message) = &err else {
             panic!("{err:?}");
         };
         assert!(
-            message.starts_with("task/deep: spec.call.args: nested more than 64 levels deep"),
+            message
+                .starts_with("default/task/deep: spec.call.args: nested more than 64 levels deep"),
             "{message}"
         );
     }
     // Within the limit: accepted, stored, read back after reopening.
-    engine.submit(vec![deep_task("task/fits", 60)]).unwrap();
+    engine.submit(vec![deep_task("fits", 60)]).unwrap();
     drop(engine);
     let engine = open(dir.path());
-    assert!(engine.objects().unwrap() == ["task/fits"]);
-    let done = drive(&engine, &["task/fits"], Duration::from_secs(20));
-    assert_eq!(task_status(&done[0]).phase.as_deref(), Some("Succeeded"));
+    assert!(engine.objects().unwrap() == [tid("fits")]);
+    let done = drive(&engine, &["fits"], Duration::from_secs(20));
+    assert_eq!(task_status(&done[0]).phase, Some(Phase::Succeeded));
     drop(engine);
-    open(dir.path()).status("task/fits").unwrap();
+    open(dir.path()).status(&tid("fits")).unwrap();
 }
 
 #[test]
@@ -86,9 +83,11 @@ fn a_result_nested_too_deeply_fails_the_attempt_instead_of_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
     engine
-        .submit(vec![task("task/r", "call: {function: t.echo}")])
+        .submit(vec![task("r", "call: {function: t.echo}")])
         .unwrap();
-    let leases = engine.lease("*", "w", 1, Duration::from_secs(5)).unwrap();
+    let leases = engine
+        .lease("*", None, "w", 1, Duration::from_secs(5))
+        .unwrap();
     // 126 levels plus the root record's two is past what serde_json reads.
     let acks = engine
         .complete(vec![Completion {
@@ -97,8 +96,8 @@ fn a_result_nested_too_deeply_fails_the_attempt_instead_of_the_store() {
         }])
         .unwrap();
     assert_eq!(acks.len(), 1);
-    let status = engine.status("task/r").unwrap();
-    assert_eq!(phase_of(&status).as_deref(), Some("Failed"));
+    let status = engine.status(&tid("r")).unwrap();
+    assert_eq!(phase_of(&status), Some(Phase::Failed));
     assert!(
         error_of(&status).starts_with("the function's result was refused: nested more than 64"),
         "{status:?}"
@@ -106,8 +105,8 @@ fn a_result_nested_too_deeply_fails_the_attempt_instead_of_the_store() {
     drop(engine);
     let engine = open(dir.path());
     assert_eq!(
-        phase_of(&engine.status("task/r").unwrap()).as_deref(),
-        Some("Failed")
+        phase_of(&engine.status(&tid("r")).unwrap()),
+        Some(Phase::Failed)
     );
 }
 
@@ -116,10 +115,10 @@ fn calls_and_tasks_made_from_code_are_checked_too() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
     engine
-        .submit(vec![task("task/parent", "call: {function: t.echo}")])
+        .submit(vec![task("parent", "call: {function: t.echo}")])
         .unwrap();
     let lease = engine
-        .lease("*", "w", 1, Duration::from_secs(5))
+        .lease("*", None, "w", 1, Duration::from_secs(5))
         .unwrap()
         .remove(0);
     let deep_call: kontinuum_api::FnRef = serde_json::from_str(&format!(
@@ -132,7 +131,7 @@ fn calls_and_tasks_made_from_code_are_checked_too() {
         matches!(&err, EngineError::Invalid(m) if m.contains("nested more than 64")),
         "{err:?}"
     );
-    let Submission::Task { spec, .. } = deep_task("x", 100) else {
+    let kontinuum_engine::SubmissionBody::Task(spec) = deep_task("x", 100).body else {
         unreachable!()
     };
     let err = engine.spawn(lease.token, spec).unwrap_err();
@@ -174,11 +173,13 @@ fn an_undecodable_record_fails_its_object_and_the_rest_of_the_store_runs() {
         // node records are then spoiled below.
         engine
             .submit(vec![future(
-                "future/par",
+                "par",
                 "parallel: [{function: t.sum, args: {a: 1, b: 2}}, {function: t.sum, args: {a: 3, b: 4}}]",
             )])
             .unwrap();
-        let leases = engine.lease("*", "w", 1, Duration::from_secs(5)).unwrap();
+        let leases = engine
+            .lease("*", None, "w", 1, Duration::from_secs(5))
+            .unwrap();
         assert!(
             !leases.is_empty(),
             "the parallel node's children are queued"
@@ -198,28 +199,28 @@ fn an_undecodable_record_fails_its_object_and_the_rest_of_the_store_runs() {
         nested_text(300)
     );
     for (name, body) in [
-        ("task/garbage", b"{not json at all".to_vec()),
-        ("future/deep", deep_record.into_bytes()),
+        ("default/task/garbage", b"{not json at all".to_vec()),
+        ("default/future/deep", deep_record.into_bytes()),
     ] {
         let (key, value) = planted_root(name, &body);
         plant(dir.path(), &key, &value);
     }
 
     let engine = open(dir.path());
-    let garbage = engine.status("task/garbage").unwrap();
-    assert_eq!(phase_of(&garbage).as_deref(), Some("Failed"));
+    let garbage = engine.status(&tid("garbage")).unwrap();
+    assert_eq!(phase_of(&garbage), Some(Phase::Failed));
     assert!(
         error_of(&garbage).contains("cannot read this object's root record"),
         "{garbage:?}"
     );
-    let deep = engine.status("future/deep").unwrap();
+    let deep = engine.status(&fid("deep")).unwrap();
     assert!(
         matches!(deep, ObjectStatus::Future(_)),
         "the kind is read where it can be"
     );
-    assert_eq!(future_status(&deep).phase.as_deref(), Some("Failed"));
-    let par = engine.status("future/par").unwrap();
-    assert_eq!(phase_of(&par).as_deref(), Some("Failed"));
+    assert_eq!(future_status(&deep).phase, Some(Phase::Failed));
+    let par = engine.status(&fid("par")).unwrap();
+    assert_eq!(phase_of(&par), Some(Phase::Failed));
     assert!(
         error_of(&par).contains("cannot read this object's node record"),
         "{par:?}"
@@ -229,13 +230,13 @@ fn an_undecodable_record_fails_its_object_and_the_rest_of_the_store_runs() {
     // failed name is a conflict, not a crash.
     engine
         .submit(vec![task(
-            "task/after",
+            "after",
             "call: {function: t.sum, args: {a: 4, b: 5}}",
         )])
         .unwrap();
-    let done = drive(&engine, &["task/after"], Duration::from_secs(20));
+    let done = drive(&engine, &["after"], Duration::from_secs(20));
     assert_eq!(task_status(&done[0]).result, Some(serde_json::json!(9)));
-    let again = engine.submit(vec![task("task/garbage", "call: {function: t.echo}")]);
+    let again = engine.submit(vec![task("garbage", "call: {function: t.echo}")]);
     assert!(
         matches!(again, Err(EngineError::Conflict { .. })),
         "{again:?}"
@@ -243,11 +244,11 @@ fn an_undecodable_record_fails_its_object_and_the_rest_of_the_store_runs() {
     drop(engine);
     let engine = open(dir.path());
     assert_eq!(
-        phase_of(&engine.status("future/par").unwrap()).as_deref(),
-        Some("Failed")
+        phase_of(&engine.status(&fid("par")).unwrap()),
+        Some(Phase::Failed)
     );
     assert_eq!(
-        phase_of(&engine.status("task/garbage").unwrap()).as_deref(),
-        Some("Failed")
+        phase_of(&engine.status(&tid("garbage")).unwrap()),
+        Some(Phase::Failed)
     );
 }

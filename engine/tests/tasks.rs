@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use kontinuum_api::Phase;
 use kontinuum_api::work::{Completion, CompletionAck, Outcome, Work};
 use kontinuum_engine::{EngineError, ObjectStatus};
 use serde_json::json;
@@ -19,7 +20,7 @@ fn sum_with_continuation_runs_the_continuation_once_with_the_result() {
         .unwrap();
     let statuses = drive(&engine, &["sum"], Duration::from_secs(10));
     let s = task_status(&statuses[0]);
-    assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(s.phase, Some(Phase::Succeeded));
     assert_eq!(s.result, Some(json!(9)));
     assert_eq!(s.attempts, 1);
     let call = kontinuum_api::FnRef::new("t.sum").arg("a", 4).arg("b", 5);
@@ -79,7 +80,7 @@ fn retryable_failures_retry_with_backoff_then_fail_and_run_on_failure() {
     let started = now(&engine);
     let statuses = drive(&engine, &["flaky"], Duration::from_secs(10));
     let s = task_status(&statuses[0]);
-    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(s.phase, Some(Phase::Failed));
     assert_eq!(s.attempts, 3);
     let error = s.error.as_ref().unwrap();
     assert_eq!(error.message, "try again");
@@ -106,7 +107,7 @@ fn permanent_failure_skips_retries() {
         .unwrap();
     let statuses = drive(&engine, &["f"], Duration::from_secs(10));
     let s = task_status(&statuses[0]);
-    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(s.phase, Some(Phase::Failed));
     assert_eq!(s.attempts, 1);
     assert_eq!(s.error.as_ref().unwrap().message, "boom");
 }
@@ -141,10 +142,7 @@ fn expired_lease_comes_back_and_stale_completion_is_ignored() {
         }])
         .unwrap();
     assert_eq!(ok, vec![CompletionAck::Accepted]);
-    assert_eq!(
-        task_status(&engine.status("t").unwrap()).result,
-        Some(json!(3))
-    );
+    assert_eq!(task_status(&status(&engine, "t")).result, Some(json!(3)));
 }
 
 #[test]
@@ -164,12 +162,12 @@ fn timeout_fails_the_attempt_even_with_heartbeats() {
         let hb = engine.heartbeat(leases[0].token, None).unwrap();
         assert!(!hb.cancelled && !hb.lost, "alive at 90 ms");
     }
-    let s = task_status(&engine.status("slow").unwrap()).clone();
-    assert_eq!(s.phase.as_deref(), Some("Running"));
+    let s = task_status(&status(&engine, "slow")).clone();
+    assert_eq!(s.phase, Some(Phase::Running));
     advance(&engine, Duration::from_millis(10));
-    let s = engine.status("slow").unwrap();
+    let s = status(&engine, "slow");
     let s = task_status(&s);
-    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(s.phase, Some(Phase::Failed));
     assert_eq!(
         s.error.as_ref().unwrap().kind,
         kontinuum_api::common::ErrorKind::Timeout
@@ -187,10 +185,8 @@ fn delay_holds_the_task_back() {
         )])
         .unwrap();
     assert_eq!(
-        task_status(&engine.status("later").unwrap())
-            .phase
-            .as_deref(),
-        Some("Pending")
+        task_status(&status(&engine, "later")).phase,
+        Some(Phase::Pending)
     );
     advance(&engine, Duration::from_millis(299));
     assert!(lease_now(&engine, 1).is_empty());
@@ -209,7 +205,9 @@ fn the_ticker_releases_due_work_on_the_wall_clock() {
             "{call: {function: t.sum}, delay: 50ms}",
         )])
         .unwrap();
-    let leased = engine.lease("*", "w", 1, Duration::from_secs(30)).unwrap();
+    let leased = engine
+        .lease("*", None, "w", 1, Duration::from_secs(30))
+        .unwrap();
     assert_eq!(leased.len(), 1, "the ticker queued it without tick()");
     // The engine counts whole milliseconds, so the delay may end up to 1 ms
     // before 50 ms of this Instant have passed.
@@ -239,9 +237,9 @@ fn debounce_runs_once_per_key() {
     let statuses = drive(&engine, &["a1", "a2", "b1"], Duration::from_secs(10));
     let phases: Vec<_> = statuses
         .iter()
-        .map(|s| task_status(s).phase.clone().unwrap())
+        .map(|s| task_status(s).phase.unwrap())
         .collect();
-    assert_eq!(phases, ["Succeeded", "Merged", "Succeeded"]);
+    assert_eq!(phases, [Phase::Succeeded, Phase::Merged, Phase::Succeeded]);
     assert_eq!(task_status(&statuses[1]).merged_into.as_deref(), Some("a1"));
     // A call after the run started schedules a new run no earlier than
     // repeat (1 s) after that run started.
@@ -292,7 +290,7 @@ fn exclusive_runs(rerun: bool) -> usize {
     let statuses = drive(&engine, &refs, Duration::from_secs(10));
     statuses
         .iter()
-        .filter(|s| task_status(s).phase.as_deref() == Some("Succeeded"))
+        .filter(|s| task_status(s).phase == Some(Phase::Succeeded))
         .count()
 }
 
@@ -462,12 +460,14 @@ fn a_released_lease_is_queued_again_at_once_without_spending_an_attempt() {
             "{call: {function: t.sum, args: {a: 1, b: 2}}, retry: {maxAttempts: 1}}",
         )])
         .unwrap();
-    let first = engine.lease("*", "w", 1, Duration::from_secs(1)).unwrap();
+    let first = engine
+        .lease("*", None, "w", 1, Duration::from_secs(1))
+        .unwrap();
     assert_eq!(first[0].attempt, 1);
     let acks = engine.release(vec![first[0].token]).unwrap();
     assert_eq!(acks, vec![CompletionAck::Accepted]);
-    let s = engine.status("once").unwrap();
-    assert_eq!(task_status(&s).phase.as_deref(), Some("Queued"));
+    let s = engine.status(&tid("once")).unwrap();
+    assert_eq!(task_status(&s).phase, Some(Phase::Queued));
     assert_eq!(task_status(&s).attempts, 0);
     // Released twice, or completed after release: the token is stale.
     assert_eq!(
@@ -483,7 +483,7 @@ fn a_released_lease_is_queued_again_at_once_without_spending_an_attempt() {
         vec![CompletionAck::Stale]
     );
     // No lease expiry to wait for, and maxAttempts 1 is still whole.
-    let again = engine.lease("*", "w", 1, Duration::ZERO).unwrap();
+    let again = engine.lease("*", None, "w", 1, Duration::ZERO).unwrap();
     assert_eq!(again.len(), 1, "queued again at once");
     assert_eq!(again[0].attempt, 1);
     engine
@@ -492,7 +492,7 @@ fn a_released_lease_is_queued_again_at_once_without_spending_an_attempt() {
             outcome: Outcome::Success { value: json!(3) },
         }])
         .unwrap();
-    let s = engine.status("once").unwrap();
-    assert_eq!(task_status(&s).phase.as_deref(), Some("Succeeded"));
+    let s = engine.status(&tid("once")).unwrap();
+    assert_eq!(task_status(&s).phase, Some(Phase::Succeeded));
     assert_eq!(task_status(&s).attempts, 1);
 }

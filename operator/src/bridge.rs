@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::job::JobKind;
 use crate::reconcile::plan::Held;
 use kontinuum_api::validate::{FieldError, Manifest, validate};
+use kontinuum_api::{ObjectId, ObjectKind};
 use kontinuum_engine::{Engine, EngineError, ObjectStatus, Submission};
 use serde_json::Value;
 use std::fmt;
@@ -16,6 +17,17 @@ pub struct JobKey {
     pub namespace: String,
     pub kind: JobKind,
     pub name: String,
+}
+
+impl JobKey {
+    /// The engine's id for the resource.
+    pub fn id(&self) -> ObjectId {
+        let kind = match self.kind {
+            JobKind::Task => ObjectKind::Task,
+            JobKind::Future => ObjectKind::Future,
+        };
+        ObjectId::new(self.namespace.clone(), kind, self.name.clone())
+    }
 }
 
 impl fmt::Display for JobKey {
@@ -32,6 +44,10 @@ pub enum Submitted {
     Invalid(String),
     /// The spec differs from the one the engine already runs under this id.
     SpecChanged,
+    /// `spec.parentRef` names a future the engine does not hold (yet).
+    ParentMissing(String),
+    /// `spec.parentRef` names a future that has finished.
+    ParentFinished(String),
 }
 
 #[derive(Clone)]
@@ -58,18 +74,23 @@ impl Bridge {
 
     /// What the engine holds under `key`, if anything.
     pub async fn held(&self, key: &JobKey) -> Result<Option<Held>, Error> {
-        let name = key.to_string();
-        self.call(move |e| match e.status(&name) {
-            Ok(status) => Ok(Some(held_from(&status))),
-            Err(EngineError::NotFound(_)) => Ok(None),
-            Err(other) => Err(other),
+        let id = key.id();
+        self.call(move |e| {
+            let (summary, status) = match (e.summary(&id), e.status(&id)) {
+                (Ok(summary), Ok(status)) => (summary, status),
+                (Err(EngineError::NotFound(_)), _) | (_, Err(EngineError::NotFound(_))) => {
+                    return Ok(None);
+                }
+                (Err(other), _) | (_, Err(other)) => return Err(other),
+            };
+            Ok(Some(held_from(summary.uid, &status)))
         })
         .await
     }
 
     pub async fn status(&self, key: &JobKey) -> Result<Option<ObjectStatus>, Error> {
-        let name = key.to_string();
-        self.call(move |e| match e.status(&name) {
+        let id = key.id();
+        self.call(move |e| match e.status(&id) {
             Ok(status) => Ok(Some(status)),
             Err(EngineError::NotFound(_)) => Ok(None),
             Err(other) => Err(other),
@@ -77,49 +98,122 @@ impl Bridge {
         .await
     }
 
-    /// Validates the resource (the same rules as `kontinuum run`) and hands
-    /// it to the engine.
-    pub async fn submit(
-        &self,
-        key: &JobKey,
-        _uid: &str,
-        resource: Value,
-    ) -> Result<Submitted, Error> {
-        let submission = match submission_of(key, &resource) {
-            Ok(s) => s,
-            Err(message) => return Ok(Submitted::Invalid(message)),
-        };
-        self.call(move |e| match e.submit(vec![submission]) {
-            Ok(()) => Ok(Submitted::Accepted),
-            Err(EngineError::Invalid(message)) => Ok(Submitted::Invalid(message)),
-            Err(EngineError::Conflict { .. }) => Ok(Submitted::SpecChanged),
+    /// The whole result of a final object (the status holds at most 4 KiB).
+    pub async fn result(&self, key: &JobKey) -> Result<Option<Value>, Error> {
+        let id = key.id();
+        self.call(move |e| match e.result(&id) {
+            Ok(result) => Ok(result),
+            Err(EngineError::NotFound(_)) => Ok(None),
             Err(other) => Err(other),
         })
         .await
     }
 
+    /// Validates the resource (the same rules as `kontinuum run`) and hands
+    /// it to the engine, with its uid; a `spec.parentRef` joins that
+    /// future's tree.
+    pub async fn submit(
+        &self,
+        key: &JobKey,
+        uid: &str,
+        resource: Value,
+    ) -> Result<Submitted, Error> {
+        let mut submission = match submission_of(key, &resource) {
+            Ok(s) => s,
+            Err(message) => return Ok(Submitted::Invalid(message)),
+        };
+        submission.uid = Some(uid.to_string());
+        self.call(move |e| match e.submit(vec![submission]) {
+            Ok(()) => Ok(Submitted::Accepted),
+            Err(EngineError::Invalid(message)) => Ok(Submitted::Invalid(message)),
+            Err(EngineError::Conflict { .. }) => Ok(Submitted::SpecChanged),
+            Err(e @ EngineError::ParentNotFound(_)) => Ok(Submitted::ParentMissing(e.to_string())),
+            Err(e @ EngineError::ParentFinished(_)) => Ok(Submitted::ParentFinished(e.to_string())),
+            Err(other) => Err(other),
+        })
+        .await
+    }
+
+    /// [`Bridge::submit`] for a future with the resources that join its
+    /// tree (`children`: key, uid, resource; parents first), in one engine
+    /// decision. A child the engine refuses (an invalid spec, say) is left
+    /// to its own reconcile: the future then goes alone.
+    pub async fn submit_with_children(
+        &self,
+        key: &JobKey,
+        uid: &str,
+        resource: Value,
+        children: Vec<(JobKey, String, Value)>,
+    ) -> Result<Submitted, Error> {
+        let mut parent = match submission_of(key, &resource) {
+            Ok(s) => s,
+            Err(message) => return Ok(Submitted::Invalid(message)),
+        };
+        parent.uid = Some(uid.to_string());
+        let mut all = vec![parent];
+        for (child_key, child_uid, child) in &children {
+            if let Ok(mut s) = submission_of(child_key, child) {
+                s.uid = Some(child_uid.clone());
+                all.push(s);
+            }
+        }
+        if all.len() > 1 {
+            let together = all.clone();
+            match self.call(move |e| e.submit(together)).await {
+                Ok(()) => return Ok(Submitted::Accepted),
+                Err(Error::Engine(e)) => {
+                    tracing::info!(object = %key, "submitted without the resources that join it: {e}");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        self.submit(key, uid, resource).await
+    }
+
+    /// Cancels the whole tree (and the objects that joined it).
     pub async fn cancel(&self, key: &JobKey) -> Result<(), Error> {
-        let name = key.to_string();
-        self.call(move |e| match e.cancel(&name) {
+        let id = key.id();
+        self.call(move |e| match e.cancel(&id) {
             Ok(()) | Err(EngineError::NotFound(_)) => Ok(()),
             Err(other) => Err(other),
         })
         .await
     }
 
-    /// Forgets a final object's records.
-    pub async fn remove(&self, _key: &JobKey) -> Result<(), Error> {
-        Ok(())
+    /// Forgets a final object's records (an active one is refused: cancel
+    /// first), and those of its continuation if that has ended (a running
+    /// one is left to finish). Gone already is fine.
+    pub async fn remove(&self, key: &JobKey) -> Result<(), Error> {
+        let id = key.id();
+        self.call(move |e| {
+            let continuation = match e.continuation(&id) {
+                Ok(c) => c,
+                Err(EngineError::NotFound(_)) => return Ok(()),
+                Err(other) => return Err(other),
+            };
+            match e.remove(&id) {
+                Ok(()) | Err(EngineError::NotFound(_)) => {}
+                Err(other) => return Err(other),
+            }
+            if let Some(c) = continuation {
+                match e.remove(&c) {
+                    Ok(()) | Err(EngineError::NotFound(_) | EngineError::Active(_)) => {}
+                    Err(other) => return Err(other),
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
-fn held_from(status: &ObjectStatus) -> Held {
+fn held_from(uid: Option<String>, status: &ObjectStatus) -> Held {
     let (is_final, finished) = match status {
         ObjectStatus::Task(s) => (status.is_final(), s.finished_at.as_deref()),
         ObjectStatus::Future(s) => (status.is_final(), s.finished_at.as_deref()),
     };
     Held {
-        uid: None,
+        uid,
         is_final,
         finished_ms: finished.and_then(parse_rfc3339_ms),
     }
@@ -135,10 +229,7 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
 fn submission_of(key: &JobKey, resource: &Value) -> Result<Submission, String> {
     let manifest = validate(resource).map_err(|errors| join(&errors))?;
     match manifest {
-        Manifest::Task(task) => Ok(Submission::Task {
-            name: key.to_string(),
-            spec: task.spec,
-        }),
+        Manifest::Task(task) => Ok(Submission::task(&key.namespace, &key.name, task.spec)),
         Manifest::Future(future) => {
             if let Some(lines) = future
                 .spec
@@ -152,10 +243,7 @@ fn submission_of(key: &JobKey, resource: &Value) -> Result<Submission, String> {
                     lines.path
                 ));
             }
-            Ok(Submission::Future {
-                name: key.to_string(),
-                spec: future.spec,
-            })
+            Ok(Submission::future(&key.namespace, &key.name, future.spec))
         }
         Manifest::WorkerPool(_) => Err("a WorkerPool is not a job".into()),
     }

@@ -6,11 +6,13 @@
 //!   submit, cancel, remove, ttl).
 //! - [`status`]: the one status writer (coalescing index, rendering, Events).
 //! - [`leader`]: leader election on a Lease.
-//! - [`bridge`]: the engine as the controllers see it.
+//! - [`bridge`]: the engine as the controllers see it; [`feed`]: its changes,
+//!   pushed to the status writer and the WorkerPool controllers.
 
 pub mod bridge;
 pub mod config;
 pub mod error;
+pub mod feed;
 mod health;
 pub mod job;
 pub mod leader;

@@ -9,7 +9,7 @@ use crate::job::Job;
 use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Context};
-use crate::status::{StatusHandle, StatusMsg, Writer};
+use crate::status::Writer;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -88,19 +88,36 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
         reporter,
     );
     tokio::spawn(writer.run());
-    tokio::spawn(touch_periodically(status.clone(), flags.status_interval));
+    let pool_changes = crate::feed::pool_channel();
+    crate::feed::start(
+        &engine,
+        crate::feed::Sinks {
+            status: status.clone(),
+            pools: pool_changes.clone(),
+        },
+    );
+    let task_controllers: Vec<Controller<Task>> = apis(&client, &flags.namespaces)
+        .into_iter()
+        .map(job_controller)
+        .collect();
+    let future_controllers: Vec<Controller<HierarchicalFuture>> = apis(&client, &flags.namespaces)
+        .into_iter()
+        .map(job_controller)
+        .collect();
     let ctx = Arc::new(Context {
         client: client.clone(),
         bridge,
         status,
         metrics: metrics.clone(),
+        tasks: task_controllers.iter().map(Controller::store).collect(),
+        futures: future_controllers.iter().map(Controller::store).collect(),
     });
     let mut controllers = Vec::new();
-    for api in apis::<Task>(&client, &flags.namespaces) {
-        controllers.push(tokio::spawn(run_controller(api, ctx.clone())));
+    for controller in task_controllers {
+        controllers.push(tokio::spawn(run_controller(controller, ctx.clone())));
     }
-    for api in apis::<HierarchicalFuture>(&client, &flags.namespaces) {
-        controllers.push(tokio::spawn(run_controller(api, ctx.clone())));
+    for controller in future_controllers {
+        controllers.push(tokio::spawn(run_controller(controller, ctx.clone())));
     }
     let settings = crate::pool::deployment::WorkerSettings {
         image: flags
@@ -129,6 +146,7 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
             client.clone(),
             flags.namespaces.clone(),
             pool_ctx.clone(),
+            crate::feed::pool_triggers(&pool_changes),
         )));
     }
     ready.store(true, Ordering::Relaxed);
@@ -181,11 +199,12 @@ where
     }
 }
 
-async fn run_controller<K: Job>(api: Api<K>, ctx: Arc<Context>)
-where
-    K: kube::Resource<DynamicType = ()>,
-{
+fn job_controller<K: Job>(api: Api<K>) -> Controller<K> {
     Controller::new(api, watcher::Config::default().any_semantic())
+}
+
+async fn run_controller<K: Job>(controller: Controller<K>, ctx: Arc<Context>) {
+    controller
         .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -200,23 +219,20 @@ async fn run_pool_controller(
     client: Client,
     namespaces: Vec<String>,
     ctx: Arc<crate::pool::PoolContext>,
+    engine_changes: impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<WorkerPool>>
+    + Send
+    + 'static,
 ) {
     let deployments: Api<Deployment> = match namespaces.as_slice() {
         [ns] => Api::namespaced(client, ns),
         _ => Api::all(client),
     };
-    // Queue depth is looked at every second until the engine reports pool
-    // changes itself.
-    let tick = futures::stream::unfold((), |()| async {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        Some(((), ()))
-    });
     Controller::new(api, watcher::Config::default().any_semantic())
         .owns(
             deployments,
             watcher::Config::default().labels(crate::pool::deployment::POOL_LABEL),
         )
-        .reconcile_all_on(tick)
+        .reconcile_on(engine_changes)
         .run(crate::pool::reconcile, crate::pool::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -224,16 +240,6 @@ async fn run_pool_controller(
             }
         })
         .await;
-}
-
-/// Until the engine reports changes per object, every unfinished object is
-/// looked at once per interval; the writer patches only real differences.
-async fn touch_periodically(status: StatusHandle, interval: std::time::Duration) {
-    let mut tick = tokio::time::interval(interval);
-    loop {
-        tick.tick().await;
-        status.send(StatusMsg::TouchAll).await;
-    }
 }
 
 /// Resolves at the first Ctrl-C or SIGTERM.

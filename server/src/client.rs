@@ -3,9 +3,10 @@
 //! body kept so its field-naming messages reach the user unchanged.
 
 use kontinuum_api::endpoints::{
-    ErrorBody, Health, ObjectList, ObjectView, SubmitRequest, SubmitResponse, WorkerList,
-    WorkerView,
+    ErrorBody, Health, ObjectList, ObjectView, ResultView, SubmitRequest, SubmitResponse,
+    WorkerList, WorkerView,
 };
+use kontinuum_api::{ObjectId, ObjectKind, Phase};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,10 +35,10 @@ impl ClientError {
 
 /// The phases after which an object never changes.
 pub fn is_final(view: &ObjectView) -> bool {
-    matches!(
-        view.status.get("phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed" | "Cancelled" | "Merged")
-    )
+    view.status
+        .get("phase")
+        .and_then(|p| serde_json::from_value::<Phase>(p.clone()).ok())
+        .is_some_and(Phase::is_final)
 }
 
 #[derive(Clone, Debug)]
@@ -65,7 +66,8 @@ impl Client {
     }
 
     /// Validates and accepts manifests (JSON documents), all or nothing.
-    /// Returns their names (`task/NAME`, `future/NAME`, `workerpool/NAME`).
+    /// Returns their ids (`NS/task/NAME`, `NS/future/NAME`,
+    /// `NS/workerpool/NAME`).
     pub async fn submit(&self, objects: Vec<Value>) -> Result<Vec<String>, ClientError> {
         let response: SubmitResponse = self
             .call(
@@ -77,19 +79,25 @@ impl Client {
         Ok(response.names)
     }
 
-    /// One object by name (`task/NAME` or `future/NAME`) with its status.
-    pub async fn get(&self, name: &str) -> Result<ObjectView, ClientError> {
-        self.call::<(), _>(Method::GET, &format!("/v1/objects/{name}"), None)
+    /// One object with its status.
+    pub async fn get(&self, id: &ObjectId) -> Result<ObjectView, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/objects/{}", path_of(id)), None)
             .await
     }
 
-    /// Every object, or those of one kind (`task` or `future`), following
+    /// Every object, or those of one kind, or of one namespace, following
     /// the server's pages.
-    pub async fn list(&self, kind: Option<&str>) -> Result<Vec<ObjectView>, ClientError> {
+    pub async fn list(
+        &self,
+        kind: Option<ObjectKind>,
+        namespace: Option<&str>,
+    ) -> Result<Vec<ObjectView>, ClientError> {
         let mut items = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = self.list_page(kind, token.as_deref(), None).await?;
+            let page = self
+                .list_page(kind, namespace, token.as_deref(), None)
+                .await?;
             items.extend(page.items);
             match page.metadata.continue_token {
                 Some(next) => token = Some(next),
@@ -102,13 +110,17 @@ impl Client {
     /// default when `None`) after the `continue` token of the last page.
     pub async fn list_page(
         &self,
-        kind: Option<&str>,
+        kind: Option<ObjectKind>,
+        namespace: Option<&str>,
         continue_token: Option<&str>,
         limit: Option<usize>,
     ) -> Result<ObjectList, ClientError> {
         let mut query = Vec::new();
         if let Some(kind) = kind {
-            query.push(format!("kind={}", encode(kind)));
+            query.push(format!("kind={kind}"));
+        }
+        if let Some(ns) = namespace {
+            query.push(format!("namespace={}", encode(ns)));
         }
         if let Some(token) = continue_token {
             query.push(format!("continue={}", encode(token)));
@@ -128,30 +140,37 @@ impl Client {
     /// at most `max_nodes` nodes.
     pub async fn tree(
         &self,
-        name: &str,
+        id: &ObjectId,
         max_nodes: usize,
     ) -> Result<kontinuum_engine::TreeView, ClientError> {
-        let path = format!("/v1/objects/{name}/tree?maxNodes={max_nodes}");
+        let path = format!("/v1/objects/{}/tree?maxNodes={max_nodes}", path_of(id));
         self.call::<(), _>(Method::GET, &path, None).await
     }
 
-    /// Cancels an object's whole tree; returns its status after.
-    pub async fn cancel(&self, name: &str) -> Result<ObjectView, ClientError> {
-        self.call::<(), _>(Method::POST, &format!("/v1/objects/{name}/cancel"), None)
-            .await
+    /// The object's whole result (the status holds at most 4 KiB of it).
+    pub async fn result(&self, id: &ObjectId) -> Result<Option<Value>, ClientError> {
+        let path = format!("/v1/objects/{}/result", path_of(id));
+        let view: ResultView = self.call::<(), _>(Method::GET, &path, None).await?;
+        Ok(view.result)
     }
 
-    /// Polls until every named object is final; returns them in order.
+    /// Cancels an object's whole tree; returns its status after.
+    pub async fn cancel(&self, id: &ObjectId) -> Result<ObjectView, ClientError> {
+        let path = format!("/v1/objects/{}/cancel", path_of(id));
+        self.call::<(), _>(Method::POST, &path, None).await
+    }
+
+    /// Polls until every object is final; returns them in order.
     pub async fn wait(
         &self,
-        names: &[String],
+        ids: &[ObjectId],
         every: Duration,
     ) -> Result<Vec<ObjectView>, ClientError> {
-        let mut done: Vec<Option<ObjectView>> = vec![None; names.len()];
+        let mut done: Vec<Option<ObjectView>> = vec![None; ids.len()];
         loop {
-            for (slot, name) in done.iter_mut().zip(names) {
+            for (slot, id) in done.iter_mut().zip(ids) {
                 if slot.is_none() {
-                    let view = self.get(name).await?;
+                    let view = self.get(id).await?;
                     if is_final(&view) {
                         *slot = Some(view);
                     }
@@ -219,12 +238,17 @@ pub(crate) fn decode<T: DeserializeOwned>(
     })
 }
 
-/// Percent-encodes a query value (names may hold characters a URL cannot).
-fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(char::from(b));
+/// `NS/KIND/NAME` as path segments, each percent-encoded.
+fn path_of(id: &ObjectId) -> String {
+    format!("{}/{}/{}", encode(&id.namespace), id.kind, encode(&id.name))
+}
+
+/// Percent-encodes all but the characters URLs leave as they are.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
         }

@@ -74,10 +74,13 @@ impl From<EngineError> for ApiError {
             EngineError::StaleLease => {
                 ApiError::new(StatusCode::CONFLICT, codes::STALE_LEASE, message)
             }
-            EngineError::Conflict { .. } => {
+            EngineError::Conflict { .. }
+            | EngineError::UidMismatch { .. }
+            | EngineError::Active(_)
+            | EngineError::ParentFinished(_) => {
                 ApiError::new(StatusCode::CONFLICT, codes::CONFLICT, message)
             }
-            EngineError::Invalid(_) => {
+            EngineError::Invalid(_) | EngineError::ParentNotFound(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message)
             }
             EngineError::NotFound(_) => {

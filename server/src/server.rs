@@ -131,9 +131,19 @@ fn router(state: AppStateRef) -> Router {
         .route("/children", post(work::add_child))
         .route("/spawn", post(work::spawn))
         .route("/objects", post(submit::submit).get(objects::list))
-        .route("/objects/{kind}/{name}", get(objects::get))
-        .route("/objects/{kind}/{name}/cancel", post(objects::cancel))
-        .route("/objects/{kind}/{name}/tree", get(objects::tree));
+        .route("/objects/{namespace}/{kind}/{name}", get(objects::get))
+        .route(
+            "/objects/{namespace}/{kind}/{name}/cancel",
+            post(objects::cancel),
+        )
+        .route(
+            "/objects/{namespace}/{kind}/{name}/tree",
+            get(objects::tree),
+        )
+        .route(
+            "/objects/{namespace}/{kind}/{name}/result",
+            get(objects::result),
+        );
     layered(Router::new().nest("/v1", v1), state)
 }
 

@@ -6,6 +6,7 @@ mod common;
 
 use common::{start, task};
 use kontinuum_api::endpoints::MAX_BODY_BYTES;
+use kontinuum_api::{ObjectId, ObjectKind};
 use kontinuum_engine::{Engine, EngineConfig};
 use kontinuum_server::{Client, ServeError, Server};
 use serde_json::{Value, json};
@@ -78,13 +79,19 @@ async fn unknown_routes_and_methods_are_json() {
         (status, body["error"].as_str()),
         (405, Some("method_not_allowed"))
     );
-    let (status, body) = s.send("GET", "/v1/objects/task/missing", None).await;
+    let (status, body) = s
+        .send("GET", "/v1/objects/default/task/missing", None)
+        .await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
-    let (status, _) = s.send("GET", "/v1/objects/widget/x", None).await;
+    let (status, _) = s.send("GET", "/v1/objects/default/widget/x", None).await;
     assert_eq!(status, 404);
-    let (status, body) = s.send("GET", "/v1/objects/task/%FF", None).await;
+    let (status, _) = s.send("GET", "/v1/objects/task/sum", None).await;
+    assert_eq!(status, 404, "the namespace is part of the path");
+    let (status, body) = s.send("GET", "/v1/objects/default/task/%FF", None).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
-    let (status, body) = s.send("POST", "/v1/objects/task/%C3%28/cancel", None).await;
+    let (status, body) = s
+        .send("POST", "/v1/objects/default/task/%C3%28/cancel", None)
+        .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
     let (status, body) = s.send("GET", "/v1/objects?kind=a&kind=b", None).await;
     assert_eq!(
@@ -238,7 +245,7 @@ async fn submit_lease_complete_get_cancel() {
     assert_eq!(body["problems"][0]["object"], 1);
     assert_eq!(body["problems"][0]["field"], "spec.map.shardSize");
     assert!(
-        client.get("task/ok").await.unwrap_err().is_not_found(),
+        client.get(&id("ok")).await.unwrap_err().is_not_found(),
         "all or nothing"
     );
 
@@ -249,7 +256,7 @@ async fn submit_lease_complete_get_cancel() {
         )])
         .await
         .unwrap();
-    assert_eq!(names, vec!["task/sum".to_string()]);
+    assert_eq!(names, vec!["default/task/sum".to_string()]);
     // The same spec again is a no-op; another spec under the name conflicts.
     client
         .submit(vec![task(
@@ -295,26 +302,31 @@ async fn submit_lease_complete_get_cancel() {
         "a repeated batch is stale, not counted twice"
     );
 
-    let view = client.get("task/sum").await.unwrap();
+    let view = client.get(&id("sum")).await.unwrap();
     assert_eq!(view.kind, "Task");
+    assert_eq!(
+        (
+            view.metadata.namespace.as_str(),
+            view.metadata.name.as_str()
+        ),
+        ("default", "sum")
+    );
     assert_eq!(view.status["phase"], "Succeeded");
     assert_eq!(view.status["result"], 9);
-    let all = client.list(Some("task")).await.unwrap();
+    let all = client.list(Some(ObjectKind::Task), None).await.unwrap();
     assert_eq!(all.len(), 1);
-    assert!(client.list(Some("future")).await.unwrap().is_empty());
+    let futures = client.list(Some(ObjectKind::Future), None).await.unwrap();
+    assert!(futures.is_empty());
 
     let long = task(
         "nap",
         json!({"function": "std.sleep", "args": {"ms": 60000}}),
     );
     client.submit(vec![long]).await.unwrap();
-    let view = client.cancel("task/nap").await.unwrap();
+    let view = client.cancel(&id("nap")).await.unwrap();
     assert_eq!(view.status["phase"], "Cancelled");
     let waited = client
-        .wait(
-            &["task/sum".into(), "task/nap".into()],
-            Duration::from_millis(10),
-        )
+        .wait(&[id("sum"), id("nap")], Duration::from_millis(10))
         .await
         .unwrap();
     assert_eq!(waited.len(), 2);
@@ -331,7 +343,11 @@ async fn a_long_poll_waits_for_work_and_wakes_on_it() {
             json!({"worker": "w", "pool": "*", "max": 4, "waitMs": 600}),
         )
         .await;
-    assert_eq!((status, body), (200, json!({"leases": []})));
+    // A worker that never registered is asked to, on every answer.
+    assert_eq!(
+        (status, body),
+        (200, json!({"leases": [], "register": true}))
+    );
     assert!(
         t0.elapsed() >= Duration::from_millis(550),
         "{:?}",
@@ -396,7 +412,7 @@ async fn register_answers_the_limits() {
     let (_, body) = s
         .post("/v1/lease", json!({"worker": "w-2", "pool": "p", "max": 1}))
         .await;
-    assert_eq!(body, json!({"leases": []}));
+    assert_eq!(body, json!({"leases": [], "register": true}));
     let workers = Client::new(&s.base, None).unwrap().workers().await.unwrap();
     let seen: Vec<_> = workers
         .iter()
@@ -522,17 +538,56 @@ async fn listings_come_in_pages_that_the_client_follows() {
     assert_eq!(seen, expected);
 
     let client = Client::new(&r.base, None).unwrap();
-    assert_eq!(client.list(None).await.unwrap().len(), 1204);
-    assert_eq!(client.list(Some("future")).await.unwrap().len(), 1);
+    assert_eq!(client.list(None, None).await.unwrap().len(), 1204);
+    assert_eq!(
+        client
+            .list(Some(ObjectKind::Future), None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     for bad in [
         "limit=0",
         "limit=5001",
         "limit=x",
-        "kind=future&continue=task/t0001",
+        "kind=future&continue=default/task/t0001",
     ] {
         let (code, body) = r.send("GET", &format!("/v1/objects?{bad}"), None).await;
         assert_eq!(code, 400, "{bad}: {body}");
         assert_eq!(body["error"], "bad_request", "{bad}: {body}");
     }
+}
+
+/// A Task in the namespace "default".
+fn id(name: &str) -> ObjectId {
+    ObjectId::task("default", name)
+}
+
+#[tokio::test]
+async fn objects_live_in_namespaces() {
+    let s = start(None).await;
+    let client = Client::new(&s.base, None).unwrap();
+    let in_ns = |ns: &str, a: i64| {
+        json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "Task",
+            "metadata": {"name": "sum", "namespace": ns},
+            "spec": {"call": {"function": "std.sum", "args": {"a": a, "b": 1}}}})
+    };
+    let names = client
+        .submit(vec![in_ns("team-a", 1), in_ns("team-b", 2)])
+        .await
+        .unwrap();
+    assert_eq!(names, ["team-a/task/sum", "team-b/task/sum"]);
+    let only_b = client.list(None, Some("team-b")).await.unwrap();
+    assert_eq!(only_b.len(), 1);
+    assert_eq!(only_b[0].metadata.namespace, "team-b");
+    let (status, body) = s.send("GET", "/v1/objects/team-a/kt/sum", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["metadata"],
+        json!({"name": "sum", "namespace": "team-a"})
+    );
+    assert!(client.get(&id("sum")).await.unwrap_err().is_not_found());
+    s.stop().await;
 }

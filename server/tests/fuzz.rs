@@ -245,7 +245,9 @@ async fn complete_a_lease(s: &Running, n: usize, outcome: String) -> Result<(), 
     prop_assert!(token.is_u64(), "{}", leases);
     let body = format!(r#"{{"completions": [{{"token": {token}, "outcome": {outcome}}}]}}"#);
     send(s, "/v1/complete", body).await?;
-    let (status, object) = s.send("GET", &format!("/v1/objects/task/c{n}"), None).await;
+    let (status, object) = s
+        .send("GET", &format!("/v1/objects/default/task/c{n}"), None)
+        .await;
     prop_assert_eq!(status, 200, "{}", object);
     Ok(())
 }

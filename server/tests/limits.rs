@@ -56,8 +56,9 @@ async fn a_manifest_nested_too_deeply_is_a_400_at_any_depth() {
     assert_eq!(status, 201, "{body}");
     let dir = s.stop_keeping_store().await;
     let engine = Engine::open(dir.path(), EngineConfig::default()).unwrap();
-    assert_eq!(engine.objects().unwrap(), ["task/deep"]);
-    engine.status("task/deep").unwrap();
+    let deep = kontinuum_api::ObjectId::task("default", "deep");
+    assert_eq!(engine.objects().unwrap(), std::slice::from_ref(&deep));
+    engine.status(&deep).unwrap();
 }
 
 #[tokio::test]
@@ -108,7 +109,7 @@ async fn a_result_the_store_could_not_read_back_fails_the_task() {
             "{body}"
         );
         let (_, object) = s
-            .send("GET", &format!("/v1/objects/task/{name}"), None)
+            .send("GET", &format!("/v1/objects/default/task/{name}"), None)
             .await;
         assert_eq!(object["status"]["phase"], "Failed", "{object}");
         let message = object["status"]["error"]["message"].as_str().unwrap();

@@ -1,6 +1,7 @@
-//! `GET /v1/objects/{kind}/{name}/tree`: the future tree with per-node
+//! `GET /v1/objects/{namespace}/{kind}/{name}/tree`: the future tree with per-node
 //! state, cut after `maxNodes`; unknown objects 404, bad limits 400.
 
+use kontinuum_api::ObjectId;
 use kontinuum_engine::{Engine, EngineConfig};
 use kontinuum_server::{Client, Server};
 use serde_json::json;
@@ -25,23 +26,34 @@ async fn tree_of_a_map_with_limits_and_errors() {
                          "shardSize": 10, "fanout": 4, "reduce": "sum"}}});
     client.submit(vec![future]).await.unwrap();
 
-    let tree = client.tree("future/sq", 1000).await.unwrap();
+    let tree = client
+        .tree(&ObjectId::future("default", "sq"), 1000)
+        .await
+        .unwrap();
     assert_eq!(tree.root.path, "/");
     assert_eq!(tree.root.weight, 100);
     assert!(!tree.truncated);
     assert!(tree.nodes >= 1);
 
-    let cut = client.tree("future/sq", 1).await.unwrap();
+    let cut = client
+        .tree(&ObjectId::future("default", "sq"), 1)
+        .await
+        .unwrap();
     assert!(cut.root.children.is_empty());
     assert_eq!(cut.truncated, cut.nodes > 1);
 
-    let missing = client.tree("future/none", 10).await.unwrap_err();
+    let missing = client
+        .tree(&ObjectId::future("default", "none"), 10)
+        .await
+        .unwrap_err();
     assert!(missing.is_not_found(), "{missing}");
 
     let http = reqwest::Client::new();
     for bad in ["0", "-1", "x", "100001"] {
         let resp = http
-            .get(format!("{base}/v1/objects/future/sq/tree?maxNodes={bad}"))
+            .get(format!(
+                "{base}/v1/objects/default/future/sq/tree?maxNodes={bad}"
+            ))
             .send()
             .await
             .unwrap();

@@ -4,6 +4,9 @@
 # etcd, helm, kwok and crane, at the versions pinned in versions.env.
 #
 #   tests/cluster/build.sh [all|k8s|etcd|helm|kwok|crane]...   (default: all)
+#   tests/cluster/build.sh node         CoreDNS and the images of the real node
+#   tests/cluster/build.sh provisioner  the storage provisioner (every cluster)
+#   tests/cluster/build.sh prometheus   Prometheus (for tests that start one)
 #
 # Each component is built in a wrapper Go module of its own and installed into
 #   ${KONTINUUM_CACHE:-~/.cache/kontinuum}/<component>/<version>/bin
@@ -246,6 +249,114 @@ kwok_stages() {
   log "kwok stages written to $out"
 }
 
+# ---------------------------------------------------------------------------
+# The real node (KONTINUUM_REAL_NODE=1), storage and Prometheus.
+
+# CoreDNS with only the plugins the cluster DNS uses. Its own main package
+# imports core/plugin, which links every plugin (cloud DNS back ends and
+# their SDKs): our main imports a handful instead, so it builds in a fraction
+# of the time. Plugins not linked are simply unknown to a Corefile.
+build_coredns() {
+  local root=$CACHE/coredns/$COREDNS_VERSION
+  [[ -x $root/bin/coredns ]] && return 0
+  with_lock "$root" build_coredns_locked
+}
+
+build_coredns_locked() {
+  local v=$COREDNS_VERSION root=$CACHE/coredns/$COREDNS_VERSION
+  [[ -x $root/bin/coredns ]] && return 0
+  log "Building CoreDNS $v (first use on this machine; log: $root/build.log)"
+  local src=$root/src start=$SECONDS
+  rm -rf "$src" "$root/bin.tmp" && mkdir -p "$src" "$root/bin.tmp"
+  : >"$root/build.log"
+  (
+    cd "$src"
+    go mod init kontinuum.dev/testcluster/coredns >/dev/null 2>&1
+    local gov
+    gov=$(go mod download -json "github.com/coredns/coredns@$v" | jq -r .GoMod | xargs go mod edit -json | jq -r '.Go // empty')
+    [[ -n $gov ]] && go mod edit -go="$gov"
+    go mod edit -require="github.com/coredns/coredns@$v"
+    cat >main.go <<'GO'
+package main
+
+import (
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func main() { coremain.Run() }
+GO
+    run_go_build "$root/build.log" -mod=mod -trimpath -ldflags "-s -w" -o "$root/bin.tmp/coredns" .
+  ) || die "CoreDNS build failed; see $root/build.log"
+  rm -rf "$root/bin" && mv "$root/bin.tmp" "$root/bin"
+  log "CoreDNS $v built in $((SECONDS - start))s -> $root/bin"
+}
+
+# Prometheus without its web UI assets (they need an npm build; the HTTP API
+# that tests query is all there) and without the cloud service discoveries
+# (build tags remove_all_sd, enable_kubernetes_sd keep file, http, static and
+# kubernetes), which would triple the build. GOFLAGS carries the tags because
+# build_simple passes only ldflags; commands without build flags ignore them.
+build_prometheus() {
+  local v=$PROMETHEUS_VERSION
+  [[ $v =~ ^v0\.([0-9]+)([0-9][0-9])\.([0-9]+)$ ]] || die "PROMETHEUS_VERSION must look like v0.3YY.Z, got $v"
+  local human="${BASH_REMATCH[1]}.$((10#${BASH_REMATCH[2]})).${BASH_REMATCH[3]}"
+  GOFLAGS="$GOFLAGS -tags=remove_all_sd,enable_kubernetes_sd" \
+    build_simple prometheus "$v" github.com/prometheus/prometheus \
+    github.com/prometheus/prometheus/cmd/prometheus \
+    "-X github.com/prometheus/common/version.Version=$human -X github.com/prometheus/common/version.Branch=archive"
+}
+
+# Programs of our own, in tests/cluster/NAME (a Go module with go.sum), are
+# cached by the hash of their sources, so an edit rebuilds them.
+own_root() {
+  local name=$1 hash
+  hash=$(cd "$here/$name" && find . -maxdepth 1 -type f \( -name 'go.*' -o -name '*.go' \) -print0 \
+    | sort -z | xargs -0 cat "$here/oci.sh" | sha256sum | cut -c1-16)
+  echo "$CACHE/$name/$hash"
+}
+
+build_own() {
+  local name=$1 root
+  root=$(own_root "$name")
+  [[ -x $root/bin/$name ]] && return 0
+  with_lock "$root" build_own_locked "$name" "$root"
+}
+
+build_own_locked() {
+  local name=$1 root=$2
+  [[ -x $root/bin/$name ]] && return 0
+  log "Building $name from tests/cluster/$name (log: $root/build.log)"
+  rm -rf "$root/bin.tmp" && mkdir -p "$root/bin.tmp"
+  : >"$root/build.log"
+  (cd "$here/$name" && run_go_build "$root/build.log" -trimpath -ldflags "-s -w" -o "$root/bin.tmp/$name" .) \
+    || die "$name build failed; see $root/build.log"
+  rm -rf "$root/bin" && mv "$root/bin.tmp" "$root/bin"
+}
+
+# The node's images, as OCI archives beside the binary: the pod sandbox
+# (pause) image that containerd's CRI config names, and the test image. One
+# static binary serves both (see testimage/main.go).
+build_images() {
+  build_own testimage
+  local root
+  root=$(own_root testimage)
+  [[ -s $root/pause.oci.tar && -s $root/testimage.oci.tar ]] && return 0
+  # shellcheck source=oci.sh
+  source "$here/oci.sh"
+  # 65535: the pause process needs no privileges.
+  oci_archive "$root/bin/testimage" "$PAUSE_IMAGE" 65535:65535 "$root/pause.oci.tar"
+  oci_archive "$root/bin/testimage" "$TEST_IMAGE" 0:0 "$root/testimage.oci.tar"
+  log "images $PAUSE_IMAGE and $TEST_IMAGE -> $root"
+}
+
 targets=("$@")
 ((${#targets[@]})) || targets=(all)
 for t in "${targets[@]}"; do
@@ -256,6 +367,12 @@ for t in "${targets[@]}"; do
     helm) build_helm ;;
     kwok) build_kwok ;;
     crane) build_crane ;;
-    *) die "unknown target $t (all|k8s|etcd|helm|kwok|crane)" ;;
+    coredns) build_coredns ;;
+    prometheus) build_prometheus ;;
+    images) build_images ;;
+    provisioner) build_own provisioner ;;
+    node) build_coredns; build_images ;;
+    root:*) own_root "${t#root:}" ;; # prints where that program is cached
+    *) die "unknown target $t (all|k8s|etcd|helm|kwok|crane|coredns|prometheus|images|provisioner|node)" ;;
   esac
 done

@@ -37,30 +37,51 @@ ours() {
   echo "$pid"
 }
 
-# SIGTERM to all at once (the state is thrown away, so the order does not
-# matter and stopping in parallel takes ~3 s instead of ~11 s), wait up to
-# 20 s for them to exit, then SIGKILL whatever is left.
-pids=()
-for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-  if pid=$(ours "$name"); then
-    pids+=("$pid")
-    kill -TERM "$pid" 2>/dev/null || true
-  fi
-done
-for ((i = 0; i < 100; i++)); do
-  alive=()
-  for pid in "${pids[@]}"; do
-    kill -0 "$pid" 2>/dev/null && alive+=("$pid")
+# stop_daemons NAME...: SIGTERM to all at once (the state is thrown away, so
+# the order does not matter and stopping in parallel takes ~3 s instead of
+# ~11 s), wait up to 20 s for them to exit, then SIGKILL whatever is left.
+stop_daemons() {
+  local pids=() name pid i alive
+  for name in "$@"; do
+    if pid=$(ours "$name"); then
+      pids+=("$pid")
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
   done
-  ((${#alive[@]})) || break
-  sleep 0.2
-done
-for pid in "${pids[@]}"; do
-  if kill -0 "$pid" 2>/dev/null; then
-    log "pid $pid ignored SIGTERM; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-done
+  ((${#pids[@]})) || return 0
+  for ((i = 0; i < 100; i++)); do
+    alive=()
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null && alive+=("$pid")
+    done
+    ((${#alive[@]})) || break
+    sleep 0.2
+  done
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      log "pid $pid ignored SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
+# The real node goes first, while the API server still runs: its pods are
+# deleted through kubelet so CNI and the runtime tear them down (node.sh).
+if [[ -d $dir/node ]]; then
+  # shellcheck source=node.sh
+  source "$here/node.sh"
+  node_down
+fi
+stop_daemons kwok provisioner kube-scheduler kube-controller-manager kube-apiserver
+# etcd last: an API server that advertises a real address (the real node's)
+# removes it from the `kubernetes` endpoints as it stops, which needs etcd.
+stop_daemons etcd
 release_ports "$dir"
-rm -rf "$dir"
+if [[ -n ${NODE_LEFT_STATE:-} ]]; then
+  # Keep the dir: its node/ holds the before/after snapshots and the logs.
+  release_ports "$dir"
+  die "the real node left state on this host (diff above; $dir/node/host-state.diff); $dir is kept for inspection"
+fi
+# --one-file-system: never follow a mount that survived into another filesystem.
+rm -rf --one-file-system "$dir"
 log "stopped and removed $dir"

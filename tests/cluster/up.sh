@@ -14,6 +14,8 @@
 #
 # Environment:
 #   KONTINUUM_FAKE_NODES   number of fake nodes (default 2)
+#   KONTINUUM_REAL_NODE    1: also a real node (containerd, kubelet, kube-proxy,
+#                          CoreDNS); needs root; one per machine (node.sh)
 #   KONTINUUM_CACHE        binary cache (default ~/.cache/kontinuum)
 #   TMPDIR                 where the cluster directory is made (default /tmp)
 set -euo pipefail
@@ -26,13 +28,21 @@ source "$here/lib.sh"
 
 CACHE=${KONTINUUM_CACHE:-$HOME/.cache/kontinuum}
 NODES=${KONTINUUM_FAKE_NODES:-2}
+REAL_NODE=${KONTINUUM_REAL_NODE:-0}
+[[ $REAL_NODE == 0 || $REAL_NODE == 1 ]] || die "KONTINUUM_REAL_NODE must be 0 or 1, got '$REAL_NODE'"
 
 for tool in openssl curl flock ss; do
   command -v "$tool" >/dev/null || die "$tool is not installed (see .ci/run for the packages)"
 done
 
 # Build on first use (a no-op when the cache has everything).
-"$here/build.sh" all
+"$here/build.sh" all provisioner
+PROVISIONER_BIN=$("$here/build.sh" root:provisioner)/bin
+if [[ $REAL_NODE == 1 ]]; then
+  "$here/build.sh" node
+  COREDNS_BIN=$CACHE/coredns/$COREDNS_VERSION/bin
+  IMAGES_DIR=$("$here/build.sh" root:testimage)
+fi
 
 K8S_BIN=$CACHE/k8s/$KUBERNETES_VERSION/bin
 ETCD_BIN=$CACHE/etcd/$ETCD_VERSION/bin
@@ -57,6 +67,16 @@ on_exit() {
 trap on_exit EXIT
 
 log "cluster dir: $dir (Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION)"
+
+# The real node first checks the host and takes the machine's one real-node
+# lock, so a second one fails here, in a second, with the owner's name.
+NODE_IP=
+if [[ $REAL_NODE == 1 ]]; then
+  # shellcheck source=node.sh
+  source "$here/node.sh"
+  node_preflight
+  node_claim
+fi
 
 # kubectl and helm of the pinned versions, for the caller's PATH.
 ln -s "$K8S_BIN/kubectl" "$dir/bin/kubectl"
@@ -101,13 +121,14 @@ issue() {
 }
 # 10.0.0.1 is the in-cluster `kubernetes` Service IP (first of the service range).
 issue apiserver "/CN=kube-apiserver" serverAuth \
-  "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+  "IP:127.0.0.1,IP:10.0.0.1${NODE_IP:+,IP:$NODE_IP},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
 issue admin "/O=system:masters/CN=kontinuum-admin" clientAuth
 # Controller-manager and scheduler use their real identities, so they run
 # under the bootstrap RBAC roles as in a production cluster.
 issue kcm "/CN=system:kube-controller-manager" clientAuth
 issue scheduler "/CN=system:kube-scheduler" clientAuth
 issue kwok "/O=system:masters/CN=kwok" clientAuth
+issue provisioner "/O=system:masters/CN=kontinuum-provisioner" clientAuth
 # Service-account token signing key pair (API server signs, verifies; the
 # controller-manager signs the legacy tokens it mints).
 openssl_quiet genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key"
@@ -140,6 +161,8 @@ write_kubeconfig "$dir/kubeconfig" admin
 write_kubeconfig "$dir/kcm.kubeconfig" kcm
 write_kubeconfig "$dir/scheduler.kubeconfig" scheduler
 write_kubeconfig "$dir/kwok.kubeconfig" kwok
+write_kubeconfig "$dir/provisioner.kubeconfig" provisioner
+[[ $REAL_NODE == 1 ]] && node_certs
 
 # ---------------------------------------------------------------------------
 log "starting etcd on 127.0.0.1:$etcd_port"
@@ -158,6 +181,22 @@ wait_until "etcd" 60 "$dir" etcd \
   curl -fsS "http://127.0.0.1:$etcd_port/health"
 
 log "starting kube-apiserver on https://127.0.0.1:$api_port"
+# With the real node, pods reach the API server through the `kubernetes`
+# Service: it listens on the node IP too, advertises it (the default lease
+# reconciler publishes it as the Service's endpoint), and has a client
+# certificate for kubelet's API (logs, exec).
+api_node_flags=()
+if [[ $REAL_NODE == 1 ]]; then
+  api_node_flags=(
+    --bind-address=0.0.0.0
+    --advertise-address="$NODE_IP"
+    --endpoint-reconciler-type=lease
+    --kubelet-client-certificate="$pki/apiserver-kubelet.crt"
+    --kubelet-client-key="$pki/apiserver-kubelet.key"
+    --kubelet-preferred-address-types=InternalIP
+  )
+fi
+# Node,RBAC: kubelets (the real node's) are authorized by the Node authorizer.
 # --endpoint-reconciler-type=none: the default reconciler writes the advertise
 # address into the `kubernetes` Endpoints and refuses loopback addresses.
 start_daemon "$dir" kube-apiserver "$K8S_BIN/kube-apiserver" \
@@ -169,14 +208,15 @@ start_daemon "$dir" kube-apiserver "$K8S_BIN/kube-apiserver" \
   --tls-cert-file="$pki/apiserver.crt" \
   --tls-private-key-file="$pki/apiserver.key" \
   --client-ca-file="$pki/ca.crt" \
-  --authorization-mode=RBAC \
+  --authorization-mode=Node,RBAC \
   --service-account-issuer=https://kubernetes.default.svc \
   --service-account-key-file="$pki/sa.pub" \
   --service-account-signing-key-file="$pki/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 \
   --endpoint-reconciler-type=none \
   --allow-privileged=true \
-  --profiling=false
+  --profiling=false \
+  "${api_node_flags[@]}"
 api_curl() {
   curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
     "https://127.0.0.1:$api_port$1"
@@ -269,8 +309,35 @@ wait_until "$NODES Ready node(s)" 60 "$dir" kwok \
 wait_until "the default ServiceAccount" 60 "$dir" kube-controller-manager \
   kubectl_ get serviceaccount default -n default
 
+# Storage, as real clusters have it: a default StorageClass whose provisioner
+# (ours, a host process; see provisioner/main.go) makes a host directory and
+# a bound hostPath PV for each claim, on kwok and the real node alike.
+log "starting the storage provisioner (default StorageClass \"standard\")"
+start_daemon "$dir" provisioner "$PROVISIONER_BIN/provisioner" \
+  --kubeconfig="$dir/provisioner.kubeconfig" \
+  --dir="$dir/volumes" \
+  --name=kontinuum.dev/hostpath
+kubectl_ apply -f - >>"$dir/logs/setup.log" 2>&1 <<EOF
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: kontinuum.dev/hostpath
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+EOF
+
+[[ $REAL_NODE == 1 ]] && node_up
+
 ok=true
 log "cluster is up ($((SECONDS))s). Stop it with: tests/cluster/down.sh $dir"
 printf 'export KONTINUUM_CLUSTER_DIR=%q\n' "$dir"
 printf 'export KUBECONFIG=%q\n' "$dir/kubeconfig"
 printf 'export PATH=%q:"$PATH"\n' "$dir/bin"
+if [[ $REAL_NODE == 1 ]]; then
+  printf 'export KONTINUUM_REAL_NODE=1\n'
+else
+  # A shell that had a real-node cluster before must not claim one now.
+  printf 'unset KONTINUUM_REAL_NODE\n'
+fi

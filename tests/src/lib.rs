@@ -308,3 +308,59 @@ pub fn parse_table(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let rows = lines.map(cut).collect();
     (header, rows)
 }
+
+/// The label (value `"true"`) and the taint key (effect NoSchedule) of the
+/// real node that `KONTINUUM_REAL_NODE=1 tests/cluster/up.sh` adds: a pod
+/// lands there only if it selects the label and tolerates the taint.
+pub const REAL_NODE_LABEL: &str = "kontinuum.dev/real-node";
+
+/// The value of `KEY=value` in tests/cluster/versions.env.
+pub fn pinned(key: &str) -> String {
+    let path = repo_root().join("tests/cluster/versions.env");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+/// The name of the real node, once it is Ready. Fails the test, saying why,
+/// when the cluster has none: the real-node tests never skip.
+pub async fn real_node(client: &Client) -> String {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let selector = format!("{REAL_NODE_LABEL}=true");
+    let list = nodes
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .unwrap_or_else(|e| panic!("cannot list nodes: {e}"));
+    let Some(node) = list.items.into_iter().next() else {
+        panic!(
+            "this cluster has no real node (no node labelled {selector}): start it with \
+             `KONTINUUM_REAL_NODE=1 tests/cluster/up.sh` (scripts/test does); if up.sh could \
+             not start the node, its error says why"
+        );
+    };
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    assert!(
+        ready,
+        "the real node {name} is not Ready: {:?}",
+        node.status
+    );
+    name
+}
+
+/// What a pod spec needs to run on the real node: the node selector and the
+/// toleration, as JSON to merge into `spec`.
+pub fn real_node_placement() -> serde_json::Value {
+    serde_json::json!({
+        "nodeSelector": {REAL_NODE_LABEL: "true"},
+        "tolerations": [{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]
+    })
+}

@@ -122,6 +122,8 @@ pub struct OperatorOptions {
     pub lease_namespace: String,
     pub status_interval: String,
     pub namespaces: Vec<String>,
+    /// The worker API's port; None: a free one.
+    pub api_port: Option<u16>,
     pub extra: Vec<String>,
 }
 
@@ -140,7 +142,7 @@ impl Operator {
         if !token_file.exists() {
             std::fs::write(&token_file, "e2e-shared-token\n").expect("write the token");
         }
-        let api_port = free_port();
+        let api_port = o.api_port.unwrap_or_else(free_port);
         let metrics_port = free_port();
         let mut cmd = Command::new(bin("kontinuum-operator"));
         cmd.arg("--data")
@@ -252,4 +254,97 @@ pub fn http_get(url: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((code, body))
+}
+
+/// Every distinct status a watch delivered for one resource, with the time
+/// it arrived: what `kubectl get -w` would have shown.
+pub struct StatusRecorder {
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<(Instant, serde_json::Value)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StatusRecorder {
+    /// Watches `kind` (`tasks` or `futures`) named `name` in `ns`.
+    pub fn start(client: kube::Client, ns: &str, kind: &str, name: &str) -> StatusRecorder {
+        use futures::TryStreamExt;
+        use kube::runtime::watcher::{self, Event};
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<(Instant, serde_json::Value)>>> =
+            Default::default();
+        let ar = kube::api::ApiResource {
+            group: "kontinuum.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "kontinuum.dev/v1alpha1".into(),
+            kind: if kind == "tasks" {
+                "Task".into()
+            } else {
+                "HierarchicalFuture".into()
+            },
+            plural: kind.into(),
+        };
+        let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(client, ns, &ar);
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            let stream = watcher::watcher(api, config);
+            futures::pin_mut!(stream);
+            while let Ok(Some(event)) = stream.try_next().await {
+                let obj = match event {
+                    Event::Apply(o) | Event::InitApply(o) => o,
+                    _ => continue,
+                };
+                let status = obj
+                    .data
+                    .get("status")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null);
+                let mut seen = record.lock().expect("not poisoned");
+                if !status.is_null() && seen.last().map(|(_, s)| s) != Some(&status) {
+                    seen.push((Instant::now(), status));
+                }
+            }
+        });
+        StatusRecorder { seen, task }
+    }
+
+    pub fn statuses(&self) -> Vec<(Instant, serde_json::Value)> {
+        self.seen.lock().expect("not poisoned").clone()
+    }
+
+    /// The last status seen, if any.
+    pub fn last(&self) -> Option<serde_json::Value> {
+        self.seen
+            .lock()
+            .expect("not poisoned")
+            .last()
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Waits until the last status satisfies `done`.
+    pub async fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.last()
+                && done(&s)
+            {
+                return s;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}; last status: {:?}",
+                self.last()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for StatusRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kontinuum_e2e::{TestNamespace, client, kubectl, kubectl_result, parse_table, wait_for};
+use kontinuum_e2e::{
+    TestNamespace, client, kubectl, kubectl_result, parse_table, pinned, wait_for,
+};
 use kube::api::{Api, ListParams, PostParams};
 
 fn node_is_ready(node: &Node) -> bool {
@@ -159,17 +161,6 @@ async fn rbac_denies_a_service_account_what_it_was_not_granted() {
     assert_eq!(can_i("get", "pods"), "yes");
     assert_eq!(can_i("delete", "pods"), "no");
     assert_eq!(can_i("list", "secrets"), "no");
-}
-
-/// The value of `KEY=value` in tests/cluster/versions.env.
-fn pinned(key: &str) -> String {
-    let path = kontinuum_e2e::repo_root().join("tests/cluster/versions.env");
-    let text = std::fs::read_to_string(&path).expect("read versions.env");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("{key} in {}", path.display()))
-        .trim()
-        .to_owned()
 }
 
 #[tokio::test]

@@ -216,7 +216,7 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
         ),
     );
     let status = FutureStatus {
-        phase: Some("Running".into()),
+        phase: Some(kontinuum_api::Phase::Running),
         progress: Some(Progress::new(42, 100)),
         counts: Some(NodeCounts {
             pending: 3,
@@ -252,8 +252,8 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
     // the subresource, and the spec kubectl applied, untouched by it.
     let f = futures.get("squares").await.unwrap();
     assert_eq!(
-        f.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Running")
+        f.status.as_ref().and_then(|s| s.phase),
+        Some(kontinuum_api::Phase::Running)
     );
     assert_eq!(
         f.spec
@@ -273,7 +273,7 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
         ),
     );
     let status = TaskStatus {
-        phase: Some("Succeeded".into()),
+        phase: Some(kontinuum_api::Phase::Succeeded),
         attempts: 2,
         ..Default::default()
     };

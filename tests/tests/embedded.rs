@@ -40,15 +40,14 @@ async fn a_skewed_single_leaf_splits_and_uses_all_workers() {
     .unwrap();
     let sequential_ms: u64 = items.iter().map(|i| i * 10).sum();
     engine
-        .submit(vec![Submission::Future {
-            name: "skew".into(),
-            spec,
-        }])
+        .submit(vec![Submission::future("default", "skew", spec)])
         .unwrap();
     let started = Instant::now();
     let workers = start_in_process(engine.clone(), Arc::new(costly_registry()), "*", 8);
     let status = loop {
-        let s = engine.status("skew").unwrap();
+        let s = engine
+            .status(&kontinuum_api::ObjectId::future("default", "skew"))
+            .unwrap();
         if s.is_final() {
             break s;
         }
@@ -63,7 +62,7 @@ async fn a_skewed_single_leaf_splits_and_uses_all_workers() {
     let ObjectStatus::Future(f) = status else {
         panic!("{status:?}")
     };
-    assert_eq!(f.phase.as_deref(), Some("Succeeded"), "{f:?}");
+    assert_eq!(f.phase, Some(kontinuum_api::Phase::Succeeded), "{f:?}");
     assert_eq!(
         f.result,
         Some(json!(items.iter().sum::<u64>())),

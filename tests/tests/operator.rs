@@ -26,6 +26,7 @@ fn options(dir: &Path, ns: &str) -> OperatorOptions {
         lease_namespace: ns.into(),
         status_interval: "1s".into(),
         namespaces: vec![ns.into()],
+        api_port: None,
         extra: vec![],
     }
 }

@@ -20,9 +20,13 @@ impl From<EngineError> for SourceError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::StaleLease => SourceError::StaleLease,
-            EngineError::Conflict { .. } | EngineError::Invalid(_) | EngineError::NotFound(_) => {
-                SourceError::Rejected(e.to_string())
-            }
+            EngineError::Conflict { .. }
+            | EngineError::UidMismatch { .. }
+            | EngineError::Invalid(_)
+            | EngineError::NotFound(_)
+            | EngineError::Active(_)
+            | EngineError::ParentNotFound(_)
+            | EngineError::ParentFinished(_) => SourceError::Rejected(e.to_string()),
             EngineError::Store(_)
             | EngineError::Locked { .. }
             | EngineError::Corrupt { .. }
@@ -45,6 +49,7 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// In process (`kontinuum run`) a worker serves its pool in every namespace.
 impl WorkSource for Engine {
     async fn lease(
         &self,
@@ -53,12 +58,12 @@ impl WorkSource for Engine {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Lease>, SourceError> {
-        let ready = Engine::lease(self, pool, worker, max, Duration::ZERO)?;
+        let ready = Engine::lease(self, pool, None, worker, max, Duration::ZERO)?;
         if !ready.is_empty() || wait.is_zero() {
             return Ok(ready);
         }
         let (pool, worker) = (pool.to_string(), worker.to_string());
-        blocking(self, move |e| e.lease(&pool, &worker, max, wait)).await
+        blocking(self, move |e| e.lease(&pool, None, &worker, max, wait)).await
     }
 
     async fn heartbeat(

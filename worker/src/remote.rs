@@ -61,6 +61,9 @@ impl RemoteConfig {
 pub struct RemoteSource {
     http: reqwest::Client,
     config: RemoteConfig,
+    /// The last registration, sent again when a lease answer asks for it
+    /// (the server restarted and forgot this worker).
+    registration: parking_lot::Mutex<Option<RegisterRequest>>,
 }
 
 /// Why one request failed, before it becomes a [`SourceError`].
@@ -104,7 +107,11 @@ impl RemoteSource {
             .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| SourceError::Rejected(format!("cannot build an HTTP client: {e}")))?;
-        Ok(RemoteSource { http, config })
+        Ok(RemoteSource {
+            http,
+            config,
+            registration: parking_lot::Mutex::new(None),
+        })
     }
 
     /// Tells the server who this worker is; retries until it gets through
@@ -114,6 +121,7 @@ impl RemoteSource {
         request: &RegisterRequest,
         give_up: Instant,
     ) -> Result<RegisterResponse, SourceError> {
+        *self.registration.lock() = Some(request.clone());
         let mut backoff = Backoff::new(self.config.max_backoff);
         loop {
             match self
@@ -135,6 +143,30 @@ impl RemoteSource {
                     backoff.wait().await;
                 }
                 Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sends the last registration once more (one try: the next lease
+    /// answer asks again if it did not get through).
+    async fn register_again(&self) {
+        let Some(request) = self.registration.lock().clone() else {
+            return;
+        };
+        match self
+            .post::<_, RegisterResponse>(
+                "/v1/workers/register",
+                &request,
+                self.config.request_timeout,
+            )
+            .await
+        {
+            Ok(_) => tracing::info!("registered again (the server had restarted)"),
+            Err(CallError::Refused(_, body)) => {
+                tracing::warn!(error = %body.message, "registering again was refused")
+            }
+            Err(CallError::Unsent(m) | CallError::Unknown(m)) => {
+                tracing::warn!(error = %m, "cannot register again yet")
             }
         }
     }
@@ -307,6 +339,9 @@ impl WorkSource for RemoteSource {
         };
         let timeout = wait + self.config.request_timeout;
         let response: LeaseResponse = self.post("/v1/lease", &request, timeout).await?;
+        if response.register {
+            self.register_again().await;
+        }
         Ok(response.leases)
     }
 

@@ -1,6 +1,6 @@
 //! std functions end to end through the real engine with in-process workers.
 
-use kontinuum_api::{FutureStatus, TaskStatus};
+use kontinuum_api::{FutureStatus, ObjectId, Phase, TaskStatus};
 use kontinuum_engine::{Engine, EngineConfig, ObjectStatus, Submission};
 use kontinuum_worker::{Registry, start_in_process, std_registry};
 use serde_json::{Value, json};
@@ -18,23 +18,25 @@ fn open(dir: &std::path::Path) -> Engine {
 }
 
 fn task(name: &str, spec: &str) -> Submission {
-    Submission::Task {
-        name: name.into(),
-        spec: serde_yaml::from_str(spec).unwrap(),
-    }
+    Submission::task("default", name, serde_yaml::from_str(spec).unwrap())
 }
 
 fn future(name: &str, spec: &str) -> Submission {
-    Submission::Future {
-        name: name.into(),
-        spec: serde_yaml::from_str(spec).unwrap(),
-    }
+    Submission::future("default", name, serde_yaml::from_str(spec).unwrap())
+}
+
+/// The Task or future `name` in "default".
+fn status(engine: &Engine, name: &str) -> ObjectStatus {
+    engine
+        .status(&ObjectId::task("default", name))
+        .or_else(|_| engine.status(&ObjectId::future("default", name)))
+        .unwrap()
 }
 
 async fn wait_final(engine: &Engine, names: &[&str]) -> Vec<ObjectStatus> {
     let until = Instant::now() + Duration::from_secs(60);
     loop {
-        let statuses: Vec<ObjectStatus> = names.iter().map(|n| engine.status(n).unwrap()).collect();
+        let statuses: Vec<ObjectStatus> = names.iter().map(|n| status(engine, n)).collect();
         if statuses.iter().all(ObjectStatus::is_final) {
             return statuses;
         }
@@ -95,7 +97,7 @@ async fn std_tasks_and_maps_run_end_to_end() {
     assert_eq!(task_status(&s[0]).result, Some(json!(9)));
     assert_eq!(task_status(&s[1]).result, Some(json!({"x": 1})));
     let fail = task_status(&s[2]);
-    assert_eq!(fail.phase.as_deref(), Some("Failed"));
+    assert_eq!(fail.phase, Some(Phase::Failed));
     assert_eq!(
         fail.error.as_ref().map(|e| e.message.as_str()),
         Some("no luck")
@@ -174,9 +176,9 @@ async fn cancelling_stops_running_work_at_its_next_heartbeat() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let t = Instant::now();
-    engine.cancel("nap").unwrap();
+    engine.cancel(&ObjectId::task("default", "nap")).unwrap();
     let s = wait_final(&engine, &["nap"]).await;
-    assert_eq!(task_status(&s[0]).phase.as_deref(), Some("Cancelled"));
+    assert_eq!(task_status(&s[0]).phase, Some(Phase::Cancelled));
     // The lease is 900 ms, so a heartbeat comes within ~300 ms.
     while workers.running() > 0 {
         assert!(

@@ -2,6 +2,7 @@
 //! this process): exact results, a worker killed with SIGKILL mid-task, a
 //! graceful SIGTERM, and workers that start before the server does.
 
+use kontinuum_api::ObjectId;
 use kontinuum_engine::{Engine, EngineConfig};
 use kontinuum_server::{Client, Server};
 use serde_json::{Value, json};
@@ -92,8 +93,13 @@ fn task(name: &str, call: Value) -> Value {
            "metadata": {"name": name}, "spec": {"call": call}})
 }
 
+/// `task/x` or `future/x` in the namespace "default".
+fn oid(name: &str) -> ObjectId {
+    ObjectId::parse_in(name, "default").unwrap()
+}
+
 async fn wait(client: &Client, names: &[&str], limit: Duration) -> Vec<Value> {
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let names: Vec<ObjectId> = names.iter().map(|n| oid(n)).collect();
     let views = tokio::time::timeout(limit, client.wait(&names, Duration::from_millis(20)))
         .await
         .unwrap_or_else(|_| panic!("{names:?} not finished within {limit:?}"))
@@ -162,7 +168,7 @@ async fn a_killed_workers_tasks_come_back_after_the_lease_expires() {
     // Wait until the doomed worker holds the long task, then SIGKILL it.
     let t0 = Instant::now();
     loop {
-        let nap = client.get("task/nap").await.unwrap();
+        let nap = client.get(&oid("task/nap")).await.unwrap();
         if nap.status["phase"] == "Running" {
             break;
         }
@@ -220,7 +226,7 @@ async fn sigterm_finishes_running_work_then_exits() {
         .0
         .unwrap();
     assert!(exit.success(), "{exit:?}");
-    let nap = client.get("task/nap").await.unwrap().status;
+    let nap = client.get(&oid("task/nap")).await.unwrap().status;
     assert_eq!(
         nap["phase"], "Succeeded",
         "finished within the grace: {nap}"
@@ -230,7 +236,7 @@ async fn sigterm_finishes_running_work_then_exits() {
 
 async fn wait_running(client: &Client, name: &str) {
     let t0 = Instant::now();
-    while client.get(name).await.unwrap().status["phase"] != "Running" {
+    while client.get(&oid(name)).await.unwrap().status["phase"] != "Running" {
         assert!(t0.elapsed() < Duration::from_secs(20), "{name} never ran");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -271,7 +277,11 @@ async fn sigterm_hands_back_what_the_grace_cannot_finish() {
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     // Released, not failed: queued again with no attempt spent (a lease
     // expiry or a failure would leave attempts at 1).
-    let back = client.get("task/long").await.unwrap().status;
+    let back = client
+        .get(&kontinuum_api::ObjectId::task("default", "long"))
+        .await
+        .unwrap()
+        .status;
     assert_eq!(back["phase"], "Queued", "{back}");
     assert_eq!(back["attempts"], 0, "{back}");
     let _next = worker(&served.url, dir.path(), 2);

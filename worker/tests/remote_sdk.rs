@@ -2,7 +2,7 @@
 //! `ctx.spawn` (/v1/spawn) and a map leaf's runtime split (/v1/split),
 //! with the worker runtime in this process on a `RemoteSource`.
 
-use kontinuum_api::FnRef;
+use kontinuum_api::{FnRef, ObjectId};
 use kontinuum_engine::{Engine, EngineConfig};
 use kontinuum_server::{Client, Server};
 use kontinuum_worker::{RemoteConfig, RemoteSource, Runtime, RuntimeConfig, std_registry};
@@ -60,7 +60,7 @@ fn future(name: &str, spec: Value) -> Value {
 }
 
 async fn finish(s: &Setup, name: &str) -> Value {
-    let names = [name.to_string()];
+    let names = [ObjectId::parse_in(name, "default").unwrap()];
     let views = tokio::time::timeout(
         Duration::from_secs(30),
         s.client.wait(&names, Duration::from_millis(10)),

@@ -2,6 +2,7 @@
 //! that is away or restarts, oversized batches are halved, an outcome too
 //! large to send becomes a permanent failure, stale tokens are typed.
 
+use kontinuum_api::ObjectId;
 use kontinuum_api::work::{Completion, CompletionAck, Outcome};
 use kontinuum_engine::{Engine, EngineConfig};
 use kontinuum_server::{Client, Server};
@@ -135,7 +136,11 @@ async fn oversized_batches_are_halved_and_oversized_outcomes_fail_the_task() {
         .await
         .unwrap();
     assert_eq!(acks, vec![CompletionAck::Accepted]);
-    let status = client.get("task/huge").await.unwrap().status;
+    let status = client
+        .get(&ObjectId::task("default", "huge"))
+        .await
+        .unwrap()
+        .status;
     assert_eq!(status["phase"], "Failed", "{status}");
     let message = status["error"]["message"].as_str().unwrap();
     assert!(
@@ -202,7 +207,10 @@ async fn a_job_survives_a_server_restart_with_workers_connected() {
     let served = serve(dir.path(), addr).await;
     let done = tokio::time::timeout(
         Duration::from_secs(60),
-        client.wait(&["future/naps".into()], Duration::from_millis(20)),
+        client.wait(
+            &[ObjectId::future("default", "naps")],
+            Duration::from_millis(20),
+        ),
     )
     .await
     .unwrap()

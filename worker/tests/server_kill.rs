@@ -3,6 +3,7 @@
 //! The server process is this test binary run again as `server_child`, so
 //! the test needs no binary of another crate.
 
+use kontinuum_api::ObjectId;
 use kontinuum_engine::{Engine, EngineConfig};
 use kontinuum_server::Client;
 use serde_json::{Value, json};
@@ -115,13 +116,20 @@ async fn kill_9_the_server_mid_job() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let before = client.get("future/naps").await.unwrap().status;
+    let before = client
+        .get(&ObjectId::future("default", "naps"))
+        .await
+        .unwrap()
+        .status;
     server.0[0].kill().unwrap();
     server.0[0].wait().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.0[0] = start_server(dir.path(), addr);
     wait_healthy(&client).await;
-    let names = ["future/naps".to_string(), "future/squares".to_string()];
+    let names = [
+        ObjectId::future("default", "naps"),
+        ObjectId::future("default", "squares"),
+    ];
     let done = tokio::time::timeout(
         Duration::from_secs(120),
         client.wait(&names, Duration::from_millis(20)),
@@ -137,4 +145,17 @@ async fn kill_9_the_server_mid_job() {
     );
     let expected = (n - 1) * n * (2 * n - 1) / 6;
     assert_eq!(done[1].status["result"].to_string(), expected.to_string());
+
+    // The restarted server asked the workers to register again: both are
+    // listed with their functions, not as bare names.
+    let registered = client.workers().await.unwrap();
+    assert_eq!(registered.len(), 2, "{registered:?}");
+    for w in &registered {
+        assert!(
+            w.functions.iter().any(|f| f == "std.square"),
+            "{} lists no functions after the restart: {w:?}",
+            w.worker
+        );
+        assert_eq!(w.concurrency, 4, "{w:?}");
+    }
 }

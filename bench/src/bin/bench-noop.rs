@@ -43,9 +43,8 @@ async fn main() -> anyhow::Result<()> {
                         for chunk in chunks.iter().skip(c).step_by(clients) {
                             let batch = chunk
                                 .iter()
-                                .map(|i| Submission::Task {
-                                    name: format!("noop-{i}"),
-                                    spec: spec.clone(),
+                                .map(|i| {
+                                    Submission::task("default", &format!("noop-{i}"), spec.clone())
                                 })
                                 .collect();
                             engine.submit(batch)?;
@@ -61,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
         Ok(())
     })?;
     loop {
-        let s = bench.engine.pool_stats("default");
+        let s = bench.engine.pool_stats("default", "default");
         if s.queued + s.running + s.delayed == 0 {
             break;
         }
@@ -76,12 +75,15 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..tasks {
         match bench
             .engine
-            .status(&format!("noop-{i}"))
+            .status(&kontinuum_api::ObjectId::task(
+                "default",
+                format!("noop-{i}"),
+            ))
             .context("status")?
         {
             ObjectStatus::Task(t)
-                if t.phase.as_deref() == Some("Succeeded") && t.result == Some(json!({"x": 1})) => {
-            }
+                if t.phase == Some(kontinuum_api::Phase::Succeeded)
+                    && t.result == Some(json!({"x": 1})) => {}
             other => bail!("noop-{i} did not succeed: {other:?}"),
         }
     }

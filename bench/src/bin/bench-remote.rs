@@ -11,6 +11,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{Context, bail};
+use kontinuum_api::ObjectId;
 use kontinuum_engine::{Engine, EngineConfig, Submission};
 use kontinuum_server::{Client, Server};
 use serde_json::json;
@@ -92,16 +93,13 @@ async fn throughput(tasks: usize) -> anyhow::Result<f64> {
     for chunk in (0..tasks).collect::<Vec<_>>().chunks(2_000) {
         let batch: Vec<Submission> = chunk
             .iter()
-            .map(|i| Submission::Task {
-                name: format!("task/noop-{i}"),
-                spec: spec.clone(),
-            })
+            .map(|i| Submission::task("default", &format!("noop-{i}"), spec.clone()))
             .collect();
         let engine = s.engine.clone();
         tokio::task::spawn_blocking(move || engine.submit(batch)).await??;
     }
     loop {
-        let p = s.engine.pool_stats("default");
+        let p = s.engine.pool_stats("default", "default");
         if p.queued + p.running + p.delayed == 0 {
             break;
         }
@@ -112,9 +110,10 @@ async fn throughput(tasks: usize) -> anyhow::Result<f64> {
     }
     let wall = started.elapsed().as_secs_f64();
     for i in 0..tasks {
-        let view = s.client.get(&format!("task/noop-{i}")).await?;
+        let id = ObjectId::task("default", format!("noop-{i}"));
+        let view = s.client.get(&id).await?;
         if view.status["result"] != json!({"x": 1}) {
-            bail!("task/noop-{i}: {}", view.status);
+            bail!("{id}: {}", view.status);
         }
     }
     Ok(tasks as f64 / wall)
@@ -129,9 +128,9 @@ async fn latency(calls: usize) -> anyhow::Result<Vec<Duration>> {
             "spec": {"call": {"function": "std.echo", "args": {"i": i}}}});
         let t0 = Instant::now();
         let names = s.client.submit(vec![doc]).await?;
-        let name = names.first().context("no name accepted")?;
+        let name: ObjectId = names.first().context("no name accepted")?.parse()?;
         loop {
-            let view = s.client.get(name).await?;
+            let view = s.client.get(&name).await?;
             if view.status["phase"] == "Succeeded" {
                 break;
             }

@@ -19,19 +19,17 @@ async fn main() -> anyhow::Result<()> {
         "{map: {source: {range: {start: 0, end: 10000000}}, function: {function: std.square}, shardSize: 10000, reduce: sum}}",
     )?;
     let started = Instant::now();
-    bench.engine.submit(vec![Submission::Future {
-        name: "squares".into(),
-        spec,
-    }])?;
-    let status =
-        kontinuum_bench::wait_final(&bench.engine, "squares", Duration::from_secs(120)).await?;
+    let submission = Submission::future("default", "squares", spec);
+    let id = submission.id.clone();
+    bench.engine.submit(vec![submission])?;
+    let status = kontinuum_bench::wait_final(&bench.engine, &id, Duration::from_secs(120)).await?;
     let wall = started.elapsed().as_secs_f64();
     bench.workers.shutdown().await;
     let ObjectStatus::Future(f) = status else {
         bail!("not a future")
     };
     let expected: serde_json::Value = serde_json::from_str("333333283333335000000")?;
-    if f.result.as_ref() != Some(&expected) || f.phase.as_deref() != Some("Succeeded") {
+    if f.result.as_ref() != Some(&expected) || f.phase != Some(kontinuum_api::Phase::Succeeded) {
         bail!("wrong outcome: {:?} {:?}", f.phase, f.result);
     }
     println!(

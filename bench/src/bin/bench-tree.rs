@@ -22,12 +22,10 @@ async fn main() -> anyhow::Result<()> {
         "map: {{source: {{range: {{start: 0, end: {leaves}}}}}, function: {{function: std.square}}, shardSize: 1, reduce: sum}}"
     ))?;
     let started = Instant::now();
-    bench.engine.submit(vec![Submission::Future {
-        name: "tree".into(),
-        spec,
-    }])?;
-    let status =
-        kontinuum_bench::wait_final(&bench.engine, "tree", Duration::from_secs(600)).await?;
+    let submission = Submission::future("default", "tree", spec);
+    let id = submission.id.clone();
+    bench.engine.submit(vec![submission])?;
+    let status = kontinuum_bench::wait_final(&bench.engine, &id, Duration::from_secs(600)).await?;
     let wall = started.elapsed().as_secs_f64();
     bench.workers.shutdown().await;
     let ObjectStatus::Future(f) = status else {

@@ -47,7 +47,7 @@ impl State {
                     self.add_call_child(tx, id, call, 1)?;
                 }
             }
-            Body::Call { .. } | Body::Leaf { .. } => {}
+            Body::Call { .. } | Body::Leaf { .. } | Body::Linked { .. } => {}
         }
         self.write_node(tx, id);
         self.maybe_finish_gathering(tx, store, id)
@@ -108,6 +108,18 @@ impl State {
         body: Body,
         weight: u64,
     ) -> Result<NodeId, EngineError> {
+        self.add_child_in(tx, parent, body, weight, NodeState::Queued)
+    }
+
+    /// A new child of `parent` in `state` (a link starts Running).
+    pub(super) fn add_child_in(
+        &mut self,
+        tx: &mut Tx,
+        parent: NodeId,
+        body: Body,
+        weight: u64,
+        state: NodeState,
+    ) -> Result<NodeId, EngineError> {
         let id = self.alloc_id(tx);
         let p = self.node_mut(parent)?;
         let index = p.children;
@@ -118,7 +130,7 @@ impl State {
             root,
             index,
             depth,
-            ..Node::root_node(id, body, weight, NodeState::Queued, 0)
+            ..Node::root_node(id, body, weight, state, 0)
         };
         self.insert_node(tx, child)?;
         self.write_node(tx, parent);

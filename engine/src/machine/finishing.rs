@@ -4,11 +4,11 @@
 
 use super::{State, Tx};
 use crate::error::EngineError;
-use crate::records::{Body, Node, NodeState, RetrySettings, Root, RootState};
+use crate::records::{Body, Node, NodeState, Root, RootState};
 use crate::store::Store;
-use kontinuum_api::FnRef;
+use kontinuum_api::ObjectId;
 use kontinuum_api::accumulator::Accumulator;
-use kontinuum_api::common::ErrorInfo;
+use kontinuum_api::common::{ErrorInfo, ErrorKind};
 use kontinuum_api::reducer::Reducer;
 use kontinuum_api::work::NodeId;
 use serde_json::Value;
@@ -34,9 +34,10 @@ impl RootOutcome {
 }
 
 impl State {
-    /// The tree's outcome is final: write it, cancel what is left, release
-    /// debounce and exclusive state, and start the continuation (in the same
-    /// atomic write, so it runs exactly once).
+    /// The tree's outcome is final: write it, cancel what is left (objects
+    /// that joined it included), release debounce and exclusive state, start
+    /// the continuation (in the same atomic write, so it runs exactly once),
+    /// and hand the outcome to the future this object joined, if any.
     pub fn finish_root(
         &mut self,
         tx: &mut Tx,
@@ -66,34 +67,82 @@ impl State {
             }
             RootOutcome::Failed(e) | RootOutcome::Cancelled(e) => root.error = Some(e),
         }
-        if root.counts.pending + root.counts.running > 0 {
-            // Drop what is left of the tree: queued entries are skipped when
-            // popped, running ones see it at their next heartbeat.
-            let leftover: Vec<NodeId> = self
-                .nodes
-                .values()
-                .filter(|n| n.root == id)
-                .map(|n| n.id)
-                .collect();
-            for nid in leftover {
-                if let Some(mut n) = self.nodes.remove(&nid) {
-                    n.state = n.state.to(NodeState::Cancelled)?;
-                    n.finished_ms = tx.now;
-                    tx.node_done(n);
-                }
-            }
-            root.counts.cancelled += root.counts.pending + root.counts.running;
-            root.counts.pending = 0;
-            root.counts.running = 0;
+        let joined = self.cancel_leftovers(tx, &mut root)?;
+        self.release_keys(tx, store, &root)?;
+        self.start_continuation(tx, store, &mut root)?;
+        let to_parent = root.link.map(|link| {
+            let value = match (&root.error, state) {
+                (Some(e), RootState::Failed | RootState::Cancelled) => Err(e.clone()),
+                _ => Ok(root.result.clone().unwrap_or(Value::Null)),
+            };
+            (link, value)
+        });
+        self.touch(id);
+        tx.root_done(root);
+        self.shown_done.remove(&id);
+        self.items.remove(&id);
+        self.linked.remove(&id);
+        for child in joined {
+            let error = ErrorInfo {
+                message: "cancelled: the future it joined (parentRef) ended first".into(),
+                kind: ErrorKind::Cancelled,
+                attempt: 0,
+            };
+            self.finish_root(tx, store, child, RootOutcome::Cancelled(error))?;
         }
-        if let Some(key) = root.debounce_key.clone() {
-            let mut st = self.debounce_state(store, &key)?;
+        if let Some((link, value)) = to_parent {
+            self.link_finished(tx, store, link, id, value)?;
+        }
+        Ok(())
+    }
+
+    /// Drops what is left of the tree: queued and delayed nodes leave their
+    /// pool at once, running ones see it at their next heartbeat. Returns the
+    /// objects that joined the tree (their links were among the leftovers).
+    fn cancel_leftovers(
+        &mut self,
+        tx: &mut Tx,
+        root: &mut Root,
+    ) -> Result<Vec<NodeId>, EngineError> {
+        let mut joined = Vec::new();
+        if root.counts.pending + root.counts.running == 0 {
+            return Ok(joined);
+        }
+        let leftover: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| n.root == root.id)
+            .map(|n| n.id)
+            .collect();
+        for nid in leftover {
+            if let Some(mut n) = self.nodes.remove(&nid) {
+                self.unqueue(root.slot, &n);
+                if let Body::Linked { root: child, .. } = n.body {
+                    joined.push(child);
+                }
+                n.state = n.state.to(NodeState::Cancelled)?;
+                n.finished_ms = tx.now;
+                tx.node_done(n);
+            }
+        }
+        root.counts.cancelled += root.counts.pending + root.counts.running;
+        root.counts.pending = 0;
+        root.counts.running = 0;
+        Ok(joined)
+    }
+
+    /// A finished root no longer holds its debounce key or exclusive
+    /// section; the section's rerun, if one waits, may go.
+    fn release_keys(&mut self, tx: &mut Tx, store: &Store, root: &Root) -> Result<(), EngineError> {
+        let id = root.id;
+        if let Some(key) = &root.debounce_key {
+            let mut st = self.debounce_state(store, key)?;
             if st.pending == Some(id) {
                 st.pending = None;
-                self.set_debounce(tx, &key, st)?;
+                self.set_debounce(tx, key, st)?;
             }
         }
-        if let Some(ex) = root.exclusive.clone() {
+        if let Some(ex) = &root.exclusive {
             let mut st = self.exclusive_state(store, &ex.key)?;
             if st.rerun == Some(id) {
                 st.rerun = None;
@@ -110,48 +159,76 @@ impl State {
             }
             self.set_exclusive(tx, &ex.key, st)?;
         }
-        let continuation = match (state, &root.result, &root.error) {
-            (RootState::Succeeded, result, _) => root
-                .on_success
-                .clone()
-                .map(|f| (f, "result", result.clone().unwrap_or(Value::Null))),
-            (RootState::Failed, _, Some(e)) => root
-                .on_failure
-                .clone()
-                .map(|f| (f, "error", serde_json::to_value(e).unwrap_or(Value::Null))),
-            _ => None,
-        };
-        if let Some((call, name, value)) = continuation {
-            let mut bound = call.clone();
-            match bound.bind_one(name, value) {
-                Ok(()) => {
-                    let cid =
-                        self.new_call_root(tx, &root.pool, bound, root.retry.clone(), None)?;
-                    root.continuation = Some(cid);
-                }
-                Err(e) => tracing::warn!(root = id, "continuation not started: {e}"),
-            }
-        }
-        tx.root_done(root);
-        self.shown_done.remove(&id);
-        self.items.remove(&id);
         Ok(())
     }
 
-    /// A new tree of one call: continuations, spawned tasks, and Tasks.
-    pub fn new_call_root(
+    /// onSuccess or onFailure as a new Task in the same namespace and pool.
+    /// A named object's continuation is the object `NAME.on-success` (or
+    /// `.on-failure`); when that name is taken (an earlier run's
+    /// continuation, left behind when its object was removed), it runs
+    /// unnamed and the status names it by its root id.
+    fn start_continuation(
         &mut self,
         tx: &mut Tx,
-        pool: &str,
-        call: FnRef,
-        retry: RetrySettings,
-        timeout_ms: Option<u64>,
-    ) -> Result<NodeId, EngineError> {
+        store: &Store,
+        root: &mut Root,
+    ) -> Result<(), EngineError> {
+        let (call, arg, value, suffix) = match (root.state, &root.error) {
+            (RootState::Succeeded, _) => match &root.on_success {
+                Some(f) => (
+                    f,
+                    "result",
+                    root.result.clone().unwrap_or(Value::Null),
+                    "on-success",
+                ),
+                None => return Ok(()),
+            },
+            (RootState::Failed, Some(e)) => match &root.on_failure {
+                Some(f) => (
+                    f,
+                    "error",
+                    serde_json::to_value(e).unwrap_or(Value::Null),
+                    "on-failure",
+                ),
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        let mut bound = call.clone();
+        if let Err(e) = bound.bind_one(arg, value) {
+            tracing::warn!(root = root.id, "continuation not started: {e}");
+            return Ok(());
+        }
+        let mut object = root.object.as_ref().map(|o| continuation_id(o, suffix));
+        if let Some(taken) = &object
+            && store.object(taken)?.is_some()
+        {
+            tracing::warn!(object = %taken, "continuation runs unnamed: the name is taken");
+            object = None;
+        }
         let id = self.alloc_id(tx);
-        let root = Root::new_task(id, None, pool, call.stable_id(), retry, timeout_ms, tx.now);
-        self.roots.insert(id, Box::new(root));
-        let node = Node::root_node(id, Body::Call { call }, 1, NodeState::Queued, 0);
+        let mut cont = Root::new_task(
+            id,
+            object.clone(),
+            &root.namespace,
+            &root.pool,
+            bound.stable_id(),
+            tx.now,
+        );
+        cont.retry = root.retry.clone();
+        self.insert_root(cont);
+        let node = Node::root_node(id, Body::Call { call: bound }, 1, NodeState::Queued, 0);
         self.insert_node(tx, node)?;
-        Ok(id)
+        root.continuation = Some(id);
+        root.continuation_object = object;
+        Ok(())
     }
 }
+
+/// `NS/task/NAME.on-success` for the object `NS/KIND/NAME`.
+pub fn continuation_id(object: &ObjectId, suffix: &str) -> ObjectId {
+    ObjectId::task(&object.namespace, format!("{}.{suffix}", object.name))
+}
+
+/// Names a continuation would take: refused for submitted objects.
+pub const CONTINUATION_SUFFIXES: [&str; 2] = [".on-success", ".on-failure"];

@@ -2,7 +2,7 @@
 //! the way), starting an attempt, what a worker receives for each body, and
 //! a running leaf giving up the rest of its slice.
 
-use super::{State, Tx, corrupt};
+use super::{Selector, State, Tx, corrupt};
 use crate::error::EngineError;
 use crate::policy;
 use crate::records::{Body, MapSourceKind, NodeState, RootState};
@@ -25,6 +25,8 @@ pub struct LeaseInfo {
     pub root: NodeId,
     pub kind: LeaseKind,
     pub attempt: u32,
+    /// The pool whose running count this lease is part of.
+    pub slot: u32,
     pub expires_ms: u64,
     pub timeout_at_ms: Option<u64>,
     /// Units done so far in this attempt (heartbeats).
@@ -33,19 +35,19 @@ pub struct LeaseInfo {
 }
 
 impl State {
-    /// Takes up to `max` runnable nodes of `pool` ("*": any), carrying out
-    /// engine work (splits, parallel and sequence starts) on the way.
+    /// Takes up to `max` runnable nodes of the pools `sel` covers, carrying
+    /// out engine work (splits, parallel and sequence starts) on the way.
     pub fn take_leases(
         &mut self,
         tx: &mut Tx,
         store: &Store,
-        pool: &str,
+        sel: Selector<'_>,
         max: usize,
         lease_ms: u64,
     ) -> Result<Vec<Lease>, EngineError> {
         let mut out = Vec::new();
         while out.len() < max {
-            let Some(id) = self.pop_ready(pool) else {
+            let Some(id) = self.pop_ready(sel) else {
                 break;
             };
             let Some(node) = self.nodes.get(&id) else {
@@ -101,9 +103,11 @@ impl State {
         if is_root_node {
             root.attempts = attempt;
         }
-        let timeout_ms = root.timeout_ms;
+        let (timeout_ms, slot) = (root.timeout_ms, root.slot);
+        let debounce_key = root.debounce_key.clone();
+        self.touch(root_id);
         // Debounce: this run has started, so a later call schedules a new one.
-        if let Some(key) = root.debounce_key.clone() {
+        if let Some(key) = debounce_key {
             let mut state = self.debounce_state(store, &key)?;
             if state.pending == Some(root_id) {
                 state.pending = None;
@@ -112,6 +116,7 @@ impl State {
             self.set_debounce(tx, &key, state)?;
         }
         let token = self.new_token();
+        self.pools.get_mut(slot).running += 1;
         self.leases.insert(
             token,
             LeaseInfo {
@@ -119,6 +124,7 @@ impl State {
                 root: root_id,
                 kind,
                 attempt,
+                slot,
                 expires_ms: now + lease_ms,
                 timeout_at_ms: timeout_ms.map(|t| now + t),
                 progress: 0,
@@ -273,13 +279,13 @@ impl State {
             .get(&root_id)
             .filter(|r| r.state == RootState::Active);
         let (Some(node), Some(root)) = (node, root) else {
-            self.leases.remove(&token);
+            self.drop_lease(token);
             return HeartbeatReply {
                 cancelled: true,
                 ..HeartbeatReply::default()
             };
         };
-        let idle = self.queued_in(&root.pool) == 0;
+        let idle = self.pools.get(root.slot).ready.is_empty();
         let units = match node.body {
             Body::Leaf { start, end } if kind == LeaseKind::Body => Some(end - start),
             _ => None,
@@ -291,9 +297,15 @@ impl State {
             };
         };
         l.expires_ms = now + lease_ms;
-        if let Some(p) = progress {
-            l.progress = l.progress.max(p);
+        if let Some(p) = progress
+            && p > l.progress
+        {
+            l.progress = p;
+            self.touch(root_id);
         }
+        let Some(l) = self.leases.get(&token) else {
+            return HeartbeatReply::default();
+        };
         let split = units.is_some_and(|u| {
             policy::should_split(
                 now.saturating_sub(l.last_split_ms),

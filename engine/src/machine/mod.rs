@@ -11,11 +11,13 @@
 //! | `mod.rs` | [`State`] and its accessors, debounce and exclusive caches |
 //! | `tx.rs` | [`Tx`]: the writes and side effects of one decision |
 //! | `transition.rs` | the legal moves of nodes and trees (one table each) and `set_state` |
-//! | `queue.rs` | creating nodes, the ready queues per pool, pool figures |
+//! | `pools.rs` | per (namespace, pool): ready queue, timers, leases held; which pool a worker takes from next |
+//! | `queue.rs` | creating roots and nodes, moving them in and out of their pool, pool figures |
 //! | `leases.rs` | taking work off the queue, attempts and leases, what a worker receives per body, heartbeats, splitting a running leaf |
 //! | `children.rs` | engine work (map splits, parallel, sequence) and adding children |
 //! | `outcomes.rs` | completions: success, failed attempts and retries, values rolled up to the parent, failure policy |
 //! | `finishing.rs` | a tree's final outcome, cancellation of what is left, continuations |
+//! | `links.rs` | objects that join another future's tree (parentRef) |
 //! | `timers.rs` | due delays, expired leases and timeouts, deadlines |
 //! | `recovery.rs` | rebuilding memory from the store at open |
 //! | `release.rs` | leases handed back by a stopping worker: queued again, no attempt spent |
@@ -28,7 +30,9 @@
 mod children;
 mod finishing;
 mod leases;
+mod links;
 mod outcomes;
+mod pools;
 mod queue;
 mod recovery;
 mod release;
@@ -38,26 +42,26 @@ mod timers;
 mod transition;
 mod tx;
 
-pub use finishing::RootOutcome;
+pub use finishing::{CONTINUATION_SUFFIXES, RootOutcome};
 pub use leases::{LeaseInfo, LeaseKind};
+pub use pools::Selector;
 pub use tx::Tx;
 
 use crate::error::EngineError;
+use crate::feed::Subscribers;
 use crate::records::{DebounceState, ExclusiveState, Node, Root};
 use crate::store::Store;
+use kontinuum_api::ObjectId;
 use kontinuum_api::work::NodeId;
+use pools::Pools;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Maps and sets keyed by ids and tokens the engine makes itself: no one can
 /// choose the keys, so a fast hash is safe, and SipHash showed in profiles.
 pub type IdMap<K, V> = rustc_hash::FxHashMap<K, V>;
 pub type IdSet<K> = rustc_hash::FxHashSet<K>;
-
-/// Queue order: deeper nodes first (finishing subtrees keeps the active set
-/// small), then first come, first served.
-type ReadyKey = (u32, u64, NodeId);
 
 #[derive(Default)]
 pub struct State {
@@ -66,9 +70,18 @@ pub struct State {
     pub nodes: IdMap<NodeId, Box<Node>>,
     pub roots: IdMap<NodeId, Box<Root>>,
     pub items: IdMap<NodeId, Arc<Vec<Value>>>,
-    pub ready: HashMap<String, BTreeSet<ReadyKey>>,
-    pub delayed: BTreeSet<(u64, NodeId)>,
+    /// Ready queues, timers and lease counts per (namespace, pool).
+    pub pools: Pools,
     pub leases: IdMap<u64, LeaseInfo>,
+    /// Active objects that joined each active future's tree (parentRef):
+    /// parent root → child roots, for the parent's live progress.
+    pub linked: IdMap<NodeId, IdSet<NodeId>>,
+    /// Roots touched since the change feed last heard, kept only while
+    /// someone subscribed.
+    touched: IdSet<NodeId>,
+    /// Objects removed since the change feed last heard.
+    removed: Vec<ObjectId>,
+    pub feed: Subscribers,
     /// The largest `done` shown per root, so progress never goes back.
     pub shown_done: IdMap<NodeId, u64>,
     debounce: HashMap<String, DebounceState>,
@@ -172,11 +185,53 @@ impl State {
         Ok(())
     }
 
-    pub fn pool_of(&self, node: &Node) -> String {
-        self.roots
-            .get(&node.root)
-            .map(|r| r.pool.clone())
-            .unwrap_or_default()
+    /// Notes that a root's status may have changed, for the change feed.
+    pub fn touch(&mut self, root: NodeId) {
+        if !self.feed.is_empty() {
+            self.touched.insert(root);
+        }
+    }
+
+    /// Notes a removed object for the change feed.
+    pub fn removed(&mut self, id: &ObjectId) {
+        if !self.feed.is_empty() {
+            self.removed.push(id.clone());
+        }
+    }
+
+    /// Hands what changed in this decision to the change feed's
+    /// subscribers: the objects touched (and the futures they joined, whose
+    /// progress includes theirs) and the pools whose figures moved.
+    pub fn publish(&mut self, tx: &Tx) {
+        let slots = self.pools.take_changed();
+        if self.feed.is_empty() {
+            return;
+        }
+        let touched = std::mem::take(&mut self.touched);
+        let removed = std::mem::take(&mut self.removed);
+        let mut objects: Vec<&ObjectId> = removed.iter().collect();
+        for id in touched {
+            let mut at = Some(id);
+            while let Some(root) = at.and_then(|r| {
+                self.roots
+                    .get(&r)
+                    .map(|b| &**b)
+                    .or_else(|| tx.final_root(r))
+            }) {
+                if let Some(object) = &root.object {
+                    objects.push(object);
+                }
+                at = root.link.map(|l| l.parent);
+            }
+        }
+        let pools: Vec<(&str, &str)> = slots
+            .iter()
+            .map(|&s| {
+                let p = self.pools.get(s);
+                (p.namespace.as_str(), p.name.as_str())
+            })
+            .collect();
+        self.feed.publish(&objects, &pools);
     }
 }
 

@@ -23,7 +23,7 @@ impl State {
         store: &Store,
         completion: Completion,
     ) -> Result<CompletionAck, EngineError> {
-        let Some(lease) = self.leases.remove(&completion.token) else {
+        let Some(lease) = self.drop_lease(completion.token) else {
             return Ok(CompletionAck::Stale);
         };
         let expected = match lease.kind {
@@ -130,8 +130,9 @@ impl State {
                     self.enqueue(tx, lease.node);
                 } else {
                     self.set_state(tx, lease.node, NodeState::Waiting)?;
-                    self.delayed.insert((due, lease.node));
+                    self.delay(lease.node, due);
                 }
+                self.touch(lease.root);
                 self.write_node(tx, lease.node);
                 Ok(())
             }
@@ -214,12 +215,13 @@ impl State {
         }
         node.own = None;
         let (parent_of, root_of, index_of) = (node.parent, node.root, node.index);
+        let step = !matches!(node.body, Body::Linked { .. });
         tx.node_done(node);
         match parent_of {
             None => self.finish_root(tx, store, root_of, RootOutcome::Succeeded(value)),
             Some(parent) => {
                 tx.put_value(parent, index_of, &value)?;
-                self.child_finished(tx, store, parent, index_of, Some(value))
+                self.child_finished(tx, store, parent, index_of, Some(value), step)
             }
         }
     }
@@ -245,6 +247,7 @@ impl State {
             _ => node.weight,
         };
         let (parent_of, root_id, index) = (node.parent, node.root, node.index);
+        let step = !matches!(node.body, Body::Linked { .. });
         tx.node_done(node);
         let Some(parent) = parent_of else {
             return self.finish_root(tx, store, root_id, RootOutcome::Failed(error));
@@ -271,9 +274,11 @@ impl State {
             return self.finish_root(tx, store, root_id, RootOutcome::Failed(tree_error));
         }
         // Tolerated: the parent goes on without this child's value.
-        self.child_finished(tx, store, parent, index, None)
+        self.child_finished(tx, store, parent, index, None, step)
     }
 
+    /// `step`: the child was one of the parent's own (not an object that
+    /// joined through parentRef), so a sequence moves on to its next call.
     pub(super) fn child_finished(
         &mut self,
         tx: &mut Tx,
@@ -281,24 +286,28 @@ impl State {
         parent: NodeId,
         index: u32,
         value: Option<Value>,
+        step: bool,
     ) -> Result<(), EngineError> {
         let p = self.node_mut(parent)?;
         p.finished_children += 1;
-        if let Body::Sequence { calls } = &p.body {
-            let next = index as usize + 1;
-            if let Some(call) = calls.get(next).cloned() {
-                // The previous results, with null for a tolerated failure.
-                let mut previous: Vec<Value> = vec![Value::Null; next];
-                for (i, v) in tx.child_values(store, parent)? {
-                    if let Some(slot) = previous.get_mut(i as usize) {
-                        *slot = v;
-                    }
-                }
-                if let (Some(slot), Some(v)) = (previous.get_mut(index as usize), value) {
+        let (started, children) = ((p.children - p.linked) as usize, p.children as usize);
+        if let Body::Sequence { calls } = &p.body
+            && step
+            && let Some(call) = calls.get(started).cloned()
+        {
+            // Every child's result so far in creation order (objects that
+            // joined included), null for a tolerated failure or one that
+            // has not finished.
+            let mut previous: Vec<Value> = vec![Value::Null; children];
+            for (i, v) in tx.child_values(store, parent)? {
+                if let Some(slot) = previous.get_mut(i as usize) {
                     *slot = v;
                 }
-                self.add_call_child(tx, parent, bind_previous(&call, previous), 1)?;
             }
+            if let (Some(slot), Some(v)) = (previous.get_mut(index as usize), value) {
+                *slot = v;
+            }
+            self.add_call_child(tx, parent, bind_previous(&call, previous), 1)?;
         }
         self.write_node(tx, parent);
         self.maybe_finish_gathering(tx, store, parent)

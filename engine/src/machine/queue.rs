@@ -1,13 +1,21 @@
-//! Creating nodes and keeping the ready queues: per pool, deeper nodes
-//! first.
+//! Creating roots and nodes, and moving nodes in and out of their pool's
+//! ready queue and timers (pools.rs keeps those per namespace and pool).
 
-use super::{State, Tx};
+use super::pools::{Pool, Selector, ready_key};
+use super::{LeaseInfo, State, Tx};
 use crate::error::EngineError;
 use crate::public::PoolStats;
-use crate::records::{Node, NodeState};
+use crate::records::{Node, NodeState, Root};
 use kontinuum_api::work::NodeId;
 
 impl State {
+    /// Makes a root live; its pool is looked up (or made) once, here.
+    pub fn insert_root(&mut self, mut root: Root) {
+        root.slot = self.pools.slot(&root.namespace, &root.pool);
+        self.touch(root.id);
+        self.roots.insert(root.id, Box::new(root));
+    }
+
     /// Adds a new node (not yet in any queue unless its state says so).
     pub fn insert_node(&mut self, tx: &mut Tx, node: Node) -> Result<(), EngineError> {
         let root = self.root_mut(node.root)?;
@@ -16,61 +24,99 @@ impl State {
         root.depth = root.depth.max(node.depth + 1);
         tx.dirty_roots.insert(node.root);
         tx.dirty_nodes.insert(node.id);
+        self.touch(node.root);
         let (id, state, due) = (node.id, node.state, node.due_ms);
         self.nodes.insert(id, Box::new(node));
         match state {
             NodeState::Queued | NodeState::Folding => self.enqueue(tx, id),
-            NodeState::Waiting => {
-                self.delayed.insert((due, id));
-            }
+            NodeState::Waiting => self.delay(id, due),
             _ => {}
         }
         Ok(())
     }
 
+    fn slot_of(&self, id: NodeId) -> Option<u32> {
+        let node = self.nodes.get(&id)?;
+        Some(self.roots.get(&node.root)?.slot)
+    }
+
     pub fn enqueue(&mut self, tx: &mut Tx, id: NodeId) {
-        let Some(node) = self.nodes.get(&id) else {
+        let Some(slot) = self.slot_of(id) else {
             return;
         };
-        let pool = self.pool_of(node);
         self.seq += 1;
-        let key = (u32::MAX - node.depth, self.seq, id);
-        self.ready.entry(pool).or_default().insert(key);
+        let seq = self.seq;
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        node.queued_seq = seq;
+        let key = ready_key(node.depth, seq, id);
+        self.pools.get_mut(slot).ready.insert(key);
         tx.work_ready = true;
     }
 
-    /// The next node of `pool` ("*": the first of any pool).
-    pub(super) fn pop_ready(&mut self, pool: &str) -> Option<NodeId> {
-        let pool_name = if pool == "*" {
-            self.ready
-                .iter()
-                .filter_map(|(name, set)| set.first().map(|k| (*k, name.clone())))
-                .min()?
-                .1
-        } else {
-            pool.to_string()
-        };
-        self.ready
-            .get_mut(&pool_name)?
-            .pop_first()
-            .map(|(_, _, id)| id)
-    }
-
-    pub fn queued_in(&self, pool: &str) -> usize {
-        self.ready.get(pool).map_or(0, |s| s.len())
-    }
-
-    /// What a pool holds: queued, running (leased) and delayed work.
-    pub fn pool_stats(&self, pool: &str) -> PoolStats {
-        let in_pool = |root: NodeId| self.roots.get(&root).is_some_and(|r| r.pool == pool);
-        PoolStats {
-            queued: self.queued_in(pool) as u64,
-            running: self.leases.values().filter(|l| in_pool(l.root)).count() as u64,
-            delayed: self
-                .delayed
-                .iter()
-                .filter(|(_, id)| self.nodes.get(id).is_some_and(|n| in_pool(n.root)))
-                .count() as u64,
+    /// Puts a waiting node on its pool's timers, due at `due`.
+    pub(super) fn delay(&mut self, id: NodeId, due: u64) {
+        if let Some(slot) = self.slot_of(id) {
+            self.pools.get_mut(slot).delayed.insert((due, id));
         }
+    }
+
+    /// Takes a node that left memory out of its pool's queue and timers.
+    pub(super) fn unqueue(&mut self, slot: u32, node: &Node) {
+        if node.queued_seq != 0 {
+            let key = ready_key(node.depth, node.queued_seq, node.id);
+            self.pools.get_mut(slot).ready.remove(&key);
+        }
+        if node.state == NodeState::Waiting {
+            self.pools
+                .get_mut(slot)
+                .delayed
+                .remove(&(node.due_ms, node.id));
+        }
+    }
+
+    /// The next queued node for `sel`.
+    pub(super) fn pop_ready(&mut self, sel: Selector<'_>) -> Option<NodeId> {
+        let id = self.pools.pop(sel)?;
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.queued_seq = 0;
+        }
+        Some(id)
+    }
+
+    /// A lease leaves: answered, expired, or given up on a cancelled tree.
+    pub(super) fn drop_lease(&mut self, token: u64) -> Option<LeaseInfo> {
+        let lease = self.leases.remove(&token)?;
+        let pool = self.pools.get_mut(lease.slot);
+        pool.running = pool.running.saturating_sub(1);
+        Some(lease)
+    }
+
+    /// What a pool holds at `now`.
+    pub fn pool_stats(&self, namespace: &str, pool: &str, now: u64) -> PoolStats {
+        self.pools
+            .find(namespace, pool)
+            .map_or_else(PoolStats::default, |slot| {
+                stats_of(self.pools.get(slot), now)
+            })
+    }
+
+    /// Every pool that has or had work since the engine opened.
+    pub fn every_pool(&self, now: u64) -> Vec<(String, String, PoolStats)> {
+        self.pools
+            .all()
+            .iter()
+            .map(|p| (p.namespace.clone(), p.name.clone(), stats_of(p, now)))
+            .collect()
+    }
+}
+
+fn stats_of(pool: &Pool, now: u64) -> PoolStats {
+    PoolStats {
+        queued: pool.ready.len() as u64,
+        running: pool.running,
+        delayed: pool.delayed.len() as u64,
+        delayed_due: pool.delayed.range(..=(now, NodeId::MAX)).count() as u64,
     }
 }

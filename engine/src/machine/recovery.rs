@@ -2,7 +2,7 @@
 
 use super::{RootOutcome, State, Tx};
 use crate::error::EngineError;
-use crate::records::{MapSourceKind, Node, NodeState, RootState};
+use crate::records::{Body, MapSourceKind, Node, NodeState, RootState};
 use crate::store::{Store, StoredRoot};
 use kontinuum_api::common::ErrorInfo;
 
@@ -35,14 +35,20 @@ impl State {
             // queued and running are not written, so the stored counts may lag.
             root.counts.pending = 0;
             root.counts.running = 0;
-            self.roots.insert(id, Box::new(root));
+            if let Some(link) = root.link {
+                self.linked.entry(link.parent).or_default().insert(id);
+            }
+            self.insert_root(root);
             tx.dirty_roots.insert(id);
             for mut node in stored.node.into_iter().chain(nodes) {
                 self.next_id = self.next_id.max(node.id + 1);
                 if node.state.is_final() {
                     continue;
                 }
-                if node.state == NodeState::Running {
+                // A link runs as long as the object it stands for; it was
+                // never handed to a worker.
+                let linked = matches!(node.body, Body::Linked { .. });
+                if node.state == NodeState::Running && !linked {
                     node.state = node.state.to(NodeState::Queued)?;
                     tx.dirty_nodes.insert(node.id);
                 }
@@ -53,9 +59,7 @@ impl State {
                 self.nodes.insert(nid, Box::new(node));
                 match state {
                     NodeState::Queued | NodeState::Folding => self.enqueue(tx, nid),
-                    NodeState::Waiting => {
-                        self.delayed.insert((due, nid));
-                    }
+                    NodeState::Waiting => self.delay(nid, due),
                     _ => {}
                 }
             }
@@ -93,7 +97,10 @@ impl State {
         }
         root.counts.pending = 0;
         root.counts.running = 0;
-        self.roots.insert(id, Box::new(root));
+        if let Some(link) = root.link {
+            self.linked.entry(link.parent).or_default().insert(id);
+        }
+        self.insert_root(root);
         if let Some(mut node) = node {
             // Not through NodeState::to: this node never went live, it is
             // written once as failed so the tree reads back consistently.

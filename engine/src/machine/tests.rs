@@ -3,13 +3,14 @@
 //! thread. A real store sits underneath (in a temporary directory) because
 //! decisions read child values and debounce state from it.
 
-use super::{State, Tx};
+use super::{Selector, State, Tx};
 use crate::build::{self, Named};
 use crate::error::EngineError;
 use crate::records::{NodeState, Root, RootState};
 use crate::store::Store;
 use kontinuum_api::common::ErrorKind;
 use kontinuum_api::work::{Completion, CompletionAck, Lease, NodeId, Outcome, Work};
+use kontinuum_api::{ObjectId, ObjectKind};
 use serde_json::{Value, json};
 
 /// Any fixed instant; the tests count from here.
@@ -53,7 +54,7 @@ impl Machine {
         let plan = build::plan_task(&spec, now).unwrap();
         let named = named(name);
         self.decide(now, |st, tx, store| {
-            build::apply_task(st, tx, store, Some(named), plan)
+            build::apply_task(st, tx, store, "default", Some(named), plan)
         })
     }
 
@@ -61,14 +62,12 @@ impl Machine {
         let spec: kontinuum_api::HierarchicalFutureSpec = serde_yaml::from_str(spec).unwrap();
         let plan = build::plan_future(&spec, now).unwrap();
         let named = named(name);
-        self.decide(now, |st, tx, _| {
-            build::apply_future(st, tx, Some(named), plan)
-        })
+        self.decide(now, |st, tx, _| build::apply_future(st, tx, named, plan))
     }
 
     fn lease(&mut self, now: u64, max: usize) -> Vec<Lease> {
         self.decide(now, |st, tx, store| {
-            st.take_leases(tx, store, "*", max, LEASE_MS)
+            st.take_leases(tx, store, ANY, max, LEASE_MS)
         })
     }
 
@@ -104,7 +103,13 @@ impl Machine {
 
     /// The root record as it stands: in memory while active, else stored.
     fn root(&self, name: &str) -> Root {
-        let stored = self.store.object(name).unwrap().expect("stored object");
+        let stored = [ObjectKind::Task, ObjectKind::Future]
+            .into_iter()
+            .find_map(|kind| {
+                let id = ObjectId::new("default", kind, name);
+                self.store.object(&id).unwrap()
+            })
+            .expect("stored object");
         match self.st.roots.get(&stored.root.id) {
             Some(live) => Root::clone(live),
             None => stored.root,
@@ -139,10 +144,16 @@ impl Machine {
 
 fn named(name: &str) -> Named {
     Named {
-        name: name.into(),
+        id: ObjectId::task("default", name),
+        uid: None,
         spec_hash: format!("hash-of-{name}"),
     }
 }
+
+const ANY: Selector<'static> = Selector {
+    pool: None,
+    namespace: None,
+};
 
 fn call_of(lease: &Lease) -> &kontinuum_api::FnRef {
     match &lease.work {

@@ -11,11 +11,7 @@ use kontinuum_api::work::NodeId;
 impl State {
     /// Moves due delayed nodes to the queue.
     pub fn release_due(&mut self, tx: &mut Tx) -> Result<(), EngineError> {
-        while let Some(&(due, id)) = self.delayed.first() {
-            if due > tx.now {
-                break;
-            }
-            self.delayed.pop_first();
+        for (_, id) in self.pools.pop_due(tx.now) {
             if self.nodes.get(&id).map(|n| n.state) == Some(NodeState::Waiting) {
                 self.set_state(tx, id, NodeState::Queued)?;
                 self.write_node(tx, id);
@@ -37,7 +33,7 @@ impl State {
             })
             .collect();
         for (token, timed_out) in expired {
-            let Some(lease) = self.leases.remove(&token) else {
+            let Some(lease) = self.drop_lease(token) else {
                 continue;
             };
             let holding = match lease.kind {

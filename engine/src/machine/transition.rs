@@ -75,6 +75,7 @@ impl State {
             *root.counts.slot(old.bucket()) -= 1;
             *root.counts.slot(state.bucket()) += 1;
         }
+        self.touch(root_id);
         if state.is_final() || matches!(state, NodeState::Children | NodeState::Folding) {
             // Final and gathering states must survive a restart; moves between
             // waiting, queued and running need not (recovery queues them again).

@@ -59,6 +59,15 @@ impl Tx {
         self.final_roots.insert(root.id, root);
     }
 
+    /// A root this decision finished (and took out of memory).
+    pub fn final_root(&self, id: NodeId) -> Option<&Root> {
+        self.final_roots.get(&id).map(|r| &**r)
+    }
+
+    pub fn final_root_mut(&mut self, id: NodeId) -> Option<&mut Root> {
+        self.final_roots.get_mut(&id).map(|r| &mut **r)
+    }
+
     /// Encodes every record this decision touched, once each.
     pub fn into_writes(mut self, st: &State) -> Result<WriteSet, EngineError> {
         for id in &self.dirty_nodes {

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use kontinuum_api::ObjectId;
 use kontinuum_api::accumulator::Accumulator;
 use kontinuum_api::reducer::Reducer;
 use kontinuum_api::work::{Completion, Lease, Outcome, Slice, Work};
@@ -58,7 +59,7 @@ pub fn advance(engine: &Engine, by: Duration) {
 /// Leases what is queued right now, without waiting.
 pub fn lease_now(engine: &Engine, max: usize) -> Vec<Lease> {
     engine
-        .lease("*", "test", max, Duration::ZERO)
+        .lease("*", None, "test", max, Duration::ZERO)
         .expect("lease")
 }
 
@@ -66,17 +67,29 @@ pub fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
     serde_yaml::from_str(text).expect("test yaml")
 }
 
+/// A Task in the namespace "default".
 pub fn task(name: &str, spec: &str) -> Submission {
-    Submission::Task {
-        name: name.into(),
-        spec: yaml(spec),
-    }
+    Submission::task("default", name, yaml(spec))
 }
 
+/// A HierarchicalFuture in the namespace "default".
 pub fn future(name: &str, spec: &str) -> Submission {
-    Submission::Future {
-        name: name.into(),
-        spec: yaml(spec),
+    Submission::future("default", name, yaml(spec))
+}
+
+pub fn tid(name: &str) -> ObjectId {
+    ObjectId::task("default", name)
+}
+
+pub fn fid(name: &str) -> ObjectId {
+    ObjectId::future("default", name)
+}
+
+/// The status of the Task or future `name` in "default".
+pub fn status(engine: &Engine, name: &str) -> ObjectStatus {
+    match engine.status(&tid(name)) {
+        Ok(s) => s,
+        Err(_) => engine.status(&fid(name)).expect("status"),
     }
 }
 
@@ -162,6 +175,37 @@ fn map_leaf(
 /// queued, the clock moves on by 10 ms (so delays and backoff run out);
 /// `limit` bounds the engine's time, and the wall time as a safety net.
 pub fn drive(engine: &Engine, names: &[&str], limit: Duration) -> Vec<ObjectStatus> {
+    drive_with(engine, limit, || {
+        names.iter().map(|n| status(engine, n)).collect()
+    })
+}
+
+/// `drive` for objects of any namespace.
+pub fn drive_ids(engine: &Engine, ids: &[ObjectId], limit: Duration) -> Vec<ObjectStatus> {
+    drive_with(engine, limit, || {
+        ids.iter()
+            .map(|id| engine.status(id).expect("status"))
+            .collect()
+    })
+}
+
+/// Completes these leases with what the test functions compute.
+pub fn complete_all(engine: &Engine, leases: &[Lease]) {
+    let completions = leases
+        .iter()
+        .map(|l| Completion {
+            token: l.token,
+            outcome: execute(&l.work),
+        })
+        .collect();
+    engine.complete(completions).expect("complete");
+}
+
+fn drive_with(
+    engine: &Engine,
+    limit: Duration,
+    statuses: impl Fn() -> Vec<ObjectStatus>,
+) -> Vec<ObjectStatus> {
     let start = Instant::now();
     let engine_start = now(engine);
     loop {
@@ -169,19 +213,9 @@ pub fn drive(engine: &Engine, names: &[&str], limit: Duration) -> Vec<ObjectStat
         if leases.is_empty() {
             advance(engine, Duration::from_millis(10));
         } else {
-            let completions = leases
-                .iter()
-                .map(|l| Completion {
-                    token: l.token,
-                    outcome: execute(&l.work),
-                })
-                .collect();
-            engine.complete(completions).expect("complete");
+            complete_all(engine, &leases);
         }
-        let statuses: Vec<ObjectStatus> = names
-            .iter()
-            .map(|n| engine.status(n).expect("status"))
-            .collect();
+        let statuses = statuses();
         if statuses.iter().all(ObjectStatus::is_final) {
             return statuses;
         }

@@ -3,6 +3,7 @@
 //! continuation runs, a wrong argument fails permanently, and SIGTERM stops
 //! the worker cleanly.
 
+use kontinuum_api::ObjectId;
 use kontinuum_engine::{Engine, EngineConfig};
 use kontinuum_server::{Client, Server};
 use serde_json::{Value, json};
@@ -66,11 +67,7 @@ async fn the_seed_worker_binary_serves_a_server() {
         ])
         .await
         .unwrap();
-    let names = [
-        "task/sum".to_string(),
-        "task/apply".into(),
-        "task/bad".into(),
-    ];
+    let names = ["sum", "apply", "bad"].map(|n| ObjectId::task("default", n));
     let views = tokio::time::timeout(
         Duration::from_secs(30),
         client.wait(&names, Duration::from_millis(10)),

@@ -1,7 +1,7 @@
 //! Every seed example through the real engine, with this crate's functions
 //! served by in-process workers.
 
-use kontinuum_api::{FnRef, TaskSpec, TaskStatus};
+use kontinuum_api::{FnRef, ObjectId, Phase, TaskSpec, TaskStatus};
 use kontinuum_engine::{Engine, EngineConfig, ObjectStatus, Submission};
 use kontinuum_seed_worker::{
     ApplyArgs, GenerateArgs, Journal, NoArgs, Person, Seed, Sum, SumThen, generate_success_handler,
@@ -46,16 +46,16 @@ fn task(name: &str, call: &FnRef, rest: &str) -> Submission {
     let mut spec: Value = serde_yaml::from_str(rest).unwrap();
     spec["call"] = serde_json::to_value(call).unwrap();
     let spec: TaskSpec = serde_json::from_value(spec).unwrap();
-    Submission::Task {
-        name: name.into(),
-        spec,
-    }
+    Submission::task("default", name, spec)
 }
 
 async fn wait_tasks(engine: &Engine, names: &[&str]) -> Vec<TaskStatus> {
     let until = Instant::now() + Duration::from_secs(30);
     loop {
-        let s: Vec<ObjectStatus> = names.iter().map(|n| engine.status(n).unwrap()).collect();
+        let s: Vec<ObjectStatus> = names
+            .iter()
+            .map(|n| engine.status(&ObjectId::task("default", *n)).unwrap())
+            .collect();
         if s.iter().all(ObjectStatus::is_final) {
             return s
                 .into_iter()
@@ -186,12 +186,7 @@ async fn generate_apply_func_hands_a_function_to_its_continuation() {
     let call = s.seed.generate_apply_func.call(&args).unwrap();
     s.engine.submit(vec![task("gen", &call, "{}")]).unwrap();
     let st = wait_tasks(&s.engine, &["gen"]).await;
-    assert_eq!(
-        st[0].phase.as_deref(),
-        Some("Succeeded"),
-        "{:?}",
-        st[0].error
-    );
+    assert_eq!(st[0].phase, Some(Phase::Succeeded), "{:?}", st[0].error);
     // The handler ran as its own task (spawned) and called ApplyF inline.
     assert_eq!(
         wait_logged(&s.journal, "seed.handle_apply").await,
@@ -277,10 +272,10 @@ async fn debounced_update_person_runs_once_per_person() {
     let st = wait_tasks(&s.engine, &["u1234-a", "u1234-b", "u5432"]).await;
     let phases: Vec<_> = st
         .iter()
-        .map(|t| t.phase.clone().unwrap_or_default())
+        .map(|t| t.phase.unwrap_or(Phase::Pending))
         .collect();
     assert_eq!(
-        phases.iter().filter(|p| *p == "Merged").count(),
+        phases.iter().filter(|p| **p == Phase::Merged).count(),
         1,
         "{phases:?}"
     );

@@ -81,12 +81,12 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
         return Ok(Action::await_change());
     }
     let engine = ctx.engine.clone();
-    let pool_name = pool_engine_name(&namespace, &name);
-    let stats = tokio::task::spawn_blocking(move || engine.pool_stats(&pool_name)).await?;
+    let (ns, pool_name) = (namespace.clone(), name.clone());
+    let stats = tokio::task::spawn_blocking(move || engine.pool_stats(&ns, &pool_name)).await?;
     let demand = Demand {
         queued: stats.queued,
         running: stats.running,
-        due: 0,
+        due: stats.delayed_due,
     };
     let now = now_ms();
     let (replicas, requeue) = match scaling_of(pool) {
@@ -172,16 +172,13 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
             .with_label_values(&["workerpool"])
             .inc();
     }
-    Ok(match requeue {
-        Some(d) => Action::requeue(d),
-        None => Action::await_change(),
-    })
+    // Engine changes trigger reconciles (feed.rs); the minute is only a
+    // backstop should a trigger be lost, and writes nothing when unchanged.
+    Ok(Action::requeue(requeue.unwrap_or(RESYNC).min(RESYNC)))
 }
 
-/// The engine's name of a pool. (Pools are per namespace in the cluster.)
-pub fn pool_engine_name(_namespace: &str, name: &str) -> String {
-    name.to_string()
-}
+/// The longest a pool goes without a look at its queue.
+const RESYNC: Duration = Duration::from_secs(60);
 
 /// The status the pool should show; `lastScaleTime` is kept unless the
 /// replicas changed, so an unchanged pool renders byte-equal.

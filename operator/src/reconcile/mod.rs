@@ -3,6 +3,7 @@
 //! resource, repeated or after a restart, converges on the same state, and
 //! the engine refuses to run one id twice.
 
+pub mod joining;
 pub mod plan;
 
 use crate::bridge::{Bridge, JobKey, Submitted, parse_rfc3339_ms};
@@ -10,9 +11,10 @@ use crate::error::Error;
 use crate::job::Job;
 use crate::metrics::Metrics;
 use crate::status::{Note, StatusHandle, StatusMsg};
-use kontinuum_api::HierarchicalFuture;
+use kontinuum_api::{HierarchicalFuture, Task};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use plan::{Observed, Step};
 use serde_json::{Value, json};
@@ -29,6 +31,10 @@ pub struct Context {
     pub bridge: Bridge,
     pub status: StatusHandle,
     pub metrics: Arc<Metrics>,
+    /// The controllers' caches (one per watched namespace, or one for all):
+    /// where a future finds the resources that join its tree.
+    pub tasks: Vec<Store<Task>>,
+    pub futures: Vec<Store<HierarchicalFuture>>,
 }
 
 fn now_ms() -> u64 {
@@ -173,32 +179,16 @@ async fn submit<K: Job>(
     obj: &K,
     parent: Option<&str>,
 ) -> Result<Option<Action>, Error> {
-    if let Some(p) = parent {
-        // Trees across resources need the engine's link nodes; until the
-        // parent exists the child waits.
-        let parents: Api<HierarchicalFuture> = Api::namespaced(ctx.client.clone(), &key.namespace);
-        if parents
-            .get_opt(p)
-            .await
-            .map_err(Error::kube("read the parent future"))?
-            .is_none()
-        {
-            let note = Note::WaitingForParent {
-                message: format!(
-                    "waiting for HierarchicalFuture '{p}' (spec.parentRef.name) to exist"
-                ),
-            };
-            ctx.status
-                .send(StatusMsg::Note {
-                    key: key.clone(),
-                    note: Some(note),
-                })
-                .await;
-            return Ok(Some(Action::requeue(Duration::from_secs(2))));
-        }
-    }
     let resource = serde_json::to_value(obj).map_err(|e| Error::Invalid(e.to_string()))?;
-    let note = match ctx.bridge.submit(key, uid, resource).await? {
+    let submitted = if key.kind == crate::job::JobKind::Future {
+        let children = joining_resources(ctx, key).await?;
+        ctx.bridge
+            .submit_with_children(key, uid, resource, children)
+            .await?
+    } else {
+        ctx.bridge.submit(key, uid, resource).await?
+    };
+    let note = match submitted {
         Submitted::Accepted => None,
         Submitted::Invalid(message) => Some(Note::Rejected {
             message,
@@ -208,6 +198,24 @@ async fn submit<K: Job>(
             tracing::warn!(object = %key, "the spec differs from the one the engine runs; ignored");
             None
         }
+        Submitted::ParentMissing(message) => {
+            // The parent's own reconcile submits it; look again soon.
+            let message = format!(
+                "waiting for HierarchicalFuture '{}' (spec.parentRef.name): {message}",
+                parent.unwrap_or_default()
+            );
+            ctx.status
+                .send(StatusMsg::Note {
+                    key: key.clone(),
+                    note: Some(Note::WaitingForParent { message }),
+                })
+                .await;
+            return Ok(Some(Action::requeue(Duration::from_secs(2))));
+        }
+        Submitted::ParentFinished(message) => Some(Note::ParentFinished {
+            message,
+            at: kontinuum_engine_rfc3339(now_ms()),
+        }),
     };
     ctx.status
         .send(StatusMsg::Note {
@@ -221,6 +229,60 @@ async fn submit<K: Job>(
         })
         .await;
     Ok(None)
+}
+
+/// The resources of the namespace that join the future `key`'s tree and are
+/// not in the engine yet, parents first (see [`joining`]).
+async fn joining_resources(
+    ctx: &Context,
+    key: &JobKey,
+) -> Result<Vec<(JobKey, String, Value)>, Error> {
+    let mut candidates = Vec::new();
+    let mut resources = Vec::new();
+    let in_namespace = |ns: Option<String>| ns.as_deref() == Some(key.namespace.as_str());
+    for task in ctx.tasks.iter().flat_map(Store::state) {
+        if in_namespace(task.namespace()) && task.spec.parent_ref.is_some() {
+            candidates.push(candidate(task.as_ref()));
+            resources.push(serde_json::to_value(task.as_ref()));
+        }
+    }
+    for future in ctx.futures.iter().flat_map(Store::state) {
+        if in_namespace(future.namespace()) && future.spec.parent_ref.is_some() {
+            candidates.push(candidate(future.as_ref()));
+            resources.push(serde_json::to_value(future.as_ref()));
+        }
+    }
+    for c in &mut candidates {
+        c.held = ctx.bridge.held(&c.key).await?.is_some();
+    }
+    let mut out = Vec::new();
+    for i in joining::joining(&key.name, &candidates) {
+        if let Ok(resource) = &resources[i] {
+            let c = &candidates[i];
+            out.push((c.key.clone(), c.uid.clone(), resource.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn candidate<K: Job>(obj: &K) -> joining::Candidate {
+    let meta = obj.meta();
+    joining::Candidate {
+        key: JobKey {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            kind: K::KIND,
+            name: meta.name.clone().unwrap_or_default(),
+        },
+        uid: meta.uid.clone().unwrap_or_default(),
+        parent: obj.parent().map(str::to_string),
+        created: meta
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default(),
+        deleting: meta.deletion_timestamp.is_some(),
+        held: false,
+    }
 }
 
 fn kontinuum_engine_rfc3339(ms: u64) -> String {

@@ -97,16 +97,6 @@ impl<K: Hash + Eq + Clone> Index<K> {
         }
     }
 
-    /// Marks every object whose written status is not final, for a source
-    /// of changes that cannot say which objects changed.
-    pub fn touch_unfinished(&mut self) {
-        for e in self.entries.values_mut() {
-            if !e.written.as_ref().is_some_and(super::render::is_final) {
-                e.dirty = true;
-            }
-        }
-    }
-
     /// The resource is gone: nothing more to write.
     pub fn forget(&mut self, key: &K) {
         self.entries.remove(key);

@@ -54,15 +54,17 @@ pub fn from_note(note: &Note, is_future: bool, generation: Option<i64>) -> Value
                 _ => "ParentFinished",
             };
             obj.insert("phase".into(), json!("Failed"));
-            obj.insert(
-                "error".into(),
-                json!({"message": message, "kind": "permanent", "attempt": 0}),
-            );
             obj.insert("finishedAt".into(), json!(at));
+            // A future reports failures by node; a task has one error.
             if is_future {
                 obj.insert(
                     "failures".into(),
                     json!([{"path": "/", "message": message}]),
+                );
+            } else {
+                obj.insert(
+                    "error".into(),
+                    json!({"message": message, "kind": "permanent", "attempt": 0}),
                 );
             }
             for (type_, status) in [("Accepted", "False"), ("Failed", "True")] {
@@ -162,12 +164,12 @@ pub fn truncate(s: &mut String, limit: usize) {
 mod tests {
     use super::*;
     use kontinuum_api::common::ErrorInfo;
-    use kontinuum_api::{FutureStatus, TaskStatus};
+    use kontinuum_api::{FutureStatus, Phase, TaskStatus};
 
     #[test]
     fn engine_status_gets_accepted_condition_generation_and_truncation_flag() {
         let s = TaskStatus {
-            phase: Some("Succeeded".into()),
+            phase: Some(Phase::Succeeded),
             result_ref: Some("store:result/7".into()),
             result_truncated: true,
             conditions: vec![Condition {
@@ -189,7 +191,7 @@ mod tests {
     #[test]
     fn huge_messages_are_cut_on_a_char_boundary() {
         let s = FutureStatus {
-            phase: Some("Failed".into()),
+            phase: Some(Phase::Failed),
             failures: (0..10)
                 .map(|i| kontinuum_api::future::NodeFailure {
                     path: format!("/{i}"),
@@ -204,7 +206,7 @@ mod tests {
         let first = v["failures"][0]["message"].as_str().unwrap();
         assert!(first.len() <= MESSAGE_LIMIT && first.ends_with("(truncated)"));
         let t = TaskStatus {
-            phase: Some("Failed".into()),
+            phase: Some(Phase::Failed),
             error: Some(ErrorInfo {
                 message: "x".repeat(1 << 20),
                 kind: kontinuum_api::common::ErrorKind::Permanent,
@@ -240,6 +242,62 @@ mod tests {
                 .contains("spec.map.shardSize")
         );
         assert!(is_final(&v));
+    }
+
+    /// The fields a kind's status schema declares (the API server refuses
+    /// a server-side apply with any other).
+    fn declared(
+        crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    ) -> Vec<String> {
+        let v = serde_json::to_value(crd).unwrap();
+        v.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/status/properties")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_rendered_field_is_declared_in_the_crd() {
+        use kube::CustomResourceExt;
+        let at = "2026-11-29T00:00:00.000Z".to_string();
+        let notes = [
+            Note::Rejected {
+                message: "m".into(),
+                at: at.clone(),
+            },
+            Note::ParentFinished {
+                message: "m".into(),
+                at,
+            },
+            Note::WaitingForParent {
+                message: "m".into(),
+            },
+        ];
+        let kinds = [
+            (false, declared(kontinuum_api::Task::crd())),
+            (true, declared(kontinuum_api::HierarchicalFuture::crd())),
+        ];
+        for (is_future, fields) in &kinds {
+            for note in &notes {
+                let v = from_note(note, *is_future, Some(1));
+                for key in v.as_object().unwrap().keys() {
+                    assert!(
+                        fields.contains(key),
+                        "{key} is not in the status schema (future: {is_future})"
+                    );
+                }
+            }
+        }
+        let t = from_engine(
+            ObjectStatus::Task(TaskStatus {
+                phase: Some(Phase::Running),
+                ..TaskStatus::default()
+            }),
+            Some(1),
+        );
+        for key in t.as_object().unwrap().keys() {
+            assert!(kinds[0].1.contains(key), "{key}");
+        }
     }
 
     #[test]

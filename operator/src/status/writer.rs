@@ -38,8 +38,6 @@ pub enum StatusMsg {
     Forget { key: JobKey },
     /// The engine changed these objects.
     Changed { keys: Vec<JobKey> },
-    /// Something may have changed for any unfinished object.
-    TouchAll,
 }
 
 /// The reconcilers' end of the writer's channel.
@@ -52,6 +50,16 @@ impl StatusHandle {
     pub async fn send(&self, msg: StatusMsg) {
         // The writer only stops when the process does.
         let _ = self.tx.send(msg).await;
+    }
+
+    /// Hands over engine changes from a plain thread, waiting while the
+    /// channel is full; false once the writer is gone.
+    pub fn blocking_send_changed(&self, keys: Vec<JobKey>) -> bool {
+        self.tx.blocking_send(StatusMsg::Changed { keys }).is_ok()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
     }
 }
 
@@ -117,7 +125,6 @@ impl Writer {
             StatusMsg::Note { key, note } => self.index.set_note(&key, note),
             StatusMsg::Forget { key } => self.index.forget(&key),
             StatusMsg::Changed { keys } => keys.iter().for_each(|k| self.index.changed(k)),
-            StatusMsg::TouchAll => self.index.touch_unfinished(),
         }
     }
 

@@ -8,14 +8,17 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use kontinuum_api::endpoints::{
-    LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, ListMeta, ObjectList, ObjectMeta, ObjectView, codes,
+    LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, ListMeta, ObjectList, ObjectMeta, ObjectView, ResultView,
+    codes,
 };
+use kontinuum_api::{ObjectId, ObjectKind};
 use kontinuum_engine::ObjectStatus;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
 pub(crate) struct ListQuery {
     kind: Option<String>,
+    namespace: Option<String>,
     limit: Option<usize>,
     #[serde(rename = "continue")]
     continue_token: Option<String>,
@@ -23,7 +26,7 @@ pub(crate) struct ListQuery {
 
 /// One page of objects with their statuses. Pages keep answers (and the
 /// memory to build them) small: 50,000 tasks were 15.5 MiB in one answer.
-/// The token is the last name of the page; names never change, so a page
+/// The token is the last id of the page; ids never change, so a page
 /// after objects were added or finished still continues in order.
 pub(crate) async fn list(
     State(state): State<AppStateRef>,
@@ -34,9 +37,12 @@ pub(crate) async fn list(
         let field = query_field(&text).to_string();
         ApiError::bad_field(field, text)
     })?;
-    let prefix = match query.kind.as_deref() {
-        None => String::new(),
-        Some(kind) => format!("{}/", engine_kind(kind)?),
+    let kind = query.kind.as_deref().map(engine_kind).transpose()?;
+    // Ids are NAMESPACE/KIND/NAME: a namespace (with its kind) is a prefix.
+    let prefix = match (&query.namespace, kind) {
+        (None, _) => String::new(),
+        (Some(ns), None) => format!("{ns}/"),
+        (Some(ns), Some(kind)) => format!("{ns}/{kind}/"),
     };
     let limit = query.limit.unwrap_or(LIST_DEFAULT_LIMIT);
     if !(1..=LIST_MAX_LIMIT).contains(&limit) {
@@ -45,21 +51,18 @@ pub(crate) async fn list(
             format!("must be 1..={LIST_MAX_LIMIT} (found {limit})"),
         ));
     }
-    if let Some(token) = &query.continue_token
-        && !token.starts_with(&prefix)
-    {
-        return Err(ApiError::bad_field(
-            "continue",
-            "this token belongs to another listing: send the same kind as the request that gave it",
-        ));
-    }
+    let after = match &query.continue_token {
+        None => None,
+        Some(token) => Some(continue_after(token, &prefix, kind)?),
+    };
     let (items, next) = blocking(&state.engine, move |e| {
-        let (names, more) = e.objects_page(&prefix, query.continue_token.as_deref(), limit)?;
-        let mut items = Vec::with_capacity(names.len());
-        for name in &names {
-            items.push(view(name, e.status(name)?));
+        let (ids, more) = e.objects_page(&prefix, kind, after.as_ref(), limit)?;
+        let mut items = Vec::with_capacity(ids.len());
+        for id in &ids {
+            items.push(view(id, e.status(id)?));
         }
-        Ok((items, more.then(|| names.last().cloned()).flatten()))
+        let next = more.then(|| ids.last().map(ToString::to_string)).flatten();
+        Ok((items, next))
     })
     .await?;
     Ok(Json(ObjectList {
@@ -70,6 +73,25 @@ pub(crate) async fn list(
         },
         items,
     }))
+}
+
+/// The object a `continue` token names, if it belongs to this listing.
+fn continue_after(
+    token: &str,
+    prefix: &str,
+    kind: Option<ObjectKind>,
+) -> Result<ObjectId, ApiError> {
+    let foreign = || {
+        ApiError::bad_field(
+            "continue",
+            "this token belongs to another listing: send the same kind and namespace as the request that gave it",
+        )
+    };
+    let id: ObjectId = token.parse().map_err(|_| foreign())?;
+    if !token.starts_with(prefix) || kind.is_some_and(|k| k != id.kind) {
+        return Err(foreign());
+    }
+    Ok(id)
 }
 
 /// The parameter a query-string error names (serde says "field `kind`"),
@@ -83,12 +105,12 @@ fn query_field(message: &str) -> &str {
 
 pub(crate) async fn get(
     State(state): State<AppStateRef>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<ObjectView>, ApiError> {
-    let key = object_key(path)?;
+    let id = object_id(path)?;
     let status = blocking(&state.engine, move |e| {
-        let status = e.status(&key)?;
-        Ok(view(&key, status))
+        let status = e.status(&id)?;
+        Ok(view(&id, status))
     })
     .await?;
     Ok(Json(status))
@@ -96,17 +118,27 @@ pub(crate) async fn get(
 
 pub(crate) async fn cancel(
     State(state): State<AppStateRef>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<ObjectView>, ApiError> {
-    let key = object_key(path)?;
+    let id = object_id(path)?;
     let status = blocking(&state.engine, move |e| {
-        e.cancel(&key)?;
-        let status = e.status(&key)?;
-        Ok(view(&key, status))
+        e.cancel(&id)?;
+        let status = e.status(&id)?;
+        Ok(view(&id, status))
     })
     .await?;
     tracing::info!(object = %status.metadata.name, "cancelled");
     Ok(Json(status))
+}
+
+/// The whole result, however large (the status inlines up to 4 KiB).
+pub(crate) async fn result(
+    State(state): State<AppStateRef>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Json<ResultView>, ApiError> {
+    let id = object_id(path)?;
+    let result = blocking(&state.engine, move |e| e.result(&id)).await?;
+    Ok(Json(ResultView { result }))
 }
 
 /// Nodes a tree answer holds unless `maxNodes` says otherwise, and at most.
@@ -122,10 +154,10 @@ pub(crate) struct TreeQuery {
 /// The object's tree, breadth first, cut after `maxNodes` nodes.
 pub(crate) async fn tree(
     State(state): State<AppStateRef>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
     query: Result<Query<TreeQuery>, QueryRejection>,
 ) -> Result<Json<kontinuum_engine::TreeView>, ApiError> {
-    let key = object_key(path)?;
+    let id = object_id(path)?;
     let Query(query) = query.map_err(|e| ApiError::bad_field("maxNodes", e.body_text()))?;
     let max = query.max_nodes.unwrap_or(TREE_NODES);
     if !(1..=MAX_TREE_NODES).contains(&max) {
@@ -134,40 +166,39 @@ pub(crate) async fn tree(
             format!("must be 1..={MAX_TREE_NODES} (found {max})"),
         ));
     }
-    let tree = blocking(&state.engine, move |e| e.tree(&key, max)).await?;
+    let tree = blocking(&state.engine, move |e| e.tree(&id, max)).await?;
     Ok(Json(tree))
 }
 
-/// axum's own rejections are plain text; every answer here is JSON.
-/// The engine's name (`task/NAME`, `future/NAME`) of `/objects/{kind}/{name}`.
-fn object_key(path: Result<Path<(String, String)>, PathRejection>) -> Result<String, ApiError> {
-    let Path((kind, name)) = path.map_err(|e| ApiError::bad_field("path", e.body_text()))?;
-    Ok(format!("{}/{name}", engine_kind(&kind)?))
+/// The object of `/objects/{namespace}/{kind}/{name}` (axum's own
+/// rejections are plain text; every answer here is JSON).
+fn object_id(
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<ObjectId, ApiError> {
+    let Path((namespace, kind, name)) =
+        path.map_err(|e| ApiError::bad_field("path", e.body_text()))?;
+    Ok(ObjectId::new(namespace, engine_kind(&kind)?, name))
 }
 
 /// `task` or `future` (also the kinds' other spellings kubectl accepts).
-fn engine_kind(kind: &str) -> Result<&'static str, ApiError> {
-    match kind.to_ascii_lowercase().as_str() {
-        "task" | "tasks" | "kt" => Ok("task"),
-        "future" | "futures" | "hf" | "hierarchicalfuture" | "hierarchicalfutures" => Ok("future"),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            codes::NOT_FOUND,
-            format!("no object kind '{kind}' (task or future)"),
-        )),
-    }
+fn engine_kind(kind: &str) -> Result<ObjectKind, ApiError> {
+    kind.parse().map_err(|e: kontinuum_api::ObjectIdError| {
+        ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, e.to_string())
+    })
 }
 
-fn view(key: &str, status: ObjectStatus) -> ObjectView {
-    let name = key.split_once('/').map_or(key, |(_, n)| n).to_string();
-    let (kind, status) = match status {
-        ObjectStatus::Task(s) => ("Task", serde_json::to_value(s)),
-        ObjectStatus::Future(s) => ("HierarchicalFuture", serde_json::to_value(s)),
+fn view(id: &ObjectId, status: ObjectStatus) -> ObjectView {
+    let status = match status {
+        ObjectStatus::Task(s) => serde_json::to_value(s),
+        ObjectStatus::Future(s) => serde_json::to_value(s),
     };
     ObjectView {
         api_version: kontinuum_api::API_VERSION.into(),
-        kind: kind.into(),
-        metadata: ObjectMeta { name },
+        kind: id.kind.resource_kind().into(),
+        metadata: ObjectMeta {
+            name: id.name.clone(),
+            namespace: id.namespace.clone(),
+        },
         status: status.unwrap_or_default(),
     }
 }

@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::state::{AppStateRef, blocking_api};
 use axum::extract::State;
 use axum::http::StatusCode;
+use kontinuum_api::DEFAULT_NAMESPACE;
 use kontinuum_api::endpoints::{Problem, SubmitResponse};
 use kontinuum_api::validate::{Manifest, validate};
 use kontinuum_engine::Submission;
@@ -72,14 +73,12 @@ impl Planned {
             }
         };
         let name = manifest.name().to_string();
+        let namespace = manifest_namespace(&manifest).to_string();
         match manifest {
             Manifest::Task(task) => {
-                let name = format!("task/{name}");
-                self.names.push(name.clone());
-                self.submissions.push(Submission::Task {
-                    name,
-                    spec: task.spec,
-                });
+                let submission = Submission::task(&namespace, &name, task.spec);
+                self.names.push(submission.id.to_string());
+                self.submissions.push(submission);
             }
             Manifest::Future(future) => {
                 if let Some(message) = lines_problem(&future.spec) {
@@ -90,16 +89,13 @@ impl Planned {
                     });
                     return;
                 }
-                let name = format!("future/{name}");
-                self.names.push(name.clone());
-                self.submissions.push(Submission::Future {
-                    name,
-                    spec: future.spec,
-                });
+                let submission = Submission::future(&namespace, &name, future.spec);
+                self.names.push(submission.id.to_string());
+                self.submissions.push(submission);
             }
             // Pools are the operator's business; this server runs what any
             // connected worker leases.
-            Manifest::WorkerPool(_) => self.names.push(format!("workerpool/{name}")),
+            Manifest::WorkerPool(_) => self.names.push(format!("{namespace}/workerpool/{name}")),
         }
     }
 }
@@ -158,6 +154,16 @@ impl<'de> Visitor<'de> for Each {
         }
         Ok(Objects(planned))
     }
+}
+
+/// metadata.namespace, or "default" as kubectl would use.
+fn manifest_namespace(manifest: &Manifest) -> &str {
+    let meta = match manifest {
+        Manifest::Task(t) => &t.metadata,
+        Manifest::Future(f) => &f.metadata,
+        Manifest::WorkerPool(p) => &p.metadata,
+    };
+    meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
 }
 
 /// The server reads `lines` files itself, so their paths are the server's.

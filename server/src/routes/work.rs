@@ -51,14 +51,16 @@ pub(crate) async fn register(
 /// Workers not heard from for this long are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(300);
 
-/// Notes a lease call; a worker unknown here (it registered with a server
-/// that has since restarted) is listed without its functions.
-fn seen(state: &AppStateRef, worker: &str, pool: &str) {
+/// Notes a lease call. A worker unknown here (it registered with a server
+/// that has since restarted) is listed without its functions until it
+/// registers again, which the answer asks it to: true then.
+fn seen(state: &AppStateRef, worker: &str, pool: &str) -> bool {
     let now = Instant::now();
     let mut workers = state.workers.lock();
     if let Some(w) = workers.get_mut(worker) {
         w.last_seen = now;
-        return;
+        // Asked until it registers (a worker has at least the std functions).
+        return w.functions.is_empty();
     }
     workers.retain(|_, w| now.duration_since(w.last_seen) < FORGET_AFTER);
     workers.insert(
@@ -70,6 +72,7 @@ fn seen(state: &AppStateRef, worker: &str, pool: &str) {
             last_seen: now,
         },
     );
+    true
 }
 
 pub(crate) async fn workers(State(state): State<AppStateRef>) -> Json<WorkerList> {
@@ -122,7 +125,7 @@ pub(crate) async fn lease(
             format!("must be 1..={MAX_BATCH}"),
         ));
     }
-    seen(&state, &req.worker, &req.pool);
+    let register = seen(&state, &req.worker, &req.pool);
     let wait = Duration::from_millis(req.wait_ms.min(MAX_LEASE_WAIT_MS));
     let gone = Arc::new(AtomicBool::new(false));
     let _guard = Gone(gone.clone());
@@ -131,7 +134,9 @@ pub(crate) async fn lease(
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let leases = engine.lease(&req.pool, &req.worker, req.max, left.min(POLL_SLICE))?;
+            // A worker of this server serves its pool in every namespace.
+            let wait = left.min(POLL_SLICE);
+            let leases = engine.lease(&req.pool, None, &req.worker, req.max, wait)?;
             if !leases.is_empty() && gone.load(Ordering::SeqCst) {
                 // Nobody will receive these: back to the queue at once
                 // rather than after their leases expire.
@@ -145,7 +150,7 @@ pub(crate) async fn lease(
         }
     })
     .await?;
-    Ok(Json(LeaseResponse { leases }))
+    Ok(Json(LeaseResponse { leases, register }))
 }
 
 pub(crate) async fn heartbeat(

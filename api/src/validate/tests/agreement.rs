@@ -42,7 +42,7 @@ fn every_cel_message_has_a_rust_twin_and_vice_versa() {
     for message in &found {
         assert!(
             CEL_MESSAGES.contains(&message.as_str()),
-            "CEL message without a Rust twin in validate.rs: {message}"
+            "CEL message without a Rust twin in validate/: {message}"
         );
     }
     for message in CEL_MESSAGES {

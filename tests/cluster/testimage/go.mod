@@ -1,0 +1,3 @@
+module kontinuum.dev/testcluster/testimage
+
+go 1.26
