@@ -8,7 +8,7 @@
 //! - Serve them: [`Runtime`] leases work from a [`WorkSource`] (the embedded
 //!   engine, or a remote server), runs it, heartbeats and completes it
 //!   in batches. [`start_in_process`] is the `kontinuum run` entry.
-//! - [`std_registry`] holds the `std.*` functions of DESIGN.md §2.
+//! - [`std_registry`] holds the `std.*` functions (docs/reference.md).
 //!
 //! ```
 //! use kontinuum_worker::{Args, Ctx, FnError, Registry};
