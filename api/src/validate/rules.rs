@@ -102,17 +102,27 @@ pub fn delay_or_not_before(delay: bool, not_before: bool) -> Result<(), FieldErr
 /// A HierarchicalFuture sets exactly one body; `bodies` is how many it sets.
 pub fn one_body(bodies: usize) -> Result<(), FieldError> {
     if bodies != 1 {
-        return Err(FieldError::new("spec", FUTURE_ONE_BODY));
+        return Err(not_one_body());
     }
     Ok(())
+}
+
+/// What [`one_body`] says, for a caller that found the bodies wrong itself.
+pub fn not_one_body() -> FieldError {
+    FieldError::new("spec", FUTURE_ONE_BODY)
 }
 
 /// A map sets exactly one source; `sources` is how many it sets.
 pub fn one_map_source(sources: usize) -> Result<(), FieldError> {
     if sources != 1 {
-        return Err(FieldError::new("spec.map.source", MAP_SOURCE_ONE));
+        return Err(not_one_map_source());
     }
     Ok(())
+}
+
+/// What [`one_map_source`] says, for a caller that matched the sources itself.
+pub fn not_one_map_source() -> FieldError {
+    FieldError::new("spec.map.source", MAP_SOURCE_ONE)
 }
 
 /// A range source ends at or after its start.
