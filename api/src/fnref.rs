@@ -12,7 +12,7 @@ pub const FN_VALUE_KEY: &str = "$fn";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FnRef {
     /// Name of a function that the pool's workers register, e.g. `std.sum` or `people.update`.
-    #[schemars(pattern(crate::validate::FUNCTION_NAME_PATTERN))]
+    #[schemars(pattern(crate::messages::FUNCTION_NAME_PATTERN))]
     pub function: String,
     /// Arguments bound to the function (its captured environment). Call-time arguments are merged in; binding a name twice is an error.
     #[serde(default, skip_serializing_if = "Map::is_empty")]

@@ -28,8 +28,8 @@ use serde_json::Value;
     printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.counts.failed"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[x_kube(validation = Rule::new("self == oldSelf").message(crate::validate::SPEC_IMMUTABLE))]
-#[x_kube(validation = Rule::new("[has(self.map), has(self.call), has(self.parallel), has(self.sequence)].filter(b, b).size() == 1").message(crate::validate::FUTURE_ONE_BODY))]
+#[x_kube(validation = Rule::new("self == oldSelf").message(crate::messages::SPEC_IMMUTABLE))]
+#[x_kube(validation = Rule::new("[has(self.map), has(self.call), has(self.parallel), has(self.sequence)].filter(b, b).size() == 1").message(crate::messages::FUTURE_ONE_BODY))]
 #[serde(rename_all = "camelCase")]
 pub struct HierarchicalFutureSpec {
     /// WorkerPool (in this namespace) whose workers run the tree's tasks.
@@ -104,14 +104,14 @@ pub struct MapSpec {
     // shape with these two (a string matches the names; an object needs
     // `function`); crate::validate checks the rest.
     #[schemars(schema_with = "crate::schema::any_value")]
-    #[schemars(extend("pattern" = crate::validate::REDUCER_NAME_PATTERN, "required" = ["function"]))]
+    #[schemars(extend("pattern" = crate::messages::REDUCER_NAME_PATTERN, "required" = ["function"]))]
     pub reduce: Option<Reducer>,
 }
 
 /// The input of a map.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 // Exactly one of range, items, lines: CEL cannot see the untyped `items`, so
-// this is said with property counts (crate::validate::MAP_SOURCE_ONE).
+// this is said with property counts (crate::messages::MAP_SOURCE_ONE).
 #[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
 #[serde(rename_all = "camelCase")]
 pub struct MapSource {
@@ -128,7 +128,7 @@ pub struct MapSource {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = Rule::new("self.end >= self.start").message(crate::validate::RANGE_END_BEFORE_START).field_path(".end"))]
+#[x_kube(validation = Rule::new("self.end >= self.start").message(crate::messages::RANGE_END_BEFORE_START).field_path(".end"))]
 pub struct RangeSource {
     /// First item (inclusive).
     pub start: i64,

@@ -1,6 +1,21 @@
 //! Kontinuum's shared vocabulary: custom resource types, FnRef and stable ids,
 //! durations, reducers and the manifest validation that `kontinuum run` and the
 //! CRD rules agree on. Pure: no async runtime, no I/O.
+//!
+//! Modules depend on each other in layers, each only on those below it:
+//!
+//! ```text
+//! validate     manifests checked and typed: kind and metadata, the schema
+//!              walk, the rules; one function per rule for the engine
+//! crds         the CRDs generated from the types
+//! endpoints    HTTP bodies between workers, CLI and server
+//! task future workerpool work     the types (work: engine <-> worker)
+//! common fnref reducer accumulator schema
+//! messages limits duration canonical object     leaves: nothing from this crate
+//! ```
+//!
+//! `messages` holds the words and patterns that the types' schemas and the
+//! validator share, so the types never reach up into the validator.
 
 pub mod accumulator;
 pub mod canonical;
@@ -11,6 +26,7 @@ pub mod endpoints;
 pub mod fnref;
 pub mod future;
 pub mod limits;
+pub mod messages;
 pub mod object;
 pub mod reducer;
 pub mod schema;

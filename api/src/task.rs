@@ -26,8 +26,8 @@ use serde_json::Value;
     printcolumn = r#"{"name":"Attempts","type":"integer","jsonPath":".status.attempts"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[x_kube(validation = Rule::new("self == oldSelf").message(crate::validate::SPEC_IMMUTABLE))]
-#[x_kube(validation = Rule::new("!(has(self.delay) && has(self.notBefore))").message(crate::validate::TASK_DELAY_AND_NOT_BEFORE).field_path(".delay"))]
+#[x_kube(validation = Rule::new("self == oldSelf").message(crate::messages::SPEC_IMMUTABLE))]
+#[x_kube(validation = Rule::new("!(has(self.delay) && has(self.notBefore))").message(crate::messages::TASK_DELAY_AND_NOT_BEFORE).field_path(".delay"))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskSpec {
     /// WorkerPool (in this namespace) whose workers run the call.

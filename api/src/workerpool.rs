@@ -44,7 +44,7 @@ pub struct WorkerPoolSpec {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message(crate::validate::SCALING_MIN_ABOVE_MAX).field_path(".minReplicas"))]
+#[x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message(crate::messages::SCALING_MIN_ABOVE_MAX).field_path(".minReplicas"))]
 #[serde(rename_all = "camelCase")]
 pub struct Scaling {
     /// Fewest replicas (default 0: scale to zero).

@@ -6,7 +6,7 @@
 //! after the store is reopened. `PROPTEST_CASES=N` runs more cases.
 
 use crate::load;
-use kontinuum_engine::{Engine, EngineConfig};
+use kontinuum_engine::{Engine, EngineConfig, EngineError};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::path::{Path, PathBuf};
@@ -169,8 +169,7 @@ fn reopen(store: &Path) -> Engine {
     loop {
         match Engine::open(store, EngineConfig::default()) {
             Ok(engine) => return engine,
-            Err(e) if std::time::Instant::now() < deadline => {
-                assert!(e.to_string().contains("could not acquire lock"), "{e}");
+            Err(EngineError::Locked { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             Err(e) => panic!("{e}"),

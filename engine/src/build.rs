@@ -11,8 +11,7 @@ use crate::records::{
 };
 use crate::store::Store;
 use kontinuum_api::common::RetryPolicy;
-use kontinuum_api::duration::parse_duration;
-use kontinuum_api::validate;
+use kontinuum_api::validate::rules;
 use kontinuum_api::work::NodeId;
 use kontinuum_api::{FnRef, HierarchicalFutureSpec, ObjectId, TaskSpec};
 use serde_json::Value;
@@ -23,27 +22,29 @@ fn invalid(field: &str, message: impl std::fmt::Display) -> EngineError {
     EngineError::Invalid(format!("{field}: {message}"))
 }
 
+// The checks below are the validation layer's rules (`rules::*`), called
+// again because specs reach the engine from code and from the operator too:
+// one rule, one wording.
+
 fn duration_ms(field: &str, text: &Option<String>) -> Result<Option<u64>, EngineError> {
-    text.as_deref()
-        .map(|t| {
-            parse_duration(t)
-                .map(|d| d.as_millis() as u64)
-                .map_err(|e| invalid(field, e))
-        })
-        .transpose()
+    Ok(text
+        .as_deref()
+        .map(|t| rules::duration_ms(field, t))
+        .transpose()?)
+}
+
+fn timeout_ms(field: &str, text: &Option<String>) -> Result<Option<u64>, EngineError> {
+    Ok(text
+        .as_deref()
+        .map(|t| rules::timeout_ms(field, t))
+        .transpose()?)
 }
 
 fn retry_settings(field: &str, policy: &Option<RetryPolicy>) -> Result<RetrySettings, EngineError> {
     let mut retry = RetrySettings::default();
     let Some(p) = policy else { return Ok(retry) };
     if let Some(n) = p.max_attempts {
-        if n < 1 {
-            return Err(invalid(
-                &format!("{field}.maxAttempts"),
-                "must be at least 1",
-            ));
-        }
-        retry.max_attempts = n;
+        retry.max_attempts = rules::max_attempts(&format!("{field}.maxAttempts"), n)?;
     }
     if let Some(b) = &p.backoff {
         if let Some(ms) = duration_ms(&format!("{field}.backoff.initial"), &b.initial)? {
@@ -53,13 +54,7 @@ fn retry_settings(field: &str, policy: &Option<RetryPolicy>) -> Result<RetrySett
             retry.max_ms = ms;
         }
         if let Some(f) = b.factor {
-            if f.is_nan() || f < 1.0 {
-                return Err(invalid(
-                    &format!("{field}.backoff.factor"),
-                    "must be at least 1",
-                ));
-            }
-            retry.factor = f;
+            retry.factor = rules::backoff_factor(&format!("{field}.backoff.factor"), f)?;
         }
     }
     Ok(retry)
@@ -98,22 +93,11 @@ pub fn plan_task(spec: &TaskSpec, now_ms: u64) -> Result<TaskPlan, EngineError> 
     let not_before = spec
         .not_before
         .as_deref()
-        .map(|t| {
-            chrono::DateTime::parse_from_rfc3339(t)
-                .map(|d| d.timestamp_millis().max(0) as u64)
-                .map_err(|e| {
-                    invalid(
-                        "spec.notBefore",
-                        format!("'{t}' is not an RFC 3339 time ({e})"),
-                    )
-                })
-        })
+        .map(|t| rules::date_time_ms("spec.notBefore", t))
         .transpose()?;
+    rules::delay_or_not_before(delay.is_some(), not_before.is_some())?;
     let due_ms = match (delay, not_before) {
-        (Some(_), Some(_)) => {
-            return Err(invalid("spec.delay", validate::TASK_DELAY_AND_NOT_BEFORE));
-        }
-        (Some(d), None) => now_ms + d,
+        (Some(d), _) => now_ms + d,
         (None, Some(t)) => t,
         (None, None) => 0,
     };
@@ -139,7 +123,7 @@ pub fn plan_task(spec: &TaskSpec, now_ms: u64) -> Result<TaskPlan, EngineError> 
         stable_id,
         pool: spec.pool.clone(),
         retry: retry_settings("spec.retry", &spec.retry)?,
-        timeout_ms: duration_ms("spec.timeout", &spec.timeout)?,
+        timeout_ms: timeout_ms("spec.timeout", &spec.timeout)?,
         due_ms,
         on_success: spec.on_success.clone(),
         on_failure: spec.on_failure.clone(),
@@ -292,30 +276,17 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
         spec.parallel.is_some(),
         spec.sequence.is_some(),
     ];
-    if bodies.iter().filter(|b| **b).count() != 1 {
-        return Err(invalid("spec", validate::FUTURE_ONE_BODY));
-    }
+    rules::one_body(bodies.iter().filter(|b| **b).count())?;
     let mut map = None;
     let mut items = None;
     let mut stable_id = String::new();
     let (body, units) = if let Some(m) = &spec.map {
-        let shard = m.shard_size.unwrap_or(1000);
-        let fanout = m.fanout.unwrap_or(8);
-        if shard < 1 {
-            return Err(invalid("spec.map.shardSize", "must be at least 1"));
-        }
-        if fanout < 2 {
-            return Err(invalid("spec.map.fanout", "must be at least 2"));
-        }
+        let shard = rules::shard_size(m.shard_size.unwrap_or(1000))?;
+        let fanout = rules::fanout(m.fanout.unwrap_or(8))?;
         let (source, units, shard_units) = match (&m.source.range, &m.source.items, &m.source.lines)
         {
             (Some(r), None, None) => {
-                if r.end < r.start {
-                    return Err(invalid(
-                        "spec.map.source.range.end",
-                        "must not be less than start",
-                    ));
-                }
+                rules::range_end(r.start, r.end)?;
                 (
                     MapSourceKind::Range { start: r.start },
                     r.end.abs_diff(r.start),
@@ -336,9 +307,7 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
                     shard.saturating_mul(avg),
                 )
             }
-            _ => {
-                return Err(invalid("spec.map.source", validate::MAP_SOURCE_ONE));
-            }
+            _ => return Err(rules::not_one_map_source().into()),
         };
         stable_id = m.function.stable_id();
         map = Some(MapParams {
@@ -378,7 +347,7 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
             calls.len() as u64,
         )
     } else {
-        return Err(invalid("spec", validate::FUTURE_ONE_BODY));
+        return Err(rules::not_one_body().into());
     };
     if stable_id.is_empty() {
         stable_id = format!(
@@ -398,7 +367,7 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
         },
         body,
         retry: retry_settings("spec.retry", &spec.retry)?,
-        timeout_ms: duration_ms("spec.timeout", &spec.timeout)?,
+        timeout_ms: timeout_ms("spec.timeout", &spec.timeout)?,
         deadline_ms,
         on_success: spec.on_success.clone(),
         on_failure: spec.on_failure.clone(),

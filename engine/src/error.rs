@@ -51,3 +51,11 @@ pub enum EngineError {
     #[error("corrupt record {what}: {detail}")]
     Corrupt { what: String, detail: String },
 }
+
+/// A rule of the validation layer refused a spec: the same words as
+/// `kontinuum run` and the API server use.
+impl From<kontinuum_api::validate::FieldError> for EngineError {
+    fn from(e: kontinuum_api::validate::FieldError) -> Self {
+        EngineError::Invalid(e.to_string())
+    }
+}

@@ -16,6 +16,8 @@
 //! splitting); `records.rs` is what is stored and `store.rs`/`writer.rs` how.
 
 mod build;
+#[cfg(test)]
+mod build_tests;
 mod clock;
 mod engine;
 mod error;

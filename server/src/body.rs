@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kontinuum_api::endpoints::codes;
 use kontinuum_api::limits::{MAX_BODY_NESTING, body_too_deep, json_nesting};
@@ -104,17 +104,6 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
-        match serde_json::to_vec(&self.0) {
-            Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode a response");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    r#"{"error":"internal","message":"cannot encode the response"}"#,
-                )
-                    .into_response()
-            }
-        }
+        crate::reply::json(StatusCode::OK, &self.0)
     }
 }

@@ -110,7 +110,7 @@ impl IntoResponse for ApiError {
         if self.status.is_client_error() {
             tracing::debug!(status = %self.status, error = %self.body.message, "request refused");
         }
-        let mut response = (self.status, crate::body::Json(self.body)).into_response();
+        let mut response = crate::reply::json(self.status, &self.body);
         if self.close {
             response.headers_mut().insert(
                 axum::http::header::CONNECTION,

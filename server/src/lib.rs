@@ -7,18 +7,34 @@
 //! essence: open the engine on DIR, read the token with
 //! [`token_from_file`], and `serve(engine, addr, token, ctrl_c)`; [`serve`]
 //! refuses a non-loopback ADDR without a token ([`ServeError::TokenRequired`]).
+//!
+//! Modules, each using only those below it:
+//!
+//! ```text
+//! server.rs   binding, the router (path -> handler), the layers every
+//!             request passes (auth, body limit, panics), /healthz
+//! routes/     the handlers: work.rs (workers), objects.rs and submit.rs
+//!             (the CLI and other clients)
+//! state.rs    the state every route shares; engine calls off the async threads
+//! body.rs     JSON requests, read within the limits, naming a bad field
+//! error.rs    ApiError (every refusal, as JSON) and ServeError
+//! reply.rs    how every JSON answer is written
+//! conn.rs     the accept loop: read timeouts, the connection cap
+//! client.rs   the CLI's Client (uses none of the above)
+//! ```
 
 pub mod auth;
 mod body;
 pub mod client;
 mod conn;
 mod error;
-mod objects;
+mod reply;
+mod routes;
 mod server;
-mod submit;
-mod worker_api;
+mod state;
 
 pub use client::{Client, ClientError};
 pub use conn::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, Limits, MAX_CONNECTIONS};
 pub use error::{ApiError, ServeError};
-pub use server::{Server, WorkerRecord, serve, token_from_file};
+pub use server::{Server, serve, token_from_file};
+pub use state::WorkerRecord;

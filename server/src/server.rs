@@ -5,7 +5,8 @@
 use crate::body::{BodyTimeout, Json, too_large};
 use crate::conn::Limits;
 use crate::error::{ApiError, ServeError};
-use crate::{objects, submit, worker_api};
+use crate::routes::{objects, submit, work};
+use crate::state::{AppState, AppStateRef};
 use axum::Extension;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -15,33 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kontinuum_api::endpoints::{Health, MAX_BODY_BYTES, codes};
 use kontinuum_engine::Engine;
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-
-/// A worker as it registered, for operators to see who is connected.
-#[derive(Clone, Debug)]
-pub struct WorkerRecord {
-    pub pool: String,
-    pub functions: Vec<String>,
-    pub concurrency: u32,
-    pub last_seen: Instant,
-}
-
-pub(crate) struct AppState {
-    pub(crate) engine: Engine,
-    token: Option<String>,
-    pub(crate) workers: parking_lot::Mutex<HashMap<String, WorkerRecord>>,
-    /// Set when shutdown begins: long polls return at their next slice.
-    pub(crate) stopping: AtomicBool,
-}
-
-pub(crate) type AppStateRef = Arc<AppState>;
 
 /// A bound, not yet running server.
 pub struct Server {
@@ -72,12 +51,7 @@ impl Server {
                 addr: listen,
                 source,
             })?;
-        let state = Arc::new(AppState {
-            engine,
-            token,
-            workers: parking_lot::Mutex::new(HashMap::new()),
-            stopping: AtomicBool::new(false),
-        });
+        let state = AppState::new(engine, token);
         Ok(Server {
             listener,
             state,
@@ -147,15 +121,15 @@ pub fn token_from_file(path: &std::path::Path) -> Result<String, ServeError> {
 
 fn router(state: AppStateRef) -> Router {
     let v1 = Router::new()
-        .route("/workers/register", post(worker_api::register))
-        .route("/workers", get(worker_api::workers))
-        .route("/lease", post(worker_api::lease))
-        .route("/heartbeat", post(worker_api::heartbeat))
-        .route("/complete", post(worker_api::complete))
-        .route("/release", post(worker_api::release))
-        .route("/split", post(worker_api::split))
-        .route("/children", post(worker_api::add_child))
-        .route("/spawn", post(worker_api::spawn))
+        .route("/workers/register", post(work::register))
+        .route("/workers", get(work::workers))
+        .route("/lease", post(work::lease))
+        .route("/heartbeat", post(work::heartbeat))
+        .route("/complete", post(work::complete))
+        .route("/release", post(work::release))
+        .route("/split", post(work::split))
+        .route("/children", post(work::add_child))
+        .route("/spawn", post(work::spawn))
         .route("/objects", post(submit::submit).get(objects::list))
         .route("/objects/{namespace}/{kind}/{name}", get(objects::get))
         .route(

@@ -8,7 +8,7 @@
 //! - Serve them: [`Runtime`] leases work from a [`WorkSource`] (the embedded
 //!   engine, or a remote server), runs it, heartbeats and completes it
 //!   in batches. [`start_in_process`] is the `kontinuum run` entry.
-//! - [`std_registry`] holds the `std.*` functions of DESIGN.md §2.
+//! - [`std_registry`] holds the `std.*` functions (docs/reference.md).
 //!
 //! ```
 //! use kontinuum_worker::{Args, Ctx, FnError, Registry};
@@ -54,8 +54,6 @@ mod execute;
 mod fold;
 mod heartbeat;
 mod in_process;
-mod kernel;
-mod lines;
 mod map;
 mod registry;
 pub mod remote;
@@ -78,8 +76,6 @@ pub use source::WorkSource;
 pub use std_fns::{register_std, std_registry};
 pub use typed::{BindArgsError, FnRefExt, TypedFn, fn_value};
 
-#[cfg(test)]
-mod map_tests;
 #[cfg(test)]
 mod runtime_tests;
 #[cfg(test)]

@@ -223,7 +223,8 @@ async fn functions_are_equal_by_stable_id() {
         .unwrap();
     let by_hand = FnRef::new("seed.update_person").arg("personId", "1234");
     assert_eq!(typed.stable_id(), by_hand.stable_id());
-    // The vector from DESIGN.md §2, for the same call under its design name.
+    // The published vector (docs/reference.md) for the same call under its
+    // documented name.
     let design = FnRef::new("people.update").arg("personId", "1234");
     assert_eq!(
         design.stable_id(),

@@ -1,4 +1,5 @@
-//! The `std.*` functions every stock worker serves (DESIGN.md §2).
+//! The `std.*` functions every stock worker serves (docs/reference.md lists
+//! them with their arguments).
 
 mod basic;
 mod exec;

@@ -1,10 +1,10 @@
-//! The worker-facing endpoints: register, lease (long poll), heartbeat,
+//! The endpoints workers call: register, lease (long poll), heartbeat,
 //! complete, split, children, spawn. Engine calls block (locks, group
 //! commit), so each runs on tokio's blocking pool.
 
 use crate::body::Json;
 use crate::error::ApiError;
-use crate::server::{AppStateRef, WorkerRecord};
+use crate::state::{AppStateRef, WorkerRecord, blocking};
 use axum::extract::State;
 use kontinuum_api::endpoints::{
     ChildRequest, CompleteRequest, CompleteResponse, HeartbeatRequest, HeartbeatResponse,
@@ -12,7 +12,6 @@ use kontinuum_api::endpoints::{
     RegisterRequest, RegisterResponse, ReleaseRequest, SpawnRequest, SplitRequest, SplitResponse,
     WorkerList, WorkerView,
 };
-use kontinuum_engine::{Engine, EngineError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,29 +19,6 @@ use std::time::{Duration, Instant};
 /// How often a long poll looks up from the engine to see whether the
 /// server is stopping or its client has gone. Work wakes it at once anyway.
 const POLL_SLICE: Duration = Duration::from_millis(250);
-
-/// Runs an engine call on the blocking pool; a panic there is a 500.
-pub(crate) async fn blocking<T: Send + 'static>(
-    engine: &Engine,
-    call: impl FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
-) -> Result<T, ApiError> {
-    blocking_api(engine, move |e| call(e).map_err(ApiError::from)).await
-}
-
-/// Like [`blocking`], for work that fails with request errors too.
-pub(crate) async fn blocking_api<T: Send + 'static>(
-    engine: &Engine,
-    call: impl FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let engine = engine.clone();
-    match tokio::task::spawn_blocking(move || call(&engine)).await {
-        Ok(result) => result,
-        Err(e) => {
-            tracing::error!(error = %e, "engine call ended abnormally");
-            Err(ApiError::internal("the engine call failed"))
-        }
-    }
-}
 
 pub(crate) async fn register(
     State(state): State<AppStateRef>,

@@ -3,9 +3,9 @@
 //! mean or count reducer. Items and results stay machine numbers; the leaf
 //! answers with the same accumulator value the generic path would build.
 
+use super::cursor::{CHECK_EVERY, Cursor, RangeCursor, checkpoint};
 use crate::ctx::Ctx;
 use crate::error::FnError;
-use crate::map::{CHECK_EVERY, Cursor, RangeCursor, checkpoint};
 use crate::registry::{IntKernel, Scalar};
 use kontinuum_api::BuiltinReducer;
 use kontinuum_api::accumulator::{Accumulator, ReduceError, int_value};
@@ -13,7 +13,7 @@ use serde_json::{Map, Number, Value};
 use std::time::Instant;
 
 /// Runs the leaf on the kernel; `None` when the reducer has no fast path.
-pub(crate) async fn run_kernel(
+pub(super) async fn run_kernel(
     ctx: &Ctx,
     kernel: &IntKernel<'_>,
     reducer: BuiltinReducer,

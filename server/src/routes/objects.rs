@@ -3,8 +3,7 @@
 
 use crate::body::Json;
 use crate::error::ApiError;
-use crate::server::AppStateRef;
-use crate::worker_api::blocking;
+use crate::state::{AppStateRef, blocking};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

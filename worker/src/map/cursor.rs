@@ -1,35 +1,23 @@
-//! Running a map leaf: call the function per item of the slice, fold the
-//! results, report progress, and give the rest of the slice back when the
-//! engine asks for a split.
-//!
-//! This is the hot path of every sharded map (10,000,000 items in ~2 s on two
-//! cores), so per item there is no merged argument map, no future for sync
-//! functions, and no task; bookkeeping happens once per [`CHECK_EVERY`] items.
+//! Walking a slice of a map's source, one kind of cursor per kind of slice,
+//! and the checkpoint a leaf passes every [`CHECK_EVERY`] items: progress,
+//! cancellation, split requests and giving the executor back.
 
-use crate::args::Args;
+use super::lines::LineReader;
 use crate::ctx::Ctx;
 use crate::error::FnError;
-use crate::fold::Folder;
-use crate::kernel::run_kernel;
-use crate::lines::LineReader;
-use crate::registry::{Function, Invocation};
-use kontinuum_api::FnRef;
-use kontinuum_api::reducer::Reducer;
-use kontinuum_api::work::Slice;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Items between checks of progress, cancellation, split requests and the clock.
-pub(crate) const CHECK_EVERY: u32 = 64;
+pub(super) const CHECK_EVERY: u32 = 64;
 /// A sync loop gives the executor back at least this often, so heartbeats,
 /// leasing and other tasks run on a busy two-core box.
 const YIELD_AFTER: Duration = Duration::from_millis(2);
 
 /// Walks a slice. Positions are absolute in the source's units (the integer
 /// for a range, the index for items, the byte offset for lines).
-pub(crate) trait Cursor {
+pub(super) trait Cursor {
     fn next_item(&mut self) -> Result<Option<Cow<'_, Value>>, FnError>;
     /// The next unprocessed position: where a split would cut.
     fn position(&self) -> i64;
@@ -39,14 +27,14 @@ pub(crate) trait Cursor {
     fn stop_at(&mut self, at: i64);
 }
 
-pub(crate) struct RangeCursor {
+pub(super) struct RangeCursor {
     start: i64,
-    pub(crate) next: i64,
-    pub(crate) end: i64,
+    pub(super) next: i64,
+    pub(super) end: i64,
 }
 
 impl RangeCursor {
-    pub(crate) fn new(start: i64, end: i64) -> Self {
+    pub(super) fn new(start: i64, end: i64) -> Self {
         RangeCursor {
             start,
             next: start,
@@ -78,11 +66,24 @@ impl Cursor for RangeCursor {
     }
 }
 
-struct ItemsCursor {
+pub(super) struct ItemsCursor {
     offset: u64,
     items: Vec<Value>,
     next: usize,
     end: usize,
+}
+
+impl ItemsCursor {
+    /// `items` are the slice's, the first at index `offset` of the source.
+    pub(super) fn new(offset: u64, items: Vec<Value>) -> Self {
+        let end = items.len();
+        ItemsCursor {
+            offset,
+            items,
+            next: 0,
+            end,
+        }
+    }
 }
 
 impl Cursor for ItemsCursor {
@@ -108,9 +109,15 @@ impl Cursor for ItemsCursor {
     }
 }
 
-struct LinesCursor {
+pub(super) struct LinesCursor {
     reader: LineReader,
     start: u64,
+}
+
+impl LinesCursor {
+    pub(super) fn new(reader: LineReader, start: u64) -> Self {
+        LinesCursor { reader, start }
+    }
 }
 
 impl Cursor for LinesCursor {
@@ -142,90 +149,7 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Runs a map leaf and answers with the folded value.
-pub(crate) async fn run_leaf(
-    ctx: &Ctx,
-    function: &FnRef,
-    slice: Slice,
-    reducer: Reducer,
-) -> Result<Value, FnError> {
-    if function.args.contains_key("item") {
-        return Err(FnError::permanent(format!(
-            "map function '{}': argument 'item' is already bound",
-            function.function
-        )));
-    }
-    let Some(f) = ctx.registry().get(&function.function).cloned() else {
-        return Err(ctx.unknown_function(&function.function));
-    };
-    if let (Slice::Range { start, end }, Reducer::Builtin(b)) = (&slice, &reducer)
-        && let Some(kernel) = f.int_kernel(&function.args)
-        && let Some(value) =
-            run_kernel(ctx, &kernel, *b, &mut RangeCursor::new(*start, *end)).await?
-    {
-        return Ok(value);
-    }
-    let mut folder = Folder::new(reducer)?;
-    match slice {
-        Slice::Range { start, end } => {
-            let mut c = RangeCursor::new(start, end);
-            drive(ctx, &f, function, &mut c, &mut folder).await?;
-        }
-        Slice::Items { offset, items } => {
-            let end = items.len();
-            let mut c = ItemsCursor {
-                offset,
-                items,
-                next: 0,
-                end,
-            };
-            drive(ctx, &f, function, &mut c, &mut folder).await?;
-        }
-        Slice::Lines { path, start, end } => {
-            let reader = LineReader::open(&path, start, end)?;
-            let mut c = LinesCursor { reader, start };
-            drive(ctx, &f, function, &mut c, &mut folder).await?;
-        }
-    }
-    folder.finish()
-}
-
-async fn drive<C: Cursor>(
-    ctx: &Ctx,
-    f: &Arc<dyn Function>,
-    function: &FnRef,
-    cursor: &mut C,
-    folder: &mut Folder,
-) -> Result<(), FnError> {
-    let mut since_check = 0u32;
-    let mut last_yield = Instant::now();
-    loop {
-        let Some(item) = cursor.next_item()? else {
-            break;
-        };
-        let args = Args::with_one(&function.args, "item", item);
-        let (value, waited) = match f.invoke(ctx, args) {
-            Invocation::Ready(r) => (r?, false),
-            Invocation::Pending(fut) => (fut.await?, true),
-        };
-        // Built-in reducers fold without an await point.
-        if folder.is_builtin() {
-            folder.add_now(value)?;
-        } else {
-            folder.add(ctx, value).await?;
-        }
-        since_check += 1;
-        // After an awaited call time has passed anyway, so check at once.
-        if since_check >= CHECK_EVERY || waited {
-            since_check = 0;
-            checkpoint(ctx, cursor, &mut last_yield).await?;
-        }
-    }
-    ctx.progress(cursor.done());
-    Ok(())
-}
-
-pub(crate) async fn checkpoint<C: Cursor>(
+pub(super) async fn checkpoint<C: Cursor>(
     ctx: &Ctx,
     cursor: &mut C,
     last_yield: &mut Instant,

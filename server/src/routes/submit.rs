@@ -5,8 +5,7 @@
 
 use crate::body::{RawBody, parse};
 use crate::error::ApiError;
-use crate::server::AppStateRef;
-use crate::worker_api::blocking_api;
+use crate::state::{AppStateRef, blocking_api};
 use axum::extract::State;
 use axum::http::StatusCode;
 use kontinuum_api::DEFAULT_NAMESPACE;
