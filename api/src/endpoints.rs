@@ -70,6 +70,12 @@ pub struct WorkerView {
     pub concurrency: u32,
     /// Milliseconds since its last register or lease call.
     pub idle_ms: u64,
+    /// The namespace its token confines it to; absent for the shared token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Leases it holds now (tasks it runs).
+    #[serde(default)]
+    pub running: u64,
 }
 
 /// `POST /v1/lease`: up to `max` leases, waiting up to `waitMs` for the first.
@@ -272,6 +278,8 @@ pub mod codes {
     pub const INVALID: &str = "invalid";
     /// 401: missing or wrong bearer token.
     pub const UNAUTHORIZED: &str = "unauthorized";
+    /// 403: the caller is known but confined to another namespace.
+    pub const FORBIDDEN: &str = "forbidden";
     /// 404: no such route, or no such object.
     pub const NOT_FOUND: &str = "not_found";
     /// 405: the route exists, the method does not.

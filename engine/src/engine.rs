@@ -274,6 +274,18 @@ impl Engine {
         self.inner.state.lock().running_by_worker(namespace, pool)
     }
 
+    /// Leases held per worker, all pools together.
+    pub fn leases_by_worker(&self) -> BTreeMap<String, u64> {
+        let st = self.inner.state.lock();
+        let mut out = BTreeMap::new();
+        for info in st.leases.values() {
+            if let Some(worker) = &info.worker {
+                *out.entry(worker.to_string()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
     /// The namespace of the object a live lease works for: what a worker
     /// confined to one namespace may touch.
     pub fn lease_namespace(&self, token: u64) -> Option<String> {

@@ -66,7 +66,16 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
         Some(path) => Some(kontinuum_server::token_from_file(path)?),
         None => None,
     };
-    let server = kontinuum_server::Server::bind(engine.clone(), flags.listen, token).await?;
+    let server = kontinuum_server::Server::bind_with(
+        engine.clone(),
+        flags.listen,
+        token,
+        Some(Arc::new(crate::tokenreview::TokenReviewer::new(
+            client.clone(),
+        ))),
+    )
+    .await?;
+    let roster = server.roster();
     let api_addr = server.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
@@ -138,6 +147,7 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
         engine: engine.clone(),
         settings,
         metrics: metrics.clone(),
+        roster,
         memory: Default::default(),
     });
     for api in apis::<WorkerPool>(&client, &flags.namespaces) {

@@ -62,6 +62,11 @@ impl ApiError {
         e
     }
 
+    /// 403 for a caller confined to a namespace that reached outside it.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, message)
     }

@@ -37,4 +37,4 @@ pub use client::{Client, ClientError};
 pub use conn::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, Limits, MAX_CONNECTIONS};
 pub use error::{ApiError, ServeError};
 pub use server::{Server, serve, token_from_file};
-pub use state::WorkerRecord;
+pub use state::{PoolWorkers, Roster, WorkerRecord};

@@ -2,6 +2,7 @@
 //! loopback), the router, and the layers every request passes: panic
 //! catching, bearer auth, the body limit, JSON 404/405.
 
+use crate::auth::{AuthError, Authenticator, Caller};
 use crate::body::{BodyTimeout, Json, too_large};
 use crate::conn::Limits;
 use crate::error::{ApiError, ServeError};
@@ -18,6 +19,7 @@ use kontinuum_api::endpoints::{Health, MAX_BODY_BYTES, codes};
 use kontinuum_engine::Engine;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -37,12 +39,23 @@ impl Server {
         listen: SocketAddr,
         token: Option<String>,
     ) -> Result<Server, ServeError> {
+        Server::bind_with(engine, listen, token, None).await
+    }
+
+    /// [`Server::bind`] that also accepts the tokens `authenticator`
+    /// accepts, each confining its caller to one namespace (auth.rs).
+    pub async fn bind_with(
+        engine: Engine,
+        listen: SocketAddr,
+        token: Option<String>,
+        authenticator: Option<Arc<dyn Authenticator>>,
+    ) -> Result<Server, ServeError> {
         if let Some(t) = &token
             && (t.is_empty() || HeaderValue::from_str(&format!("Bearer {t}")).is_err())
         {
             return Err(ServeError::BadToken);
         }
-        if token.is_none() && !listen.ip().is_loopback() {
+        if token.is_none() && authenticator.is_none() && !listen.ip().is_loopback() {
             return Err(ServeError::TokenRequired(listen));
         }
         let listener = TcpListener::bind(listen)
@@ -51,7 +64,7 @@ impl Server {
                 addr: listen,
                 source,
             })?;
-        let state = AppState::new(engine, token);
+        let state = AppState::new(engine, token, authenticator);
         Ok(Server {
             listener,
             state,
@@ -63,6 +76,11 @@ impl Server {
     pub fn with_limits(mut self, limits: Limits) -> Server {
         self.limits = limits;
         self
+    }
+
+    /// Who is connected, for the operator's WorkerPool status.
+    pub fn roster(&self) -> crate::state::Roster {
+        crate::state::Roster(self.state.clone())
     }
 
     /// The address actually bound (port 0 picks a free port).
@@ -78,7 +96,12 @@ impl Server {
     ) -> Result<(), ServeError> {
         let addr = self.local_addr()?;
         let state = self.state.clone();
-        tracing::info!(%addr, auth = state.token.is_some(), "serving the worker API");
+        tracing::info!(
+            %addr,
+            shared_token = state.token.is_some(),
+            token_review = state.authenticator.is_some(),
+            "serving the worker API"
+        );
         let app = router(self.state).layer(Extension(BodyTimeout(self.limits.body_read)));
         crate::conn::serve(self.listener, app, self.limits, async move {
             shutdown.await;
@@ -186,12 +209,15 @@ async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-/// Every request but the health probe carries the token (probes cannot
-/// easily hold a secret, and the probe reveals nothing).
-async fn auth(State(state): State<AppStateRef>, req: Request, next: Next) -> Response {
-    let Some(expected) = &state.token else {
+/// Every request but the health probe carries a token (probes cannot
+/// easily hold a secret, and the probe reveals nothing): the shared one,
+/// which may do anything, or one the authenticator accepts, which confines
+/// the request to a namespace. The handlers read the [`Caller`].
+async fn auth(State(state): State<AppStateRef>, mut req: Request, next: Next) -> Response {
+    if state.token.is_none() && state.authenticator.is_none() {
+        req.extensions_mut().insert(Caller::Anyone);
         return next.run(req).await;
-    };
+    }
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
@@ -199,12 +225,30 @@ async fn auth(State(state): State<AppStateRef>, req: Request, next: Next) -> Res
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(given) if same(given.as_bytes(), expected.as_bytes()) => next.run(req).await,
-        Some(_) => unauthorized("wrong bearer token"),
-        None => unauthorized("missing bearer token (Authorization: Bearer TOKEN)"),
-    }
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let Some(given) = given else {
+        return unauthorized("missing bearer token (Authorization: Bearer TOKEN)");
+    };
+    let caller = match (&state.token, &state.authenticator) {
+        (Some(expected), _) if same(given.as_bytes(), expected.as_bytes()) => Caller::Anyone,
+        (_, Some(authenticator)) => match authenticator.authenticate(&given).await {
+            Ok(caller) => caller,
+            Err(AuthError::Rejected(m)) => return unauthorized(&m),
+            Err(AuthError::Forbidden(m)) => return ApiError::forbidden(m).into_response(),
+            Err(e @ AuthError::Unavailable(_)) => {
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::UNAVAILABLE,
+                    e.to_string(),
+                )
+                .into_response();
+            }
+        },
+        _ => return unauthorized("wrong bearer token"),
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }
 
 fn unauthorized(message: &str) -> Response {

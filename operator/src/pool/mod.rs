@@ -30,6 +30,8 @@ pub struct PoolContext {
     pub engine: Engine,
     pub settings: WorkerSettings,
     pub metrics: Arc<Metrics>,
+    /// The workers connected to the worker API, for the status.
+    pub roster: kontinuum_server::Roster,
     /// The scaler's memory per (namespace, pool).
     pub memory: Mutex<HashMap<(String, String), ScaleMemory>>,
 }
@@ -149,13 +151,17 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
         ),
         Err(e) => return Err(Error::kube("apply the worker Deployment")(e)),
     };
+    let connected = ctx.roster.pool(&namespace, &name);
     let status = pool_status(
         pool,
         &name,
         replicas,
-        &stats,
-        deployment.as_ref(),
-        apply_error.as_deref(),
+        &Seen {
+            stats: &stats,
+            connected: &connected,
+            deployment: deployment.as_ref(),
+            apply_error: apply_error.as_deref(),
+        },
         now,
     );
     let current = pool
@@ -225,17 +231,24 @@ async fn mark_busy_pods(ctx: &PoolContext, namespace: &str, pool: &str) -> Resul
 /// The longest a pool goes without a look at its queue.
 const RESYNC: Duration = Duration::from_secs(60);
 
+/// What the reconcile read for the status.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    stats: &'a kontinuum_engine::PoolStats,
+    connected: &'a kontinuum_server::PoolWorkers,
+    deployment: Option<&'a Deployment>,
+    apply_error: Option<&'a str>,
+}
+
 /// The status the pool should show; `lastScaleTime` is kept unless the
 /// replicas changed, so an unchanged pool renders byte-equal.
-fn pool_status(
-    pool: &WorkerPool,
-    name: &str,
-    desired: i32,
-    stats: &kontinuum_engine::PoolStats,
-    deployment: Option<&Deployment>,
-    apply_error: Option<&str>,
-    now_ms: u64,
-) -> Value {
+fn pool_status(pool: &WorkerPool, name: &str, desired: i32, seen: &Seen<'_>, now_ms: u64) -> Value {
+    let Seen {
+        stats,
+        connected,
+        deployment,
+        apply_error,
+    } = *seen;
     let previous = pool.status.as_ref();
     let (replicas, ready) = deployment
         .and_then(|d| d.status.as_ref())
@@ -258,17 +271,30 @@ fn pool_status(
             "message": format!("{ready} of {desired} replicas ready"),
         }),
     };
-    json!({
+    let mut status = json!({
         "replicas": replicas,
         "readyReplicas": ready,
         "desiredReplicas": desired,
         "queued": stats.queued,
         "running": stats.running,
         "delayed": stats.delayed,
-        "workers": 0,
+        "workers": connected.workers,
         "selector": selector(name),
         "lastScaleTime": last_scale,
         "conditions": [condition],
         "observedGeneration": pool.metadata.generation,
-    })
+    });
+    // Bounded: a pool's workers may serve many functions.
+    let functions: Vec<&String> = connected
+        .functions
+        .iter()
+        .take(MAX_STATUS_FUNCTIONS)
+        .collect();
+    if !functions.is_empty() {
+        status["functions"] = json!(functions);
+    }
+    status
 }
+
+/// Functions listed in a pool's status at most.
+const MAX_STATUS_FUNCTIONS: usize = 64;

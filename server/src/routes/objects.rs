@@ -1,9 +1,11 @@
 //! The CLI's endpoints besides submit (submit.rs): list and get objects
 //! with their status, an object's tree, cancel.
 
+use crate::auth::{Caller, outside};
 use crate::body::Json;
 use crate::error::ApiError;
 use crate::state::{AppStateRef, blocking};
+use axum::Extension;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -30,13 +32,23 @@ pub(crate) struct ListQuery {
 /// after objects were added or finished still continues in order.
 pub(crate) async fn list(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ObjectList>, ApiError> {
-    let Query(query) = query.map_err(|e| {
+    let Query(mut query) = query.map_err(|e| {
         let text = e.body_text();
         let field = query_field(&text).to_string();
         ApiError::bad_field(field, text)
     })?;
+    // A confined caller lists its own namespace, whatever it asked.
+    if let Some(own) = caller.namespace() {
+        match &query.namespace {
+            Some(asked) if asked != own => {
+                return Err(ApiError::forbidden(outside(&caller, "that namespace")));
+            }
+            _ => query.namespace = Some(own.to_string()),
+        }
+    }
     let kind = query.kind.as_deref().map(engine_kind).transpose()?;
     // Ids are NAMESPACE/KIND/NAME: a namespace (with its kind) is a prefix.
     let prefix = match (&query.namespace, kind) {
@@ -105,9 +117,13 @@ fn query_field(message: &str) -> &str {
 
 pub(crate) async fn get(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<ObjectView>, ApiError> {
     let id = object_id(path)?;
+    if !caller.may(&id.namespace) {
+        return Err(ApiError::forbidden(outside(&caller, "that object")));
+    }
     let status = blocking(&state.engine, move |e| {
         let status = e.status(&id)?;
         Ok(view(&id, status))
@@ -118,9 +134,13 @@ pub(crate) async fn get(
 
 pub(crate) async fn cancel(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<ObjectView>, ApiError> {
     let id = object_id(path)?;
+    if !caller.may(&id.namespace) {
+        return Err(ApiError::forbidden(outside(&caller, "that object")));
+    }
     let status = blocking(&state.engine, move |e| {
         e.cancel(&id)?;
         let status = e.status(&id)?;
@@ -134,9 +154,13 @@ pub(crate) async fn cancel(
 /// The whole result, however large (the status inlines up to 4 KiB).
 pub(crate) async fn result(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<ResultView>, ApiError> {
     let id = object_id(path)?;
+    if !caller.may(&id.namespace) {
+        return Err(ApiError::forbidden(outside(&caller, "that object")));
+    }
     let result = blocking(&state.engine, move |e| e.result(&id)).await?;
     Ok(Json(ResultView { result }))
 }
@@ -154,10 +178,14 @@ pub(crate) struct TreeQuery {
 /// The object's tree, breadth first, cut after `maxNodes` nodes.
 pub(crate) async fn tree(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     path: Result<Path<(String, String, String)>, PathRejection>,
     query: Result<Query<TreeQuery>, QueryRejection>,
 ) -> Result<Json<kontinuum_engine::TreeView>, ApiError> {
     let id = object_id(path)?;
+    if !caller.may(&id.namespace) {
+        return Err(ApiError::forbidden(outside(&caller, "that object")));
+    }
     let Query(query) = query.map_err(|e| ApiError::bad_field("maxNodes", e.body_text()))?;
     let max = query.max_nodes.unwrap_or(TREE_NODES);
     if !(1..=MAX_TREE_NODES).contains(&max) {

@@ -2,9 +2,11 @@
 //! complete, split, children, spawn. Engine calls block (locks, group
 //! commit), so each runs on tokio's blocking pool.
 
+use crate::auth::Caller;
 use crate::body::Json;
 use crate::error::ApiError;
-use crate::state::{AppStateRef, WorkerRecord, blocking};
+use crate::state::{AppStateRef, WorkerRecord, blocking, check_leases};
+use axum::Extension;
 use axum::extract::State;
 use kontinuum_api::endpoints::{
     ChildRequest, CompleteRequest, CompleteResponse, HeartbeatRequest, HeartbeatResponse,
@@ -22,6 +24,7 @@ const POLL_SLICE: Duration = Duration::from_millis(250);
 
 pub(crate) async fn register(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<RegisterRequest>,
 ) -> Result<Json<RegisterResponse>, ApiError> {
     check_pool(&req.pool)?;
@@ -34,6 +37,7 @@ pub(crate) async fn register(
     state.workers.lock().insert(
         worker.clone(),
         WorkerRecord {
+            namespace: caller.namespace().map(str::to_string),
             pool: req.pool,
             functions: req.functions,
             concurrency: req.concurrency,
@@ -54,7 +58,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(300);
 /// Notes a lease call. A worker unknown here (it registered with a server
 /// that has since restarted) is listed without its functions until it
 /// registers again, which the answer asks it to: true then.
-fn seen(state: &AppStateRef, worker: &str, pool: &str) -> bool {
+fn seen(state: &AppStateRef, caller: &Caller, worker: &str, pool: &str) -> bool {
     let now = Instant::now();
     let mut workers = state.workers.lock();
     if let Some(w) = workers.get_mut(worker) {
@@ -66,6 +70,7 @@ fn seen(state: &AppStateRef, worker: &str, pool: &str) -> bool {
     workers.insert(
         worker.to_string(),
         WorkerRecord {
+            namespace: caller.namespace().map(str::to_string),
             pool: pool.to_string(),
             functions: Vec::new(),
             concurrency: 0,
@@ -75,19 +80,29 @@ fn seen(state: &AppStateRef, worker: &str, pool: &str) -> bool {
     true
 }
 
-pub(crate) async fn workers(State(state): State<AppStateRef>) -> Json<WorkerList> {
+/// The workers heard from lately; a confined caller sees its namespace's.
+pub(crate) async fn workers(
+    State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
+) -> Json<WorkerList> {
     let now = Instant::now();
+    let running = state.engine.leases_by_worker();
     let mut workers: Vec<WorkerView> = state
         .workers
         .lock()
         .iter()
         .filter(|(_, w)| now.duration_since(w.last_seen) < FORGET_AFTER)
+        .filter(|(_, w)| {
+            caller.namespace().is_none() || caller.namespace() == w.namespace.as_deref()
+        })
         .map(|(name, w)| WorkerView {
             worker: name.clone(),
             pool: w.pool.clone(),
             functions: w.functions.clone(),
             concurrency: w.concurrency,
             idle_ms: now.duration_since(w.last_seen).as_millis() as u64,
+            namespace: w.namespace.clone(),
+            running: running.get(name).copied().unwrap_or(0),
         })
         .collect();
     workers.sort_by(|a, b| a.worker.cmp(&b.worker));
@@ -116,6 +131,7 @@ impl Drop for Gone {
 
 pub(crate) async fn lease(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<LeaseRequest>,
 ) -> Result<Json<LeaseResponse>, ApiError> {
     check_pool(&req.pool)?;
@@ -125,7 +141,10 @@ pub(crate) async fn lease(
             format!("must be 1..={MAX_BATCH}"),
         ));
     }
-    let register = seen(&state, &req.worker, &req.pool);
+    let register = seen(&state, &caller, &req.worker, &req.pool);
+    // A worker with the shared token serves its pool in every namespace; one
+    // with a ServiceAccount token, its own namespace's pool only.
+    let namespace = caller.namespace().map(str::to_string);
     let wait = Duration::from_millis(req.wait_ms.min(MAX_LEASE_WAIT_MS));
     let gone = Arc::new(AtomicBool::new(false));
     let _guard = Gone(gone.clone());
@@ -134,9 +153,9 @@ pub(crate) async fn lease(
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            // A worker of this server serves its pool in every namespace.
             let wait = left.min(POLL_SLICE);
-            let leases = engine.lease(&req.pool, None, &req.worker, req.max, wait)?;
+            let ns = namespace.as_deref();
+            let leases = engine.lease(&req.pool, ns, &req.worker, req.max, wait)?;
             if !leases.is_empty() && gone.load(Ordering::SeqCst) {
                 // Nobody will receive these: back to the queue at once
                 // rather than after their leases expire.
@@ -155,14 +174,17 @@ pub(crate) async fn lease(
 
 pub(crate) async fn heartbeat(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
+    check_leases(&state, &caller, vec![req.token]).await?;
     let reply = blocking(&state.engine, move |e| e.heartbeat(req.token, req.progress)).await?;
     Ok(Json(reply))
 }
 
 pub(crate) async fn complete(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<CompleteRequest>,
 ) -> Result<Json<CompleteResponse>, ApiError> {
     if req.completions.len() > MAX_BATCH {
@@ -171,6 +193,13 @@ pub(crate) async fn complete(
             format!("at most {MAX_BATCH} per call"),
         ));
     }
+    // All or nothing: one foreign token refuses the whole batch.
+    check_leases(
+        &state,
+        &caller,
+        req.completions.iter().map(|c| c.token).collect(),
+    )
+    .await?;
     let acks = blocking(&state.engine, move |e| e.complete(req.completions)).await?;
     Ok(Json(CompleteResponse { acks }))
 }
@@ -178,6 +207,7 @@ pub(crate) async fn complete(
 /// Leases a stopping worker hands back; answered like complete.
 pub(crate) async fn release(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<ReleaseRequest>,
 ) -> Result<Json<CompleteResponse>, ApiError> {
     if req.tokens.len() > MAX_BATCH {
@@ -186,22 +216,27 @@ pub(crate) async fn release(
             format!("at most {MAX_BATCH} per call"),
         ));
     }
+    check_leases(&state, &caller, req.tokens.clone()).await?;
     let acks = blocking(&state.engine, move |e| e.release(req.tokens)).await?;
     Ok(Json(CompleteResponse { acks }))
 }
 
 pub(crate) async fn split(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<SplitRequest>,
 ) -> Result<Json<SplitResponse>, ApiError> {
+    check_leases(&state, &caller, vec![req.token]).await?;
     let accepted = blocking(&state.engine, move |e| e.split(req.token, req.at)).await?;
     Ok(Json(SplitResponse { accepted }))
 }
 
 pub(crate) async fn add_child(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<ChildRequest>,
 ) -> Result<Json<NodeResponse>, ApiError> {
+    check_leases(&state, &caller, vec![req.token]).await?;
     kontinuum_api::validate::check_fnref(&req.call, "call")
         .map_err(|e| ApiError::bad_field(e.field, e.message))?;
     let node = blocking(&state.engine, move |e| {
@@ -213,8 +248,10 @@ pub(crate) async fn add_child(
 
 pub(crate) async fn spawn(
     State(state): State<AppStateRef>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<SpawnRequest>,
 ) -> Result<Json<NodeResponse>, ApiError> {
+    check_leases(&state, &caller, vec![req.token]).await?;
     kontinuum_api::validate::check_fnref(&req.spec.call, "spec.call")
         .map_err(|e| ApiError::bad_field(e.field, e.message))?;
     let node = blocking(&state.engine, move |e| e.spawn(req.token, req.spec)).await?;
