@@ -128,20 +128,21 @@ async fn a_pool_follows_its_queue_up_and_back_to_zero() {
     let listed = kubectl(&["get", "workerpools", "-n", ns.name()]);
     assert!(listed.contains("naps"), "{listed}");
 
-    // Idle: down to 0 once scaleDownDelay has passed, the workers stopped.
-    let finished = Instant::now();
+    // Idle: down to 0 once the demand has stayed below 5 replicas' worth
+    // for scaleDownDelay (5 s). The demand was 2,000 at the submission, so
+    // the way down cannot start earlier than 5 s after it.
     wait_until("0 replicas again", Duration::from_secs(30), || {
         deployment_replicas(ns.name(), "naps") == Some(0)
     });
-    let idle_for = finished.elapsed();
+    let idle_for = submitted.elapsed();
     assert!(
-        idle_for >= Duration::from_secs(4),
-        "scaled down after {idle_for:?}, before scaleDownDelay (5 s)"
+        idle_for >= Duration::from_secs(5),
+        "back to 0 {idle_for:?} after the submission, before scaleDownDelay (5 s) could pass"
     );
     wait_until("every worker stopped", Duration::from_secs(60), || {
         pods.live() == 0
     });
-    eprintln!("0 → 5 replicas in {scaled_up:?}; back to 0 {idle_for:?} after the last task");
+    eprintln!("0 → 5 replicas in {scaled_up:?}; back to 0 {idle_for:?} after the submission");
 }
 
 /// Without `spec.scaling`, replicas are the pool's `spec.replicas`, set
@@ -200,4 +201,208 @@ async fn kubectl_scale_sets_a_fixed_pool() {
     ]);
     wait_until("no workers", Duration::from_secs(60), || pods.live() == 0);
     assert_eq!(pods.stopped().len(), 3, "{:?}", pods.stopped());
+}
+
+/// Before replicas go down, busy pods are marked costlier to delete: with
+/// two of four workers busy, scaling to 2 removes the two idle pods, and
+/// the busy ones finish their tasks (one attempt each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_down_removes_idle_pods_first() {
+    ensure_crds().await;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "busy").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
+    op.wait_ready(Duration::from_secs(60));
+    let pods = PodPlayer::start(
+        client.clone(),
+        ns.name(),
+        "kontinuum.dev/pool=busy",
+        dir.path(),
+    );
+    apply(
+        ns.name(),
+        &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "WorkerPool",
+                "metadata": {"name": "busy"}, "spec": {"replicas": 4, "concurrency": 1}}),
+    );
+    wait_until("4 workers", Duration::from_secs(30), || pods.live() == 4);
+    for i in 0..2 {
+        apply(
+            ns.name(),
+            &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "Task",
+                    "metadata": {"name": format!("long-{i}")},
+                    "spec": {"pool": "busy", "call": {"function": "std.sleep", "args": {"ms": 15000}}}}),
+        );
+    }
+    // Which workers run them, as the worker API sees it.
+    let token = std::fs::read_to_string(&op.token_file).unwrap();
+    let api = ApiClient::new(&op.api, Some(token.trim().to_string())).unwrap();
+    let mut busy: Vec<String> = Vec::new();
+    for _ in 0..200 {
+        busy = api
+            .workers()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|w| w.running > 0)
+            .map(|w| w.worker)
+            .collect();
+        if busy.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(busy.len(), 2, "two busy workers: {busy:?}");
+    kubectl(&[
+        "scale",
+        "workerpool",
+        "busy",
+        "-n",
+        ns.name(),
+        "--replicas=2",
+    ]);
+    wait_until("2 workers", Duration::from_secs(30), || pods.live() == 2);
+    let stopped = pods.stopped();
+    assert_eq!(stopped.len(), 2, "{stopped:?}");
+    for pod in &stopped {
+        assert!(
+            !busy.contains(pod),
+            "busy pod {pod} was deleted while idle ones existed (busy: {busy:?}, stopped: {stopped:?})"
+        );
+    }
+    for i in 0..2 {
+        kubectl(&[
+            "wait",
+            "-n",
+            ns.name(),
+            "--for=jsonpath={.status.phase}=Succeeded",
+            &format!("task/long-{i}"),
+            "--timeout=60s",
+        ]);
+        let attempts = kubectl(&[
+            "get",
+            "task",
+            &format!("long-{i}"),
+            "-n",
+            ns.name(),
+            "-o",
+            "jsonpath={.status.attempts}",
+        ]);
+        assert_eq!(attempts.trim(), "1", "long-{i} ran more than once");
+    }
+}
+
+/// Worker identity on the real API server: a ServiceAccount token of
+/// namespace b reaches b only; a token for another audience, or of a
+/// ServiceAccount that no longer exists, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_tokens_confine_workers_to_their_namespace() {
+    ensure_crds().await;
+    let client = client().await;
+    let a = TestNamespace::create(&client, "team-a").await;
+    let b = TestNamespace::create(&client, "team-b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(dir.path(), a.name());
+    options.namespaces = vec![a.name().into(), b.name().into()];
+    let mut op = Operator::start(dir.path(), "a", &options);
+    op.wait_ready(Duration::from_secs(60));
+    apply(
+        a.name(),
+        &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "Task",
+                "metadata": {"name": "secret-job"},
+                "spec": {"call": {"function": "std.echo", "args": {"secret": "alpha-secret"}}}}),
+    );
+    wait_until("the Task in the engine", Duration::from_secs(30), || {
+        kontinuum_e2e::kubectl_result(
+            &[
+                "get",
+                "task",
+                "secret-job",
+                "-n",
+                a.name(),
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+            None,
+        )
+        .stdout
+        .trim()
+            == "Queued"
+    });
+    let http = reqwest::Client::new();
+    let call = |token: String, method: reqwest::Method, path: String, body: Option<Value>| {
+        let http = http.clone();
+        let url = format!("{}{path}", op.api);
+        async move {
+            let mut req = http.request(method, url).bearer_auth(token);
+            if let Some(b) = body {
+                req = req
+                    .header("content-type", "application/json")
+                    .body(b.to_string());
+            }
+            let resp = req.send().await.unwrap();
+            let code = resp.status().as_u16();
+            (code, resp.text().await.unwrap())
+        }
+    };
+    let b_token = kontinuum_e2e::kubelet::mint_token(b.name(), "default").unwrap();
+    let (code, body) = call(
+        b_token.clone(),
+        reqwest::Method::GET,
+        format!("/v1/objects/{}/task/secret-job", a.name()),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        !body.contains("alpha-secret") && !body.contains(a.name()),
+        "{body}"
+    );
+    let (code, body) = call(
+        b_token.clone(),
+        reqwest::Method::POST,
+        "/v1/lease".into(),
+        Some(json!({"worker": "intruder", "pool": "default", "max": 10, "waitMs": 500})),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(!body.contains("alpha-secret"), "b leased a's task: {body}");
+    let (code, body) = call(b_token, reqwest::Method::GET, "/v1/objects".into(), None).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(!body.contains("secret-job"), "b sees a's objects: {body}");
+
+    // The API server's own audience is not ours.
+    let r = kontinuum_e2e::kubectl_result(&["create", "token", "default", "-n", b.name()], None);
+    assert!(r.success, "{r:?}");
+    let (code, body) = call(
+        r.stdout.trim().into(),
+        reqwest::Method::GET,
+        "/v1/workers".into(),
+        None,
+    )
+    .await;
+    assert_eq!(code, 401, "{body}");
+    // A ServiceAccount deleted after its token was minted.
+    kubectl(&["create", "serviceaccount", "gone", "-n", b.name()]);
+    let gone = kontinuum_e2e::kubelet::mint_token(b.name(), "gone").unwrap();
+    kubectl(&["delete", "serviceaccount", "gone", "-n", b.name()]);
+    let mut refused = false;
+    for _ in 0..50 {
+        let (code, _) = call(
+            gone.clone(),
+            reqwest::Method::GET,
+            "/v1/workers".into(),
+            None,
+        )
+        .await;
+        if code == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        refused,
+        "a token of a deleted ServiceAccount is still accepted"
+    );
 }
