@@ -406,3 +406,71 @@ async fn service_account_tokens_confine_workers_to_their_namespace() {
         "a token of a deleted ServiceAccount is still accepted"
     );
 }
+
+/// A template the API server refuses (an invalid quantity, which the
+/// WorkerPool's schema cannot know) leaves that pool's status saying why;
+/// another pool keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_template_is_reported_and_other_pools_work() {
+    ensure_crds().await;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "typo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
+    op.wait_ready(Duration::from_secs(60));
+    let pods = PodPlayer::start(
+        client.clone(),
+        ns.name(),
+        "kontinuum.dev/pool=fine",
+        dir.path(),
+    );
+    apply(
+        ns.name(),
+        &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "WorkerPool",
+                "metadata": {"name": "broken"},
+                "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                    {"name": "worker", "resources": {"limits": {"cpu": "lots"}}}]}}}}),
+    );
+    apply(
+        ns.name(),
+        &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "WorkerPool",
+                "metadata": {"name": "fine"}, "spec": {"replicas": 1}}),
+    );
+    let mut condition = Value::Null;
+    wait_until("the refusal in the status", Duration::from_secs(30), || {
+        let out = kubectl(&[
+            "get",
+            "workerpool",
+            "broken",
+            "-n",
+            ns.name(),
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")]}",
+        ]);
+        condition = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
+        condition["reason"] == "DeploymentRefused"
+    });
+    assert_eq!(condition["status"], "False", "{condition}");
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("quantities must match"),
+        "the message says what was refused: {message}"
+    );
+    wait_until("the fine pool's worker", Duration::from_secs(30), || {
+        pods.live() == 1
+    });
+    apply(
+        ns.name(),
+        &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "Task",
+                "metadata": {"name": "sum"},
+                "spec": {"pool": "fine", "call": {"function": "std.sum", "args": {"a": 1, "b": 2}}}}),
+    );
+    kubectl(&[
+        "wait",
+        "-n",
+        ns.name(),
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "task/sum",
+        "--timeout=60s",
+    ]);
+}

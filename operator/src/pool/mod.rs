@@ -141,7 +141,7 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
         .await;
     let (deployment, apply_error) = match applied {
         Ok(d) => (Some(d), None),
-        Err(kube::Error::Api(s)) if (400..500).contains(&s.code) => (
+        Err(kube::Error::Api(s)) if refused(&s) => (
             deployments
                 .get_opt(&deployment_name(&name))
                 .await
@@ -230,6 +230,14 @@ async fn mark_busy_pods(ctx: &PoolContext, namespace: &str, pool: &str) -> Resul
 
 /// The longest a pool goes without a look at its queue.
 const RESYNC: Duration = Duration::from_secs(60);
+
+/// The API server refused the Deployment for what it holds (it will refuse
+/// it again): a 4xx, or the 500 a server-side apply answers when a field
+/// does not convert (an invalid quantity such as `cpu: lots`).
+fn refused(s: &kube::core::Status) -> bool {
+    (400..500).contains(&s.code)
+        || (s.code == 500 && s.message.starts_with("failed to convert new object"))
+}
 
 /// What the reconcile read for the status.
 #[derive(Clone, Copy)]
