@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The operator on a real control plane: Task resources per second, status
-# writes per Task, completion → visible-status lag; and how fast a
-# WorkerPool's Deployment follows its queue. Starts a throwaway cluster
+# writes per Task, completion → visible-status lag (bench-operator); how fast
+# a WorkerPool's Deployment follows its queue (bench-scale); the worker API
+# with TokenReview-authenticated workers against the shared token
+# (bench-auth). Starts a throwaway cluster
 # (tests/cluster/up.sh, kwok nodes only), an operator and workers from the
 # release build, prints bench-operator's JSON lines, and stops everything.
 #
@@ -47,3 +49,5 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 "$bin/bench-operator" --namespace bench --tasks "$tasks"
+"$bin/bench-scale" --namespace bench --api "http://127.0.0.1:$port" --token-file "$work/token"
+"$bin/bench-auth"
