@@ -10,7 +10,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use kontinuum_worker::{ServeOptions, serve_registry, std_registry};
+use kontinuum_worker::{ServeError, ServeOptions, serve_registry, std_registry};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,33 +42,46 @@ struct Cli {
     grace: u64,
 }
 
+/// Why the worker stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+enum WorkerError {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot read --token-file {}: {source}", .path.display())]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
 fn main() -> ExitCode {
     kontinuum_worker::init_logging();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("kontinuum-worker: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
+        .map_err(WorkerError::Runtime)
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("kontinuum-worker: {message}");
+        Err(e) => {
+            eprintln!("kontinuum-worker: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli) -> Result<(), WorkerError> {
     let token = match &cli.token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?
+                .map_err(|source| WorkerError::TokenFile {
+                    path: path.clone(),
+                    source,
+                })?
                 .trim()
                 .to_string(),
         ),
@@ -82,7 +95,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         name: cli.name.unwrap_or_else(default_name),
         grace: Duration::from_secs(cli.grace),
     };
-    serve_registry(options, std_registry()).await
+    Ok(serve_registry(options, std_registry()).await?)
 }
 
 fn default_name() -> String {

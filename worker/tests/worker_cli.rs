@@ -1,0 +1,46 @@
+//! The `kontinuum-worker` command line: what it says when it cannot start.
+//! (Serving work is in remote_e2e.rs.)
+
+use std::process::{Command, Output};
+
+fn worker(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_missing_token_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-token");
+    let out = worker(&[
+        "--server",
+        "http://127.0.0.1:9",
+        "--token-file",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot read --token-file {}", missing.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_server_that_is_not_a_url_is_refused_before_serving() {
+    let out = worker(&["--server", "localhost:7070"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot talk to localhost:7070")
+            && err.contains("expected http://HOST:PORT"),
+        "{err}"
+    );
+}
