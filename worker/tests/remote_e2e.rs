@@ -63,15 +63,16 @@ impl Drop for Worker {
 }
 
 fn worker(url: &str, dir: &Path, concurrency: usize) -> Worker {
-    worker_with_grace(url, dir, concurrency, 10)
+    // Plain seconds, as --grace took before it took durations.
+    worker_with_grace(url, dir, concurrency, "10")
 }
 
-fn worker_with_grace(url: &str, dir: &Path, concurrency: usize, grace: u64) -> Worker {
+fn worker_with_grace(url: &str, dir: &Path, concurrency: usize, grace: &str) -> Worker {
     let token_file = dir.join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
         .args(["--server", url, "--pool", "default", "--grace"])
-        .arg(grace.to_string())
+        .arg(grace)
         .arg("--concurrency")
         .arg(concurrency.to_string())
         .arg("--token-file")
@@ -257,7 +258,7 @@ async fn sigterm_hands_back_what_the_grace_cannot_finish() {
     let served = serve("127.0.0.1:0".parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
     let client = Client::new(&served.url, Some(TOKEN.into())).unwrap();
-    let mut w = worker_with_grace(&served.url, dir.path(), 2, 1);
+    let mut w = worker_with_grace(&served.url, dir.path(), 2, "1s");
     client
         .submit(vec![task(
             "long",

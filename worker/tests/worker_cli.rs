@@ -39,8 +39,48 @@ fn a_server_that_is_not_a_url_is_refused_before_serving() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("cannot talk to localhost:7070")
-            && err.contains("expected http://HOST:PORT"),
+        err.contains("cannot talk to localhost:7070") && err.contains("expected http://HOST:PORT"),
         "{err}"
     );
+}
+
+#[test]
+fn flags_come_from_kontinuum_variables() {
+    // No --server: KONTINUUM_SERVER supplies it (and is then refused as no URL).
+    let out = Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
+        .env("KONTINUUM_SERVER", "localhost:7070")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot talk to localhost:7070"),
+        "{}",
+        stderr(&out)
+    );
+    // A bad KONTINUUM_GRACE is refused like a bad --grace.
+    let out = Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
+        .args(["--server", "http://127.0.0.1:9"])
+        .env("KONTINUUM_GRACE", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("'soon' is not a duration"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn grace_takes_a_duration_and_refuses_other_words() {
+    let out = worker(&["--server", "http://127.0.0.1:9", "--grace", "10 minutes"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--grace") && err.contains("is not a duration") && err.contains("1h30m"),
+        "{err}"
+    );
+    let out = worker(&["--server", "http://127.0.0.1:9", "--concurrency", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

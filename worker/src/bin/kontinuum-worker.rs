@@ -1,5 +1,6 @@
 //! `kontinuum-worker --server URL --pool P [--concurrency N] [--token-file F]`:
-//! the stock worker. Serves the `std.*` functions to a `kontinuum serve` or
+//! the stock worker. Every flag can also come from a `KONTINUUM_*`
+//! variable, which is how a WorkerPool's Deployment configures it. Serves the `std.*` functions to a `kontinuum serve` or
 //! operator over HTTP. On SIGTERM (or Ctrl-C) it stops leasing, lets running
 //! tasks finish within `--grace`, hands back the rest and exits 0; a second
 //! signal exits at once (the server re-runs that work when leases expire).
@@ -23,23 +24,35 @@ use std::time::Duration;
 )]
 struct Cli {
     /// The server: http://HOST:PORT (kontinuum serve, or the operator's Service).
-    #[arg(long)]
+    #[arg(long, env = "KONTINUUM_SERVER", value_name = "URL")]
     server: String,
     /// The pool to serve ("*" = any pool).
-    #[arg(long, default_value = "default")]
+    #[arg(
+        long,
+        env = "KONTINUUM_POOL",
+        value_name = "POOL",
+        default_value = "default"
+    )]
     pool: String,
     /// Tasks run at once.
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
+    #[arg(long, env = "KONTINUUM_CONCURRENCY", value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: u32,
     /// A file holding the server's bearer token.
-    #[arg(long)]
+    #[arg(long, env = "KONTINUUM_TOKEN_FILE", value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// This worker's name (default: HOSTNAME-PID).
-    #[arg(long)]
+    #[arg(long, env = "KONTINUUM_WORKER_NAME", value_name = "NAME")]
     name: Option<String>,
-    /// Seconds running tasks may take to finish after SIGTERM.
-    #[arg(long, default_value_t = 10)]
-    grace: u64,
+    /// How long running tasks may take to finish after SIGTERM: a duration
+    /// (30s, 1m30s) or plain seconds.
+    #[arg(long, env = "KONTINUUM_GRACE", value_name = "DURATION", default_value = "10s",
+          value_parser = flag_duration)]
+    grace: Duration,
+}
+
+fn flag_duration(text: &str) -> Result<Duration, kontinuum_api::duration::DurationError> {
+    kontinuum_api::duration::parse_flag_duration(text)
 }
 
 /// Why the worker stopped with a failure.
@@ -91,9 +104,9 @@ async fn run(cli: Cli) -> Result<(), WorkerError> {
         server: cli.server,
         token,
         pool: cli.pool,
-        concurrency: cli.concurrency,
+        concurrency: cli.concurrency as usize,
         name: cli.name.unwrap_or_else(default_name),
-        grace: Duration::from_secs(cli.grace),
+        grace: cli.grace,
     };
     Ok(serve_registry(options, std_registry()).await?)
 }
