@@ -1,21 +1,13 @@
 //! `kontinuum serve` takes every flag from a `KONTINUUM_*` variable too, as
 //! containers configure it.
 
+use kontinuum_testkit::Process;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const KONTINUUM: &str = env!("CARGO_BIN_EXE_kontinuum");
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn get_tasks(url: &str, token_file: Option<&Path>) -> Output {
     let mut cmd = Command::new(KONTINUUM);
@@ -37,16 +29,14 @@ fn serve_reads_listen_data_and_token_file_from_the_environment() {
         .local_addr()
         .unwrap()
         .port();
-    let _serve = Killed(
+    let _serve = Process::spawn(
         Command::new(KONTINUUM)
             .arg("serve")
             .env("KONTINUUM_LISTEN", format!("127.0.0.1:{port}"))
             .env("KONTINUUM_DATA", &store)
             .env("KONTINUUM_TOKEN_FILE", &token)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
