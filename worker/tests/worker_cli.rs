@@ -4,8 +4,14 @@
 use std::process::{Command, Output};
 
 fn worker(args: &[&str]) -> Output {
+    worker_env(args, &[])
+}
+
+/// The worker with `vars` set in its environment.
+fn worker_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
         .args(args)
+        .envs(vars.iter().copied())
         .env("RUST_LOG", "error")
         .output()
         .unwrap()
@@ -47,11 +53,7 @@ fn a_server_that_is_not_a_url_is_refused_before_serving() {
 #[test]
 fn flags_come_from_kontinuum_variables() {
     // No --server: KONTINUUM_SERVER supplies it (and is then refused as no URL).
-    let out = Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
-        .env("KONTINUUM_SERVER", "localhost:7070")
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
+    let out = worker_env(&[], &[("KONTINUUM_SERVER", "localhost:7070")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("cannot talk to localhost:7070"),
@@ -59,11 +61,10 @@ fn flags_come_from_kontinuum_variables() {
         stderr(&out)
     );
     // A bad KONTINUUM_GRACE is refused like a bad --grace.
-    let out = Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
-        .args(["--server", "http://127.0.0.1:9"])
-        .env("KONTINUUM_GRACE", "soon")
-        .output()
-        .unwrap();
+    let out = worker_env(
+        &["--server", "http://127.0.0.1:9"],
+        &[("KONTINUUM_GRACE", "soon")],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("'soon' is not a duration"),
