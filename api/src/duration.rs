@@ -56,6 +56,25 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_micros((total_ms * 1000.0).round() as u64))
 }
 
+/// A duration given on a command line or in an environment variable: the
+/// manifest forms (`30s`, `1m30s`), or a plain whole number of seconds, which
+/// flags such as `kontinuum-worker --grace` took before they took durations.
+pub fn parse_flag_duration(input: &str) -> Result<Duration, DurationError> {
+    let text = input.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s <= 1_000_000_000)
+            .map(Duration::from_secs)
+            .ok_or_else(|| DurationError {
+                input: input.to_string(),
+                reason: "it is too large",
+            });
+    }
+    parse_duration(text)
+}
+
 /// The shortest manifest form of a duration, for status and messages.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -93,6 +112,24 @@ mod tests {
             "", "10", "s", "10x", "1.s", ".5s", "1..2s", "-1s", "10 s", "1d",
         ] {
             let err = parse_duration(bad).unwrap_err();
+            assert!(err.to_string().contains("not a duration"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn flags_take_durations_and_plain_seconds() {
+        assert_eq!(parse_flag_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_flag_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(
+            parse_flag_duration("1m30s").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            parse_flag_duration("250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        for bad in ["", "-1", "1.5", "10 s", "99999999999999999999", "ten"] {
+            let err = parse_flag_duration(bad).unwrap_err();
             assert!(err.to_string().contains("not a duration"), "{bad}: {err}");
         }
     }

@@ -92,17 +92,20 @@ impl FnRef {
 
     /// Reads the `{"$fn": {...}}` form. `None` when `value` is not that form;
     /// `Some(Err)` when it is, but malformed.
-    pub fn from_value(value: &Value) -> Option<Result<FnRef, String>> {
+    pub fn from_value(value: &Value) -> Option<Result<FnRef, FnValueError>> {
         let obj = value.as_object()?;
         if obj.len() != 1 {
             return None;
         }
         let inner = obj.get(FN_VALUE_KEY)?;
-        Some(serde_json::from_value::<FnRef>(inner.clone()).map_err(|e| {
-            format!("'{FN_VALUE_KEY}' value is not an FnRef ({{function, args}}): {e}")
-        }))
+        Some(serde_json::from_value::<FnRef>(inner.clone()).map_err(FnValueError))
     }
 }
+
+/// A `{"$fn": ...}` value whose inside is not an FnRef.
+#[derive(Debug, thiserror::Error)]
+#[error("'{FN_VALUE_KEY}' value is not an FnRef ({{function, args}}): {0}")]
+pub struct FnValueError(#[source] pub serde_json::Error);
 
 #[cfg(test)]
 mod tests {

@@ -35,10 +35,10 @@ pub mod validate;
 pub mod work;
 pub mod workerpool;
 
-pub use fnref::{BindError, FnRef};
+pub use fnref::{BindError, FnRef, FnValueError};
 pub use future::{FutureStatus, HierarchicalFuture, HierarchicalFutureSpec, ParentRef};
 pub use object::{DEFAULT_NAMESPACE, ObjectId, ObjectIdError, ObjectKind, Phase};
-pub use reducer::{BuiltinReducer, Reducer};
+pub use reducer::{BuiltinReducer, Reducer, ReducerError};
 pub use task::{Task, TaskSpec, TaskStatus};
 pub use workerpool::{WorkerPool, WorkerPoolSpec, WorkerPoolStatus};
 

@@ -59,18 +59,27 @@ impl Default for Reducer {
 pub const REDUCER_HINT: &str =
     "one of sum, count, min, max, mean, collect, merge, or an FnRef {function: ...}";
 
+/// Why a value is not a reducer; each message ends with the choices.
+#[derive(Debug, thiserror::Error)]
+pub enum ReducerError {
+    #[error("unknown reducer '{0}': use {REDUCER_HINT}")]
+    UnknownName(String),
+    #[error("reducer is not an FnRef ({0}): use {REDUCER_HINT}")]
+    NotAnFnRef(#[source] serde_json::Error),
+    #[error("reducer must be a string or an object, not {0}: use {REDUCER_HINT}")]
+    WrongType(Value),
+}
+
 impl Reducer {
-    pub fn from_value(value: &Value) -> Result<Reducer, String> {
+    pub fn from_value(value: &Value) -> Result<Reducer, ReducerError> {
         match value {
             Value::String(name) => BuiltinReducer::from_name(name)
                 .map(Reducer::Builtin)
-                .ok_or_else(|| format!("unknown reducer '{name}': use {REDUCER_HINT}")),
+                .ok_or_else(|| ReducerError::UnknownName(name.clone())),
             Value::Object(_) => serde_json::from_value::<FnRef>(value.clone())
                 .map(Reducer::Function)
-                .map_err(|e| format!("reducer is not an FnRef ({e}): use {REDUCER_HINT}")),
-            other => Err(format!(
-                "reducer must be a string or an object, not {other}: use {REDUCER_HINT}"
-            )),
+                .map_err(ReducerError::NotAnFnRef),
+            other => Err(ReducerError::WrongType(other.clone())),
         }
     }
 
@@ -114,7 +123,7 @@ mod tests {
             Reducer::Function(FnRef::new("my.add"))
         );
         let err = Reducer::from_value(&json!("avg")).unwrap_err();
-        assert!(err.contains("unknown reducer 'avg'"), "{err}");
+        assert!(err.to_string().contains("unknown reducer 'avg'"), "{err}");
         assert!(Reducer::from_value(&json!(3)).is_err());
     }
 }

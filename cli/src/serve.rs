@@ -13,13 +13,18 @@ use std::process::ExitCode;
 pub struct ServeArgs {
     /// Keep the store here (durable across restarts); default: a temporary
     /// directory removed on exit.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, env = "KONTINUUM_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// The address to listen on; beyond loopback a --token-file is required.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    #[arg(
+        long,
+        env = "KONTINUUM_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:7070"
+    )]
     pub listen: SocketAddr,
     /// A file holding the bearer token every client must send.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "KONTINUUM_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 }
 

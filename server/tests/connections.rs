@@ -2,24 +2,15 @@
 //! the read timeouts, connections over the cap are refused with a 503, and
 //! well-behaved clients (a long poll included) keep working meanwhile.
 
-use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_server::{Limits, Server};
+use kontinuum_server::Limits;
+use kontinuum_testkit::{ServerOptions, TestServer};
 use serde_json::Value;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn serve(limits: Limits) -> (SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), EngineConfig::default()).unwrap();
-    let server = Server::bind(engine, "127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap()
-        .with_limits(limits);
-    let addr = server.local_addr().unwrap();
-    tokio::spawn(server.run(std::future::pending()));
-    (addr, dir)
+async fn serve(limits: Limits) -> TestServer {
+    TestServer::with(ServerOptions::default().limits(limits)).await
 }
 
 /// Reads one response: (status, JSON body), or `None` if the connection
@@ -78,7 +69,8 @@ fn limits(header: u64, body: u64, cap: usize) -> Limits {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_headers_are_cut_off_after_the_header_timeout() {
-    let (addr, _dir) = serve(limits(1000, 1000, 64)).await;
+    let server = serve(limits(1000, 1000, 64)).await;
+    let addr = server.addr();
     let mut half = Vec::new();
     for _ in 0..20 {
         let mut s = TcpStream::connect(addr).await.unwrap();
@@ -101,7 +93,8 @@ async fn half_sent_headers_are_cut_off_after_the_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_sent_body_is_answered_408_and_closed() {
-    let (addr, _dir) = serve(limits(5000, 1000, 64)).await;
+    let server = serve(limits(5000, 1000, 64)).await;
+    let addr = server.addr();
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"POST /v1/lease HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"worker\":")
         .await
@@ -123,7 +116,8 @@ async fn a_half_sent_body_is_answered_408_and_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_outlasts_the_read_timeouts() {
-    let (addr, _dir) = serve(limits(500, 500, 64)).await;
+    let server = serve(limits(500, 500, 64)).await;
+    let addr = server.addr();
     let mut s = TcpStream::connect(addr).await.unwrap();
     let lease = r#"{"worker": "w", "pool": "default", "max": 1, "waitMs": 2000}"#;
     s.write_all(request("POST", "/v1/lease", lease).as_bytes())
@@ -142,7 +136,8 @@ async fn a_long_poll_outlasts_the_read_timeouts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_cap_new_connections_get_503_and_open_ones_keep_working() {
-    let (addr, _dir) = serve(limits(10_000, 10_000, 4)).await;
+    let server = serve(limits(10_000, 10_000, 4)).await;
+    let addr = server.addr();
     let mut good = TcpStream::connect(addr).await.unwrap();
     good.write_all(request("GET", "/healthz", "").as_bytes())
         .await

@@ -2,23 +2,14 @@
 //! state, cut after `maxNodes`; unknown objects 404, bad limits 400.
 
 use kontinuum_api::ObjectId;
-use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_server::{Client, Server};
+use kontinuum_testkit::TestServer;
 use serde_json::json;
 
 #[tokio::test]
 async fn tree_of_a_map_with_limits_and_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), EngineConfig::default()).unwrap();
-    let server = Server::bind(engine, "127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
-    let base = format!("http://{}", server.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    let client = Client::new(&base, None).unwrap();
+    let server = TestServer::start().await;
+    let base = server.url().to_string();
+    let client = server.client();
     let future = json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "HierarchicalFuture",
         "metadata": {"name": "sq"},
         "spec": {"map": {"source": {"range": {"start": 0, "end": 100}},
@@ -61,6 +52,5 @@ async fn tree_of_a_map_with_limits_and_errors() {
         let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
         assert_eq!(body["field"], "maxNodes", "{body}");
     }
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    server.stop().await;
 }

@@ -71,7 +71,7 @@ pub use in_process::{InProcessWorkers, start_in_process};
 pub use registry::{FnResult, Function, IntKernel, Invocation, Registry, Scalar};
 pub use remote::{RemoteConfig, RemoteSource};
 pub use runtime::{Runtime, RuntimeConfig};
-pub use serve_remote::{ServeOptions, init_logging, serve_registry};
+pub use serve_remote::{ServeError, ServeOptions, init_logging, serve_registry};
 pub use source::WorkSource;
 pub use std_fns::{register_std, std_registry};
 pub use typed::{BindArgsError, FnRefExt, TypedFn, fn_value};

@@ -24,20 +24,55 @@ pub struct ServeOptions {
     pub grace: Duration,
 }
 
+/// Why [`serve_registry`] ended other than by a clean shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The server URL or the HTTP client could not be set up.
+    #[error("cannot talk to {server}: {source}")]
+    Setup {
+        server: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("cannot watch {signal}: {source}")]
+    Signal {
+        signal: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server refused the registration (a wrong token, a bad pool); it
+    /// would refuse every lease too.
+    #[error("the server refused this worker: {0}")]
+    Refused(String),
+    /// A second SIGTERM or Ctrl-C ended the wait for running tasks; the
+    /// server runs their work again when the leases expire.
+    #[error("second signal: exiting without waiting")]
+    SecondSignal,
+}
+
 /// Leases and runs tasks until SIGTERM or Ctrl-C; then stops leasing, lets
 /// running tasks finish within the grace period and hands back the rest. A
 /// second signal returns at once; a server that refuses the worker (a wrong
 /// token, a bad pool) ends it with that message.
-pub async fn serve_registry(options: ServeOptions, registry: Registry) -> Result<(), String> {
+pub async fn serve_registry(options: ServeOptions, registry: Registry) -> Result<(), ServeError> {
     let mut config = RemoteConfig::new(&options.server);
     config.token = options.token.clone().filter(|t| !t.is_empty());
-    let source = Arc::new(RemoteSource::new(config).map_err(|e| e.to_string())?);
+    let source = Arc::new(
+        RemoteSource::new(config).map_err(|source| ServeError::Setup {
+            server: options.server.clone(),
+            source,
+        })?,
+    );
     let registry = Arc::new(registry);
     let name = options.name.clone();
-    let mut terminate =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    let watch = |kind: SignalKind, name: &'static str| {
+        signal(kind).map_err(|source| ServeError::Signal {
+            signal: name,
+            source,
+        })
+    };
+    let mut terminate = watch(SignalKind::terminate(), "SIGTERM")?;
+    let mut interrupt = watch(SignalKind::interrupt(), "SIGINT")?;
 
     // Registration informs the server and checks the token; leasing does
     // not wait for it (the server may not be up yet).
@@ -95,15 +130,15 @@ pub async fn serve_registry(options: ServeOptions, registry: Registry) -> Result
     }
     if let Some(message) = refused {
         runtime.shutdown().await;
-        return Err(format!("the server refused this worker: {message}"));
+        return Err(ServeError::Refused(message));
     }
     tokio::select! {
         () = runtime.shutdown() => {
             tracing::info!("worker stopped");
             Ok(())
         }
-        _ = terminate.recv() => Err("second signal: exiting without waiting".into()),
-        _ = interrupt.recv() => Err("second signal: exiting without waiting".into()),
+        _ = terminate.recv() => Err(ServeError::SecondSignal),
+        _ = interrupt.recv() => Err(ServeError::SecondSignal),
     }
 }
 

@@ -3,84 +3,43 @@
 //! graceful SIGTERM, and workers that start before the server does.
 
 use kontinuum_api::ObjectId;
-use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_server::{Client, Server};
+use kontinuum_server::Client;
+use kontinuum_testkit::{Process, ServerOptions, TestServer};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 const TOKEN: &str = "e2e-token";
 
-struct Served {
-    url: String,
-    stop: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 /// The server on `addr` with a short lease, so a killed worker's tasks come
 /// back within about a second.
-async fn serve(addr: SocketAddr) -> Served {
-    let dir = tempfile::tempdir().unwrap();
-    let config = EngineConfig {
-        lease: Duration::from_secs(1),
-        ..EngineConfig::default()
-    };
-    let engine = Engine::open(dir.path(), config).unwrap();
-    let server = Server::bind(engine, addr, Some(TOKEN.into()))
-        .await
-        .unwrap();
-    let url = format!("http://{}", server.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Served {
-        url,
-        stop: Some(tx),
-        _dir: dir,
-    }
+async fn serve(addr: SocketAddr) -> TestServer {
+    let options = ServerOptions::default()
+        .addr(addr)
+        .token(TOKEN)
+        .lease(Duration::from_secs(1));
+    TestServer::with(options).await
 }
 
-/// A worker process, killed if the test ends early.
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn worker(url: &str, dir: &Path, concurrency: usize) -> Process {
+    // Plain seconds, as --grace took before it took durations.
+    worker_with_grace(url, dir, concurrency, "10")
 }
 
-fn worker(url: &str, dir: &Path, concurrency: usize) -> Worker {
-    worker_with_grace(url, dir, concurrency, 10)
-}
-
-fn worker_with_grace(url: &str, dir: &Path, concurrency: usize, grace: u64) -> Worker {
+fn worker_with_grace(url: &str, dir: &Path, concurrency: usize, grace: &str) -> Process {
     let token_file = dir.join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
-        .args(["--server", url, "--pool", "default", "--grace"])
-        .arg(grace.to_string())
-        .arg("--concurrency")
-        .arg(concurrency.to_string())
-        .arg("--token-file")
-        .arg(&token_file)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    Worker(child)
+    let concurrency = concurrency.to_string();
+    let mut command = kontinuum_testkit::worker(
+        env!("CARGO_BIN_EXE_kontinuum-worker"),
+        url,
+        "default",
+        &["--grace", grace, "--concurrency", &concurrency],
+    );
+    command.arg("--token-file").arg(&token_file);
+    Process::spawn(&mut command)
 }
 
 fn future(name: &str, spec: Value) -> Value {
@@ -111,9 +70,9 @@ async fn wait(client: &Client, names: &[&str], limit: Duration) -> Vec<Value> {
 async fn two_workers_run_a_map_to_the_exact_result() {
     let served = serve("127.0.0.1:0".parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
-    let _a = worker(&served.url, dir.path(), 4);
-    let _b = worker(&served.url, dir.path(), 4);
-    let client = Client::new(&served.url, Some(TOKEN.into())).unwrap();
+    let _a = worker(served.url(), dir.path(), 4);
+    let _b = worker(served.url(), dir.path(), 4);
+    let client = served.client();
     let n: i128 = 200_000;
     client
         .submit(vec![
@@ -147,8 +106,8 @@ async fn two_workers_run_a_map_to_the_exact_result() {
 async fn a_killed_workers_tasks_come_back_after_the_lease_expires() {
     let served = serve("127.0.0.1:0".parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::new(&served.url, Some(TOKEN.into())).unwrap();
-    let mut doomed = worker(&served.url, dir.path(), 4);
+    let client = served.client();
+    let mut doomed = worker(served.url(), dir.path(), 4);
     client
         .submit(vec![
             task(
@@ -180,10 +139,9 @@ async fn a_killed_workers_tasks_come_back_after_the_lease_expires() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    doomed.0.kill().unwrap();
-    doomed.0.wait().unwrap();
+    doomed.kill();
     let killed = Instant::now();
-    let _rescuer = worker(&served.url, dir.path(), 4);
+    let _rescuer = worker(served.url(), dir.path(), 4);
     let statuses = wait(
         &client,
         &["task/nap", "future/naps"],
@@ -209,8 +167,8 @@ async fn a_killed_workers_tasks_come_back_after_the_lease_expires() {
 async fn sigterm_finishes_running_work_then_exits() {
     let served = serve("127.0.0.1:0".parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::new(&served.url, Some(TOKEN.into())).unwrap();
-    let mut w = worker(&served.url, dir.path(), 2);
+    let client = served.client();
+    let mut w = worker(served.url(), dir.path(), 2);
     client
         .submit(vec![task(
             "nap",
@@ -219,8 +177,8 @@ async fn sigterm_finishes_running_work_then_exits() {
         .await
         .unwrap();
     wait_running(&client, "task/nap").await;
-    terminate(&w);
-    let exit = tokio::task::spawn_blocking(move || (w.0.wait(), w))
+    w.sigterm();
+    let exit = tokio::task::spawn_blocking(move || (w.wait(), w))
         .await
         .unwrap()
         .0
@@ -242,22 +200,12 @@ async fn wait_running(client: &Client, name: &str) {
     }
 }
 
-/// SIGTERM through the shell's builtin `kill` (no procps needed).
-fn terminate(w: &Worker) {
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -TERM {}", w.0.id()))
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_hands_back_what_the_grace_cannot_finish() {
     let served = serve("127.0.0.1:0".parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::new(&served.url, Some(TOKEN.into())).unwrap();
-    let mut w = worker_with_grace(&served.url, dir.path(), 2, 1);
+    let client = served.client();
+    let mut w = worker_with_grace(served.url(), dir.path(), 2, "1s");
     client
         .submit(vec![task(
             "long",
@@ -266,9 +214,9 @@ async fn sigterm_hands_back_what_the_grace_cannot_finish() {
         .await
         .unwrap();
     wait_running(&client, "task/long").await;
-    terminate(&w);
+    w.sigterm();
     let t0 = Instant::now();
-    let exit = tokio::task::spawn_blocking(move || (w.0.wait(), w))
+    let exit = tokio::task::spawn_blocking(move || (w.wait(), w))
         .await
         .unwrap()
         .0
@@ -284,7 +232,7 @@ async fn sigterm_hands_back_what_the_grace_cannot_finish() {
         .status;
     assert_eq!(back["phase"], "Queued", "{back}");
     assert_eq!(back["attempts"], 0, "{back}");
-    let _next = worker(&served.url, dir.path(), 2);
+    let _next = worker(served.url(), dir.path(), 2);
     let statuses = wait(&client, &["task/long"], Duration::from_secs(30)).await;
     assert_eq!(statuses[0]["phase"], "Succeeded", "{}", statuses[0]);
     assert_eq!(statuses[0]["attempts"], 1);
@@ -302,7 +250,7 @@ async fn workers_wait_for_a_server_that_is_not_up_yet() {
     let _w = worker(&url, dir.path(), 2);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let served = serve(addr).await;
-    let client = Client::new(&served.url, Some(TOKEN.into())).unwrap();
+    let client = served.client();
     client
         .submit(vec![task(
             "late",
@@ -321,7 +269,7 @@ async fn a_wrong_token_stops_the_worker_with_a_message() {
     let token_file = dir.path().join("wrong");
     std::fs::write(&token_file, "not-the-token").unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
-        .args(["--server", &served.url, "--token-file"])
+        .args(["--server", served.url(), "--token-file"])
         .arg(&token_file)
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())

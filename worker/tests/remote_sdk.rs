@@ -3,32 +3,23 @@
 //! with the worker runtime in this process on a `RemoteSource`.
 
 use kontinuum_api::{FnRef, ObjectId};
-use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_server::{Client, Server};
+use kontinuum_engine::EngineConfig;
+use kontinuum_server::Client;
+use kontinuum_testkit::{ServerOptions, TestServer};
 use kontinuum_worker::{RemoteConfig, RemoteSource, Runtime, RuntimeConfig, std_registry};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 struct Setup {
     client: Client,
     runtime: Option<Runtime<RemoteSource>>,
-    _stop: oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
+    _server: TestServer,
 }
 
 async fn setup(config: EngineConfig, concurrency: usize) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), config).unwrap();
-    let server = Server::bind(engine, "127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
-    let url = format!("http://{}", server.local_addr().unwrap());
-    let (stop, rx) = oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
+    let server = TestServer::with(ServerOptions::default().engine(config)).await;
+    let url = server.url().to_string();
     let mut registry = std_registry();
     registry.register("test.fanout", |ctx, args| async move {
         let n = args.require("n")?.as_u64().unwrap_or(0);
@@ -47,10 +38,9 @@ async fn setup(config: EngineConfig, concurrency: usize) -> Setup {
         RuntimeConfig::new("*", concurrency),
     );
     Setup {
-        client: Client::new(&url, None).unwrap(),
+        client: server.client(),
         runtime: Some(runtime),
-        _stop: stop,
-        _dir: dir,
+        _server: server,
     }
 }
 

@@ -4,64 +4,22 @@
 
 use kontinuum_api::ObjectId;
 use kontinuum_api::work::{Completion, CompletionAck, Outcome};
-use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_server::{Client, Server};
+use kontinuum_server::Client;
+use kontinuum_testkit::{Process, ServerOptions, TestServer, worker};
 use kontinuum_worker::{RemoteConfig, RemoteSource, SourceError, WorkSource};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-struct Served {
-    url: String,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl Served {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-    }
-}
+use std::time::Duration;
 
 /// Serves the store at `dir` on `addr`; reopening waits for the previous
 /// server's engine to let go of the store.
-async fn serve(dir: &Path, addr: SocketAddr) -> Served {
+async fn serve(dir: &Path, addr: SocketAddr) -> TestServer {
     serve_with_lease(dir, addr, Duration::from_secs(1)).await
 }
 
-async fn serve_with_lease(dir: &Path, addr: SocketAddr, lease: Duration) -> Served {
-    let config = EngineConfig {
-        lease,
-        ..EngineConfig::default()
-    };
-    let t0 = Instant::now();
-    let engine = loop {
-        match Engine::open(dir, config.clone()) {
-            Ok(e) => break e,
-            Err(e) if t0.elapsed() < Duration::from_secs(10) => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("cannot reopen the store: {e}"),
-        }
-    };
-    let server = Server::bind(engine, addr, None).await.unwrap();
-    let url = format!("http://{}", server.local_addr().unwrap());
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .run(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    Served { url, stop, task }
+async fn serve_with_lease(dir: &Path, addr: SocketAddr, lease: Duration) -> TestServer {
+    TestServer::with(ServerOptions::default().store(dir).addr(addr).lease(lease)).await
 }
 
 fn free_addr() -> SocketAddr {
@@ -114,13 +72,13 @@ async fn oversized_batches_are_halved_and_oversized_outcomes_fail_the_task() {
     // encodes megabytes (slow in debug builds on a busy machine).
     let lease = Duration::from_secs(60);
     let served = serve_with_lease(dir.path(), "127.0.0.1:0".parse().unwrap(), lease).await;
-    let remote = source(&served.url);
+    let remote = source(served.url());
     let big = || json!("x".repeat(3 << 20));
     let batch = vec![success(1, big()), success(2, big()), success(3, big())];
     let acks = remote.complete(batch).await.unwrap();
     assert_eq!(acks, vec![CompletionAck::Stale; 3]);
 
-    let client = Client::new(&served.url, None).unwrap();
+    let client = Client::new(served.url(), None).unwrap();
     client
         .submit(vec![task("huge", json!({"function": "std.echo"}))])
         .await
@@ -149,7 +107,7 @@ async fn oversized_batches_are_halved_and_oversized_outcomes_fail_the_task() {
     );
 
     // A limit nothing fits under is an error, not an endless loop.
-    let mut config = RemoteConfig::new(&served.url);
+    let mut config = RemoteConfig::new(served.url());
     config.max_body_bytes = 10;
     let tiny = RemoteSource::new(config).unwrap();
     let refused = tiny
@@ -171,27 +129,17 @@ async fn a_job_survives_a_server_restart_with_workers_connected() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
     let served = serve(dir.path(), addr).await;
-    let url = served.url.clone();
-    let workers: Vec<Child> = (0..2)
+    let url = served.url().to_string();
+    let _workers: Vec<Process> = (0..2)
         .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
-                .args(["--server", &url, "--pool", "default", "--concurrency", "4"])
-                .env("RUST_LOG", "error")
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
+            Process::spawn(&mut worker(
+                env!("CARGO_BIN_EXE_kontinuum-worker"),
+                &url,
+                "default",
+                &["--concurrency", "4"],
+            ))
         })
         .collect();
-    struct Kill(Vec<Child>);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            for c in &mut self.0 {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-    let _workers = Kill(workers);
     let client = Client::new(&url, None).unwrap();
     let spec = json!({"map": {"source": {"items": (0..40).collect::<Vec<_>>()},
         "function": {"function": "std.sleep", "args": {"ms": 100}},

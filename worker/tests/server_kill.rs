@@ -6,10 +6,11 @@
 use kontinuum_api::ObjectId;
 use kontinuum_engine::{Engine, EngineConfig};
 use kontinuum_server::Client;
+use kontinuum_testkit::{Process, worker};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DATA: &str = "KONTINUUM_TEST_SERVER_DATA";
@@ -38,26 +39,14 @@ fn server_child() {
         .unwrap();
 }
 
-/// Processes ended with SIGKILL when the test ends, however it ends.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn start_server(dir: &Path, addr: SocketAddr) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["server_child", "--exact", "--ignored", "--nocapture"])
-        .env(DATA, dir)
-        .env(ADDR, addr.to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
+fn start_server(dir: &Path, addr: SocketAddr) -> Process {
+    Process::spawn(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["server_child", "--exact", "--ignored", "--nocapture"])
+            .env(DATA, dir)
+            .env(ADDR, addr.to_string())
+            .stdout(Stdio::null()),
+    )
 }
 
 async fn wait_healthy(client: &Client) {
@@ -85,19 +74,18 @@ async fn kill_9_the_server_mid_job() {
         .unwrap();
     let url = format!("http://{addr}");
     let client = Client::new(&url, None).unwrap();
-    let mut server = Procs(vec![start_server(dir.path(), addr)]);
+    let mut server = start_server(dir.path(), addr);
     wait_healthy(&client).await;
-    let workers: Vec<Child> = (0..2)
+    let _workers: Vec<Process> = (0..2)
         .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_kontinuum-worker"))
-                .args(["--server", &url, "--pool", "default", "--concurrency", "4"])
-                .env("RUST_LOG", "error")
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
+            Process::spawn(&mut worker(
+                env!("CARGO_BIN_EXE_kontinuum-worker"),
+                &url,
+                "default",
+                &["--concurrency", "4"],
+            ))
         })
         .collect();
-    let _workers = Procs(workers);
     let n: i128 = 100_000;
     client
         .submit(vec![
@@ -121,10 +109,10 @@ async fn kill_9_the_server_mid_job() {
         .await
         .unwrap()
         .status;
-    server.0[0].kill().unwrap();
-    server.0[0].wait().unwrap();
+    server.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    server.0[0] = start_server(dir.path(), addr);
+    // Kept until the test ends: the restarted server finishes the job.
+    let _restarted = start_server(dir.path(), addr);
     wait_healthy(&client).await;
     let names = [
         ObjectId::future("default", "naps"),

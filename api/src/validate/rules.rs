@@ -304,8 +304,8 @@ fn reducer_rules(reduce: &Value, errors: &mut Vec<FieldError>) {
             return;
         }
     }
-    if let Err(message) = Reducer::from_value(reduce) {
-        errors.push(FieldError::new(FIELD, message));
+    if let Err(e) = Reducer::from_value(reduce) {
+        errors.push(FieldError::new(FIELD, e.to_string()));
     }
 }
 

@@ -1,30 +1,22 @@
 //! Helpers for the `kontinuum serve` tests: a server process on a free
-//! loopback port, `kontinuum-worker` processes next to it, and running the
+//! loopback port (the binary under test, so not kontinuum-testkit's server
+//! in process), `kontinuum-worker` processes next to it, and running the
 //! CLI against them. Every process is killed when its handle drops.
 
 #![allow(dead_code)]
 
+use kontinuum_testkit::Process;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const KONTINUUM: &str = env!("CARGO_BIN_EXE_kontinuum");
 
-/// A child process killed (and reaped) on drop.
-pub struct Running(pub Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 pub struct Server {
     pub url: String,
-    pub process: Running,
+    pub process: Process,
     pub dir: tempfile::TempDir,
 }
 
@@ -43,20 +35,10 @@ pub fn restart(server: Server) -> Server {
     let Server {
         mut process, dir, ..
     } = server;
-    sigterm(&process);
-    let status = process.0.wait().unwrap();
+    process.sigterm();
+    let status = process.wait().unwrap();
     assert_eq!(status.code(), Some(0), "kontinuum serve after SIGTERM");
     start(dir, None)
-}
-
-/// SIGTERM through the shell's builtin kill (no procps needed).
-pub fn sigterm(process: &Running) {
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -TERM {}", process.0.id()))
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// `kontinuum serve` over the store in `dir`/store (made if missing).
@@ -72,7 +54,7 @@ pub fn start(dir: tempfile::TempDir, token: Option<&str>) -> Server {
         std::fs::write(&file, format!("{token}\n")).unwrap();
         cmd.arg("--token-file").arg(file);
     }
-    let process = Running(cmd.spawn().unwrap());
+    let process = Process::spawn(&mut cmd);
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "kontinuum serve did not start");
@@ -120,14 +102,13 @@ fn build_worker() -> PathBuf {
 }
 
 /// A `kontinuum-worker` process serving pool `default` of `server`.
-pub fn worker(server: &Server) -> Running {
-    let child = Command::new(worker_binary())
-        .args(["--server", &server.url, "--pool", "default"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Running(child)
+pub fn worker(server: &Server) -> Process {
+    Process::spawn(&mut kontinuum_testkit::worker(
+        worker_binary(),
+        &server.url,
+        "default",
+        &[],
+    ))
 }
 
 pub struct Cli {

@@ -9,7 +9,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use kontinuum_seed_worker::{Journal, register};
-use kontinuum_worker::{ServeOptions, serve_registry, std_registry};
+use kontinuum_worker::{ServeError, ServeOptions, serve_registry, std_registry};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -54,10 +54,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = tokio::runtime::Runtime::new()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
-        .and_then(|rt| rt.block_on(serve(options)));
-    match result {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kontinuum-seed-worker: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kontinuum-seed-worker: {e}");
@@ -66,7 +70,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(options: Options) -> Result<(), String> {
+async fn serve(options: Options) -> Result<(), ServeError> {
     let mut registry = std_registry();
     register(&mut registry, &Journal::default());
     let serve_options = ServeOptions {

@@ -4,48 +4,26 @@
 //! the worker cleanly.
 
 use kontinuum_api::ObjectId;
-use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_server::{Client, Server};
+use kontinuum_testkit::{Process, TestServer};
 use serde_json::{Value, json};
-use std::process::{Child, Command};
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 fn task(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "Task",
            "metadata": {"name": name}, "spec": spec})
 }
 
-/// Kills the worker if the test fails before it is stopped on purpose.
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_worker_binary_serves_a_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), EngineConfig::default()).unwrap();
-    let server = Server::bind(engine, "127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
-    let url = format!("http://{}", server.local_addr().unwrap());
-    let (_stop, rx) = oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    let mut worker = Worker(
-        Command::new(env!("CARGO_BIN_EXE_kontinuum-seed-worker"))
-            .args(["--server", &url, "--pool", "default", "--concurrency", "4"])
-            .spawn()
-            .unwrap(),
-    );
+    let server = TestServer::start().await;
+    let mut worker = Process::spawn(&mut kontinuum_testkit::worker(
+        env!("CARGO_BIN_EXE_kontinuum-seed-worker"),
+        server.url(),
+        "default",
+        &["--concurrency", "4"],
+    ));
 
-    let client = Client::new(&url, None).unwrap();
+    let client = server.client();
     let add = json!({"$fn": {"function": "seed.add"}});
     client
         .submit(vec![
@@ -86,17 +64,10 @@ async fn the_seed_worker_binary_serves_a_server() {
         "{message}"
     );
 
-    let pid = worker.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    worker.sigterm();
     let until = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(exit) = worker.0.try_wait().unwrap() {
+        if let Some(exit) = worker.try_wait().unwrap() {
             assert!(exit.success(), "worker exited with {exit}");
             break;
         }

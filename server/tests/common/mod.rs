@@ -1,42 +1,30 @@
-//! A worker API server on a free loopback port over a fresh store, and a
-//! client that sends it raw bodies and reads JSON answers.
+//! The shared test server (kontinuum-testkit) with a client that sends it
+//! raw bodies and reads JSON answers.
 
 #![allow(dead_code)]
 
-use kontinuum_engine::{Engine, EngineConfig};
-use kontinuum_server::{ServeError, Server};
+use kontinuum_testkit::{ServerOptions, TestServer};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
-use tokio::sync::oneshot;
 
 pub struct Running {
     pub base: String,
     pub http: reqwest::Client,
+    /// The token requests carry; tests change it to try wrong ones.
     pub token: Option<String>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), ServeError>>,
-    pub dir: tempfile::TempDir,
+    server: TestServer,
 }
 
 pub async fn start(token: Option<&str>) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), EngineConfig::default()).unwrap();
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = Server::bind(engine, addr, token.map(String::from))
-        .await
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
+    let mut options = ServerOptions::default();
+    if let Some(t) = token {
+        options = options.token(t);
+    }
+    let server = TestServer::with(options).await;
     Running {
-        base: format!("http://{addr}"),
+        base: server.url().to_string(),
         http: reqwest::Client::new(),
         token: token.map(String::from),
-        stop: Some(tx),
-        task,
-        dir,
+        server,
     }
 }
 
@@ -69,15 +57,15 @@ impl Running {
     }
 
     pub async fn stop(self) {
-        self.stop_keeping_store().await;
+        self.server.stop().await;
     }
 
     /// Stops the server and hands back its store's directory.
-    pub async fn stop_keeping_store(mut self) -> tempfile::TempDir {
-        let _ = self.stop.take().unwrap().send(());
-        let task = self.task;
-        task.await.unwrap().unwrap();
-        self.dir
+    pub async fn stop_keeping_store(self) -> tempfile::TempDir {
+        self.server
+            .stop_keeping_store()
+            .await
+            .expect("a fresh store is handed back")
     }
 }
 

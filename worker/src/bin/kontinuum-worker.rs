@@ -1,5 +1,6 @@
 //! `kontinuum-worker --server URL --pool P [--concurrency N] [--token-file F]`:
-//! the stock worker. Serves the `std.*` functions to a `kontinuum serve` or
+//! the stock worker. Every flag can also come from a `KONTINUUM_*`
+//! variable, which is how a WorkerPool's Deployment configures it. Serves the `std.*` functions to a `kontinuum serve` or
 //! operator over HTTP. On SIGTERM (or Ctrl-C) it stops leasing, lets running
 //! tasks finish within `--grace`, hands back the rest and exits 0; a second
 //! signal exits at once (the server re-runs that work when leases expire).
@@ -10,7 +11,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use kontinuum_worker::{ServeOptions, serve_registry, std_registry};
+use kontinuum_worker::{ServeError, ServeOptions, serve_registry, std_registry};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,52 +24,77 @@ use std::time::Duration;
 )]
 struct Cli {
     /// The server: http://HOST:PORT (kontinuum serve, or the operator's Service).
-    #[arg(long)]
+    #[arg(long, env = "KONTINUUM_SERVER", value_name = "URL")]
     server: String,
     /// The pool to serve ("*" = any pool).
-    #[arg(long, default_value = "default")]
+    #[arg(
+        long,
+        env = "KONTINUUM_POOL",
+        value_name = "POOL",
+        default_value = "default"
+    )]
     pool: String,
     /// Tasks run at once.
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
+    #[arg(long, env = "KONTINUUM_CONCURRENCY", value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: u32,
     /// A file holding the server's bearer token.
-    #[arg(long)]
+    #[arg(long, env = "KONTINUUM_TOKEN_FILE", value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// This worker's name (default: HOSTNAME-PID).
-    #[arg(long)]
+    #[arg(long, env = "KONTINUUM_WORKER_NAME", value_name = "NAME")]
     name: Option<String>,
-    /// Seconds running tasks may take to finish after SIGTERM.
-    #[arg(long, default_value_t = 10)]
-    grace: u64,
+    /// How long running tasks may take to finish after SIGTERM: a duration
+    /// (30s, 1m30s) or plain seconds.
+    #[arg(long, env = "KONTINUUM_GRACE", value_name = "DURATION", default_value = "10s",
+          value_parser = flag_duration)]
+    grace: Duration,
+}
+
+fn flag_duration(text: &str) -> Result<Duration, kontinuum_api::duration::DurationError> {
+    kontinuum_api::duration::parse_flag_duration(text)
+}
+
+/// Why the worker stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+enum WorkerError {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot read --token-file {}: {source}", .path.display())]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Serve(#[from] ServeError),
 }
 
 fn main() -> ExitCode {
     kontinuum_worker::init_logging();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("kontinuum-worker: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
+        .map_err(WorkerError::Runtime)
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("kontinuum-worker: {message}");
+        Err(e) => {
+            eprintln!("kontinuum-worker: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli) -> Result<(), WorkerError> {
     let token = match &cli.token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?
+                .map_err(|source| WorkerError::TokenFile {
+                    path: path.clone(),
+                    source,
+                })?
                 .trim()
                 .to_string(),
         ),
@@ -78,11 +104,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         server: cli.server,
         token,
         pool: cli.pool,
-        concurrency: cli.concurrency,
+        concurrency: cli.concurrency as usize,
         name: cli.name.unwrap_or_else(default_name),
-        grace: Duration::from_secs(cli.grace),
+        grace: cli.grace,
     };
-    serve_registry(options, std_registry()).await
+    Ok(serve_registry(options, std_registry()).await?)
 }
 
 /// In a pod, the pod's name (`POD_NAME`, which the operator sets): the
