@@ -33,6 +33,12 @@ pub struct RemoteConfig {
     pub server: String,
     /// Bearer token, if the server wants one.
     pub token: Option<String>,
+    /// Where the token came from: read again every [`TOKEN_REREAD`], since
+    /// a projected ServiceAccount token is rotated by the kubelet (it
+    /// expires after an hour).
+    pub token_file: Option<std::path::PathBuf>,
+    /// How often `token_file` is read again.
+    pub token_reread: Duration,
     /// Longest pause between retries while the server is away.
     pub max_backoff: Duration,
     /// How long a completion batch is retried before it is given up (its
@@ -49,6 +55,8 @@ impl RemoteConfig {
         RemoteConfig {
             server: server.trim_end_matches('/').to_string(),
             token: None,
+            token_file: None,
+            token_reread: TOKEN_REREAD,
             max_backoff: Duration::from_secs(5),
             complete_patience: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
@@ -57,10 +65,15 @@ impl RemoteConfig {
     }
 }
 
+/// How often a token file is read again by default.
+pub const TOKEN_REREAD: Duration = Duration::from_secs(30);
+
 /// The server as a work source.
 pub struct RemoteSource {
     http: reqwest::Client,
     config: RemoteConfig,
+    /// The token in use and when its file was last read.
+    token: parking_lot::Mutex<(Option<String>, Instant)>,
     /// The last registration, sent again when a lease answer asks for it
     /// (the server restarted and forgot this worker).
     registration: parking_lot::Mutex<Option<RegisterRequest>>,
@@ -107,9 +120,11 @@ impl RemoteSource {
             .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| SourceError::Rejected(format!("cannot build an HTTP client: {e}")))?;
+        let token = parking_lot::Mutex::new((config.token.clone(), Instant::now()));
         Ok(RemoteSource {
             http,
             config,
+            token,
             registration: parking_lot::Mutex::new(None),
         })
     }
@@ -145,6 +160,28 @@ impl RemoteSource {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// The token to send: the file's current content once [`TOKEN_REREAD`]
+    /// has passed (a rotated token replaces the old one before it expires);
+    /// the last good one if the file cannot be read or is empty.
+    fn current_token(&self) -> Option<String> {
+        let mut held = self.token.lock();
+        if let Some(path) = &self.config.token_file
+            && held.1.elapsed() >= self.config.token_reread
+        {
+            held.1 = Instant::now();
+            match std::fs::read_to_string(path) {
+                Ok(text) if !text.trim().is_empty() => held.0 = Some(text.trim().to_string()),
+                Ok(_) => {
+                    tracing::warn!(path = %path.display(), "the token file is empty; keeping the last token")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read the token file again; keeping the last token")
+                }
+            }
+        }
+        held.0.clone()
     }
 
     /// Sends the last registration once more (one try: the next lease
@@ -194,7 +231,7 @@ impl RemoteSource {
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(bytes);
-        if let Some(token) = &self.config.token {
+        if let Some(token) = self.current_token() {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.map_err(|e| {

@@ -14,6 +14,8 @@ pub struct ServeOptions {
     /// http://HOST:PORT of `kontinuum serve` or the operator.
     pub server: String,
     pub token: Option<String>,
+    /// The file `token` was read from, read again as it is rotated.
+    pub token_file: Option<std::path::PathBuf>,
     /// The pool to serve ("*" = any pool).
     pub pool: String,
     /// Tasks run at once.
@@ -57,6 +59,7 @@ pub enum ServeError {
 pub async fn serve_registry(options: ServeOptions, registry: Registry) -> Result<(), ServeError> {
     let mut config = RemoteConfig::new(&options.server);
     config.token = options.token.clone().filter(|t| !t.is_empty());
+    config.token_file = options.token_file.clone();
     let source = Arc::new(
         RemoteSource::new(config).map_err(|source| ServeError::Setup {
             server: options.server.clone(),

@@ -170,3 +170,32 @@ async fn a_job_survives_a_server_restart_with_workers_connected() {
     );
     served.stop().await;
 }
+
+/// A projected ServiceAccount token is rotated in its file; the source reads
+/// the file again, so a worker outlives its first token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_file_is_read_again() {
+    let served = TestServer::with(ServerOptions::default().token("current")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "expired\n").unwrap();
+    let mut config = RemoteConfig::new(served.url());
+    config.token = Some("expired".into());
+    config.token_file = Some(file.clone());
+    config.token_reread = Duration::from_millis(50);
+    let remote = RemoteSource::new(config).unwrap();
+    let refused = remote.lease("default", "w", 1, Duration::ZERO).await;
+    assert!(
+        matches!(refused, Err(SourceError::Rejected(_))),
+        "{refused:?}"
+    );
+    std::fs::write(&file, "current\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let leased = remote.lease("default", "w", 1, Duration::ZERO).await;
+    assert!(leased.is_ok(), "the new token was not used: {leased:?}");
+    // An empty file (mid-rotation) keeps the last good token.
+    std::fs::write(&file, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let leased = remote.lease("default", "w", 1, Duration::ZERO).await;
+    assert!(leased.is_ok(), "{leased:?}");
+}

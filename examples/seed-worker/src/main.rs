@@ -76,6 +76,7 @@ async fn serve(options: Options) -> Result<(), ServeError> {
     let serve_options = ServeOptions {
         server: options.server,
         token: std::env::var("KONTINUUM_TOKEN").ok(),
+        token_file: None,
         pool: options.pool,
         concurrency: options.concurrency,
         name: format!("seed-worker-{}", std::process::id()),

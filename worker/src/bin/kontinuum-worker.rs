@@ -103,6 +103,7 @@ async fn run(cli: Cli) -> Result<(), WorkerError> {
     let options = ServeOptions {
         server: cli.server,
         token,
+        token_file: cli.token_file.clone(),
         pool: cli.pool,
         concurrency: cli.concurrency as usize,
         name: cli.name.unwrap_or_else(default_name),
