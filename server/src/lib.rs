@@ -12,7 +12,9 @@ pub mod auth;
 mod body;
 pub mod client;
 mod conn;
+mod engine_metrics;
 mod error;
+pub mod metrics;
 mod objects;
 mod server;
 mod submit;
@@ -20,5 +22,6 @@ mod worker_api;
 
 pub use client::{Client, ClientError};
 pub use conn::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, Limits, MAX_CONNECTIONS};
+pub use engine_metrics::{CONNECTED_WITHIN, EngineCollector};
 pub use error::{ApiError, ServeError};
 pub use server::{Server, WorkerRecord, serve, token_from_file};

@@ -39,6 +39,7 @@ pub(crate) struct AppState {
     pub(crate) workers: parking_lot::Mutex<HashMap<String, WorkerRecord>>,
     /// Set when shutdown begins: long polls return at their next slice.
     pub(crate) stopping: AtomicBool,
+    pub(crate) metrics: crate::metrics::ApiMetrics,
 }
 
 pub(crate) type AppStateRef = Arc<AppState>;
@@ -46,7 +47,7 @@ pub(crate) type AppStateRef = Arc<AppState>;
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
-    state: AppStateRef,
+    pub(crate) state: AppStateRef,
     limits: Limits,
 }
 
@@ -77,6 +78,7 @@ impl Server {
             token,
             workers: parking_lot::Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
+            metrics: crate::metrics::ApiMetrics::new(),
         });
         Ok(Server {
             listener,
@@ -183,6 +185,10 @@ fn layered(routes: Router<AppStateRef>, state: AppStateRef) -> Router {
         .layer(middleware::from_fn(declared_length))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::count,
+        ))
         .with_state(state)
 }
 
