@@ -2,8 +2,11 @@
 //! `kontinuum-worker` does with the `std.*` functions, and what a worker of
 //! your own functions (e.g. examples/seed-worker) does with its registry.
 
-use crate::{Registry, RemoteConfig, RemoteSource, Runtime, RuntimeConfig, SourceError};
+use crate::{
+    Registry, RemoteConfig, RemoteSource, Runtime, RuntimeConfig, SourceError, WorkerMetrics,
+};
 use kontinuum_api::endpoints::RegisterRequest;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
@@ -22,6 +25,8 @@ pub struct ServeOptions {
     pub name: String,
     /// How long running tasks may take to finish after the first signal.
     pub grace: Duration,
+    /// Where to serve `/metrics` and `/healthz`, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Leases and runs tasks until SIGTERM or Ctrl-C; then stops leasing, lets
@@ -62,6 +67,14 @@ pub async fn serve_registry(options: ServeOptions, registry: Registry) -> Result
     // Completions batch by themselves while a complete call is in flight;
     // waiting for company on an idle worker only adds latency.
     runtime_config.flush_after = Duration::from_micros(200);
+    if let Some(listen) = options.metrics_listen {
+        let metrics = Arc::new(WorkerMetrics::new(&options.pool, options.concurrency));
+        let bound = crate::metrics::serve_metrics(listen, metrics.clone())
+            .await
+            .map_err(|e| format!("cannot serve --metrics-listen {listen}: {e}"))?;
+        tracing::info!(%bound, "serving /metrics and /healthz");
+        runtime_config.metrics = Some(metrics);
+    }
     tracing::info!(server = %options.server, pool = %options.pool, concurrency = options.concurrency, %name, "worker starting");
     let runtime = Runtime::start(source, registry, runtime_config);
 

@@ -1,4 +1,5 @@
-//! `kontinuum-worker --server URL --pool P [--concurrency N] [--token-file F]`:
+//! `kontinuum-worker --server URL --pool P [--concurrency N] [--token-file F]
+//! [--metrics-listen ADDR]`:
 //! the stock worker. Serves the `std.*` functions to a `kontinuum serve` or
 //! operator over HTTP. On SIGTERM (or Ctrl-C) it stops leasing, lets running
 //! tasks finish within `--grace`, hands back the rest and exits 0; a second
@@ -40,6 +41,9 @@ struct Cli {
     /// Seconds running tasks may take to finish after SIGTERM.
     #[arg(long, default_value_t = 10)]
     grace: u64,
+    /// Serve Prometheus metrics on /metrics (and /healthz) at ADDR, e.g. 0.0.0.0:9091.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +85,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         concurrency: cli.concurrency,
         name: cli.name.unwrap_or_else(default_name),
         grace: Duration::from_secs(cli.grace),
+        metrics_listen: cli.metrics_listen,
     };
     serve_registry(options, std_registry()).await
 }
