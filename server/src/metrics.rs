@@ -70,6 +70,16 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Serves this server's series (see [`Server::register_metrics`]) on
+    /// their own listener at `listen`, for as long as the process runs.
+    pub async fn serve_metrics(&self, listen: SocketAddr) -> Result<SocketAddr, ServeError> {
+        let registry = Registry::new();
+        self.register_metrics(&registry).expect("registered once"); // ok: fresh registry
+        serve_metrics(listen, registry, std::future::pending()).await
+    }
+}
+
 /// The text exposition of everything in `registry`. Collecting reads the
 /// engine under its lock: call it off the async threads.
 pub fn render(registry: &Registry) -> String {
