@@ -165,3 +165,76 @@ pub fn value(exposition: &str, name: &str, want: &[(&str, &str)]) -> Option<f64>
         })
         .and_then(|(_, v)| v.parse().ok())
 }
+
+/// A Prometheus for one test (tests/cluster/prometheus.sh), scraping the
+/// given jobs every second; stopped when dropped.
+pub struct Prometheus {
+    pub url: String,
+    dir: std::path::PathBuf,
+}
+
+impl Prometheus {
+    /// `jobs`: (job name, `HOST:PORT` targets serving /metrics).
+    pub fn start(dir: &std::path::Path, jobs: &[(&str, Vec<String>)]) -> Prometheus {
+        let mut config =
+            String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+        for (job, targets) in jobs {
+            let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+            // honor_labels: `namespace` is the work's, as the chart's
+            // ServiceMonitor keeps it.
+            config.push_str(&format!(
+                "  - job_name: {job}\n    honor_labels: true\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ));
+        }
+        let file = dir.join("prometheus.yml");
+        std::fs::write(&file, config).expect("write prometheus.yml");
+        let pdir = dir.join("prometheus");
+        let out =
+            std::process::Command::new(crate::repo_root().join("tests/cluster/prometheus.sh"))
+                .arg("start")
+                .arg(&pdir)
+                .arg(&file)
+                .output()
+                .expect("run tests/cluster/prometheus.sh");
+        assert!(
+            out.status.success(),
+            "Prometheus did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Prometheus {
+            url: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            dir: pdir,
+        }
+    }
+
+    /// An instant query's answer (`/api/v1/query`).
+    pub async fn query(&self, expr: &str) -> serde_json::Value {
+        let url = format!("{}/api/v1/query", self.url);
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .query(&[("query", expr)])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let body = resp.text().await.unwrap_or_default();
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{expr}: not JSON ({e}): {body}"))
+    }
+
+    /// The first value an instant query answers, if any.
+    pub async fn scalar(&self, expr: &str) -> Option<f64> {
+        let answer = self.query(expr).await;
+        answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(crate::repo_root().join("tests/cluster/prometheus.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
