@@ -61,6 +61,14 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The number after `name` on the command line, if any.
+pub fn flag(args: &[String], name: &str) -> Option<usize> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }

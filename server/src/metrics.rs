@@ -89,6 +89,24 @@ pub fn render(registry: &Registry) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The value of the first sample of `name` in a text exposition whose
+/// labels include every `(label, value)` of `want` (for tests and tools
+/// reading a scrape).
+pub fn sample(exposition: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(series, _)| {
+            let (n, labels) = series.split_once('{').unwrap_or((series, ""));
+            n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|(_, v)| v.parse().ok())
+}
+
 /// Serves `registry` on `/metrics` (and `/healthz`) at `listen` until
 /// `shutdown` resolves. Binds before returning, so a wrong address fails
 /// at start; returns the address bound.

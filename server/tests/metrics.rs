@@ -4,7 +4,7 @@
 
 use kontinuum_engine::{Engine, EngineConfig};
 use kontinuum_server::Server;
-use kontinuum_server::metrics::serve_metrics;
+use kontinuum_server::metrics::{sample as value, serve_metrics};
 use prometheus::Registry;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -62,21 +62,6 @@ impl Setup {
         assert_eq!(resp.status().as_u16(), 200);
         resp.text().await.unwrap()
     }
-}
-
-/// The value of the series `name` whose labels include all of `want`.
-fn value(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .find(|(series, _)| {
-            let (n, labels) = series.split_once('{').unwrap_or((series, ""));
-            n == name
-                && want
-                    .iter()
-                    .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|(_, v)| v.parse().ok())
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use kontinuum_server::metrics::sample as value;
+
 /// One row of docs/metrics.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Documented {
@@ -148,22 +150,6 @@ pub fn disagreements(
         }
     }
     out
-}
-
-/// The value of the series `name` whose labels include all of `want`.
-pub fn value(exposition: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
-    exposition
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .find(|(series, _)| {
-            let (n, labels) = series.split_once('{').unwrap_or((series, ""));
-            n == name
-                && want
-                    .iter()
-                    .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|(_, v)| v.parse().ok())
 }
 
 /// A Prometheus for one test (tests/cluster/prometheus.sh), scraping the

@@ -11,6 +11,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{Context, bail};
+use kontinuum_bench::flag;
 use kontinuum_engine::{ObjectStatus, Submission};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -143,13 +144,6 @@ fn run_peers(n: usize, ours: f64) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn flag(args: &[String], name: &str) -> Option<usize> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
 }
 
 fn round3(x: f64) -> f64 {

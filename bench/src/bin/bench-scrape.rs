@@ -8,6 +8,7 @@
 //! Needs `bench-noop` beside it (`cargo build --release -p kontinuum-bench`).
 
 use anyhow::{Context, bail};
+use kontinuum_bench::flag;
 use serde_json::{Value, json};
 use std::process::Command;
 
@@ -95,11 +96,4 @@ fn main() -> anyhow::Result<()> {
         "medians of {runs} runs each: {m_plain:.0} tasks/s without scraping, {m_scraped:.0} with a scrape every {scrape_ms} ms: {change:+.1} % (target: within 5 %)"
     );
     Ok(())
-}
-
-fn flag(args: &[String], name: &str) -> Option<usize> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
 }
