@@ -11,6 +11,7 @@ bin=target/release
 "$bin/bench-tree" 1000000
 "$bin/bench-remote" 100000
 "$bin/bench-submit" 50000
+"$bin/bench-scrape" --runs 8 --tasks 100000 --scrape-ms 100
 if [[ ${PEER_TASKS:-10000} -gt 0 ]]; then
   "$bin/bench-noop" --tasks 100000 --peers --peer-tasks "${PEER_TASKS:-10000}"
 else

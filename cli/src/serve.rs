@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// A file holding the bearer token every client must send.
     #[arg(long, env = "KONTINUUM_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Serve Prometheus metrics on /metrics (and /healthz) at ADDR, e.g.
+    /// 127.0.0.1:9090 (docs/metrics.md lists them).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, RemoteError> {
@@ -72,6 +76,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, RemoteError> {
             None => format!("{} (temporary)", dir.display()),
         };
         eprintln!("kontinuum serve: listening on http://{addr}, store {store}");
+        if let Some(listen) = args.metrics_listen {
+            let bound = server.serve_metrics(listen).await?;
+            eprintln!("kontinuum serve: metrics on http://{bound}/metrics");
+        }
         let mut signals = crate::signals::Signals::new();
         let served = server
             .run(async move {

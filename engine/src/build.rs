@@ -218,6 +218,7 @@ pub fn apply_task(
         root.debounce_key = None;
         root.exclusive = None;
         st.touch(id);
+        st.count_finished(&root);
         tx.root_done(root);
         return Ok(id);
     }

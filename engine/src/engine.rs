@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::error::EngineError;
 use crate::feed::ChangeFeed;
 use crate::machine::{LeaseKind, Selector, State, Tx};
+use crate::observe::EngineFigures;
 use crate::public::{EngineConfig, PoolStats};
 use crate::records::Body;
 use crate::store::Store;
@@ -299,6 +300,21 @@ impl Engine {
     pub fn pools(&self) -> Vec<(String, String, PoolStats)> {
         let now = self.now();
         self.inner.state.lock().every_pool(now)
+    }
+
+    /// What metrics show: per pool its queue, attempts and the workers
+    /// holding its leases; per namespace its active futures and finished
+    /// objects; the store's fsync times and size. Takes the engine's lock
+    /// once, for a walk over what is in flight (not over the store).
+    pub fn figures(&self) -> EngineFigures {
+        let now = self.now();
+        let (pools, namespaces) = self.inner.state.lock().figures(now);
+        EngineFigures {
+            pools,
+            namespaces,
+            fsync: self.inner.store.fsync_times(),
+            store_bytes: self.inner.store.size_on_disk(),
+        }
     }
 
     /// A feed of what changes from now on: objects whose status may have

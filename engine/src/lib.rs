@@ -9,7 +9,7 @@
 //!
 //! Where things are: `public.rs` and `error.rs` are what callers use;
 //! `engine.rs` (workers' calls) and `objects.rs` (calls about objects) are
-//! the public face, `feed.rs` the change feed; `build.rs` turns specs into
+//! the public face, `feed.rs` the change feed, `observe.rs` what is counted for metrics; `build.rs` turns specs into
 //! records;
 //! `machine/` is the state machine (its own module doc says which file holds
 //! what); `policy.rs` holds the pure policies (backoff, debounce, exclusive,
@@ -25,6 +25,7 @@ mod feed;
 mod guard;
 mod machine;
 mod objects;
+mod observe;
 mod policy;
 mod public;
 mod records;
@@ -38,4 +39,8 @@ pub use clock::{Clock, ManualClock};
 pub use engine::Engine;
 pub use error::EngineError;
 pub use feed::{ChangeFeed, Changes};
+pub use observe::{
+    AttemptOutcome, EngineFigures, FINAL_PHASES, FSYNC_BUCKETS, FunctionFigures, Histogram,
+    MAX_FUNCTIONS_PER_POOL, NamespaceFigures, OTHER_FUNCTION, PoolFigures, TASK_DURATION_BUCKETS,
+};
 pub use public::*;

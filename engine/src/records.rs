@@ -158,6 +158,15 @@ pub enum RootKind {
     Future,
 }
 
+impl RootKind {
+    pub fn object_kind(self) -> kontinuum_api::ObjectKind {
+        match self {
+            RootKind::Task => kontinuum_api::ObjectKind::Task,
+            RootKind::Future => kontinuum_api::ObjectKind::Future,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RootState {

@@ -11,7 +11,7 @@ use kontinuum_api::{ObjectId, ObjectKind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const NODE: u8 = b'n';
 /// Roots without a user's name (continuations, spawned tasks), by id.
@@ -302,6 +302,7 @@ fn held_elsewhere(path: &Path, err: &sled::Error) -> bool {
 /// The sled database behind its writer thread.
 pub struct Store {
     writer: Writer,
+    path: PathBuf,
 }
 
 impl Store {
@@ -337,6 +338,7 @@ impl Store {
         }
         Ok(Store {
             writer: Writer::start(db)?,
+            path: path.to_path_buf(),
         })
     }
 
@@ -353,6 +355,17 @@ impl Store {
             Some(reason) => Err(EngineError::StoreFailed(reason)),
             None => Ok(()),
         }
+    }
+
+    /// How long the writer's fsyncs took so far.
+    pub fn fsync_times(&self) -> crate::observe::Histogram {
+        self.writer.fsync_times()
+    }
+
+    /// Bytes the store's directory holds (sled's log, blobs and snapshots);
+    /// None when it cannot be read.
+    pub fn size_on_disk(&self) -> Option<u64> {
+        dir_size(&self.path, 0)
     }
 
     /// Blocks until everything handed over up to `ticket` is on disk.
@@ -504,6 +517,28 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The bytes of the files under `dir`. sled's layout is two levels deep;
+/// anything deeper is not ours and is not followed.
+fn dir_size(dir: &Path, depth: u32) -> Option<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).ok()? {
+        // sled removes files of its own accord: one gone meanwhile is not
+        // an error, and is no longer on disk anyway.
+        let Some(meta) = entry.ok().and_then(|e| e.metadata().ok().map(|m| (e, m))) else {
+            continue;
+        };
+        let (entry, meta) = meta;
+        if meta.is_dir() {
+            if depth < 3 {
+                total += dir_size(&entry.path(), depth + 1).unwrap_or(0);
+            }
+        } else {
+            total += meta.len();
+        }
+    }
+    Some(total)
 }
 
 #[cfg(test)]

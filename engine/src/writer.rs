@@ -10,12 +10,14 @@
 //! accepted and finished before the round) reaches sled once.
 
 use crate::error::EngineError;
+use crate::observe::{FSYNC_BUCKETS, Histogram};
 use parking_lot::{Condvar, Mutex};
 use sled::IVec;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// Records per sled batch, unless one decision alone has more. A batch of
 /// 50,000 records took 330 MB (sled frees replaced pages only when the batch
@@ -40,9 +42,19 @@ struct Pending {
     closing: bool,
     /// Tests hold the writer back to see the overlay at work.
     held: bool,
+    /// How long each round's fsync took.
+    fsync: FsyncTimes,
     /// Tests make the next round panic, as a bug inside sled would.
     #[cfg(test)]
     panic_next: bool,
+}
+
+struct FsyncTimes(Histogram);
+
+impl Default for FsyncTimes {
+    fn default() -> Self {
+        FsyncTimes(Histogram::new(&FSYNC_BUCKETS))
+    }
 }
 
 struct Shared {
@@ -116,6 +128,11 @@ impl Writer {
             }
             self.shared.durable.wait(&mut p);
         }
+    }
+
+    /// How long the rounds' fsyncs took so far.
+    pub fn fsync_times(&self) -> Histogram {
+        self.shared.pending.lock().fsync.0.clone()
     }
 
     /// Why the store stopped taking writes, once it has.
@@ -332,10 +349,16 @@ fn write_loop(db: &sled::Db, shared: &Shared) {
                 }
             }
         }
-        let result = applied.and_then(|()| db.flush().map(|_| ()));
+        let result = applied.and_then(|()| {
+            let started = Instant::now();
+            db.flush().map(|_| started.elapsed())
+        });
         let mut p = shared.pending.lock();
         match result {
-            Ok(()) => p.durable = upto,
+            Ok(took) => {
+                p.durable = upto;
+                p.fsync.0.observe(took.as_secs_f64());
+            }
             Err(e) => {
                 tracing::error!("the store refused a write: {e}");
                 p.failed = Some(e.to_string());

@@ -32,6 +32,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot register the worker API's metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("{0}")]
     Invalid(String),
 }
@@ -42,7 +44,23 @@ impl Error {
         move |source| Error::Kube { doing, source }
     }
 
-    /// A short, bounded label for metrics.
+    /// Every value [`Error::reason`] gives.
+    pub const REASONS: [&'static str; 12] = [
+        "conflict",
+        "not_found",
+        "kube",
+        "config",
+        "engine",
+        "join",
+        "lease_lost",
+        "serve",
+        "metrics",
+        "data",
+        "invalid",
+        "registry",
+    ];
+
+    /// A short, bounded label for metrics (one of [`Error::REASONS`]).
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Kube {
@@ -62,6 +80,39 @@ impl Error {
             Error::MetricsBind { .. } => "metrics",
             Error::Data { .. } => "data",
             Error::Invalid(_) => "invalid",
+            Error::Metrics(_) => "registry",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_listed() {
+        let io = || std::io::Error::other("x");
+        let errors = [
+            Error::Config(String::new()),
+            Error::Engine(EngineError::StaleLease),
+            Error::LeaseLost(String::new()),
+            Error::MetricsBind {
+                addr: ([127, 0, 0, 1], 0).into(),
+                source: io(),
+            },
+            Error::Data {
+                path: "/".into(),
+                source: io(),
+            },
+            Error::Invalid(String::new()),
+            Error::Metrics(prometheus::Error::Msg(String::new())),
+            Error::Kube {
+                doing: "x",
+                source: kube::Error::LinesCodecMaxLineLengthExceeded,
+            },
+        ];
+        for e in errors {
+            assert!(Error::REASONS.contains(&e.reason()), "{}", e.reason());
         }
     }
 }

@@ -43,11 +43,19 @@ pub async fn serve(
     Ok(bound)
 }
 
-async fn metrics_text(State(s): State<Shared>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
+async fn metrics_text(State(s): State<Shared>) -> axum::response::Response {
+    // Collecting takes the engine's lock: not on an async thread.
+    match tokio::task::spawn_blocking(move || s.metrics.render()).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => {
+            tracing::error!("collecting the metrics failed: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "collecting the metrics failed\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn readyz(State(s): State<Shared>) -> impl IntoResponse {

@@ -76,6 +76,7 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
     )
     .await?;
     let roster = server.roster();
+    server.register_metrics(&metrics.registry)?;
     let api_addr = server.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
@@ -150,13 +151,23 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
         roster,
         memory: Default::default(),
     });
-    for api in apis::<WorkerPool>(&client, &flags.namespaces) {
+    let pool_controllers: Vec<Controller<WorkerPool>> =
+        apis::<WorkerPool>(&client, &flags.namespaces)
+            .into_iter()
+            .map(|api| {
+                pool_controller(
+                    api,
+                    client.clone(),
+                    &flags.namespaces,
+                    crate::feed::pool_triggers(&pool_changes),
+                )
+            })
+            .collect();
+    metrics.follow_pools(pool_controllers.iter().map(Controller::store).collect());
+    for controller in pool_controllers {
         controllers.push(tokio::spawn(run_pool_controller(
-            api,
-            client.clone(),
-            flags.namespaces.clone(),
+            controller,
             pool_ctx.clone(),
-            crate::feed::pool_triggers(&pool_changes),
         )));
     }
     ready.store(true, Ordering::Relaxed);
@@ -224,16 +235,17 @@ async fn run_controller<K: Job>(controller: Controller<K>, ctx: Arc<Context>) {
         .await;
 }
 
-async fn run_pool_controller(
+/// The WorkerPool controller of `api`: its pools, their Deployments, and
+/// the engine's pool changes as triggers.
+fn pool_controller(
     api: Api<WorkerPool>,
     client: Client,
-    namespaces: Vec<String>,
-    ctx: Arc<crate::pool::PoolContext>,
+    namespaces: &[String],
     engine_changes: impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<WorkerPool>>
     + Send
     + 'static,
-) {
-    let deployments: Api<Deployment> = match namespaces.as_slice() {
+) -> Controller<WorkerPool> {
+    let deployments: Api<Deployment> = match namespaces {
         [ns] => Api::namespaced(client, ns),
         _ => Api::all(client),
     };
@@ -243,6 +255,13 @@ async fn run_pool_controller(
             watcher::Config::default().labels(crate::pool::deployment::POOL_LABEL),
         )
         .reconcile_on(engine_changes)
+}
+
+async fn run_pool_controller(
+    controller: Controller<WorkerPool>,
+    ctx: Arc<crate::pool::PoolContext>,
+) {
+    controller
         .run(crate::pool::reconcile, crate::pool::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {

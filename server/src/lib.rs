@@ -27,7 +27,9 @@ pub mod auth;
 mod body;
 pub mod client;
 mod conn;
+mod engine_metrics;
 mod error;
+pub mod metrics;
 mod reply;
 mod routes;
 mod server;
@@ -35,6 +37,7 @@ mod state;
 
 pub use client::{Client, ClientError};
 pub use conn::{BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT, Limits, MAX_CONNECTIONS};
+pub use engine_metrics::{CONNECTED_WITHIN, EngineCollector};
 pub use error::{ApiError, ServeError};
 pub use server::{Server, serve, token_from_file};
 pub use state::{PoolWorkers, Roster, WorkerRecord};

@@ -27,7 +27,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
-    state: AppStateRef,
+    pub(crate) state: AppStateRef,
     limits: Limits,
 }
 
@@ -180,6 +180,10 @@ fn layered(routes: Router<AppStateRef>, state: AppStateRef) -> Router {
         .layer(middleware::from_fn(declared_length))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::count,
+        ))
         .with_state(state)
 }
 

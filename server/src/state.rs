@@ -29,6 +29,7 @@ pub(crate) struct AppState {
     pub(crate) workers: parking_lot::Mutex<HashMap<String, WorkerRecord>>,
     /// Set when shutdown begins: long polls return at their next slice.
     pub(crate) stopping: AtomicBool,
+    pub(crate) metrics: crate::metrics::ApiMetrics,
 }
 
 pub(crate) type AppStateRef = Arc<AppState>;
@@ -45,6 +46,7 @@ impl AppState {
             authenticator,
             workers: parking_lot::Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
+            metrics: crate::metrics::ApiMetrics::new(),
         })
     }
 }

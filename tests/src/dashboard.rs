@@ -239,22 +239,10 @@ pub fn metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
 /// Metric names and types from the tables of docs/metrics.md: rows whose
 /// first cell is a backquoted `kontinuum_*` name and second cell its type.
 pub fn documented_metrics(markdown: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for line in markdown.lines() {
-        let cells: Vec<&str> = line
-            .trim()
-            .trim_matches('|')
-            .split('|')
-            .map(str::trim)
-            .collect();
-        if let [name, kind, ..] = cells[..]
-            && let Some(name) = name.strip_prefix('`').and_then(|n| n.strip_suffix('`'))
-            && name.starts_with("kontinuum_")
-        {
-            out.insert(name.to_owned(), kind.to_owned());
-        }
-    }
-    out
+    crate::metrics::documented(markdown)
+        .into_iter()
+        .map(|(name, row)| (name, row.kind))
+        .collect()
 }
 
 /// Names used that docs/metrics.md does not list. A histogram's `_bucket`,

@@ -10,6 +10,7 @@
 pub mod dashboard;
 pub mod helm;
 pub mod kubelet;
+pub mod metrics;
 pub mod procs;
 
 use std::future::Future;

@@ -7,9 +7,10 @@ use crate::ctx::{Ctx, TaskInfo, TaskServices};
 use crate::error::FnError;
 use crate::execute::execute_catching;
 use crate::heartbeat::{MAX_TICK, heartbeat_loop};
+use crate::metrics::WorkerMetrics;
 use crate::registry::{FnResult, Registry};
 use crate::source::WorkSource;
-use kontinuum_api::work::{Completion, Lease, Outcome};
+use kontinuum_api::work::{Completion, Lease, Outcome, Work};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct RuntimeConfig {
     pub flush_after: Duration,
     /// How long shutdown lets running tasks finish before handing them back.
     pub shutdown_grace: Duration,
+    /// Where tasks run are counted, if anywhere (`--metrics-listen`).
+    pub metrics: Option<Arc<WorkerMetrics>>,
 }
 
 impl RuntimeConfig {
@@ -47,6 +50,7 @@ impl RuntimeConfig {
             lease_wait: Duration::from_millis(100),
             flush_after: Duration::from_millis(1),
             shutdown_grace: Duration::from_secs(10),
+            metrics: None,
         }
     }
 }
@@ -298,6 +302,11 @@ fn start_task<S: WorkSource>(
     let timeout = lease.timeout_ms.map(Duration::from_millis);
     let task_ctx = ctx.clone();
     let task_shared = shared.clone();
+    // Looked up before the task starts: the task itself only counts.
+    let counted = shared.config.metrics.as_ref().map(|m| {
+        let series = m.function(work_function(&lease.work));
+        (series, m.busy(), Instant::now())
+    });
     let work = lease.work;
     let task = async move {
         let result = match timeout {
@@ -313,6 +322,11 @@ fn start_task<S: WorkSource>(
         };
         task_shared.running.lock().remove(&token);
         if task_ctx.claim_finish() {
+            // Counted once reported: an attempt ended from outside
+            // (cancelled, lost, shut down) has no outcome of its own.
+            if let Some((series, _, started)) = &counted {
+                series.record(result.is_ok(), started.elapsed());
+            }
             if let Err(e) = &result {
                 tracing::debug!(token, error = %e.message, permanent = e.permanent, "task failed");
             }
@@ -323,6 +337,7 @@ fn start_task<S: WorkSource>(
         // outcome, which was then dropped: the worker exited 0 and the task
         // stayed Running until its lease expired.
         drop(slot);
+        drop(counted);
     };
     let beat_every = Duration::from_millis((lease.lease_ms / 3).max(1));
     // Hold the lock across spawn so the task cannot finish (and try to
@@ -341,5 +356,14 @@ fn start_task<S: WorkSource>(
     drop(running);
     if beat_every < MAX_TICK {
         shared.beat_wake.notify_one();
+    }
+}
+
+/// The function a lease runs, as metrics name it.
+fn work_function(work: &Work) -> &str {
+    match work {
+        Work::Call { call } => &call.function,
+        Work::MapLeaf { function, .. } => &function.function,
+        Work::Fold { reducer, .. } => &reducer.function,
     }
 }

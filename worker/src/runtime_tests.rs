@@ -543,3 +543,31 @@ async fn fast_functions_do_not_lease_ahead_of_slow_deliveries() {
     );
     rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_tasks_by_function_and_outcome_and_free_their_slots() {
+    let metrics = Arc::new(crate::WorkerMetrics::new("p", 4));
+    let source = Arc::new(FakeSource::default());
+    for t in 0..10 {
+        source.push(lease(t, call("std.echo", json!({"n": t})), 10_000));
+    }
+    for t in 10..13 {
+        source.push(lease(t, call("std.fail", json!({"message": "no"})), 10_000));
+    }
+    let mut config = RuntimeConfig::new("p", 4);
+    config.lease_wait = Duration::from_millis(20);
+    config.metrics = Some(metrics.clone());
+    let rt = Runtime::start(source.clone(), Arc::new(std_registry()), config);
+    source.wait_completions(13).await;
+    rt.shutdown().await;
+    let text = metrics.render();
+    for line in [
+        "kontinuum_worker_tasks_total{function=\"std.echo\",outcome=\"succeeded\",pool=\"p\"} 10",
+        "kontinuum_worker_tasks_total{function=\"std.fail\",outcome=\"failed\",pool=\"p\"} 3",
+        "kontinuum_worker_task_duration_seconds_count{function=\"std.echo\",pool=\"p\"} 10",
+        "kontinuum_worker_slots_busy{pool=\"p\"} 0",
+        "kontinuum_worker_slots{pool=\"p\"} 4",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+}

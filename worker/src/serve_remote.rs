@@ -2,8 +2,11 @@
 //! `kontinuum-worker` does with the `std.*` functions, and what a worker of
 //! your own functions (e.g. examples/seed-worker) does with its registry.
 
-use crate::{Registry, RemoteConfig, RemoteSource, Runtime, RuntimeConfig, SourceError};
+use crate::{
+    Registry, RemoteConfig, RemoteSource, Runtime, RuntimeConfig, SourceError, WorkerMetrics,
+};
 use kontinuum_api::endpoints::RegisterRequest;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
@@ -24,6 +27,8 @@ pub struct ServeOptions {
     pub name: String,
     /// How long running tasks may take to finish after the first signal.
     pub grace: Duration,
+    /// Where to serve `/metrics` and `/healthz`, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Why [`serve_registry`] ended other than by a clean shutdown.
@@ -50,6 +55,13 @@ pub enum ServeError {
     /// server runs their work again when the leases expire.
     #[error("second signal: exiting without waiting")]
     SecondSignal,
+    /// `--metrics-listen` could not be bound.
+    #[error("cannot serve --metrics-listen {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Leases and runs tasks until SIGTERM or Ctrl-C; then stops leasing, lets
@@ -100,6 +112,17 @@ pub async fn serve_registry(options: ServeOptions, registry: Registry) -> Result
     // Completions batch by themselves while a complete call is in flight;
     // waiting for company on an idle worker only adds latency.
     runtime_config.flush_after = Duration::from_micros(200);
+    if let Some(listen) = options.metrics_listen {
+        let metrics = Arc::new(WorkerMetrics::new(&options.pool, options.concurrency));
+        let bound = crate::metrics::serve_metrics(listen, metrics.clone())
+            .await
+            .map_err(|source| ServeError::Metrics {
+                addr: listen,
+                source,
+            })?;
+        tracing::info!(%bound, "serving /metrics and /healthz");
+        runtime_config.metrics = Some(metrics);
+    }
     tracing::info!(server = %options.server, pool = %options.pool, concurrency = options.concurrency, %name, "worker starting");
     let runtime = Runtime::start(source, registry, runtime_config);
 

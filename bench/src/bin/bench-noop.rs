@@ -1,7 +1,9 @@
 //! No-op tasks (std.echo), durable, through the engine with in-process
 //! workers: tasks per second from the first submission to the last result.
 //! With `--peers`, runs bench/peers (Ray, Celery) in the same run and prints
-//! Kontinuum's ratio to each.
+//! Kontinuum's ratio to each. With `--scrape-ms N`, the engine's metrics are
+//! served over HTTP as the operator serves them and fetched every N ms for
+//! the whole run (bench/scrape.sh compares runs with and without).
 
 // mimalloc: the engine allocates many small records per task; glibc's
 // allocator took a quarter of the CPU in the no-op benchmark.
@@ -9,6 +11,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{Context, bail};
+use kontinuum_bench::flag;
 use kontinuum_engine::{ObjectStatus, Submission};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -22,7 +25,14 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .any(|a| a == "--peers")
         .then(|| flag(&args, "--peer-tasks").unwrap_or(10_000));
+    let scrape_ms: Option<u64> = flag(&args, "--scrape-ms").map(|n| n as u64);
     let bench = kontinuum_bench::start(256)?;
+    let scraper = match scrape_ms {
+        Some(ms) => {
+            Some(kontinuum_bench::Scraper::start(&bench.engine, Duration::from_millis(ms)).await?)
+        }
+        None => None,
+    };
     let spec: kontinuum_api::TaskSpec =
         serde_yaml::from_str("{call: {function: std.echo, args: {x: 1}}}")?;
     let started = Instant::now();
@@ -70,6 +80,10 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let wall = started.elapsed().as_secs_f64();
+    let scraped = match scraper {
+        Some(s) => Some(s.stop().await?),
+        None => None,
+    };
     bench.workers.shutdown().await;
     // Every task must have succeeded with its own echo: checked outside the timing.
     for i in 0..tasks {
@@ -88,10 +102,15 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let rate = tasks as f64 / wall;
-    println!(
-        "{}",
-        json!({"system": "kontinuum", "tasks": tasks, "seconds": round3(wall), "tasks_per_sec": rate.round()})
-    );
+    let mut line = json!({"system": "kontinuum", "tasks": tasks, "seconds": round3(wall), "tasks_per_sec": rate.round()});
+    if let (Some(ms), Some(scraped)) = (scrape_ms, &scraped) {
+        line["scrape_ms"] = json!(ms);
+        line["scrapes"] = json!(scraped.scrapes);
+        line["scrape_p50_ms"] = json!(round3(scraped.p50_ms));
+        line["scrape_max_ms"] = json!(round3(scraped.max_ms));
+        line["scrape_bytes"] = json!(scraped.bytes);
+    }
+    println!("{line}");
     eprintln!(
         "kontinuum: {tasks} no-op tasks in {wall:.2} s = {rate:.0} tasks/s (target >= 20000)"
     );
@@ -125,13 +144,6 @@ fn run_peers(n: usize, ours: f64) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn flag(args: &[String], name: &str) -> Option<usize> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
 }
 
 fn round3(x: f64) -> f64 {

@@ -6,11 +6,11 @@ use super::{State, Tx};
 use crate::error::EngineError;
 use crate::records::{Body, Node, NodeState, Root, RootState};
 use crate::store::Store;
-use kontinuum_api::ObjectId;
 use kontinuum_api::accumulator::Accumulator;
 use kontinuum_api::common::{ErrorInfo, ErrorKind};
 use kontinuum_api::reducer::Reducer;
 use kontinuum_api::work::NodeId;
+use kontinuum_api::{ObjectId, Phase};
 use serde_json::Value;
 
 /// How a tree ends (debounce and exclusive sections merge a tree when it is
@@ -56,6 +56,8 @@ impl State {
         };
         root.state = state;
         root.finished_ms = tx.now;
+        self.futures.remove(&id);
+        self.count_finished(&root);
         match outcome {
             RootOutcome::Succeeded(v) => {
                 root.result = Some(match root.map.as_ref().map(|m| &m.reducer) {
@@ -94,6 +96,30 @@ impl State {
             self.link_finished(tx, store, link, id, value)?;
         }
         Ok(())
+    }
+
+    /// Counts an object that reached its final phase (trees without an
+    /// object, tasks the SDK spawned, are not objects).
+    pub(crate) fn count_finished(&mut self, root: &Root) {
+        if root.object.is_none() {
+            return;
+        }
+        let phase = match root.state {
+            RootState::Succeeded => Phase::Succeeded,
+            RootState::Failed => Phase::Failed,
+            RootState::Cancelled => Phase::Cancelled,
+            RootState::Merged => Phase::Merged,
+            RootState::Active => return,
+        };
+        // A merged root never went live, so it has no slot yet.
+        let slot = if root.state == RootState::Merged {
+            self.pools.slot(&root.namespace, &root.pool)
+        } else {
+            root.slot
+        };
+        self.pools
+            .counters(slot)
+            .finished(root.kind.object_kind(), phase);
     }
 
     /// Drops what is left of the tree: queued and delayed nodes leave their

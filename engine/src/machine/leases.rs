@@ -4,6 +4,7 @@
 
 use super::{Selector, State, Tx, corrupt};
 use crate::error::EngineError;
+use crate::observe::AttemptOutcome;
 use crate::policy;
 use crate::records::{Body, MapSourceKind, NodeState, RootState};
 use crate::store::Store;
@@ -35,6 +36,10 @@ pub struct LeaseInfo {
     /// The worker that holds it, as it named itself (in a cluster the pod):
     /// what makes busy pods costlier to delete on scale-down.
     pub worker: Option<std::sync::Arc<str>>,
+    /// When the lease was handed out, and the function it runs (its
+    /// pool's counter index): what an attempt's metrics are counted by.
+    pub leased_ms: u64,
+    pub function: u16,
 }
 
 impl State {
@@ -108,6 +113,7 @@ impl State {
         }
         let (timeout_ms, slot) = (root.timeout_ms, root.slot);
         let debounce_key = root.debounce_key.clone();
+        let function = self.pools.counters(slot).function(work_function(&work));
         self.touch(root_id);
         // Debounce: this run has started, so a later call schedules a new one.
         if let Some(key) = debounce_key {
@@ -133,6 +139,8 @@ impl State {
                 progress: 0,
                 last_split_ms: now,
                 worker: None,
+                leased_ms: now,
+                function,
             },
         );
         Ok(Lease {
@@ -283,7 +291,9 @@ impl State {
             .get(&root_id)
             .filter(|r| r.state == RootState::Active);
         let (Some(node), Some(root)) = (node, root) else {
-            self.drop_lease(token);
+            if let Some(lease) = self.drop_lease(token) {
+                self.count_attempt(&lease, AttemptOutcome::Cancelled, now);
+            }
             return HeartbeatReply {
                 cancelled: true,
                 ..HeartbeatReply::default()
@@ -322,5 +332,14 @@ impl State {
             split,
             ..HeartbeatReply::default()
         }
+    }
+}
+
+/// The function a worker runs for this work: what attempts are counted by.
+fn work_function(work: &Work) -> &str {
+    match work {
+        Work::Call { call } => &call.function,
+        Work::MapLeaf { function, .. } => &function.function,
+        Work::Fold { reducer, .. } => &reducer.function,
     }
 }

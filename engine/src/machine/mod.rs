@@ -11,7 +11,8 @@
 //! | `mod.rs` | [`State`] and its accessors, debounce and exclusive caches |
 //! | `tx.rs` | [`Tx`]: the writes and side effects of one decision |
 //! | `transition.rs` | the legal moves of nodes and trees (one table each) and `set_state` |
-//! | `pools.rs` | per (namespace, pool): ready queue, timers, leases held; which pool a worker takes from next |
+//! | `pools.rs` | per (namespace, pool): ready queue, timers, leases held, metrics counters; which pool a worker takes from next |
+//! | `figures.rs` | the figures metrics read: per pool, per namespace |
 //! | `queue.rs` | creating roots and nodes, moving them in and out of their pool, pool figures |
 //! | `leases.rs` | taking work off the queue, attempts and leases, what a worker receives per body, heartbeats, splitting a running leaf |
 //! | `children.rs` | engine work (map splits, parallel, sequence) and adding children |
@@ -28,6 +29,7 @@
 //! `kontinuum tree` names it in `tree.rs`.
 
 mod children;
+mod figures;
 mod finishing;
 mod leases;
 mod links;
@@ -82,6 +84,8 @@ pub struct State {
     /// Objects removed since the change feed last heard.
     removed: Vec<ObjectId>,
     pub feed: Subscribers,
+    /// Active roots of HierarchicalFutures, for their metrics.
+    pub futures: IdSet<NodeId>,
     /// The largest `done` shown per root, so progress never goes back.
     pub shown_done: IdMap<NodeId, u64>,
     debounce: HashMap<String, DebounceState>,

@@ -5,6 +5,7 @@
 use super::children::bind_previous;
 use super::{LeaseInfo, LeaseKind, RootOutcome, State, Tx, corrupt};
 use crate::error::EngineError;
+use crate::observe::AttemptOutcome;
 use crate::policy::{self, AfterFailure};
 use crate::records::{Body, NodeState, RootState};
 use crate::store::Store;
@@ -39,6 +40,8 @@ impl State {
                 .get(&lease.root)
                 .is_some_and(|r| r.state == RootState::Active);
         if !live {
+            // Its tree ended while it ran.
+            self.count_attempt(&lease, AttemptOutcome::Cancelled, tx.now);
             return Ok(CompletionAck::Stale);
         }
         // A result the store could not hold (too deep, a number out of
@@ -53,8 +56,11 @@ impl State {
             },
             failure => failure,
         };
-        match outcome {
-            Outcome::Success { value } => self.succeed(tx, store, &lease, value)?,
+        let counted = match outcome {
+            Outcome::Success { value } => {
+                self.succeed(tx, store, &lease, value)?;
+                AttemptOutcome::Succeeded
+            }
             // Past its timeout, a failure is the timeout, whichever side
             // noticed first: one kind and one message.
             Outcome::Failure { .. } if lease.timeout_at_ms.is_some_and(|t| t <= tx.now) => {
@@ -64,6 +70,7 @@ impl State {
                     attempt: lease.attempt,
                 };
                 self.attempt_failed(tx, store, &lease, error, false)?;
+                AttemptOutcome::Timeout
             }
             Outcome::Failure { message, permanent } => {
                 let kind = if permanent {
@@ -76,9 +83,14 @@ impl State {
                     kind,
                     attempt: lease.attempt,
                 };
-                self.attempt_failed(tx, store, &lease, error, permanent)?;
+                if self.attempt_failed(tx, store, &lease, error, permanent)? {
+                    AttemptOutcome::Retried
+                } else {
+                    AttemptOutcome::Failed
+                }
             }
-        }
+        };
+        self.count_attempt(&lease, counted, tx.now);
         Ok(CompletionAck::Accepted)
     }
 
@@ -109,7 +121,7 @@ impl State {
         self.maybe_finish_gathering(tx, store, lease.node)
     }
 
-    /// A failed attempt: retry after backoff, or fail the node.
+    /// A failed attempt: retry after backoff (true), or fail the node.
     pub fn attempt_failed(
         &mut self,
         tx: &mut Tx,
@@ -117,10 +129,12 @@ impl State {
         lease: &LeaseInfo,
         error: ErrorInfo,
         permanent: bool,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let retry = self.root(lease.root)?.retry.clone();
         match policy::after_failure(&retry, lease.attempt, permanent, tx.now) {
-            AfterFailure::GiveUp => self.node_failed(tx, store, lease.node, error),
+            AfterFailure::GiveUp => self
+                .node_failed(tx, store, lease.node, error)
+                .map(|()| false),
             AfterFailure::RetryAt(due) => {
                 let node = self.node_mut(lease.node)?;
                 node.error = Some(error);
@@ -134,7 +148,7 @@ impl State {
                 }
                 self.touch(lease.root);
                 self.write_node(tx, lease.node);
-                Ok(())
+                Ok(true)
             }
         }
     }

@@ -2,6 +2,7 @@
 //! first), its delayed timers, and how many leases its workers hold. Every
 //! change marks the pool, so the change feed can say which pools moved.
 
+use crate::observe::PoolCounters;
 use kontinuum_api::work::NodeId;
 use std::collections::{BTreeSet, HashMap};
 
@@ -23,6 +24,9 @@ pub struct Pool {
     /// Leases held by workers, including those of a tree that was cancelled
     /// and whose worker has not heard yet: the worker is busy until then.
     pub running: u64,
+    /// What metrics count (observe.rs); changing them is not a change of
+    /// the pool's figures.
+    pub(crate) counters: PoolCounters,
     changed: bool,
 }
 
@@ -66,6 +70,7 @@ impl Pools {
             ready: BTreeSet::new(),
             delayed: BTreeSet::new(),
             running: 0,
+            counters: PoolCounters::default(),
             changed: false,
         });
         self.index
@@ -91,6 +96,12 @@ impl Pools {
             self.changed.push(slot);
         }
         pool
+    }
+
+    /// The pool's metrics counters, without marking the pool changed: the
+    /// change feed reports work moving, not counting.
+    pub(crate) fn counters(&mut self, slot: u32) -> &mut PoolCounters {
+        &mut self.slots[slot as usize].counters
     }
 
     pub fn all(&self) -> &[Pool] {

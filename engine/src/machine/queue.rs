@@ -4,14 +4,18 @@
 use super::pools::{Pool, Selector, ready_key};
 use super::{LeaseInfo, State, Tx};
 use crate::error::EngineError;
+use crate::observe::AttemptOutcome;
 use crate::public::PoolStats;
-use crate::records::{Node, NodeState, Root};
+use crate::records::{Body, Node, NodeState, Root, RootKind, RootState};
 use kontinuum_api::work::NodeId;
 
 impl State {
     /// Makes a root live; its pool is looked up (or made) once, here.
     pub fn insert_root(&mut self, mut root: Root) {
         root.slot = self.pools.slot(&root.namespace, &root.pool);
+        if root.kind == RootKind::Future && root.state == RootState::Active {
+            self.futures.insert(root.id);
+        }
         self.touch(root.id);
         self.roots.insert(root.id, Box::new(root));
     }
@@ -22,6 +26,10 @@ impl State {
         *root.counts.slot(node.state.bucket()) += 1;
         root.nodes += 1;
         root.depth = root.depth.max(node.depth + 1);
+        let slot = root.slot;
+        if matches!(node.body, Body::Call { .. } | Body::Leaf { .. }) {
+            self.pools.counters(slot).submitted += 1;
+        }
         tx.dirty_roots.insert(node.root);
         tx.dirty_nodes.insert(node.id);
         self.touch(node.root);
@@ -93,6 +101,15 @@ impl State {
         Some(lease)
     }
 
+    /// Counts an attempt that ended, by its pool, function and outcome,
+    /// with the time from lease to `now`.
+    pub(super) fn count_attempt(&mut self, lease: &LeaseInfo, outcome: AttemptOutcome, now: u64) {
+        let seconds = now.saturating_sub(lease.leased_ms) as f64 / 1000.0;
+        self.pools
+            .counters(lease.slot)
+            .attempt(lease.function, outcome, seconds);
+    }
+
     /// What a pool holds at `now`.
     pub fn pool_stats(&self, namespace: &str, pool: &str, now: u64) -> PoolStats {
         self.pools
@@ -133,7 +150,7 @@ impl State {
     }
 }
 
-fn stats_of(pool: &Pool, now: u64) -> PoolStats {
+pub(super) fn stats_of(pool: &Pool, now: u64) -> PoolStats {
     PoolStats {
         queued: pool.ready.len() as u64,
         running: pool.running,

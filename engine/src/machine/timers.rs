@@ -3,6 +3,7 @@
 
 use super::{LeaseKind, RootOutcome, State, Tx};
 use crate::error::EngineError;
+use crate::observe::AttemptOutcome;
 use crate::records::{NodeState, RootState};
 use crate::store::Store;
 use kontinuum_api::common::{ErrorInfo, ErrorKind};
@@ -41,6 +42,8 @@ impl State {
                 LeaseKind::Fold => NodeState::Folding,
             };
             if self.nodes.get(&lease.node).map(|n| n.state) != Some(holding) {
+                // Its tree ended while it ran.
+                self.count_attempt(&lease, AttemptOutcome::Cancelled, now);
                 continue;
             }
             let message = if timed_out {
@@ -54,6 +57,7 @@ impl State {
                 attempt: lease.attempt,
             };
             self.attempt_failed(tx, store, &lease, error, false)?;
+            self.count_attempt(&lease, AttemptOutcome::Timeout, now);
         }
         Ok(())
     }

@@ -81,6 +81,7 @@ async fn serve(options: Options) -> Result<(), ServeError> {
         concurrency: options.concurrency,
         name: format!("seed-worker-{}", std::process::id()),
         grace: Duration::from_secs(10),
+        metrics_listen: None,
     };
     serve_registry(serve_options, registry).await
 }

@@ -232,15 +232,6 @@ impl Writer {
                     .status_patches
                     .with_label_values(&[key.kind.short()])
                     .inc();
-                if render::is_final(&status) {
-                    let phase = status["phase"].as_str().unwrap_or_default();
-                    if !entry.written.as_ref().is_some_and(render::is_final) {
-                        self.metrics
-                            .objects_finished
-                            .with_label_values(&[&key.namespace, key.kind.short(), phase])
-                            .inc();
-                    }
-                }
                 let events = events::between(entry.written.as_ref(), &status);
                 Outcome::Wrote {
                     key,

@@ -1,6 +1,7 @@
-//! `kontinuum-worker --server URL --pool P [--concurrency N] [--token-file F]`:
-//! the stock worker. Every flag can also come from a `KONTINUUM_*`
-//! variable, which is how a WorkerPool's Deployment configures it. Serves the `std.*` functions to a `kontinuum serve` or
+//! `kontinuum-worker --server URL --pool P [--concurrency N] [--token-file F]
+//! [--metrics-listen ADDR]`: the stock worker. Every flag can also come from
+//! a `KONTINUUM_*` variable, which is how a WorkerPool's Deployment
+//! configures it. Serves the `std.*` functions to a `kontinuum serve` or
 //! operator over HTTP. On SIGTERM (or Ctrl-C) it stops leasing, lets running
 //! tasks finish within `--grace`, hands back the rest and exits 0; a second
 //! signal exits at once (the server re-runs that work when leases expire).
@@ -49,6 +50,9 @@ struct Cli {
     #[arg(long, env = "KONTINUUM_GRACE", value_name = "DURATION", default_value = "10s",
           value_parser = flag_duration)]
     grace: Duration,
+    /// Serve Prometheus metrics on /metrics (and /healthz) at ADDR, e.g. 0.0.0.0:9091.
+    #[arg(long, env = "KONTINUUM_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn flag_duration(text: &str) -> Result<Duration, kontinuum_api::duration::DurationError> {
@@ -108,6 +112,7 @@ async fn run(cli: Cli) -> Result<(), WorkerError> {
         concurrency: cli.concurrency as usize,
         name: cli.name.unwrap_or_else(default_name),
         grace: cli.grace,
+        metrics_listen: cli.metrics_listen,
     };
     Ok(serve_registry(options, std_registry()).await?)
 }
