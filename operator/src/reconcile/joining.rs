@@ -9,9 +9,27 @@
 //! first, each parent's children in creation order, ties by kind and name
 //! — what `kontinuum run` does with the same file. Resources created later
 //! join a parent that is still running, in their own reconcile.
+//!
+//! A future is submitted once it is [`SETTLE`] old, so that the resources
+//! applied with it exist by then: `kubectl apply` creates one document
+//! after another, and a parent reconciled at once could finish before its
+//! children were created.
 
 use crate::bridge::JobKey;
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How old a future must be before it is submitted. `creationTimestamp`
+/// has whole seconds, so the real wait is between one and two seconds.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// How long a future created at `created_ms` (ms since the epoch) still
+/// waits before its submission at `now_ms`; None once it may go.
+pub fn settle_left(created_ms: Option<i64>, now_ms: u64) -> Option<Duration> {
+    let created = u64::try_from(created_ms?).ok()?;
+    let ready_at = created.saturating_add(SETTLE.as_millis() as u64);
+    (now_ms < ready_at).then(|| Duration::from_millis(ready_at - now_ms))
+}
 
 /// A resource of the namespace as the controllers' caches hold it.
 #[derive(Clone, Debug)]
@@ -129,6 +147,17 @@ mod tests {
         assert_eq!(names(&cands, &joining("report", &cands)), ["kept"]);
         // The held future's own children join it in their own reconcile.
         assert_eq!(names(&cands, &joining("sub", &cands)), ["under-sub"]);
+    }
+
+    #[test]
+    fn a_new_future_settles_before_it_is_submitted() {
+        let created = 1_000_000i64;
+        assert_eq!(
+            settle_left(Some(created), 1_000_500),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(settle_left(Some(created), 1_002_000), None);
+        assert_eq!(settle_left(None, 5), None, "no timestamp: no wait");
     }
 
     #[test]

@@ -179,6 +179,16 @@ async fn submit<K: Job>(
     obj: &K,
     parent: Option<&str>,
 ) -> Result<Option<Action>, Error> {
+    if key.kind == crate::job::JobKind::Future
+        && let Some(wait) = joining::settle_left(
+            obj.meta().creation_timestamp.as_ref().map(|t| t.0.as_millisecond()),
+            now_ms(),
+        )
+    {
+        // Resources applied with it (`kubectl apply -f` of a tree) may not
+        // exist yet: give them a moment to, so they join with it.
+        return Ok(Some(Action::requeue(wait)));
+    }
     let resource = serde_json::to_value(obj).map_err(|e| Error::Invalid(e.to_string()))?;
     let submitted = if key.kind == crate::job::JobKind::Future {
         let children = joining_resources(ctx, key).await?;
