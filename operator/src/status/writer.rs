@@ -189,17 +189,22 @@ impl Writer {
     }
 
     async fn render_and_patch(&self, key: JobKey, entry: Entry) -> Outcome {
-        let status = match &entry.note {
-            Some(note) => render::from_note(note, key.kind == JobKind::Future, entry.generation),
-            None => match self.bridge.status(&key).await {
-                Ok(Some(s)) => render::from_engine(s, entry.generation),
-                // Not submitted yet: the reconciler's next message says more.
-                Ok(None) => return Outcome::Unchanged,
-                Err(e) => {
-                    tracing::warn!(object = %key, "reading the engine status: {e}");
-                    return Outcome::Failed { key };
+        // What the engine holds wins: a note (waiting for a parent, say) is
+        // stale once the object is in the engine, by whichever reconcile
+        // put it there (a parent's submission takes its children along).
+        let status = match self.bridge.status(&key).await {
+            Ok(Some(s)) => render::from_engine(s, entry.generation),
+            Ok(None) => match &entry.note {
+                Some(note) => {
+                    render::from_note(note, key.kind == JobKind::Future, entry.generation)
                 }
+                // Not submitted yet: the reconciler's next message says more.
+                None => return Outcome::Unchanged,
             },
+            Err(e) => {
+                tracing::warn!(object = %key, "reading the engine status: {e}");
+                return Outcome::Failed { key };
+            }
         };
         if entry.written.as_ref() == Some(&status) {
             return Outcome::Unchanged;
