@@ -181,7 +181,10 @@ async fn submit<K: Job>(
 ) -> Result<Option<Action>, Error> {
     if key.kind == crate::job::JobKind::Future
         && let Some(wait) = joining::settle_left(
-            obj.meta().creation_timestamp.as_ref().map(|t| t.0.as_millisecond()),
+            obj.meta()
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_millisecond()),
             now_ms(),
         )
     {
