@@ -26,6 +26,26 @@ fn options(dir: &Path, ns: &str) -> OperatorOptions {
     }
 }
 
+/// A test namespace, an operator watching it, and the kubelet stand-in for
+/// the pods matching `selector`.
+struct Setup {
+    pods: PodPlayer,
+    op: Operator,
+    dir: tempfile::TempDir,
+    ns: TestNamespace,
+}
+
+async fn setup(prefix: &str, selector: &str) -> Setup {
+    ensure_crds().await;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, prefix).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
+    op.wait_ready(Duration::from_secs(60));
+    let pods = PodPlayer::start(client, ns.name(), selector, dir.path());
+    Setup { pods, op, dir, ns }
+}
+
 fn apply(ns: &str, doc: &Value) {
     kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&doc.to_string()));
 }
@@ -72,18 +92,12 @@ fn sleeper(ns: &str, i: usize) -> Value {
 /// after scaleDownDelay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_follows_its_queue_up_and_back_to_zero() {
-    ensure_crds().await;
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "pool").await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
-    op.wait_ready(Duration::from_secs(60));
-    let pods = PodPlayer::start(
-        client.clone(),
-        ns.name(),
-        "kontinuum.dev/pool=naps",
-        dir.path(),
-    );
+    let Setup {
+        op,
+        dir: _dir,
+        ns,
+        pods,
+    } = setup("pool", "kontinuum.dev/pool=naps").await;
     apply(
         ns.name(),
         &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "WorkerPool",
@@ -149,18 +163,12 @@ async fn a_pool_follows_its_queue_up_and_back_to_zero() {
 /// with `kubectl scale` through the scale subresource.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_scale_sets_a_fixed_pool() {
-    ensure_crds().await;
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "scale").await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
-    op.wait_ready(Duration::from_secs(60));
-    let pods = PodPlayer::start(
-        client.clone(),
-        ns.name(),
-        "kontinuum.dev/pool=fixed",
-        dir.path(),
-    );
+    let Setup {
+        op: _op,
+        dir: _dir,
+        ns,
+        pods,
+    } = setup("scale", "kontinuum.dev/pool=fixed").await;
     apply(
         ns.name(),
         &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "WorkerPool",
@@ -208,18 +216,12 @@ async fn kubectl_scale_sets_a_fixed_pool() {
 /// the busy ones finish their tasks (one attempt each).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_down_removes_idle_pods_first() {
-    ensure_crds().await;
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "busy").await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
-    op.wait_ready(Duration::from_secs(60));
-    let pods = PodPlayer::start(
-        client.clone(),
-        ns.name(),
-        "kontinuum.dev/pool=busy",
-        dir.path(),
-    );
+    let Setup {
+        op,
+        dir: _dir,
+        ns,
+        pods,
+    } = setup("busy", "kontinuum.dev/pool=busy").await;
     apply(
         ns.name(),
         &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "WorkerPool",
@@ -412,18 +414,12 @@ async fn service_account_tokens_confine_workers_to_their_namespace() {
 /// another pool keeps working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_template_is_reported_and_other_pools_work() {
-    ensure_crds().await;
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "typo").await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
-    op.wait_ready(Duration::from_secs(60));
-    let pods = PodPlayer::start(
-        client.clone(),
-        ns.name(),
-        "kontinuum.dev/pool=fine",
-        dir.path(),
-    );
+    let Setup {
+        op: _op,
+        dir: _dir,
+        ns,
+        pods,
+    } = setup("typo", "kontinuum.dev/pool=fine").await;
     apply(
         ns.name(),
         &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "WorkerPool",

@@ -120,10 +120,7 @@ pub(crate) async fn get(
     Extension(caller): Extension<Caller>,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<ObjectView>, ApiError> {
-    let id = object_id(path)?;
-    if !caller.may(&id.namespace) {
-        return Err(ApiError::forbidden(outside(&caller, "that object")));
-    }
+    let id = object_id(path, &caller)?;
     let status = blocking(&state.engine, move |e| {
         let status = e.status(&id)?;
         Ok(view(&id, status))
@@ -137,10 +134,7 @@ pub(crate) async fn cancel(
     Extension(caller): Extension<Caller>,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<ObjectView>, ApiError> {
-    let id = object_id(path)?;
-    if !caller.may(&id.namespace) {
-        return Err(ApiError::forbidden(outside(&caller, "that object")));
-    }
+    let id = object_id(path, &caller)?;
     let status = blocking(&state.engine, move |e| {
         e.cancel(&id)?;
         let status = e.status(&id)?;
@@ -157,10 +151,7 @@ pub(crate) async fn result(
     Extension(caller): Extension<Caller>,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Json<ResultView>, ApiError> {
-    let id = object_id(path)?;
-    if !caller.may(&id.namespace) {
-        return Err(ApiError::forbidden(outside(&caller, "that object")));
-    }
+    let id = object_id(path, &caller)?;
     let result = blocking(&state.engine, move |e| e.result(&id)).await?;
     Ok(Json(ResultView { result }))
 }
@@ -182,10 +173,7 @@ pub(crate) async fn tree(
     path: Result<Path<(String, String, String)>, PathRejection>,
     query: Result<Query<TreeQuery>, QueryRejection>,
 ) -> Result<Json<kontinuum_engine::TreeView>, ApiError> {
-    let id = object_id(path)?;
-    if !caller.may(&id.namespace) {
-        return Err(ApiError::forbidden(outside(&caller, "that object")));
-    }
+    let id = object_id(path, &caller)?;
     let Query(query) = query.map_err(|e| ApiError::bad_field("maxNodes", e.body_text()))?;
     let max = query.max_nodes.unwrap_or(TREE_NODES);
     if !(1..=MAX_TREE_NODES).contains(&max) {
@@ -202,9 +190,15 @@ pub(crate) async fn tree(
 /// rejections are plain text; every answer here is JSON).
 fn object_id(
     path: Result<Path<(String, String, String)>, PathRejection>,
+    caller: &Caller,
 ) -> Result<ObjectId, ApiError> {
     let Path((namespace, kind, name)) =
         path.map_err(|e| ApiError::bad_field("path", e.body_text()))?;
+    // A confined caller may not even learn whether another namespace's
+    // object exists: refused before the engine is asked.
+    if !caller.may(&namespace) {
+        return Err(ApiError::forbidden(outside(caller, "that object")));
+    }
     Ok(ObjectId::new(namespace, engine_kind(&kind)?, name))
 }
 
