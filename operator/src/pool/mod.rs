@@ -124,12 +124,10 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
         &ctx.settings,
     );
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let current_replicas = deployments
-        .get_opt(&deployment_name(&name))
-        .await
-        .map_err(Error::kube("read the worker Deployment"))?
-        .and_then(|d| d.spec.replicas);
-    if current_replicas.is_some_and(|now| replicas < now) {
+    // The status holds the replicas last applied: no read of the Deployment
+    // to know that this is a scale-down.
+    let applied_before = pool.status.as_ref().map(|s| s.desired_replicas);
+    if applied_before.is_some_and(|before| replicas < before) {
         mark_busy_pods(ctx, &namespace, &name).await?;
     }
     let applied = deployments
