@@ -301,8 +301,58 @@ fn held_elsewhere(path: &Path, err: &sled::Error) -> bool {
 
 /// The sled database behind its writer thread.
 pub struct Store {
+    // Dropped first: the writer writes out what it holds and lets go of sled.
     writer: Writer,
+    // Dropped second: waits for sled's file lock to go.
+    release: LockRelease,
     path: PathBuf,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // After a failed write the writer leaks sled's handle on purpose, so
+        // the lock stays until the process ends: nothing to wait for.
+        self.release.wait = self.writer.failure().is_none();
+    }
+}
+
+/// Waits, when a store is dropped, until sled's own threads have let go of
+/// the file lock, so that a store closed in this process can be opened again
+/// at once (sled finishes a last log write on its I/O thread after the
+/// handle is gone, and until then the lock looks held by another process).
+struct LockRelease {
+    lock_file: PathBuf,
+    wait: bool,
+}
+
+/// The longest a closing store waits for sled's lock to go.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Drop for LockRelease {
+    fn drop(&mut self) {
+        if !self.wait {
+            return;
+        }
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.lock_file)
+        else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        while fs2::FileExt::try_lock_exclusive(&file).is_err() {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "{} is still locked {RELEASE_WAIT:?} after the store closed",
+                    self.lock_file.display()
+                );
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // The lock goes with `file`.
+    }
 }
 
 impl Store {
@@ -338,6 +388,10 @@ impl Store {
         }
         Ok(Store {
             writer: Writer::start(db)?,
+            release: LockRelease {
+                lock_file: path.join("db"),
+                wait: true,
+            },
             path: path.to_path_buf(),
         })
     }
