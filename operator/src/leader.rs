@@ -9,10 +9,10 @@
 
 use crate::error::Error;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{DeleteParams, PostParams, Preconditions};
 use std::time::Duration;
 
 /// What to do with the Lease as it was read.
@@ -92,15 +92,40 @@ pub struct Elector {
     name: String,
     identity: String,
     duration: Duration,
+    owner: Option<OwnerReference>,
+}
+
+/// The pod this process runs in as the owner of the Lease it holds (from
+/// `POD_NAME` and `POD_UID`, which the chart passes from the downward API):
+/// when the pod goes — `helm uninstall`, or a crash and a deleted pod — the
+/// garbage collector deletes the Lease with it, even where the operator
+/// could not (its Role may be gone before it stops). None out of a pod.
+pub fn owner_pod() -> Option<OwnerReference> {
+    let name = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty())?;
+    let uid = std::env::var("POD_UID").ok().filter(|u| !u.is_empty())?;
+    Some(OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name,
+        uid,
+        ..OwnerReference::default()
+    })
 }
 
 impl Elector {
-    pub fn new(api: Api<Lease>, name: String, identity: String, duration: Duration) -> Elector {
+    pub fn new(
+        api: Api<Lease>,
+        name: String,
+        identity: String,
+        duration: Duration,
+        owner: Option<OwnerReference>,
+    ) -> Elector {
         Elector {
             api,
             name,
             identity,
             duration,
+            owner,
         }
     }
 
@@ -125,6 +150,7 @@ impl Elector {
                 let lease = Lease {
                     metadata: ObjectMeta {
                         name: Some(self.name.clone()),
+                        owner_references: self.owner.clone().map(|o| vec![o]),
                         ..ObjectMeta::default()
                     },
                     spec: Some(held_spec(None, &self.identity, self.duration, true)),
@@ -139,6 +165,11 @@ impl Elector {
                     return Ok(Some(Duration::from_millis(100)));
                 };
                 let takeover = decision == LeaseDecision::TakeOver;
+                // The holder's pod owns the Lease (a predecessor's pod, once
+                // deleted, would take it along).
+                if self.owner.is_some() {
+                    lease.metadata.owner_references = self.owner.clone().map(|o| vec![o]);
+                }
                 lease.spec = Some(held_spec(
                     lease.spec.as_ref(),
                     &self.identity,
@@ -211,23 +242,28 @@ impl Elector {
     }
 
     /// Hands the Lease back on a clean shutdown, so a successor need not
-    /// wait for it to expire.
+    /// wait for it to expire: deletes it (a successor creates it anew), so
+    /// that an uninstalled operator leaves no Lease behind. The
+    /// preconditions make the delete miss if anyone took the Lease since.
     pub async fn release(&self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+        let Ok(Some(lease)) = self.api.get_opt(&self.name).await else {
             return;
         };
-        let Some(spec) = lease.spec.as_mut() else {
-            return;
-        };
-        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+        let holder = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref());
+        if holder != Some(self.identity.as_str()) {
             return;
         }
-        spec.holder_identity = None;
-        if let Err(e) = self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: lease.metadata.uid.clone(),
+                resource_version: lease.metadata.resource_version.clone(),
+            }),
+            ..DeleteParams::default()
+        };
+        if let Err(e) = self.api.delete(&self.name, &params).await {
             tracing::warn!("releasing the Lease: {e}");
         }
     }

@@ -14,13 +14,14 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use kontinuum_api::{HierarchicalFuture, Task, WorkerPool};
-use kontinuum_engine::{Engine, EngineConfig};
+use kontinuum_engine::{Engine, EngineConfig, EngineError};
 use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Runs until SIGTERM/Ctrl-C (Ok) or until something fatal happens, such
 /// as losing the Lease (Err: the process should exit non-zero).
@@ -42,6 +43,7 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
             flags.lease_name.clone(),
             Flags::identity(),
             flags.lease_duration,
+            crate::leader::owner_pod(),
         );
         tracing::info!(lease = %format!("{namespace}/{}", flags.lease_name), identity = elector.identity(), "waiting to lead");
         tokio::select! {
@@ -59,9 +61,7 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
         path: flags.data.clone(),
         source,
     })?;
-    let data = flags.data.clone();
-    let engine =
-        tokio::task::spawn_blocking(move || Engine::open(&data, EngineConfig::default())).await??;
+    let engine = open_store(&flags.data, flags.lease_duration).await?;
     let token = match &flags.token_file {
         Some(path) => Some(kontinuum_server::token_from_file(path)?),
         None => None,
@@ -154,11 +154,12 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
     let pool_controllers: Vec<Controller<WorkerPool>> =
         apis::<WorkerPool>(&client, &flags.namespaces)
             .into_iter()
-            .map(|api| {
+            .enumerate()
+            .map(|(i, api)| {
                 pool_controller(
                     api,
                     client.clone(),
-                    &flags.namespaces,
+                    flags.namespaces.get(i).map(String::as_str),
                     crate::feed::pool_triggers(&pool_changes),
                 )
             })
@@ -205,6 +206,30 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
     Ok(())
 }
 
+/// Opens the store. A predecessor in another pod on the same volume (a
+/// deleted pod's replacement starts while the old one still stops) may hold
+/// it for a moment after handing back the Lease: wait for it, for at most
+/// two thirds of a Lease duration, then give up (the pod restarts).
+async fn open_store(data: &std::path::Path, lease: Duration) -> Result<Engine, Error> {
+    let deadline = tokio::time::Instant::now() + lease * 2 / 3;
+    let mut said = false;
+    loop {
+        let path = data.to_path_buf();
+        match tokio::task::spawn_blocking(move || Engine::open(&path, EngineConfig::default()))
+            .await?
+        {
+            Err(EngineError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
+                if !said {
+                    tracing::info!(data = %data.display(), "the store is still held by the previous leader; waiting");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// One Api per watched namespace, or one for all.
 fn apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
 where
@@ -235,19 +260,21 @@ async fn run_controller<K: Job>(controller: Controller<K>, ctx: Arc<Context>) {
         .await;
 }
 
-/// The WorkerPool controller of `api`: its pools, their Deployments, and
-/// the engine's pool changes as triggers.
+/// The WorkerPool controller of `api` (the pools of `namespace`, or of all
+/// namespaces): its pools, their Deployments in the same scope (a
+/// namespaced operator may not watch Deployments cluster-wide), and the
+/// engine's pool changes as triggers.
 fn pool_controller(
     api: Api<WorkerPool>,
     client: Client,
-    namespaces: &[String],
+    namespace: Option<&str>,
     engine_changes: impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<WorkerPool>>
     + Send
     + 'static,
 ) -> Controller<WorkerPool> {
-    let deployments: Api<Deployment> = match namespaces {
-        [ns] => Api::namespaced(client, ns),
-        _ => Api::all(client),
+    let deployments: Api<Deployment> = match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
     };
     Controller::new(api, watcher::Config::default().any_semantic())
         .owns(

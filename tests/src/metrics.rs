@@ -173,6 +173,12 @@ impl Prometheus {
                 targets.join(", ")
             ));
         }
+        Prometheus::start_with_config(dir, &config)
+    }
+
+    /// Starts a Prometheus with a whole `prometheus.yml` of the caller's
+    /// (e.g. with Kubernetes service discovery).
+    pub fn start_with_config(dir: &std::path::Path, config: &str) -> Prometheus {
         let file = dir.join("prometheus.yml");
         std::fs::write(&file, config).expect("write prometheus.yml");
         let pdir = dir.join("prometheus");

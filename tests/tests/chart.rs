@@ -316,7 +316,34 @@ fn the_service_monitor_renders_only_when_asked_or_available() {
             assert_eq!(ep["port"], "metrics");
             assert_eq!(ep["honorLabels"], true);
         }
+        // The workers' PodMonitor comes and goes with it.
+        let pms = find(&docs, "PodMonitor");
+        assert_eq!(pms.len(), expected, "{extra:?}");
+        if let Some(pm) = pms.first() {
+            assert_eq!(
+                pm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+                "kontinuum-worker"
+            );
+            assert_eq!(pm["spec"]["namespaceSelector"]["any"], true);
+            let ep = &pm["spec"]["podMetricsEndpoints"][0];
+            assert_eq!(ep["port"], "metrics");
+            assert_eq!(ep["honorLabels"], true);
+        }
     }
+    let docs = helm::documents(&helm::template(
+        "kns",
+        &[
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "watchNamespaces={a,b}",
+        ],
+    ));
+    let pm = only(&docs, "PodMonitor");
+    assert_eq!(
+        pm["spec"]["namespaceSelector"]["matchNames"],
+        serde_json::json!(["a", "b"])
+    );
 }
 
 #[test]

@@ -224,6 +224,7 @@ async fn install_upgrade_uninstall_leave_nothing_but_the_crds() {
         ("create", "tokenreviews.authentication.k8s.io"),
         ("create", "leases.coordination.k8s.io"),
         ("update", "leases.coordination.k8s.io/kontinuum"),
+        ("delete", "leases.coordination.k8s.io/kontinuum"),
     ] {
         assert!(can(ns, verb, what, ns), "the operator cannot {verb} {what}");
     }
@@ -234,6 +235,7 @@ async fn install_upgrade_uninstall_leave_nothing_but_the_crds() {
         ("create", "pods", ns),
         ("patch", "deployments.apps:scale", ns),
         ("update", "leases.coordination.k8s.io/other", ns),
+        ("delete", "leases.coordination.k8s.io/other", ns),
         ("create", "leases.coordination.k8s.io", "default"),
         ("create", "clusterroles.rbac.authorization.k8s.io", ns),
     ] {

@@ -12,6 +12,14 @@ pub const WORKER_CONTAINER: &str = "worker";
 pub const TOKEN_DIR: &str = "/var/run/secrets/kontinuum.dev";
 pub const TOKEN_AUDIENCE: &str = "kontinuum.dev";
 const TOKEN_VOLUME: &str = "kontinuum-token";
+/// The worker binary in the stock image.
+pub const STOCK_WORKER_COMMAND: &str = "/usr/local/bin/kontinuum-worker";
+/// Where worker pods serve their metrics (`kontinuum-worker
+/// --metrics-listen`), as the container port named `metrics`.
+pub const WORKER_METRICS_PORT: u16 = 9090;
+/// The `app.kubernetes.io/name` of worker pods, which the chart's
+/// PodMonitor selects.
+pub const WORKER_APP_NAME: &str = "kontinuum-worker";
 
 /// What the operator fills in.
 #[derive(Clone, Debug)]
@@ -42,6 +50,12 @@ pub fn desired(
     ensure_object(&mut template, "metadata");
     ensure_object(&mut template["metadata"], "labels");
     template["metadata"]["labels"][POOL_LABEL] = json!(pool);
+    if template["metadata"]["labels"]
+        .get("app.kubernetes.io/name")
+        .is_none()
+    {
+        template["metadata"]["labels"]["app.kubernetes.io/name"] = json!(WORKER_APP_NAME);
+    }
     ensure_object(&mut template, "spec");
     let spec = &mut template["spec"];
     let containers = ensure_array(spec, "containers");
@@ -68,6 +82,11 @@ pub fn desired(
         if container.get("imagePullPolicy").is_none() {
             container["imagePullPolicy"] = json!("IfNotPresent");
         }
+        // The stock image starts the operator by default; its workers run
+        // the worker binary beside it.
+        if container.get("command").is_none() {
+            container["command"] = json!([STOCK_WORKER_COMMAND]);
+        }
     }
     // Settings go in as environment variables, which kontinuum-worker (and
     // a worker built on the SDK) reads like its flags, so a user's own
@@ -82,6 +101,15 @@ pub fn desired(
     for (name, value) in fill {
         set_env(env, name, json!({"name": name, "value": value}));
     }
+    // Metrics on a known port, unless the user chose a listener: then the
+    // port is theirs to declare.
+    let metrics_chosen = env.iter().any(|e| e["name"] == "KONTINUUM_METRICS_LISTEN");
+    if !metrics_chosen {
+        env.push(json!({
+            "name": "KONTINUUM_METRICS_LISTEN",
+            "value": format!("0.0.0.0:{WORKER_METRICS_PORT}"),
+        }));
+    }
     for (name, path) in [
         ("POD_NAME", "metadata.name"),
         ("POD_NAMESPACE", "metadata.namespace"),
@@ -91,6 +119,19 @@ pub fn desired(
             name,
             json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}),
         );
+    }
+    if !metrics_chosen {
+        let ports = ensure_array(container, "ports");
+        if !ports
+            .iter()
+            .any(|p| p["name"] == "metrics" || p["containerPort"] == WORKER_METRICS_PORT)
+        {
+            ports.push(json!({
+                "name": "metrics",
+                "containerPort": WORKER_METRICS_PORT,
+                "protocol": "TCP",
+            }));
+        }
     }
     let mounts = ensure_array(container, "volumeMounts");
     if !mounts.iter().any(|m| m["name"] == TOKEN_VOLUME) {
@@ -118,7 +159,7 @@ pub fn desired(
             "name": deployment_name(pool),
             "labels": {
                 POOL_LABEL: pool,
-                "app.kubernetes.io/name": "kontinuum-worker",
+                "app.kubernetes.io/name": WORKER_APP_NAME,
                 "app.kubernetes.io/managed-by": "kontinuum-operator",
             },
             "ownerReferences": [{
@@ -197,6 +238,7 @@ mod tests {
         let c = &d["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["name"], "worker");
         assert_eq!(c["image"], "kontinuum.dev/kontinuum:0.1.0");
+        assert_eq!(c["command"], json!(["/usr/local/bin/kontinuum-worker"]));
         let env = env_of(&d);
         let get = |n: &str| env.iter().find(|e| e["name"] == n).cloned().unwrap();
         assert_eq!(get("KONTINUUM_POOL")["value"], "p");
@@ -211,6 +253,31 @@ mod tests {
             "kontinuum.dev"
         );
         assert_eq!(c["volumeMounts"][0]["mountPath"], TOKEN_DIR);
+        assert_eq!(get("KONTINUUM_METRICS_LISTEN")["value"], "0.0.0.0:9090");
+        assert_eq!(c["ports"][0]["name"], "metrics");
+        assert_eq!(c["ports"][0]["containerPort"], 9090);
+        assert_eq!(
+            d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"],
+            "kontinuum-worker"
+        );
+    }
+
+    #[test]
+    fn a_metrics_listener_of_the_user_is_not_overridden() {
+        let template = json!({"spec": {"containers": [{"name": "worker",
+            "env": [{"name": "KONTINUUM_METRICS_LISTEN", "value": "0.0.0.0:8000"}],
+            "ports": [{"name": "prom", "containerPort": 8000}]}]}});
+        let d = desired("p", "u", Some(&template), 1, 0, &settings());
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        let listeners: Vec<_> = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == "KONTINUUM_METRICS_LISTEN")
+            .collect();
+        assert_eq!(listeners.len(), 1);
+        assert_eq!(listeners[0]["value"], "0.0.0.0:8000");
+        assert_eq!(c["ports"].as_array().unwrap().len(), 1, "{c}");
     }
 
     #[test]
@@ -243,6 +310,7 @@ mod tests {
         assert!(t["spec"]["containers"][0].get("env").is_none());
         let w = &t["spec"]["containers"][1];
         assert_eq!(w["image"], "me/my-worker:1");
+        assert!(w.get("command").is_none(), "their image, their entrypoint");
         assert_eq!(w["args"][0], "--verbose");
         assert_eq!(w["resources"]["limits"]["cpu"], "1");
         let env = w["env"].as_array().unwrap();

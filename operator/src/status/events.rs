@@ -2,6 +2,11 @@
 //! Cancelled. Pure: derived from the status written before and the one about
 //! to be written, so an operator restart (which finds the status already on
 //! the resource) repeats none of them.
+//!
+//! `Started` marks a status that shows the object running. One that ran and
+//! ended before its first status was written gets its final event only:
+//! a Started event would say nothing the final one does not, and would cost
+//! the API server a write per short task.
 
 use serde_json::Value;
 
@@ -39,7 +44,11 @@ pub fn between(before: Option<&Value>, after: &Value) -> Vec<EventSpec> {
     let mut out = Vec::new();
     let started = |p: &str| matches!(p, "Running" | "Succeeded" | "Failed" | "Cancelled");
     let has_started_at = |s: Option<&Value>| s.and_then(|s| s.get("startedAt")).is_some();
-    if !started(was) && !has_started_at(before) && (started(now) || has_started_at(Some(after))) {
+    let ended = matches!(now, "Succeeded" | "Failed" | "Cancelled" | "Merged");
+    // Seen for the first time already ended: the final event says it all.
+    let first_sight_ended = ended && before.is_none();
+    let was_started = started(was) || has_started_at(before);
+    if !was_started && !first_sight_ended && (started(now) || has_started_at(Some(after))) {
         out.push(EventSpec {
             warning: false,
             reason: "Started",
@@ -96,9 +105,15 @@ mod tests {
     }
 
     #[test]
-    fn first_sight_of_a_finished_task_gives_started_and_succeeded() {
+    fn first_sight_of_a_finished_task_gives_its_final_event_only() {
         let after = json!({"phase": "Succeeded", "attempts": 1, "startedAt": "t"});
-        assert_eq!(reasons(None, after), ["Started", "Succeeded"]);
+        assert_eq!(reasons(None, after), ["Succeeded"]);
+        let failed = json!({"phase": "Failed", "attempts": 1, "startedAt": "t"});
+        assert_eq!(reasons(None, failed), ["Failed"]);
+        // Seen queued first, then ended: it did start, and says so.
+        let q = json!({"phase": "Queued"});
+        let done = json!({"phase": "Succeeded", "attempts": 1, "startedAt": "t"});
+        assert_eq!(reasons(Some(q), done), ["Started", "Succeeded"]);
     }
 
     #[test]

@@ -3,13 +3,26 @@
 //!
 //! An object is *dirty* when something it shows may have changed (the
 //! engine said so, its generation moved, a note was set). A dirty object is
-//! *due* once `interval` has passed since its last write. The writer then
-//! renders its status and either patches (a difference) or just clears the
-//! dirty mark (nothing changed). A final status is written once more if it
-//! differs, and after that the object is left alone.
+//! *due* once `interval` has passed since its last write and no patch of it
+//! is on its way. The writer then renders its status and either patches (a
+//! difference) or just clears the dirty mark (nothing changed). A final
+//! status is written once more if it differs, and after that the object is
+//! left alone.
+//!
+//! An object's first status is written at once only if it is final (a task
+//! that ran and ended before the writer got to it); otherwise it waits until
+//! `interval` after the object was first seen, so that a short task costs
+//! one patch, written the moment it ends, instead of a `Queued` patch that
+//! would hold its final one back by a whole interval.
+//!
+//! The dirty keys are kept apart, each with the order in which it became
+//! dirty, so finding what is due costs the dirty objects, not every object
+//! the operator has seen, and when more are due than can be written at once
+//! the longest waiting go first (a hash order would let some wait for as
+//! long as the backlog lasts).
 
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
@@ -23,12 +36,29 @@ pub struct Entry {
     /// The status as last written (or as found on the resource).
     pub written: Option<Value>,
     written_at: Option<Instant>,
-    dirty: bool,
+    /// When the operator first saw the object.
+    observed_at: Instant,
+    /// Set by [`Index::hold`]: not due before then unless something changes.
+    held_until: Option<Instant>,
+}
+
+impl Entry {
+    /// A non-final first status found before this time waits for it.
+    pub fn first_write_at(&self, interval: Duration) -> Option<Instant> {
+        self.written_at
+            .is_none()
+            .then(|| self.observed_at + interval)
+    }
 }
 
 #[derive(Debug)]
 pub struct Index<K> {
     entries: HashMap<K, Entry>,
+    /// Dirty keys, with the order in which they became dirty.
+    dirty: HashMap<K, u64>,
+    next_seq: u64,
+    /// Taken for a patch that has not come back: not due again until then.
+    in_flight: HashSet<K>,
     interval: Duration,
 }
 
@@ -36,6 +66,9 @@ impl<K: Hash + Eq + Clone> Index<K> {
     pub fn new(interval: Duration) -> Self {
         Index {
             entries: HashMap::new(),
+            dirty: HashMap::new(),
+            next_seq: 0,
+            in_flight: HashSet::new(),
             interval,
         }
     }
@@ -55,28 +88,45 @@ impl<K: Hash + Eq + Clone> Index<K> {
     /// The reconciler saw the resource: remember whom to write to. `current`
     /// is the status the resource carries, so a restarted operator does not
     /// rewrite what is already there. A new object or a new generation is dirty.
-    pub fn observe(&mut self, key: K, uid: &str, generation: Option<i64>, current: Option<Value>) {
+    pub fn observe(
+        &mut self,
+        key: K,
+        uid: &str,
+        generation: Option<i64>,
+        current: Option<Value>,
+        now: Instant,
+    ) {
         match self.entries.get_mut(&key) {
             Some(e) if e.uid == uid => {
                 if e.generation != generation {
                     e.generation = generation;
-                    e.dirty = true;
+                    Self::mark(&mut self.dirty, &mut self.next_seq, key);
                 }
             }
             _ => {
                 self.entries.insert(
-                    key,
+                    key.clone(),
                     Entry {
                         uid: uid.to_string(),
                         generation,
                         note: None,
                         written: current,
                         written_at: None,
-                        dirty: true,
+                        observed_at: now,
+                        held_until: None,
                     },
                 );
+                Self::mark(&mut self.dirty, &mut self.next_seq, key);
             }
         }
+    }
+
+    /// Marks `key` dirty, keeping its place if it already is.
+    fn mark(dirty: &mut HashMap<K, u64>, next_seq: &mut u64, key: K) {
+        dirty.entry(key).or_insert_with(|| {
+            *next_seq += 1;
+            *next_seq
+        });
     }
 
     /// Sets (or clears) why the engine does not hold the object.
@@ -85,7 +135,7 @@ impl<K: Hash + Eq + Clone> Index<K> {
             && e.note != note
         {
             e.note = note;
-            e.dirty = true;
+            Self::mark(&mut self.dirty, &mut self.next_seq, key.clone());
         }
     }
 
@@ -93,48 +143,85 @@ impl<K: Hash + Eq + Clone> Index<K> {
     /// without a resource, such as continuations) are ignored.
     pub fn changed(&mut self, key: &K) {
         if let Some(e) = self.entries.get_mut(key) {
-            e.dirty = true;
+            e.held_until = None;
+            Self::mark(&mut self.dirty, &mut self.next_seq, key.clone());
         }
     }
 
     /// The resource is gone: nothing more to write.
     pub fn forget(&mut self, key: &K) {
         self.entries.remove(key);
+        self.dirty.remove(key);
+        self.in_flight.remove(key);
     }
 
-    /// Dirty objects whose interval has passed, at most `max`.
+    /// Dirty objects whose interval has passed and that have no patch on
+    /// its way, at most `max`, those dirty longest first.
     pub fn due(&self, now: Instant, max: usize) -> Vec<K> {
-        self.entries
+        if max == 0 {
+            return Vec::new();
+        }
+        let mut ready: Vec<(u64, &K)> = self
+            .dirty
             .iter()
-            .filter(|(_, e)| e.dirty && self.interval_passed(e, now))
-            .map(|(k, _)| k.clone())
-            .take(max)
-            .collect()
+            .filter(|(k, _)| !self.in_flight.contains(*k))
+            .filter(|(k, _)| {
+                self.entries
+                    .get(*k)
+                    .is_some_and(|e| self.interval_passed(e, now))
+            })
+            .map(|(k, seq)| (*seq, k))
+            .collect();
+        if ready.len() > max {
+            ready.select_nth_unstable_by_key(max, |(seq, _)| *seq);
+            ready.truncate(max);
+        }
+        ready.sort_unstable_by_key(|(seq, _)| *seq);
+        ready.into_iter().map(|(_, k)| k.clone()).collect()
     }
 
-    /// When the next dirty object becomes due (None: nothing is dirty).
+    /// When the next dirty object becomes due (None: nothing is dirty, or
+    /// only objects with a patch on its way, whose return wakes the writer).
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
-        self.entries
-            .values()
-            .filter(|e| e.dirty)
-            .map(|e| match e.written_at {
-                Some(at) => (at + self.interval).max(now),
-                None => now,
-            })
+        self.dirty
+            .keys()
+            .filter(|k| !self.in_flight.contains(*k))
+            .filter_map(|k| self.entries.get(k))
+            .map(|e| self.not_before(e).max(now))
             .min()
     }
 
     fn interval_passed(&self, e: &Entry, now: Instant) -> bool {
-        e.written_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= self.interval)
+        self.not_before(e) <= now
+    }
+
+    fn not_before(&self, e: &Entry) -> Instant {
+        let after_write = e.written_at.map(|at| at + self.interval);
+        match (after_write, e.held_until) {
+            (Some(a), Some(h)) => a.max(h),
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => e.observed_at,
+        }
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
     }
 
     /// Takes the dirty mark off before rendering, so a change that arrives
-    /// while the patch is on its way marks the object again.
+    /// while the patch is on its way marks the object again; the object is
+    /// in flight until [`Index::wrote`], [`Index::failed`] or
+    /// [`Index::unchanged`].
     pub fn take(&mut self, key: &K) -> Option<Entry> {
-        let e = self.entries.get_mut(key)?;
-        e.dirty = false;
+        let e = self.entries.get(key)?;
+        self.dirty.remove(key);
+        self.in_flight.insert(key.clone());
         Some(e.clone())
+    }
+
+    /// Patches on their way.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// Whether `status` differs from what was last written.
@@ -146,19 +233,37 @@ impl<K: Hash + Eq + Clone> Index<K> {
 
     /// A patch went through.
     pub fn wrote(&mut self, key: &K, uid: &str, status: Value, now: Instant) {
+        self.in_flight.remove(key);
         if let Some(e) = self.entries.get_mut(key)
             && e.uid == uid
         {
             e.written = Some(status);
             e.written_at = Some(now);
+            e.held_until = None;
+        }
+    }
+
+    /// The rendered status equalled the written one: nothing was sent.
+    pub fn unchanged(&mut self, key: &K) {
+        self.in_flight.remove(key);
+    }
+
+    /// A first status that is not final yet: written at `until` unless the
+    /// engine changes the object before (then it is rendered again).
+    pub fn hold(&mut self, key: &K, until: Instant) {
+        self.in_flight.remove(key);
+        if let Some(e) = self.entries.get_mut(key) {
+            e.held_until = Some(until);
+            Self::mark(&mut self.dirty, &mut self.next_seq, key.clone());
         }
     }
 
     /// A patch failed: try again after the interval.
     pub fn failed(&mut self, key: &K, now: Instant) {
+        self.in_flight.remove(key);
         if let Some(e) = self.entries.get_mut(key) {
-            e.dirty = true;
             e.written_at = Some(now);
+            Self::mark(&mut self.dirty, &mut self.next_seq, key.clone());
         }
     }
 }
@@ -174,7 +279,7 @@ mod tests {
     fn a_new_object_is_due_at_once_then_at_most_once_per_interval() {
         let t0 = Instant::now();
         let mut ix = Index::new(SEC);
-        ix.observe("a", "u1", Some(1), None);
+        ix.observe("a", "u1", Some(1), None, t0);
         assert_eq!(ix.due(t0, 10), ["a"]);
         ix.take(&"a");
         ix.wrote(&"a", "u1", json!({"phase": "Queued"}), t0);
@@ -191,7 +296,7 @@ mod tests {
     fn unchanged_status_is_not_written_and_clean_objects_are_not_due() {
         let t0 = Instant::now();
         let mut ix = Index::new(SEC);
-        ix.observe("a", "u1", Some(1), Some(json!({"phase": "Running"})));
+        ix.observe("a", "u1", Some(1), Some(json!({"phase": "Running"})), t0);
         ix.take(&"a");
         assert!(!ix.differs(&"a", &json!({"phase": "Running"})));
         assert!(ix.differs(&"a", &json!({"phase": "Succeeded"})));
@@ -203,7 +308,7 @@ mod tests {
     fn a_change_during_a_patch_is_not_lost() {
         let t0 = Instant::now();
         let mut ix = Index::new(SEC);
-        ix.observe("a", "u1", None, None);
+        ix.observe("a", "u1", None, None, t0);
         let _rendering = ix.take(&"a");
         ix.changed(&"a"); // arrives while the patch is on its way
         ix.wrote(&"a", "u1", json!({"phase": "Running"}), t0);
@@ -214,12 +319,12 @@ mod tests {
     fn generation_change_or_note_marks_dirty_and_a_new_uid_starts_over() {
         let t0 = Instant::now();
         let mut ix = Index::new(SEC);
-        ix.observe("a", "u1", Some(1), None);
+        ix.observe("a", "u1", Some(1), None, t0);
         ix.take(&"a");
         ix.wrote(&"a", "u1", json!({}), t0);
-        ix.observe("a", "u1", Some(1), None);
+        ix.observe("a", "u1", Some(1), None, t0);
         assert!(ix.due(t0 + SEC, 10).is_empty(), "same generation: clean");
-        ix.observe("a", "u1", Some(2), None);
+        ix.observe("a", "u1", Some(2), None, t0);
         assert_eq!(ix.due(t0 + SEC, 10), ["a"]);
         ix.take(&"a");
         ix.set_note(
@@ -228,11 +333,13 @@ mod tests {
                 message: "m".into(),
             }),
         );
+        assert!(ix.due(t0 + SEC, 10).is_empty(), "its patch is on its way");
+        ix.unchanged(&"a");
         assert_eq!(ix.due(t0 + SEC, 10), ["a"]);
         // Re-created under the same name: a fresh entry, due at once.
         ix.take(&"a");
         ix.wrote(&"a", "u1", json!({}), t0 + SEC);
-        ix.observe("a", "u2", Some(1), None);
+        ix.observe("a", "u2", Some(1), None, t0);
         assert_eq!(ix.due(t0 + SEC, 10), ["a"]);
         assert_eq!(ix.get(&"a").unwrap().uid, "u2");
         // A late write for the old uid does not land on the new entry.
@@ -247,10 +354,67 @@ mod tests {
         let mut ix: Index<&str> = Index::new(SEC);
         ix.changed(&"continuation");
         assert!(ix.is_empty());
-        ix.observe("a", "u", None, None);
+        ix.observe("a", "u", None, None, t0);
         ix.forget(&"a");
         ix.changed(&"a");
         assert!(ix.due(t0, 10).is_empty());
+    }
+
+    #[test]
+    fn a_held_first_status_waits_for_the_interval_or_the_next_change() {
+        let t0 = Instant::now();
+        let mut ix = Index::new(SEC);
+        ix.observe("a", "u1", None, None, t0);
+        let e = ix.take(&"a").unwrap();
+        assert_eq!(e.first_write_at(SEC), Some(t0 + SEC));
+        // Rendered as Queued: held until a second after it was seen.
+        ix.hold(&"a", t0 + SEC);
+        assert!(ix.due(t0 + SEC / 2, 10).is_empty());
+        assert_eq!(ix.next_due(t0), Some(t0 + SEC));
+        assert_eq!(ix.due(t0 + SEC, 10), ["a"]);
+        // A change (the task ended) makes it due at once.
+        ix.take(&"a");
+        ix.hold(&"a", t0 + SEC);
+        ix.changed(&"a");
+        assert_eq!(ix.due(t0 + SEC / 4, 10), ["a"]);
+        ix.take(&"a");
+        ix.wrote(&"a", "u1", json!({"phase": "Succeeded"}), t0 + SEC / 4);
+        assert_eq!(ix.get(&"a").unwrap().first_write_at(SEC), None);
+    }
+
+    #[test]
+    fn the_longest_dirty_go_first_when_more_are_due_than_fit() {
+        let t0 = Instant::now();
+        let mut ix = Index::new(SEC);
+        for i in 0..50 {
+            ix.observe(i, "u", None, None, t0);
+        }
+        // Marked again while dirty: keeps its place.
+        ix.changed(&0);
+        assert_eq!(ix.due(t0, 5), [0, 1, 2, 3, 4]);
+        for i in 0..5 {
+            ix.take(&i);
+        }
+        ix.changed(&49);
+        assert_eq!(ix.due(t0, 3), [5, 6, 7]);
+    }
+
+    #[test]
+    fn an_object_in_flight_is_not_due_until_its_patch_returns() {
+        let t0 = Instant::now();
+        let mut ix = Index::new(SEC);
+        ix.observe("a", "u1", None, None, t0);
+        ix.take(&"a");
+        ix.changed(&"a");
+        assert!(ix.due(t0 + 10 * SEC, 10).is_empty(), "in flight");
+        assert_eq!(ix.next_due(t0), None);
+        assert_eq!(ix.in_flight(), 1);
+        ix.unchanged(&"a");
+        assert_eq!(ix.in_flight(), 0);
+        assert_eq!(ix.due(t0, 10), ["a"], "never written: due at once");
+        ix.take(&"a");
+        ix.forget(&"a");
+        assert_eq!(ix.in_flight(), 0);
     }
 
     #[test]
@@ -258,7 +422,7 @@ mod tests {
         let t0 = Instant::now();
         let mut ix = Index::new(SEC);
         for i in 0..100 {
-            ix.observe(i, "u", None, None);
+            ix.observe(i, "u", None, None, t0);
         }
         assert_eq!(ix.due(t0, 16).len(), 16);
         ix.take(&7);

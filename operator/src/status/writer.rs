@@ -19,9 +19,9 @@ use tokio::sync::mpsc;
 
 pub const FIELD_MANAGER: &str = "kontinuum-operator";
 
-/// Patches in flight at once, and objects taken per round.
+/// Patches in flight at once. A new one starts as soon as one returns, so
+/// a slow patch delays only its own object.
 const PARALLEL_PATCHES: usize = 32;
-const ROUND: usize = 512;
 
 #[derive(Debug)]
 pub enum StatusMsg {
@@ -64,12 +64,21 @@ impl StatusHandle {
 }
 
 pub struct Writer {
-    client: Client,
-    bridge: Bridge,
+    patcher: Patcher,
     index: Index<JobKey>,
     rx: mpsc::Receiver<StatusMsg>,
     events: mpsc::Sender<(ObjectReference, EventSpec)>,
     metrics: Arc<Metrics>,
+}
+
+/// What one patch needs, cloned into each patch's future so that the
+/// writer's index stays free to change while patches are on their way.
+#[derive(Clone)]
+struct Patcher {
+    client: Client,
+    bridge: Bridge,
+    metrics: Arc<Metrics>,
+    interval: Duration,
 }
 
 enum Outcome {
@@ -79,7 +88,14 @@ enum Outcome {
         status: Value,
         events: Vec<EventSpec>,
     },
-    Unchanged,
+    Unchanged {
+        key: JobKey,
+    },
+    /// A first status that is not final: written later (see index.rs).
+    Held {
+        key: JobKey,
+        until: Instant,
+    },
     Gone {
         key: JobKey,
     },
@@ -104,8 +120,12 @@ impl Writer {
             metrics.clone(),
         ));
         let writer = Writer {
-            client,
-            bridge,
+            patcher: Patcher {
+                client,
+                bridge,
+                metrics: metrics.clone(),
+                interval,
+            },
             index: Index::new(interval),
             rx,
             events: events_tx,
@@ -121,7 +141,9 @@ impl Writer {
                 uid,
                 generation,
                 current,
-            } => self.index.observe(key, &uid, generation, current),
+            } => self
+                .index
+                .observe(key, &uid, generation, current, Instant::now()),
             StatusMsg::Note { key, note } => self.index.set_note(&key, note),
             StatusMsg::Forget { key } => self.index.forget(&key),
             StatusMsg::Changed { keys } => keys.iter().for_each(|k| self.index.changed(k)),
@@ -129,8 +151,14 @@ impl Writer {
     }
 
     pub async fn run(mut self) {
+        let mut patches = futures::stream::FuturesUnordered::new();
         loop {
             let now = Instant::now();
+            for key in self.index.due(now, PARALLEL_PATCHES - patches.len()) {
+                if let Some(entry) = self.index.take(&key) {
+                    patches.push(self.patcher.clone().render_and_patch(key, entry));
+                }
+            }
             let wake = self
                 .index
                 .next_due(now)
@@ -140,55 +168,44 @@ impl Writer {
                     Some(msg) => self.apply(msg),
                     None => return,
                 },
+                Some(outcome) = patches.next(), if !patches.is_empty() => {
+                    self.finish(outcome);
+                }
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
             while let Ok(msg) = self.rx.try_recv() {
                 self.apply(msg);
             }
-            self.write_due().await;
         }
     }
 
-    async fn write_due(&mut self) {
+    fn finish(&mut self, outcome: Outcome) {
         let now = Instant::now();
-        let due = self.index.due(now, ROUND);
-        if due.is_empty() {
-            return;
-        }
-        let jobs: Vec<(JobKey, Entry)> = due
-            .into_iter()
-            .filter_map(|k| self.index.take(&k).map(|e| (k, e)))
-            .collect();
-        let outcomes: Vec<Outcome> = futures::stream::iter(jobs)
-            .map(|(key, entry)| self.render_and_patch(key, entry))
-            .buffer_unordered(PARALLEL_PATCHES)
-            .collect()
-            .await;
-        let now = Instant::now();
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Wrote {
-                    key,
-                    uid,
-                    status,
-                    events,
-                } => {
-                    let reference = object_reference(&key, &uid);
-                    for e in events {
-                        if self.events.try_send((reference.clone(), e)).is_err() {
-                            self.metrics.events_dropped.inc();
-                        }
+        match outcome {
+            Outcome::Wrote {
+                key,
+                uid,
+                status,
+                events,
+            } => {
+                let reference = object_reference(&key, &uid);
+                for e in events {
+                    if self.events.try_send((reference.clone(), e)).is_err() {
+                        self.metrics.events_dropped.inc();
                     }
-                    self.index.wrote(&key, &uid, status, now);
                 }
-                Outcome::Unchanged => {}
-                Outcome::Gone { key } => self.index.forget(&key),
-                Outcome::Failed { key } => self.index.failed(&key, now),
+                self.index.wrote(&key, &uid, status, now);
             }
+            Outcome::Unchanged { key } => self.index.unchanged(&key),
+            Outcome::Held { key, until } => self.index.hold(&key, until),
+            Outcome::Gone { key } => self.index.forget(&key),
+            Outcome::Failed { key } => self.index.failed(&key, now),
         }
     }
+}
 
-    async fn render_and_patch(&self, key: JobKey, entry: Entry) -> Outcome {
+impl Patcher {
+    async fn render_and_patch(self, key: JobKey, entry: Entry) -> Outcome {
         // What the engine holds wins: a note (waiting for a parent, say) is
         // stale once the object is in the engine, by whichever reconcile
         // put it there (a parent's submission takes its children along).
@@ -199,7 +216,7 @@ impl Writer {
                     render::from_note(note, key.kind == JobKind::Future, entry.generation)
                 }
                 // Not submitted yet: the reconciler's next message says more.
-                None => return Outcome::Unchanged,
+                None => return Outcome::Unchanged { key },
             },
             Err(e) => {
                 tracing::warn!(object = %key, "reading the engine status: {e}");
@@ -207,7 +224,13 @@ impl Writer {
             }
         };
         if entry.written.as_ref() == Some(&status) {
-            return Outcome::Unchanged;
+            return Outcome::Unchanged { key };
+        }
+        if let Some(at) = entry.first_write_at(self.interval)
+            && !render::is_final(&status)
+            && Instant::now() < at
+        {
+            return Outcome::Held { key, until: at };
         }
         let body = json!({
             "apiVersion": "kontinuum.dev/v1alpha1",
