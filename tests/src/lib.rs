@@ -311,6 +311,24 @@ pub fn parse_table(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
+/// The image archive of scripts/build-image: scripts/test builds it once
+/// and passes it in KONTINUUM_IMAGE_ARCHIVE; without it, scripts/build-image
+/// runs here (cached by source hash: cheap when nothing changed).
+pub fn image_archive() -> PathBuf {
+    if let Some(p) = std::env::var_os("KONTINUUM_IMAGE_ARCHIVE") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new(repo_root().join("scripts/build-image"))
+        .output()
+        .expect("run scripts/build-image");
+    assert!(
+        out.status.success(),
+        "scripts/build-image failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// The label (value `"true"`) and the taint key (effect NoSchedule) of the
 /// real node that `KONTINUUM_REAL_NODE=1 tests/cluster/up.sh` adds: a pod
 /// lands there only if it selects the label and tolerates the taint.

@@ -10,15 +10,14 @@
 //! leaving only the CRDs.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kontinuum_e2e::dashboard::{dashboard_path, empty_panels, load};
 use kontinuum_e2e::metrics::Prometheus;
 use kontinuum_e2e::{
-    CRD_NAMES, TestNamespace, client, helm, kubeconfig, kubectl, kubectl_result, kubectl_stdin,
-    parse_table, real_node, real_node_placement, repo_root, wait_for,
+    CRD_NAMES, TestNamespace, client, helm, image_archive, kubeconfig, kubectl, kubectl_result,
+    kubectl_stdin, parse_table, real_node, real_node_placement, repo_root, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -30,23 +29,6 @@ const SYSTEM: &str = "kontinuum-system";
 const NAPS: u64 = 9000;
 /// The sum examples/squares.yaml computes (its header says so).
 const SQUARES_SUM: &str = "333333283333335000000";
-
-/// The image archive of scripts/build-image (scripts/test passes it in
-/// KONTINUUM_IMAGE_ARCHIVE; else built here, cached by source hash).
-fn image_archive() -> PathBuf {
-    if let Some(p) = std::env::var_os("KONTINUUM_IMAGE_ARCHIVE") {
-        return PathBuf::from(p);
-    }
-    let out = Command::new(repo_root().join("scripts/build-image"))
-        .output()
-        .expect("run scripts/build-image");
-    assert!(
-        out.status.success(),
-        "scripts/build-image failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// Imports the image into the real node's containerd; returns its tag.
 fn import_image() -> String {

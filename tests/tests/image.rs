@@ -11,25 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use kontinuum_e2e::repo_root;
+use kontinuum_e2e::{image_archive, repo_root};
 use kontinuum_image::{elf, verify};
 
 fn archive() -> &'static PathBuf {
     static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
-    ARCHIVE.get_or_init(|| {
-        if let Some(p) = std::env::var_os("KONTINUUM_IMAGE_ARCHIVE") {
-            return PathBuf::from(p);
-        }
-        let out = Command::new(repo_root().join("scripts/build-image"))
-            .output()
-            .expect("run scripts/build-image");
-        assert!(
-            out.status.success(),
-            "scripts/build-image failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
+    ARCHIVE.get_or_init(image_archive)
 }
 
 fn image() -> verify::Image {
