@@ -8,7 +8,8 @@ use common::*;
 use kontinuum_api::work::{Completion, Outcome};
 use kontinuum_api::{ObjectKind, Phase};
 use kontinuum_engine::{
-    AttemptOutcome, EngineFigures, MAX_FUNCTIONS_PER_POOL, OTHER_FUNCTION, PoolFigures, Submission,
+    AttemptOutcome, EngineFigures, MAX_FUNCTIONS_PER_POOL, NamespaceFigures, OTHER_FUNCTION,
+    PoolFigures, Submission,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -32,10 +33,12 @@ fn attempts(p: &PoolFigures, function: &str, outcome: AttemptOutcome) -> u64 {
         .map_or(0, |f| f.outcomes[at])
 }
 
+fn namespace<'a>(f: &'a EngineFigures, ns: &str) -> Option<&'a NamespaceFigures> {
+    f.namespaces.iter().find(|n| n.namespace == ns)
+}
+
 fn finished(f: &EngineFigures, ns: &str, kind: ObjectKind, phase: Phase) -> u64 {
-    f.namespaces
-        .iter()
-        .find(|n| n.namespace == ns)
+    namespace(f, ns)
         .and_then(|n| {
             n.finished
                 .iter()
@@ -208,17 +211,9 @@ fn active_futures_show_their_units_per_namespace_and_leave_when_final() {
         ])
         .unwrap();
     let f = engine.figures();
-    let a = f
-        .namespaces
-        .iter()
-        .find(|n| n.namespace == "team-a")
-        .unwrap();
+    let a = namespace(&f, "team-a").unwrap();
     assert_eq!((a.futures_active, a.units_done, a.units_total), (1, 0, 40));
-    let b = f
-        .namespaces
-        .iter()
-        .find(|n| n.namespace == "team-b")
-        .unwrap();
+    let b = namespace(&f, "team-b").unwrap();
     assert_eq!(b.futures_active, 0);
 
     // Leaves run; one reports progress before it ends.
@@ -244,11 +239,7 @@ fn active_futures_show_their_units_per_namespace_and_leave_when_final() {
     };
     engine.heartbeat(leaf.token, Some(4)).unwrap();
     let f = engine.figures();
-    let a = f
-        .namespaces
-        .iter()
-        .find(|n| n.namespace == "team-a")
-        .unwrap();
+    let a = namespace(&f, "team-a").unwrap();
     assert_eq!((a.futures_active, a.units_done, a.units_total), (1, 24, 40));
 
     complete_all(&engine, &[leaf]);
@@ -258,11 +249,7 @@ fn active_futures_show_their_units_per_namespace_and_leave_when_final() {
         Duration::from_secs(10),
     );
     let f = engine.figures();
-    let a = f
-        .namespaces
-        .iter()
-        .find(|n| n.namespace == "team-a")
-        .unwrap();
+    let a = namespace(&f, "team-a").unwrap();
     assert_eq!((a.futures_active, a.units_done, a.units_total), (0, 0, 0));
     assert_eq!(
         finished(&f, "team-a", ObjectKind::Future, Phase::Succeeded),

@@ -129,6 +129,10 @@ impl Elector {
         }
     }
 
+    fn owners(&self) -> Option<Vec<OwnerReference>> {
+        self.owner.clone().map(|o| vec![o])
+    }
+
     pub fn identity(&self) -> &str {
         &self.identity
     }
@@ -150,7 +154,7 @@ impl Elector {
                 let lease = Lease {
                     metadata: ObjectMeta {
                         name: Some(self.name.clone()),
-                        owner_references: self.owner.clone().map(|o| vec![o]),
+                        owner_references: self.owners(),
                         ..ObjectMeta::default()
                     },
                     spec: Some(held_spec(None, &self.identity, self.duration, true)),
@@ -167,8 +171,8 @@ impl Elector {
                 let takeover = decision == LeaseDecision::TakeOver;
                 // The holder's pod owns the Lease (a predecessor's pod, once
                 // deleted, would take it along).
-                if self.owner.is_some() {
-                    lease.metadata.owner_references = self.owner.clone().map(|o| vec![o]);
+                if let Some(owners) = self.owners() {
+                    lease.metadata.owner_references = Some(owners);
                 }
                 lease.spec = Some(held_spec(
                     lease.spec.as_ref(),

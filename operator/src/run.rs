@@ -151,19 +151,10 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
         roster,
         memory: Default::default(),
     });
-    let pool_controllers: Vec<Controller<WorkerPool>> =
-        apis::<WorkerPool>(&client, &flags.namespaces)
-            .into_iter()
-            .enumerate()
-            .map(|(i, api)| {
-                pool_controller(
-                    api,
-                    client.clone(),
-                    flags.namespaces.get(i).map(String::as_str),
-                    crate::feed::pool_triggers(&pool_changes),
-                )
-            })
-            .collect();
+    let pool_controllers: Vec<Controller<WorkerPool>> = scopes(&flags.namespaces)
+        .into_iter()
+        .map(|scope| pool_controller(&client, scope, crate::feed::pool_triggers(&pool_changes)))
+        .collect();
     metrics.follow_pools(pool_controllers.iter().map(Controller::store).collect());
     for controller in pool_controllers {
         controllers.push(tokio::spawn(run_pool_controller(
@@ -230,19 +221,35 @@ async fn open_store(data: &std::path::Path, lease: Duration) -> Result<Engine, E
     }
 }
 
+/// The scopes the operator watches: each of `namespaces`, or (None) all.
+fn scopes(namespaces: &[String]) -> Vec<Option<&str>> {
+    if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|ns| Some(ns.as_str())).collect()
+    }
+}
+
+/// An Api over one scope.
+fn api_in<K>(client: &Client, scope: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// One Api per watched namespace, or one for all.
 fn apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
 where
     K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
 {
-    if namespaces.is_empty() {
-        vec![Api::all(client.clone())]
-    } else {
-        namespaces
-            .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
-            .collect()
-    }
+    scopes(namespaces)
+        .into_iter()
+        .map(|scope| api_in(client, scope))
+        .collect()
 }
 
 fn job_controller<K: Job>(api: Api<K>) -> Controller<K> {
@@ -260,28 +267,27 @@ async fn run_controller<K: Job>(controller: Controller<K>, ctx: Arc<Context>) {
         .await;
 }
 
-/// The WorkerPool controller of `api` (the pools of `namespace`, or of all
-/// namespaces): its pools, their Deployments in the same scope (a
-/// namespaced operator may not watch Deployments cluster-wide), and the
-/// engine's pool changes as triggers.
+/// The WorkerPool controller of one scope (a namespace, or all): its
+/// pools, their Deployments in the same scope (a namespaced operator may
+/// not watch Deployments cluster-wide), and the engine's pool changes as
+/// triggers.
 fn pool_controller(
-    api: Api<WorkerPool>,
-    client: Client,
-    namespace: Option<&str>,
+    client: &Client,
+    scope: Option<&str>,
     engine_changes: impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<WorkerPool>>
     + Send
     + 'static,
 ) -> Controller<WorkerPool> {
-    let deployments: Api<Deployment> = match namespace {
-        Some(ns) => Api::namespaced(client, ns),
-        None => Api::all(client),
-    };
-    Controller::new(api, watcher::Config::default().any_semantic())
-        .owns(
-            deployments,
-            watcher::Config::default().labels(crate::pool::deployment::POOL_LABEL),
-        )
-        .reconcile_on(engine_changes)
+    let deployments: Api<Deployment> = api_in(client, scope);
+    Controller::new(
+        api_in(client, scope),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(
+        deployments,
+        watcher::Config::default().labels(crate::pool::deployment::POOL_LABEL),
+    )
+    .reconcile_on(engine_changes)
 }
 
 async fn run_pool_controller(

@@ -311,6 +311,11 @@ pub fn parse_table(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
+/// `kubectl apply -n NS` of one object given as JSON.
+pub fn apply(ns: &str, doc: &serde_json::Value) {
+    kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&doc.to_string()));
+}
+
 /// The image archive of scripts/build-image: scripts/test builds it once
 /// and passes it in KONTINUUM_IMAGE_ARCHIVE; without it, scripts/build-image
 /// runs here (cached by source hash: cheap when nothing changed).

@@ -9,15 +9,11 @@
 use kontinuum_e2e::dashboard::{dashboard_path, empty_panels, load};
 use kontinuum_e2e::metrics::{Prometheus, disagreements, documented, served};
 use kontinuum_e2e::procs::{Operator, OperatorOptions, Proc, free_port, http_get, start_worker};
-use kontinuum_e2e::{TestNamespace, client, ensure_crds, kubectl_result, kubectl_stdin, repo_root};
-use serde_json::{Value, json};
+use kontinuum_e2e::{TestNamespace, apply, client, ensure_crds, kubectl_result, repo_root};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn apply(ns: &str, doc: &Value) {
-    kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&doc.to_string()));
-}
 
 /// Tasks that succeed, and tasks that fail, retry twice and fail for good.
 fn tasks(ns: &str) {

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use kontinuum_e2e::dashboard::{dashboard_path, empty_panels, load};
 use kontinuum_e2e::metrics::Prometheus;
 use kontinuum_e2e::{
-    CRD_NAMES, TestNamespace, client, helm, image_archive, kubeconfig, kubectl, kubectl_result,
-    kubectl_stdin, parse_table, real_node, real_node_placement, repo_root, wait_for,
+    CRD_NAMES, TestNamespace, apply, client, helm, image_archive, kubeconfig, kubectl,
+    kubectl_result, kubectl_stdin, parse_table, real_node, real_node_placement, repo_root,
+    wait_for,
 };
 use serde_json::{Value, json};
 
@@ -69,10 +70,6 @@ fn values(tag: &str, jobs_ns: &str) -> Value {
             "template": {"spec": placement}
         }
     })
-}
-
-fn apply(ns: &str, doc: &Value) {
-    kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&doc.to_string()));
 }
 
 fn get_json(args: &[&str]) -> Value {

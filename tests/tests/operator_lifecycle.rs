@@ -6,7 +6,7 @@ use kontinuum_e2e::procs::{
     Operator, OperatorOptions, Proc, StatusRecorder, http_get, start_worker,
 };
 use kontinuum_e2e::{
-    TestNamespace, client, ensure_crds, kubectl, kubectl_result, kubectl_stdin, parse_table,
+    TestNamespace, apply, client, ensure_crds, kubectl, kubectl_result, kubectl_stdin, parse_table,
 };
 use serde_json::{Value, json};
 use std::path::Path;
@@ -39,10 +39,6 @@ fn slow_map(name: &str, items: u64, shard: u64, ms: u64) -> Value {
             "reduce": "count"
         }}
     })
-}
-
-fn apply(ns: &str, doc: &Value) {
-    kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&doc.to_string()));
 }
 
 fn worker(dir: &Path, label: &str, op: &Operator, concurrency: u32) -> Proc {

@@ -7,7 +7,7 @@
 
 use kontinuum_e2e::kubelet::PodPlayer;
 use kontinuum_e2e::procs::{Operator, OperatorOptions};
-use kontinuum_e2e::{TestNamespace, client, ensure_crds, kubectl, kubectl_stdin};
+use kontinuum_e2e::{TestNamespace, apply, client, ensure_crds, kubectl};
 use kontinuum_server::Client as ApiClient;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -44,10 +44,6 @@ async fn setup(prefix: &str, selector: &str) -> Setup {
     op.wait_ready(Duration::from_secs(60));
     let pods = PodPlayer::start(client, ns.name(), selector, dir.path());
     Setup { pods, op, dir, ns }
-}
-
-fn apply(ns: &str, doc: &Value) {
-    kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&doc.to_string()));
 }
 
 /// The Deployment's spec.replicas, if it exists.

@@ -154,115 +154,26 @@ impl Drop for BusySlot {
     }
 }
 
-/// How long a scraper may take to send a request's headers (and how long a
-/// keep-alive connection may sit idle): a worker pod's metrics port is open
-/// to its whole network, so a client that never finishes must not hold a
-/// connection for ever.
-pub const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more are closed at once (a scraper needs one).
-pub const METRICS_MAX_CONNECTIONS: usize = 32;
-
 /// Serves the worker's metrics on `/metrics` (and `/healthz`) at `listen`,
-/// in the background. Binds before returning, so a wrong address fails at
-/// start; returns the address bound.
+/// in the background, with the worker API's connection limits (header
+/// timeout, connection cap): a pod's metrics port is open to its whole
+/// network. Binds before returning, so a wrong address fails at start;
+/// returns the address bound.
 pub async fn serve_metrics(
     listen: std::net::SocketAddr,
     metrics: Arc<WorkerMetrics>,
-) -> Result<std::net::SocketAddr, std::io::Error> {
-    use axum::routing::get;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let bound = listener.local_addr()?;
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4",
-                        )],
-                        metrics.render(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }));
-    tokio::spawn(accept_loop(listener, app, METRICS_HEADER_TIMEOUT));
-    Ok(bound)
-}
-
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    header_timeout: Duration,
-) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
-    let slots = Arc::new(tokio::sync::Semaphore::new(METRICS_MAX_CONNECTIONS));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Over the cap: closed unanswered.
-            drop(stream);
-            continue;
-        };
-        let service = TowerToHyperService::new(app.clone());
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "metrics connection ended with an error");
-            }
-            drop(slot);
-        });
-    }
+) -> Result<std::net::SocketAddr, kontinuum_server::ServeError> {
+    kontinuum_server::metrics::serve_metrics(
+        listen,
+        metrics.registry().clone(),
+        std::future::pending(),
+    )
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn a_scraper_that_never_finishes_its_headers_is_cut_off() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { "m\n" }));
-        tokio::spawn(accept_loop(listener, app, Duration::from_millis(300)));
-
-        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-        slow.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n")
-            .await
-            .unwrap();
-        let started = std::time::Instant::now();
-        let mut sink = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut sink)).await;
-        assert!(
-            read.is_ok(),
-            "the half-sent request was not closed within 5 s"
-        );
-        assert!(started.elapsed() >= Duration::from_millis(250));
-
-        let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
-        ok.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = String::new();
-        ok.read_to_string(&mut answer).await.unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        assert!(answer.ends_with("m\n"), "{answer}");
-    }
 
     #[test]
     fn functions_past_the_cap_share_one_series() {

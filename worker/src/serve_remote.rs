@@ -60,7 +60,7 @@ pub enum ServeError {
     Metrics {
         addr: std::net::SocketAddr,
         #[source]
-        source: std::io::Error,
+        source: kontinuum_server::ServeError,
     },
 }
 

@@ -85,3 +85,16 @@ fn grace_takes_a_duration_and_refuses_other_words() {
     let out = worker(&["--server", "http://127.0.0.1:9", "--concurrency", "0"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn a_metrics_address_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = worker(&["--server", "http://127.0.0.1:9", "--metrics-listen", &addr]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot serve --metrics-listen {addr}")),
+        "{err}"
+    );
+}

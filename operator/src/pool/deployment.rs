@@ -104,12 +104,11 @@ pub fn desired(
     // Metrics on a known port, unless the user chose a listener: then the
     // port is theirs to declare.
     let metrics_chosen = env.iter().any(|e| e["name"] == "KONTINUUM_METRICS_LISTEN");
-    if !metrics_chosen {
-        env.push(json!({
-            "name": "KONTINUUM_METRICS_LISTEN",
-            "value": format!("0.0.0.0:{WORKER_METRICS_PORT}"),
-        }));
-    }
+    set_env(
+        env,
+        "KONTINUUM_METRICS_LISTEN",
+        json!({"name": "KONTINUUM_METRICS_LISTEN", "value": format!("0.0.0.0:{WORKER_METRICS_PORT}")}),
+    );
     for (name, path) in [
         ("POD_NAME", "metadata.name"),
         ("POD_NAMESPACE", "metadata.namespace"),

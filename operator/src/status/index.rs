@@ -204,10 +204,6 @@ impl<K: Hash + Eq + Clone> Index<K> {
         }
     }
 
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
     /// Takes the dirty mark off before rendering, so a change that arrives
     /// while the patch is on its way marks the object again; the object is
     /// in flight until [`Index::wrote`], [`Index::failed`] or
@@ -220,7 +216,8 @@ impl<K: Hash + Eq + Clone> Index<K> {
     }
 
     /// Patches on their way.
-    pub fn in_flight(&self) -> usize {
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
 
