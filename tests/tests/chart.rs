@@ -347,6 +347,59 @@ fn the_service_monitor_renders_only_when_asked_or_available() {
 }
 
 #[test]
+fn the_finalizer_policy_renders_when_asked_or_available_and_binds_the_watched_namespaces() {
+    let api = "--api-versions=admissionregistration.k8s.io/v1/MutatingAdmissionPolicy";
+    for (extra, expected) in [
+        (vec![], 0),
+        (vec![api], 1),
+        (vec!["--set", "finalizerPolicy.enabled=true"], 1),
+        (vec![api, "--set", "finalizerPolicy.enabled=false"], 0),
+    ] {
+        let docs = helm::documents(&helm::template("kns", &extra));
+        assert_eq!(
+            find(&docs, "MutatingAdmissionPolicy").len(),
+            expected,
+            "{extra:?}"
+        );
+        assert_eq!(
+            find(&docs, "MutatingAdmissionPolicyBinding").len(),
+            expected,
+            "{extra:?}"
+        );
+    }
+    let on = ["--set", "finalizerPolicy.enabled=true"];
+    let docs = helm::documents(&helm::template("kns", &on));
+    let policy = only(&docs, "MutatingAdmissionPolicy");
+    let name = policy["metadata"]["name"].as_str().unwrap();
+    assert_eq!(name, "kontinuum-kns-cancel-finalizer");
+    let rule = &policy["spec"]["matchConstraints"]["resourceRules"][0];
+    assert_eq!(rule["apiGroups"], serde_json::json!(["kontinuum.dev"]));
+    assert_eq!(rule["operations"], serde_json::json!(["CREATE"]));
+    assert_eq!(rule["resources"], serde_json::json!(["tasks", "futures"]));
+    assert_eq!(policy["spec"]["failurePolicy"], "Ignore");
+    let expression = policy["spec"]["mutations"][0]["applyConfiguration"]["expression"]
+        .as_str()
+        .unwrap();
+    assert!(
+        expression.contains("\"kontinuum.dev/cancel\""),
+        "{expression}"
+    );
+    // All namespaces when the operator serves all of them...
+    let binding = only(&docs, "MutatingAdmissionPolicyBinding");
+    assert_eq!(binding["spec"]["policyName"], name);
+    assert!(binding["spec"].get("matchResources").is_none(), "{binding}");
+    // ...and only the watched ones otherwise: nothing else would release it.
+    let mut args = on.to_vec();
+    args.extend(["--set", "watchNamespaces={a,b}"]);
+    let docs = helm::documents(&helm::template("kns", &args));
+    let binding = only(&docs, "MutatingAdmissionPolicyBinding");
+    let selector = &binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0];
+    assert_eq!(selector["key"], "kubernetes.io/metadata.name");
+    assert_eq!(selector["operator"], "In");
+    assert_eq!(selector["values"], serde_json::json!(["a", "b"]));
+}
+
+#[test]
 fn the_dashboard_configmap_carries_the_dashboard_for_the_sidecar() {
     let docs = helm::documents(&helm::template("kns", &[]));
     let cm = only(&docs, "ConfigMap");

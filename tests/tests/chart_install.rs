@@ -150,6 +150,8 @@ async fn rendered_manifests_pass_server_side_dry_run() {
         ][..],
         &[
             "--set",
+            "finalizerPolicy.enabled=true",
+            "--set",
             "tokenSecret=shared",
             "--set",
             "persistence.storageClass=-",
@@ -195,6 +197,9 @@ async fn install_upgrade_uninstall_leave_nothing_but_the_crds() {
         "RoleBinding",
         "WorkerPool",
         "ConfigMap",
+        // `auto`: this cluster serves admissionregistration.k8s.io/v1 ones.
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
     ] {
         assert!(kinds.contains(&k), "the release has no {k}: {kinds:?}");
     }
@@ -305,7 +310,7 @@ async fn install_upgrade_uninstall_leave_nothing_but_the_crds() {
     .await;
     let cluster_left = kubectl(&[
         "get",
-        "clusterroles,clusterrolebindings",
+        "clusterroles,clusterrolebindings,mutatingadmissionpolicies,mutatingadmissionpolicybindings",
         "-l",
         &format!("{sel},app.kubernetes.io/name=kontinuum"),
         "-o",

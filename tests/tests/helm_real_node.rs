@@ -362,6 +362,27 @@ async fn helm_install_then_jobs_on_real_worker_pods() {
     .await;
     let echoed = get_json(&["task", "ok-3", "-n", &jobs]);
     assert_eq!(echoed["status"]["result"], json!({"i": 3}), "{echoed}");
+    // The chart's admission policy put the finalizer on at creation: the
+    // operator's field manager appears only on the status.
+    let managers = kubectl(&[
+        "get",
+        "task",
+        "ok-3",
+        "-n",
+        &jobs,
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.subresource} {end}",
+    ]);
+    let operator_writes: Vec<&str> = managers
+        .split_whitespace()
+        .filter(|m| m.starts_with("kontinuum-operator/"))
+        .collect();
+    assert_eq!(operator_writes, ["kontinuum-operator/status"], "{managers}");
+    assert_eq!(
+        echoed["metadata"]["finalizers"],
+        json!(["kontinuum.dev/cancel"])
+    );
 
     apply(
         &jobs,
@@ -608,6 +629,17 @@ async fn helm_install_then_jobs_on_real_worker_pods() {
         "name",
     ]);
     assert!(roles.trim().is_empty(), "left in {jobs}: {roles}");
+    // The finalizer's admission policy (cluster-scoped) goes with the
+    // release: nothing would release the finalizer it puts on.
+    let policies = kubectl(&[
+        "get",
+        "mutatingadmissionpolicies,mutatingadmissionpolicybindings",
+        "-l",
+        &format!("app.kubernetes.io/instance={RELEASE}"),
+        "-o",
+        "name",
+    ]);
+    assert!(policies.trim().is_empty(), "left: {policies}");
     wait_for(
         "the store's volume reclaimed",
         Duration::from_secs(60),

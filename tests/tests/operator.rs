@@ -3,8 +3,8 @@
 
 use kontinuum_e2e::procs::{Operator, OperatorOptions, kontinuum_run_json, start_worker};
 use kontinuum_e2e::{
-    TestNamespace, client, ensure_crds, kubectl, kubectl_result, kubectl_stdin, repo_root,
-    yaml_files,
+    TestNamespace, client, ensure_crds, helm, kubectl, kubectl_result, kubectl_stdin, repo_root,
+    wait_for, yaml_files,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -180,4 +180,165 @@ async fn every_example_ends_as_kontinuum_run_says() {
         }
     }
     let _ = kubectl(&["get", "-n", ns.name(), "futures,tasks"]);
+}
+
+const FINALIZER: &str = "kontinuum.dev/cancel";
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    serde_json::from_value(obj["metadata"]["finalizers"].clone()).unwrap_or_default()
+}
+
+/// What a server-side dry run of creating `task` in `ns` would store.
+fn dry_run_create(ns: &str, task: &Value) -> Value {
+    let out = kubectl_stdin(
+        &[
+            "create",
+            "--dry-run=server",
+            "-n",
+            ns,
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
+        Some(&task.to_string()),
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Deletes what it applied when dropped (also when the test fails).
+struct Applied(String);
+
+impl Drop for Applied {
+    fn drop(&mut self) {
+        let _ = kubectl_result(&["delete", "--ignore-not-found", "-f", "-"], Some(&self.0));
+    }
+}
+
+/// The chart's MutatingAdmissionPolicy puts the finalizer on as the API
+/// server creates the resource: the operator writes no metadata of its own,
+/// a finalizer the resource brings is kept, deleting releases ours and
+/// only ours, and a namespace outside the binding is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_finalizer_policy_spares_the_operator_a_write() {
+    ensure_crds().await;
+    let c = client().await;
+    let served = TestNamespace::create(&c, "fin-policy").await;
+    let other = TestNamespace::create(&c, "fin-other").await;
+    let ns = served.name();
+    let watch = format!("watchNamespaces={{{ns}}}");
+    let rendered = helm::template(
+        ns,
+        &[
+            "--set",
+            "finalizerPolicy.enabled=true",
+            "--set",
+            &watch,
+            "--show-only",
+            "templates/finalizer-policy.yaml",
+        ],
+    );
+    kubectl_stdin(&["apply", "-f", "-"], Some(&rendered));
+    let _policy = Applied(rendered);
+    let task = |name: &str, call: Value, finalizers: &[&str]| {
+        serde_json::json!({
+            "apiVersion": "kontinuum.dev/v1alpha1",
+            "kind": "Task",
+            "metadata": {"name": name, "finalizers": finalizers},
+            "spec": {"call": call},
+        })
+    };
+    let echo = serde_json::json!({"function": "std.echo", "args": {"n": 1}});
+    // The API server picks a new policy up within moments.
+    wait_for("the policy to take effect", Duration::from_secs(60), || {
+        let probe = dry_run_create(ns, &task("probe", echo.clone(), &[]));
+        async move {
+            finalizers(&probe)
+                .contains(&FINALIZER.to_string())
+                .then_some(())
+        }
+    })
+    .await;
+    let outside = dry_run_create(other.name(), &task("probe", echo.clone(), &[]));
+    assert!(
+        finalizers(&outside).is_empty(),
+        "the binding reaches a namespace it does not name: {outside}"
+    );
+
+    let setup = start(ns);
+    let sleep = serde_json::json!({"function": "std.sleep", "args": {"ms": 120_000}});
+    apply(
+        ns,
+        &[
+            task("quick", echo, &[]),
+            task("kept", sleep, &["example.com/keep"]),
+        ],
+    );
+    let quick = wait_final(
+        ns,
+        &[task("quick", Value::Null, &[])],
+        Duration::from_secs(60),
+    );
+    assert_eq!(quick["quick"]["phase"], "Succeeded");
+    let obj = get(ns, "Task", "quick").unwrap();
+    assert_eq!(finalizers(&obj), [FINALIZER]);
+    // Only the status (subresource) carries the operator's field manager:
+    // it never wrote the resource's metadata.
+    let managed = kubectl(&[
+        "get",
+        "-n",
+        ns,
+        "task",
+        "quick",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.subresource}{\"\\n\"}{end}",
+    ]);
+    let by_operator: Vec<&str> = managed
+        .lines()
+        .filter(|l| l.starts_with("kontinuum-operator/"))
+        .collect();
+    assert_eq!(
+        by_operator,
+        ["kontinuum-operator/status"],
+        "managers:\n{managed}"
+    );
+
+    // Deleting the running one cancels it and takes only our finalizer off.
+    wait_for("kept to run", Duration::from_secs(60), || {
+        let phase = get(ns, "Task", "kept").map(|o| o["status"]["phase"].clone());
+        async move { (phase == Some(Value::from("Running"))).then_some(()) }
+    })
+    .await;
+    kubectl(&["delete", "-n", ns, "task", "kept", "--wait=false"]);
+    let left = wait_for("our finalizer released", Duration::from_secs(60), || {
+        let obj = get(ns, "Task", "kept");
+        async move { obj.filter(|o| !finalizers(o).contains(&FINALIZER.to_string())) }
+    })
+    .await;
+    assert_eq!(finalizers(&left), ["example.com/keep"]);
+    kubectl(&[
+        "delete",
+        "-n",
+        ns,
+        "task",
+        "quick",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    kubectl(&[
+        "patch",
+        "-n",
+        ns,
+        "task",
+        "kept",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    let log = setup.operator.proc.output();
+    assert!(
+        !log.contains("release the finalizer"),
+        "the operator failed to release a finalizer:\n{log}"
+    );
 }

@@ -66,6 +66,11 @@ app.kubernetes.io/component: operator
 
 {{/* ServiceMonitor: on when asked, or on "auto" when the cluster serves the
 Prometheus Operator's API. */}}
+{{- define "kontinuum.finalizerPolicy" -}}
+{{- $on := .Values.finalizerPolicy.enabled }}
+{{- if or (eq (toString $on) "true") (and (eq (toString $on) "auto") (.Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy")) }}true{{ end }}
+{{- end }}
+
 {{- define "kontinuum.serviceMonitor" -}}
 {{- $on := .Values.serviceMonitor.enabled }}
 {{- if or (eq (toString $on) "true") (and (eq (toString $on) "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}true{{ end }}

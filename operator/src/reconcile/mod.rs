@@ -3,6 +3,7 @@
 //! resource, repeated or after a restart, converges on the same state, and
 //! the engine refuses to run one id twice.
 
+pub mod finalizer;
 pub mod joining;
 pub mod plan;
 
@@ -126,7 +127,7 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
                     Some(p) => parent_owner(&ctx.client, &namespace, p).await?,
                     None => None,
                 };
-                apply_metadata::<K>(&api, &name, &uid, true, owner).await?;
+                apply_metadata::<K>(&api, &name, &uid, owner).await?;
             }
             Step::Submit => {
                 if let Some(next) = submit(ctx, &key, &uid, obj.as_ref(), parent.as_deref()).await?
@@ -146,7 +147,7 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
                     .await;
             }
             Step::Release => {
-                apply_metadata::<K>(&api, &name, &uid, false, None).await?;
+                release_finalizer::<K>(&api, &name, obj.finalizers()).await?;
                 ctx.status
                     .send(StatusMsg::Forget { key: key.clone() })
                     .await;
@@ -347,20 +348,37 @@ async fn parent_owner(
     }))
 }
 
+/// Removes [`FINALIZER`] however it got there (see [`finalizer`]).
+async fn release_finalizer<K: Job>(
+    api: &Api<K>,
+    name: &str,
+    finalizers: &[String],
+) -> Result<(), Error> {
+    let Some(patch) = finalizer::release_patch(finalizers) else {
+        return Ok(());
+    };
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|e| Error::Invalid(e.to_string()))?;
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Gone already.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube("release the finalizer")(e)),
+    }
+}
+
 /// The operator's part of the metadata, by server-side apply: the
-/// finalizer while `claim`, and the parent's ownerReference when given. A
-/// field this manager set before and leaves out now is removed.
+/// finalizer, and the parent's ownerReference when given.
 async fn apply_metadata<K: Job>(
     api: &Api<K>,
     name: &str,
     uid: &str,
-    claim: bool,
     owner: Option<Value>,
 ) -> Result<(), Error> {
-    let mut metadata = json!({"name": name, "uid": uid});
-    if claim {
-        metadata["finalizers"] = json!([FINALIZER]);
-    }
+    let mut metadata = json!({"name": name, "uid": uid, "finalizers": [FINALIZER]});
     if let Some(owner) = owner {
         metadata["ownerReferences"] = json!([owner]);
     }

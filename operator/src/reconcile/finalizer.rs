@@ -1,0 +1,69 @@
+//! The `kontinuum.dev/cancel` finalizer's release.
+//!
+//! The finalizer reaches a resource one of two ways: the chart's
+//! MutatingAdmissionPolicy puts it there inside the API server's create
+//! (no write of ours), or the operator applies it on first sight. Only the
+//! second is recorded under the operator's field manager, so releasing it
+//! by applying metadata without it would leave the first kind in place.
+//! The release is a JSON patch instead: test that the entry is ours, then
+//! remove it. Other finalizers stay; if the list moved in between, the
+//! API server refuses the patch and the next reconcile tries again.
+
+use super::FINALIZER;
+use serde_json::{Value, json};
+
+/// The JSON patch that removes [`FINALIZER`], or None if it is not there.
+pub fn release_patch(finalizers: &[String]) -> Option<Value> {
+    let i = finalizers.iter().position(|f| f == FINALIZER)?;
+    let path = format!("/metadata/finalizers/{i}");
+    Some(json!([
+        {"op": "test", "path": path, "value": FINALIZER},
+        {"op": "remove", "path": path},
+    ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn removes_only_its_own_entry_after_testing_it() {
+        let patch = release_patch(&names(&["example.com/keep", FINALIZER])).unwrap();
+        assert_eq!(
+            patch,
+            json!([
+                {"op": "test", "path": "/metadata/finalizers/1", "value": FINALIZER},
+                {"op": "remove", "path": "/metadata/finalizers/1"},
+            ])
+        );
+        // It parses as a JSON patch, and applied it leaves the other one.
+        let parsed: json_patch::Patch = serde_json::from_value(patch).unwrap();
+        let mut object = json!({"metadata": {"finalizers": ["example.com/keep", FINALIZER]}});
+        json_patch::patch(&mut object, &parsed).unwrap();
+        assert_eq!(
+            object["metadata"]["finalizers"],
+            json!(["example.com/keep"])
+        );
+    }
+
+    #[test]
+    fn a_list_that_moved_fails_the_test_and_changes_nothing() {
+        let patch = release_patch(&names(&[FINALIZER, "example.com/keep"])).unwrap();
+        let parsed: json_patch::Patch = serde_json::from_value(patch).unwrap();
+        // Someone removed the first entry in the meantime.
+        let mut object = json!({"metadata": {"finalizers": ["example.com/keep"]}});
+        let before = object.clone();
+        assert!(json_patch::patch(&mut object, &parsed).is_err());
+        assert_eq!(object, before);
+    }
+
+    #[test]
+    fn nothing_to_release_without_it() {
+        assert_eq!(release_patch(&names(&["example.com/keep"])), None);
+        assert_eq!(release_patch(&[]), None);
+    }
+}
