@@ -218,11 +218,24 @@ fn the_binaries_are_static_and_run_as_the_unprivileged_user_in_the_rootfs() {
     assert!(!root.join("etc/store").exists());
 }
 
-/// A private containerd (its own root, state and socket in a temporary
-/// directory), stopped when dropped.
+/// The ctr namespace of the test's containers, and so the name of their
+/// parent cgroup (containerd puts a container's cgroup under its namespace).
+const CTR_NAMESPACE: &str = "kontinuum-image-test";
+
+/// Directories a containerd's shims create on the host whatever they are
+/// told (the shims' socket directory), children after parents.
+const SHIM_HOST_DIRS: [&str; 2] = ["/run/containerd/s", "/run/containerd"];
+
+/// A private containerd (its own root, state, socket, plugin directory,
+/// runc state and FIFOs in a temporary directory), stopped when dropped;
+/// it then removes what it created outside that directory (the containers'
+/// parent cgroups, the shims' socket directory), so the host is left as it
+/// was (tests/cluster/host-state.sh checks).
 struct Containerd {
     child: std::process::Child,
     dir: tempfile::TempDir,
+    /// SHIM_HOST_DIRS that did not exist before it started.
+    created: Vec<&'static str>,
 }
 
 impl Containerd {
@@ -232,10 +245,16 @@ impl Containerd {
             .tempdir()
             .expect("tempdir");
         let d = dir.path().display();
-        // No CRI plugin: this containerd only imports and runs images.
+        let created = SHIM_HOST_DIRS
+            .into_iter()
+            .filter(|p| !std::path::Path::new(p).exists())
+            .collect();
+        // No CRI plugin: this containerd only imports and runs images. Its
+        // `opt` plugin would otherwise create /opt/containerd.
         let config = format!(
             "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{d}/sock\"\n"
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{d}/sock\"\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n"
         );
         std::fs::write(dir.path().join("config.toml"), config).expect("config");
         let log = std::fs::File::create(dir.path().join("containerd.log")).expect("log");
@@ -248,7 +267,11 @@ impl Containerd {
             .unwrap_or_else(|e| {
                 panic!("cannot start containerd ({e}): apt-get install containerd (.ci/run does)")
             });
-        let c = Containerd { child, dir };
+        let c = Containerd {
+            child,
+            dir,
+            created,
+        };
         let start = std::time::Instant::now();
         while c.ctr(&["version"]).status.code() != Some(0) {
             assert!(
@@ -262,12 +285,23 @@ impl Containerd {
     }
 
     fn ctr(&self, args: &[&str]) -> Output {
-        Command::new("ctr")
-            .arg("--address")
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
             .arg(self.dir.path().join("sock"))
-            .args(args)
-            .output()
-            .expect("run ctr")
+            .args(["--namespace", CTR_NAMESPACE]);
+        match args.split_first() {
+            // runc's state and the containers' FIFOs in our directory, not
+            // under /run/containerd.
+            Some((&"run", rest)) => cmd
+                .arg("run")
+                .arg("--runc-root")
+                .arg(self.dir.path().join("runc"))
+                .arg("--fifo-dir")
+                .arg(self.dir.path().join("fifo"))
+                .args(rest),
+            _ => cmd.args(args),
+        };
+        cmd.output().expect("run ctr")
     }
 }
 
@@ -278,6 +312,16 @@ impl Drop for Containerd {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
+        // The containers are gone (`--rm`): their parent cgroups are empty.
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in controllers.flatten() {
+                let _ = std::fs::remove_dir(c.path().join(CTR_NAMESPACE));
+            }
+        }
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{CTR_NAMESPACE}"));
+        for p in &self.created {
+            let _ = std::fs::remove_dir(p);
+        }
     }
 }
 

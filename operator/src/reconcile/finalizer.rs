@@ -5,18 +5,22 @@
 //! (no write of ours), or the operator applies it on first sight. Only the
 //! second is recorded under the operator's field manager, so releasing it
 //! by applying metadata without it would leave the first kind in place.
-//! The release is a JSON patch instead: test that the entry is ours, then
-//! remove it. Other finalizers stay; if the list moved in between, the
-//! API server refuses the patch and the next reconcile tries again.
+//! The release is a JSON patch instead: test that the object is the one
+//! that was read (its uid: a resource deleted and created again under the
+//! same name keeps its finalizer) and that the entry is ours, then remove
+//! it. Other finalizers stay; if the list moved in between, the API server
+//! refuses the patch and the next reconcile tries again.
 
 use super::FINALIZER;
 use serde_json::{Value, json};
 
-/// The JSON patch that removes [`FINALIZER`], or None if it is not there.
-pub fn release_patch(finalizers: &[String]) -> Option<Value> {
+/// The JSON patch that removes [`FINALIZER`] from the object `uid`, or
+/// None if it is not there.
+pub fn release_patch(uid: &str, finalizers: &[String]) -> Option<Value> {
     let i = finalizers.iter().position(|f| f == FINALIZER)?;
     let path = format!("/metadata/finalizers/{i}");
     Some(json!([
+        {"op": "test", "path": "/metadata/uid", "value": uid},
         {"op": "test", "path": path, "value": FINALIZER},
         {"op": "remove", "path": path},
     ]))
@@ -32,17 +36,19 @@ mod tests {
 
     #[test]
     fn removes_only_its_own_entry_after_testing_it() {
-        let patch = release_patch(&names(&["example.com/keep", FINALIZER])).unwrap();
+        let patch = release_patch("u1", &names(&["example.com/keep", FINALIZER])).unwrap();
         assert_eq!(
             patch,
             json!([
+                {"op": "test", "path": "/metadata/uid", "value": "u1"},
                 {"op": "test", "path": "/metadata/finalizers/1", "value": FINALIZER},
                 {"op": "remove", "path": "/metadata/finalizers/1"},
             ])
         );
         // It parses as a JSON patch, and applied it leaves the other one.
         let parsed: json_patch::Patch = serde_json::from_value(patch).unwrap();
-        let mut object = json!({"metadata": {"finalizers": ["example.com/keep", FINALIZER]}});
+        let mut object =
+            json!({"metadata": {"uid": "u1", "finalizers": ["example.com/keep", FINALIZER]}});
         json_patch::patch(&mut object, &parsed).unwrap();
         assert_eq!(
             object["metadata"]["finalizers"],
@@ -52,10 +58,20 @@ mod tests {
 
     #[test]
     fn a_list_that_moved_fails_the_test_and_changes_nothing() {
-        let patch = release_patch(&names(&[FINALIZER, "example.com/keep"])).unwrap();
+        let patch = release_patch("u1", &names(&[FINALIZER, "example.com/keep"])).unwrap();
         let parsed: json_patch::Patch = serde_json::from_value(patch).unwrap();
         // Someone removed the first entry in the meantime.
-        let mut object = json!({"metadata": {"finalizers": ["example.com/keep"]}});
+        let mut object = json!({"metadata": {"uid": "u1", "finalizers": ["example.com/keep"]}});
+        let before = object.clone();
+        assert!(json_patch::patch(&mut object, &parsed).is_err());
+        assert_eq!(object, before);
+    }
+
+    #[test]
+    fn a_resource_created_again_under_the_name_keeps_its_finalizer() {
+        let patch = release_patch("old", &names(&[FINALIZER])).unwrap();
+        let parsed: json_patch::Patch = serde_json::from_value(patch).unwrap();
+        let mut object = json!({"metadata": {"uid": "new", "finalizers": [FINALIZER]}});
         let before = object.clone();
         assert!(json_patch::patch(&mut object, &parsed).is_err());
         assert_eq!(object, before);
@@ -63,7 +79,7 @@ mod tests {
 
     #[test]
     fn nothing_to_release_without_it() {
-        assert_eq!(release_patch(&names(&["example.com/keep"])), None);
-        assert_eq!(release_patch(&[]), None);
+        assert_eq!(release_patch("u1", &names(&["example.com/keep"])), None);
+        assert_eq!(release_patch("u1", &[]), None);
     }
 }

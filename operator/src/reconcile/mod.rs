@@ -147,7 +147,7 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
                     .await;
             }
             Step::Release => {
-                release_finalizer::<K>(&api, &name, obj.finalizers()).await?;
+                release_finalizer::<K>(&api, &name, &uid, obj.finalizers()).await?;
                 ctx.status
                     .send(StatusMsg::Forget { key: key.clone() })
                     .await;
@@ -352,9 +352,10 @@ async fn parent_owner(
 async fn release_finalizer<K: Job>(
     api: &Api<K>,
     name: &str,
+    uid: &str,
     finalizers: &[String],
 ) -> Result<(), Error> {
-    let Some(patch) = finalizer::release_patch(finalizers) else {
+    let Some(patch) = finalizer::release_patch(uid, finalizers) else {
         return Ok(());
     };
     let patch: json_patch::Patch =
