@@ -106,6 +106,29 @@ pub fn kubectl(args: &[&str]) -> String {
     kubectl_stdin(args, None)
 }
 
+/// `manager/subresource` of every managedFields entry of a resource whose
+/// manager is `manager` (`kontinuum-operator/status`, `kontinuum-operator/`
+/// for a write of its metadata or spec), and all entries for the message.
+pub fn writes_by(manager: &str, ns: &str, resource: &str, name: &str) -> (Vec<String>, String) {
+    let all = kubectl(&[
+        "get",
+        "-n",
+        ns,
+        resource,
+        name,
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.subresource} {end}",
+    ]);
+    let prefix = format!("{manager}/");
+    let mine = all
+        .split_whitespace()
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect();
+    (mine, all)
+}
+
 /// Like [`kubectl`], with `stdin` piped in (e.g. `-f -`).
 pub fn kubectl_stdin(args: &[&str], stdin: Option<&str>) -> String {
     let r = kubectl_result(args, stdin);

@@ -18,7 +18,7 @@ use kontinuum_e2e::metrics::Prometheus;
 use kontinuum_e2e::{
     CRD_NAMES, TestNamespace, apply, client, helm, image_archive, kubeconfig, kubectl,
     kubectl_result, kubectl_stdin, parse_table, real_node, real_node_placement, repo_root,
-    wait_for,
+    wait_for, writes_by,
 };
 use serde_json::{Value, json};
 
@@ -364,20 +364,7 @@ async fn helm_install_then_jobs_on_real_worker_pods() {
     assert_eq!(echoed["status"]["result"], json!({"i": 3}), "{echoed}");
     // The chart's admission policy put the finalizer on at creation: the
     // operator's field manager appears only on the status.
-    let managers = kubectl(&[
-        "get",
-        "task",
-        "ok-3",
-        "-n",
-        &jobs,
-        "--show-managed-fields",
-        "-o",
-        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.subresource} {end}",
-    ]);
-    let operator_writes: Vec<&str> = managers
-        .split_whitespace()
-        .filter(|m| m.starts_with("kontinuum-operator/"))
-        .collect();
+    let (operator_writes, managers) = writes_by("kontinuum-operator", &jobs, "task", "ok-3");
     assert_eq!(operator_writes, ["kontinuum-operator/status"], "{managers}");
     assert_eq!(
         echoed["metadata"]["finalizers"],

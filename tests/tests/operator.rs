@@ -4,7 +4,7 @@
 use kontinuum_e2e::procs::{Operator, OperatorOptions, kontinuum_run_json, start_worker};
 use kontinuum_e2e::{
     TestNamespace, client, ensure_crds, helm, kubectl, kubectl_result, kubectl_stdin, repo_root,
-    wait_for, yaml_files,
+    wait_for, writes_by, yaml_files,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -284,24 +284,11 @@ async fn the_charts_finalizer_policy_spares_the_operator_a_write() {
     assert_eq!(finalizers(&obj), [FINALIZER]);
     // Only the status (subresource) carries the operator's field manager:
     // it never wrote the resource's metadata.
-    let managed = kubectl(&[
-        "get",
-        "-n",
-        ns,
-        "task",
-        "quick",
-        "--show-managed-fields",
-        "-o",
-        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.subresource}{\"\\n\"}{end}",
-    ]);
-    let by_operator: Vec<&str> = managed
-        .lines()
-        .filter(|l| l.starts_with("kontinuum-operator/"))
-        .collect();
+    let (by_operator, managed) = writes_by("kontinuum-operator", ns, "task", "quick");
     assert_eq!(
         by_operator,
         ["kontinuum-operator/status"],
-        "managers:\n{managed}"
+        "managers: {managed}"
     );
 
     // Deleting the running one cancels it and takes only our finalizer off.
