@@ -1,5 +1,5 @@
 //! The metrics listener: /metrics, /healthz (the process answers) and
-//! /readyz (leader, store open, controllers running).
+//! /readyz (leader, store open, controllers running, creates admitted).
 
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -64,7 +64,7 @@ async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: waiting for the Lease or opening the store\n",
+            "not ready: waiting for the Lease, the store, or the API server to admit Tasks and futures\n",
         )
     }
 }

@@ -5,10 +5,12 @@
 //! - [`reconcile`]: read → [`reconcile::plan::plan`] (pure) → steps (finalizer,
 //!   submit, cancel, remove, ttl).
 //! - [`status`]: the one status writer (coalescing index, rendering, Events).
-//! - [`leader`]: leader election on a Lease.
+//! - [`leader`]: leader election on a Lease; [`admission`]: readiness waits
+//!   until the API server admits creates of Tasks and futures.
 //! - [`bridge`]: the engine as the controllers see it; [`feed`]: its changes,
 //!   pushed to the status writer and the WorkerPool controllers.
 
+pub mod admission;
 pub mod bridge;
 pub mod config;
 pub mod error;

@@ -15,6 +15,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,kube_runtime=warn,kube_client=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: not in `kubectl logs` or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

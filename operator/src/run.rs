@@ -1,6 +1,7 @@
 //! Start-up and shutdown: metrics listener, Lease, store, worker API,
 //! status writer, controllers — in that order, so that nothing touches the
-//! store before this replica leads.
+//! store before this replica leads — then readiness, once the API server
+//! admits Tasks and futures.
 
 use crate::bridge::Bridge;
 use crate::config::Flags;
@@ -162,8 +163,26 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
             pool_ctx.clone(),
         )));
     }
-    ready.store(true, Ordering::Relaxed);
-    tracing::info!("ready");
+    // Everything runs. Readiness also waits until the API server admits the
+    // resources users create (admission.rs), in the background: the Lease
+    // must be renewed meanwhile.
+    let probe = {
+        let (client, ready) = (client.clone(), ready.clone());
+        let namespace =
+            crate::admission::probe_namespace(&flags.namespaces, client.default_namespace())
+                .to_string();
+        tokio::spawn(async move {
+            let outcomes = crate::admission::wait_admitted(
+                |kind| crate::admission::dry_run_create(&client, &namespace, kind),
+                crate::admission::LIMIT,
+                Duration::from_millis(500),
+            )
+            .await;
+            crate::admission::report(&namespace, &outcomes);
+            ready.store(true, Ordering::Relaxed);
+            tracing::info!("ready");
+        })
+    };
 
     let lost = async {
         match &elector {
@@ -175,6 +194,8 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
         _ = stop_signal() => Ok(()),
         e = lost => Err(e),
     };
+    probe.abort();
+    let _ = probe.await; // so that it cannot report ready after this
     ready.store(false, Ordering::Relaxed);
     if outcome.is_err() {
         // Another replica may already be opening the store: stop serving at

@@ -92,12 +92,39 @@ pub struct KubectlResult {
     pub stderr: String,
 }
 
+/// What the API server answers (503) to a create that a
+/// MutatingAdmissionPolicy matches while its schema cache has not caught up
+/// with CRDs created moments ago (it re-reads them every 5 s). The chart's
+/// finalizer policy, installed by one test, meets the CRDs created by
+/// another at the start of a fresh cluster; the operator's readiness waits
+/// this out for users (docs/operator.md), a test that applies resources
+/// without an operator asks again.
+pub const SCHEMA_CACHE_WINDOW: &str =
+    "There can be a delay between when CustomResourceDefinitions are created";
+
+/// Runs kubectl; asks again (for up to 30 s) only while the answer is the
+/// [`SCHEMA_CACHE_WINDOW`] refusal, which says nothing about the request.
 pub fn kubectl_result(args: &[&str], stdin: Option<&str>) -> KubectlResult {
-    let out = kubectl_raw(args, stdin);
-    KubectlResult {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    let start = Instant::now();
+    loop {
+        let out = kubectl_raw(args, stdin);
+        let r = KubectlResult {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if r.success
+            || !r.stderr.contains(SCHEMA_CACHE_WINDOW)
+            || start.elapsed() > Duration::from_secs(30)
+        {
+            return r;
+        }
+        eprintln!(
+            "kubectl {}: {}; asking again",
+            args.join(" "),
+            r.stderr.trim()
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 

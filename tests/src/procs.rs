@@ -197,6 +197,24 @@ impl Operator {
     }
 }
 
+/// Fails unless the operator's log says that its readiness probe found
+/// creates of both kinds admitted in `ns` (and no probe that could not tell).
+pub fn assert_admission_probed(log: &str, ns: &str) {
+    assert!(
+        !log.contains("cannot probe whether the API server admits creates"),
+        "a readiness probe could not tell:\n{log}"
+    );
+    for kind in ["\"Task\"", "\"HierarchicalFuture\""] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("the API server admits creates")
+                    && l.contains(&format!("kind={kind}"))
+                    && l.contains(ns)),
+            "no admitted readiness probe of {kind} in {ns}:\n{log}"
+        );
+    }
+}
+
 /// Starts a stock `kontinuum-worker` serving `pool` from `server`.
 pub fn start_worker(
     dir: &Path,

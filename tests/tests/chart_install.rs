@@ -221,6 +221,7 @@ async fn install_upgrade_uninstall_leave_nothing_but_the_crds() {
         ("patch", "workerpools.kontinuum.dev:status"),
         ("update", "workerpools.kontinuum.dev:finalizers"),
         ("delete", "tasks.kontinuum.dev"),
+        ("create", "futures.kontinuum.dev"),
         ("create", "deployments.apps"),
         ("patch", "deployments.apps"),
         ("patch", "pods"),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use kontinuum_e2e::dashboard::{dashboard_path, empty_panels, load};
 use kontinuum_e2e::metrics::Prometheus;
+use kontinuum_e2e::procs::assert_admission_probed;
 use kontinuum_e2e::{
     CRD_NAMES, TestNamespace, apply, client, helm, image_archive, kubeconfig, kubectl,
     kubectl_result, kubectl_stdin, parse_table, real_node, real_node_placement, repo_root,
@@ -265,6 +266,11 @@ async fn helm_install_then_jobs_on_real_worker_pods() {
         "jsonpath={.spec.holderIdentity}",
     ]);
     assert_eq!(lease, operator_name, "the Ready pod holds the Lease");
+    // Ready includes the API server admitting Tasks and futures, probed
+    // with dry-run creates under the pod's own ServiceAccount (its RBAC
+    // allows them) in the first watched namespace.
+    let log = kubectl(&["logs", "-n", SYSTEM, &operator_name]);
+    assert_admission_probed(&log, SYSTEM);
     let claim = get_json(&["pvc", "kontinuum-data", "-n", SYSTEM]);
     assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
     let volume = claim["spec"]["volumeName"].as_str().unwrap().to_owned();

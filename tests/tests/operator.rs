@@ -1,7 +1,9 @@
 //! The operator on the real control plane: resources applied with kubectl
 //! run on the engine and their status fills in.
 
-use kontinuum_e2e::procs::{Operator, OperatorOptions, kontinuum_run_json, start_worker};
+use kontinuum_e2e::procs::{
+    Operator, OperatorOptions, assert_admission_probed, kontinuum_run_json, start_worker,
+};
 use kontinuum_e2e::{
     TestNamespace, client, ensure_crds, helm, kubectl, kubectl_result, kubectl_stdin, repo_root,
     wait_for, writes_by, yaml_files,
@@ -266,6 +268,7 @@ async fn the_charts_finalizer_policy_spares_the_operator_a_write() {
     );
 
     let setup = start(ns);
+    assert_admission_probed(&setup.operator.proc.output(), ns);
     let sleep = serde_json::json!({"function": "std.sleep", "args": {"ms": 120_000}});
     apply(
         ns,
