@@ -8,7 +8,9 @@
 //! every few seconds, and this refusal ignores the policy's failurePolicy.
 //! `helm install --wait` and `kubectl rollout status` wait for readiness, so
 //! probing here (server-side dry-run creates, nothing stored) means the
-//! user's first `kubectl apply` after them is admitted.
+//! user's first `kubectl apply` after them is admitted. The kube client
+//! itself retries a 503 with a backoff, so one probe may take seconds; the
+//! loop here asks again when the client has given up.
 
 use kontinuum_api::{HierarchicalFuture, Task};
 use kube::api::{ObjectMeta, PostParams};
