@@ -13,7 +13,7 @@
 //! loop here asks again when the client has given up.
 
 use kontinuum_api::{HierarchicalFuture, Task};
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use std::future::Future;
 use std::time::Duration;
@@ -105,36 +105,46 @@ pub fn probe_namespace<'a>(watched: &'a [String], fallback: &'a str) -> &'a str 
     watched.first().map(String::as_str).unwrap_or(fallback)
 }
 
-/// One server-side dry-run create of a minimal resource of `kind` in `ns`.
+/// One server-side dry-run create of a minimal resource of `kind` (one of
+/// [`KINDS`]) in `ns`.
 pub async fn dry_run_create(client: &Client, ns: &str, kind: &str) -> Result<(), kube::Error> {
+    if kind == "Task" {
+        dry_run::<Task>(client, ns).await
+    } else {
+        dry_run::<HierarchicalFuture>(client, ns).await
+    }
+}
+
+/// The smallest valid resource of kind `K`: both kinds take a single call
+/// as their body. A generated name, so that it never meets an existing one.
+fn probe_object<K>() -> Result<K, serde_json::Error>
+where
+    K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
+{
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"generateName": "kontinuum-admission-probe-"},
+        "spec": {"call": {"function": "std.echo"}},
+    }))
+}
+
+async fn dry_run<K>(client: &Client, ns: &str) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let object: K = probe_object().map_err(kube::Error::SerdeError)?;
     let params = PostParams {
         dry_run: true,
         field_manager: Some("kontinuum-operator".into()),
     };
-    let metadata = ObjectMeta {
-        generate_name: Some("kontinuum-admission-probe-".into()),
-        ..ObjectMeta::default()
-    };
-    let spec = serde_json::json!({"call": {"function": "std.echo"}});
-    if kind == "Task" {
-        let task = Task {
-            metadata,
-            spec: serde_json::from_value(spec).map_err(kube::Error::SerdeError)?,
-            status: None,
-        };
-        Api::<Task>::namespaced(client.clone(), ns)
-            .create(&params, &task)
-            .await?;
-    } else {
-        let future = HierarchicalFuture {
-            metadata,
-            spec: serde_json::from_value(spec).map_err(kube::Error::SerdeError)?,
-            status: None,
-        };
-        Api::<HierarchicalFuture>::namespaced(client.clone(), ns)
-            .create(&params, &future)
-            .await?;
-    }
+    Api::<K>::namespaced(client.clone(), ns)
+        .create(&params, &object)
+        .await?;
     Ok(())
 }
 
@@ -267,6 +277,21 @@ mod tests {
         assert_eq!(out[0].probes, 11);
         assert!(matches!(out[1].verdict, Verdict::NotYet(_)));
         assert_eq!(out[1].probes, 1);
+    }
+
+    #[test]
+    fn the_probe_objects_are_valid_resources_of_each_kind() {
+        let task: Task = probe_object().unwrap();
+        assert_eq!(task.spec.call.function, "std.echo");
+        assert_eq!(task.spec.pool, "default");
+        let future: HierarchicalFuture = probe_object().unwrap();
+        assert_eq!(future.spec.call.as_ref().unwrap().function, "std.echo");
+        assert!(future.spec.map.is_none());
+        for name in [&task.metadata, &future.metadata].map(|m| m.generate_name.clone()) {
+            assert_eq!(name.as_deref(), Some("kontinuum-admission-probe-"));
+        }
+        assert_eq!(KINDS[0], <Task as kube::Resource>::kind(&()));
+        assert_eq!(KINDS[1], <HierarchicalFuture as kube::Resource>::kind(&()));
     }
 
     #[test]
