@@ -108,7 +108,7 @@ pub fn probe_namespace<'a>(watched: &'a [String], fallback: &'a str) -> &'a str 
 /// One server-side dry-run create of a minimal resource of `kind` (one of
 /// [`KINDS`]) in `ns`.
 pub async fn dry_run_create(client: &Client, ns: &str, kind: &str) -> Result<(), kube::Error> {
-    if kind == "Task" {
+    if kind == <Task as kube::Resource>::kind(&()) {
         dry_run::<Task>(client, ns).await
     } else {
         dry_run::<HierarchicalFuture>(client, ns).await

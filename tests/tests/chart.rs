@@ -299,16 +299,31 @@ fn the_default_worker_pool_follows_the_values() {
     assert!(find(&docs, "WorkerPool").is_empty());
 }
 
+/// The cases of a value `auto|true|false` whose `auto` means "when the
+/// cluster serves `api`": helm's extra arguments and how many objects each
+/// should render (auto without and with the API, true without it, false
+/// with it).
+fn auto_value_cases(api: &str, value: &str) -> [(Vec<String>, usize); 4] {
+    let api = format!("--api-versions={api}");
+    let set = |v: &str| ["--set".to_string(), format!("{value}={v}")];
+    [
+        (vec![], 0),
+        (vec![api.clone()], 1),
+        (set("true").to_vec(), 1),
+        ([vec![api], set("false").to_vec()].concat(), 0),
+    ]
+}
+
+fn template_args(namespace: &str, args: &[String]) -> Vec<Value> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    helm::documents(&helm::template(namespace, &args))
+}
+
 #[test]
 fn the_service_monitor_renders_only_when_asked_or_available() {
-    let api = "--api-versions=monitoring.coreos.com/v1";
-    for (extra, expected) in [
-        (vec![], 0),
-        (vec![api], 1),
-        (vec!["--set", "serviceMonitor.enabled=true"], 1),
-        (vec![api, "--set", "serviceMonitor.enabled=false"], 0),
-    ] {
-        let docs = helm::documents(&helm::template("kns", &extra));
+    for (extra, expected) in auto_value_cases("monitoring.coreos.com/v1", "serviceMonitor.enabled")
+    {
+        let docs = template_args("kns", &extra);
         let sms = find(&docs, "ServiceMonitor");
         assert_eq!(sms.len(), expected, "{extra:?}");
         if let Some(sm) = sms.first() {
@@ -348,14 +363,11 @@ fn the_service_monitor_renders_only_when_asked_or_available() {
 
 #[test]
 fn the_finalizer_policy_renders_when_asked_or_available_and_binds_the_watched_namespaces() {
-    let api = "--api-versions=admissionregistration.k8s.io/v1/MutatingAdmissionPolicy";
-    for (extra, expected) in [
-        (vec![], 0),
-        (vec![api], 1),
-        (vec!["--set", "finalizerPolicy.enabled=true"], 1),
-        (vec![api, "--set", "finalizerPolicy.enabled=false"], 0),
-    ] {
-        let docs = helm::documents(&helm::template("kns", &extra));
+    for (extra, expected) in auto_value_cases(
+        "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy",
+        "finalizerPolicy.enabled",
+    ) {
+        let docs = template_args("kns", &extra);
         assert_eq!(
             find(&docs, "MutatingAdmissionPolicy").len(),
             expected,

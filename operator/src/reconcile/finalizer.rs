@@ -12,23 +12,33 @@
 //! refuses the patch and the next reconcile tries again.
 
 use super::FINALIZER;
-use serde_json::{Value, json};
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{Patch, PatchOperation, RemoveOperation, TestOperation};
+use serde_json::Value;
 
 /// The JSON patch that removes [`FINALIZER`] from the object `uid`, or
 /// None if it is not there.
-pub fn release_patch(uid: &str, finalizers: &[String]) -> Option<Value> {
+pub fn release_patch(uid: &str, finalizers: &[String]) -> Option<Patch> {
     let i = finalizers.iter().position(|f| f == FINALIZER)?;
-    let path = format!("/metadata/finalizers/{i}");
-    Some(json!([
-        {"op": "test", "path": "/metadata/uid", "value": uid},
-        {"op": "test", "path": path, "value": FINALIZER},
-        {"op": "remove", "path": path},
+    let entry =
+        PointerBuf::from_tokens(["metadata".to_string(), "finalizers".into(), i.to_string()]);
+    Some(Patch(vec![
+        PatchOperation::Test(TestOperation {
+            path: PointerBuf::from_tokens(["metadata", "uid"]),
+            value: Value::from(uid),
+        }),
+        PatchOperation::Test(TestOperation {
+            path: entry.clone(),
+            value: Value::from(FINALIZER),
+        }),
+        PatchOperation::Remove(RemoveOperation { path: entry }),
     ]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
@@ -38,18 +48,17 @@ mod tests {
     fn removes_only_its_own_entry_after_testing_it() {
         let patch = release_patch("u1", &names(&["example.com/keep", FINALIZER])).unwrap();
         assert_eq!(
-            patch,
+            serde_json::to_value(&patch).unwrap(),
             json!([
                 {"op": "test", "path": "/metadata/uid", "value": "u1"},
                 {"op": "test", "path": "/metadata/finalizers/1", "value": FINALIZER},
                 {"op": "remove", "path": "/metadata/finalizers/1"},
             ])
         );
-        // It parses as a JSON patch, and applied it leaves the other one.
-        let parsed: json_patch::Patch = serde_json::from_value(patch).unwrap();
+        // Applied, it leaves the other one.
         let mut object =
             json!({"metadata": {"uid": "u1", "finalizers": ["example.com/keep", FINALIZER]}});
-        json_patch::patch(&mut object, &parsed).unwrap();
+        json_patch::patch(&mut object, &patch).unwrap();
         assert_eq!(
             object["metadata"]["finalizers"],
             json!(["example.com/keep"])
@@ -59,21 +68,19 @@ mod tests {
     #[test]
     fn a_list_that_moved_fails_the_test_and_changes_nothing() {
         let patch = release_patch("u1", &names(&[FINALIZER, "example.com/keep"])).unwrap();
-        let parsed: json_patch::Patch = serde_json::from_value(patch).unwrap();
         // Someone removed the first entry in the meantime.
         let mut object = json!({"metadata": {"uid": "u1", "finalizers": ["example.com/keep"]}});
         let before = object.clone();
-        assert!(json_patch::patch(&mut object, &parsed).is_err());
+        assert!(json_patch::patch(&mut object, &patch).is_err());
         assert_eq!(object, before);
     }
 
     #[test]
     fn a_resource_created_again_under_the_name_keeps_its_finalizer() {
         let patch = release_patch("old", &names(&[FINALIZER])).unwrap();
-        let parsed: json_patch::Patch = serde_json::from_value(patch).unwrap();
         let mut object = json!({"metadata": {"uid": "new", "finalizers": [FINALIZER]}});
         let before = object.clone();
-        assert!(json_patch::patch(&mut object, &parsed).is_err());
+        assert!(json_patch::patch(&mut object, &patch).is_err());
         assert_eq!(object, before);
     }
 

@@ -358,8 +358,6 @@ async fn release_finalizer<K: Job>(
     let Some(patch) = finalizer::release_patch(uid, finalizers) else {
         return Ok(());
     };
-    let patch: json_patch::Patch =
-        serde_json::from_value(patch).map_err(|e| Error::Invalid(e.to_string()))?;
     match api
         .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
         .await
