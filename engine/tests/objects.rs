@@ -448,7 +448,9 @@ fn a_finished_continuation_left_by_an_earlier_version_gives_way() {
     // continuation's stayed.
     {
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        db.remove(b"odefault/task/t").unwrap().expect("the object's record");
+        db.remove(b"odefault/task/t")
+            .unwrap()
+            .expect("the object's record");
         db.flush().unwrap();
     }
     let engine = open(dir.path());

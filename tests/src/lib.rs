@@ -12,6 +12,7 @@ pub mod helm;
 pub mod kubelet;
 pub mod metrics;
 pub mod procs;
+pub mod proxy;
 
 use std::future::Future;
 use std::io::Write;
