@@ -68,12 +68,16 @@ impl Error {
     /// a restart would not cure (a bad flag, say), which end the process.
     pub fn restart_delay(&self) -> Option<std::time::Duration> {
         match self {
-            // Another replica leads now: be a candidate again at once.
-            Error::LeaseLost(_) => Some(std::time::Duration::ZERO),
-            // A full disk: try again now and then, until space is freed.
-            Error::StoreFailed(_) | Error::Engine(EngineError::StoreFailed(_)) => {
-                Some(std::time::Duration::from_secs(10))
-            }
+            // Another replica leads now: be a candidate again at once. The
+            // store failed while running: the failing probes and statuses
+            // have had their grace (run.rs), reopen it now.
+            Error::LeaseLost(_) | Error::StoreFailed(_) => Some(std::time::Duration::ZERO),
+            // The store failed again as it opened (no room yet, an I/O
+            // error), or another process still holds it: try again now and
+            // then, as a kubelet would restart a pod.
+            Error::Engine(
+                EngineError::StoreFailed(_) | EngineError::Store(_) | EngineError::Locked { .. },
+            ) => Some(std::time::Duration::from_secs(10)),
             _ => None,
         }
     }

@@ -58,36 +58,55 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
         _ = stop_signal() => return Ok(()),
     };
     let identity = flags.identity();
-    let leadership = if flags.leader_elect {
+    let elector = flags.leader_elect.then(|| {
         let namespace = flags.lease_namespace(client.default_namespace());
-        let elector = Elector::new(
+        tracing::info!(lease = %format!("{namespace}/{}", flags.lease_name), %identity, "waiting to lead");
+        Arc::new(Elector::new(
             Api::<Lease>::namespaced(client.clone(), &namespace),
             flags.lease_name.clone(),
             identity.clone(),
             flags.timings(),
             crate::leader::owner_pod(),
-        );
-        tracing::info!(lease = %format!("{namespace}/{}", flags.lease_name), %identity, "waiting to lead");
-        let sent = tokio::select! {
-            sent = elector.acquire() => sent,
-            _ = stop_signal() => return Ok(()),
-        };
-        Some((Arc::new(elector), sent))
-    } else {
-        None
+        ))
+    });
+    // Leading starts here. What ends it is watched from now on, in a task
+    // of its own: the Lease is renewed while the store opens and the
+    // services start, however long that takes.
+    let mut lost: JoinHandle<Error> = match &elector {
+        Some(elector) => {
+            let sent = tokio::select! {
+                sent = elector.acquire() => sent,
+                _ = stop_signal() => return Ok(()),
+            };
+            let elector = elector.clone();
+            tokio::spawn(async move { elector.keep(sent).await })
+        }
+        None => tokio::spawn(watch_api_server(
+            client.clone(),
+            flags.timings(),
+            health.clone(),
+        )),
     };
     metrics.leader.set(1);
     health.set_leading(true);
-
-    let engine = open_store(&flags.data, flags.lease_duration).await?;
-    tracing::info!(store = %flags.data.display(), store_id = engine.store_id(), "store open");
-    let services = Services::start(&flags, &client, &engine, &metrics, &health, &identity).await?;
-
-    let lost = async {
-        match &leadership {
-            Some((elector, sent)) => elector.keep(*sent).await,
-            None => watch_api_server(client.clone(), flags.timings(), health.clone()).await,
+    let leading = async {
+        let engine = open_store(&flags.data, flags.lease_duration).await?;
+        tracing::info!(store = %flags.data.display(), store_id = engine.store_id(), "store open");
+        let services =
+            Services::start(&flags, &client, &engine, &metrics, &health, &identity).await?;
+        Ok::<_, Error>((engine, services))
+    };
+    let started = tokio::select! {
+        started = leading => Some(started?),
+        e = &mut lost => return stop_leading(&metrics, &health, None, joined(e)),
+        _ = stop_signal() => None,
+    };
+    let Some((engine, services)) = started else {
+        lost.abort();
+        if let Some(e) = &elector {
+            e.release().await;
         }
+        return Ok(());
     };
     let store_failed = watch_store(
         engine.clone(),
@@ -97,27 +116,46 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
     );
     let outcome = tokio::select! {
         _ = stop_signal() => Ok(()),
-        e = lost => Err(e),
+        e = &mut lost => Err(joined(e)),
         e = store_failed => Err(e),
     };
-    // Not leading from here on, whatever comes next.
+    if let Err(e) = outcome {
+        return stop_leading(&metrics, &health, Some((&engine, &services)), e);
+    }
     metrics.leader.set(0);
     health.set_leading(false);
-    if let Err(e) = &outcome {
-        // Another replica may take the Lease soon: stop serving and writing
-        // at once rather than finish anything.
-        tracing::error!("stopped leading: {e}");
-        services.abort();
-        engine.close();
-        return outcome;
-    }
     tracing::info!("stopping");
+    lost.abort();
     services.stop().await;
     engine.close();
-    if let Some((elector, _)) = &leadership {
-        elector.release().await;
+    if let Some(e) = &elector {
+        e.release().await;
     }
     Ok(())
+}
+
+/// The renewal task's end as an error (it ends only with one).
+fn joined(outcome: Result<Error, tokio::task::JoinError>) -> Error {
+    outcome.unwrap_or_else(Error::Join)
+}
+
+/// Leadership ended: say so, stop serving and writing at once rather than
+/// finish anything (another replica may take the Lease soon), and hand the
+/// reason up.
+fn stop_leading(
+    metrics: &Metrics,
+    health: &Health,
+    running: Option<(&Engine, &Services)>,
+    why: Error,
+) -> Result<(), Error> {
+    metrics.leader.set(0);
+    health.set_leading(false);
+    tracing::error!("stopped leading: {why}");
+    if let Some((engine, services)) = running {
+        services.abort();
+        engine.close();
+    }
+    Err(why)
 }
 
 /// What runs while this replica leads.
