@@ -351,7 +351,7 @@ async fn an_operator_on_another_store_runs_nothing_finished_again() {
         .expect("the message names the store to rerun on")
         .to_string();
     assert_ne!(new_store, old_store);
-    assert_eq!(orphan["storeId"], new_store.as_str());
+    assert_eq!(orphan["storeId"], old_store.as_str(), "the store that held the run");
     // A new task runs on the new store: by the time its continuation has
     // logged, the new operator has reconciled everything it found.
     apply(

@@ -8,8 +8,9 @@
 //! The release is a JSON patch instead: test that the object is the one
 //! that was read (its uid: a resource deleted and created again under the
 //! same name keeps its finalizer) and that the entry is ours, then remove
-//! it. Other finalizers stay; if the list moved in between, the API server
-//! refuses the patch and the next reconcile tries again.
+//! it. Other finalizers stay; if the list moved in between (or the list
+//! read was a stale cache's), the API server refuses the patch and the
+//! reconciler reads the object afresh and tries once more.
 
 use super::FINALIZER;
 use json_patch::jsonptr::PointerBuf;

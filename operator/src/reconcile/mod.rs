@@ -142,6 +142,7 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
                 );
                 tracing::warn!(object = %key, "not run again: {message}");
                 let note = Note::StoreReplaced {
+                    previous,
                     message,
                     at: rfc3339_ms(now_ms()),
                 };
@@ -375,25 +376,46 @@ async fn parent_owner(
     }))
 }
 
-/// Removes [`FINALIZER`] however it got there (see [`finalizer`]).
+/// Removes [`FINALIZER`] however it got there (see [`finalizer`]). The
+/// list read may be stale (the controller's cache lags its own last
+/// write): when the API server refuses the patch's tests, the object is
+/// read afresh and the release tried once more on what it holds now.
 async fn release_finalizer<K: Job>(
     api: &Api<K>,
     name: &str,
     uid: &str,
     finalizers: &[String],
 ) -> Result<(), Error> {
-    let Some(patch) = finalizer::release_patch(uid, finalizers) else {
-        return Ok(());
-    };
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Gone already.
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::kube("release the finalizer")(e)),
+    let mut finalizers = finalizers.to_vec();
+    for attempt in 0..2 {
+        let Some(patch) = finalizer::release_patch(uid, &finalizers) else {
+            return Ok(());
+        };
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            // Gone already.
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            // A test failed: read what is there now.
+            Err(kube::Error::Api(s)) if s.code == 422 && attempt == 0 => {
+                match api
+                    .get_opt(name)
+                    .await
+                    .map_err(Error::kube("read the resource to release its finalizer"))?
+                {
+                    Some(now) if now.meta().uid.as_deref() == Some(uid) => {
+                        finalizers = now.finalizers().to_vec();
+                    }
+                    // Deleted, or another resource under the name.
+                    _ => return Ok(()),
+                }
+            }
+            Err(e) => return Err(Error::kube("release the finalizer")(e)),
+        }
     }
+    Ok(())
 }
 
 /// The operator's part of the metadata, by server-side apply: the

@@ -19,9 +19,13 @@ pub enum Note {
     WaitingForParent { message: String },
     /// `spec.parentRef` names a future that already finished.
     ParentFinished { message: String, at: String },
-    /// Its status names another store, which held its run: the work went
-    /// with that store and is not run again unless asked.
-    StoreReplaced { message: String, at: String },
+    /// Its status names another store (`previous`), which held its run:
+    /// the work went with that store and is not run again unless asked.
+    StoreReplaced {
+        previous: String,
+        message: String,
+        at: String,
+    },
 }
 
 /// Condition reason of a run lost with a replaced store.
@@ -66,13 +70,20 @@ pub fn from_engine(status: ObjectStatus, generation: Option<i64>, store_id: &str
     value
 }
 
-/// The status of an object the engine does not hold.
+/// The status of an object the engine does not hold. It names the store
+/// `store_id`, but for a run lost with a replaced store: that names the
+/// store that held it, so the run stays recognisably not this store's
+/// (and the rerun annotation can tell).
 pub fn from_note(note: &Note, is_future: bool, generation: Option<i64>, store_id: &str) -> Value {
     let mut obj = Map::new();
+    let store_id = match note {
+        Note::StoreReplaced { previous, .. } => previous.as_str(),
+        _ => store_id,
+    };
     match note {
         Note::Rejected { message, at }
         | Note::ParentFinished { message, at }
-        | Note::StoreReplaced { message, at } => {
+        | Note::StoreReplaced { message, at, .. } => {
             let reason = match note {
                 Note::Rejected { .. } => "InvalidSpec",
                 Note::StoreReplaced { .. } => STORE_REPLACED,
@@ -336,6 +347,7 @@ mod tests {
                 message: "m".into(),
             },
             Note::StoreReplaced {
+                previous: "st-old".into(),
                 message: "m".into(),
                 at: "2026-11-29T00:00:00.000Z".into(),
             },
@@ -398,11 +410,13 @@ mod tests {
         assert!(message.contains("kontinuum.dev/rerun=st-new"), "{message}");
         assert!(message.contains("delete and re-create"), "{message}");
         let note = Note::StoreReplaced {
+            previous: "st-old".into(),
             message,
             at: "2026-12-07T00:00:00.000Z".into(),
         };
         let v = from_note(&note, false, Some(1), "st-new");
         assert_eq!(v["phase"], "Failed");
+        assert_eq!(v["storeId"], "st-old", "the store that held the run");
         assert!(is_final(&v));
         let reasons: Vec<_> = v["conditions"]
             .as_array()
