@@ -40,7 +40,7 @@ pub use future::{FutureStatus, HierarchicalFuture, HierarchicalFutureSpec, Paren
 pub use object::{DEFAULT_NAMESPACE, ObjectId, ObjectIdError, ObjectKind, Phase};
 pub use reducer::{BuiltinReducer, Reducer, ReducerError};
 pub use task::{Task, TaskSpec, TaskStatus};
-pub use workerpool::{WorkerPool, WorkerPoolSpec, WorkerPoolStatus};
+pub use workerpool::{WorkerPool, WorkerPoolSpec, WorkerPoolStatus, WorkerSpec};
 
 pub const GROUP: &str = "kontinuum.dev";
 pub const VERSION: &str = "v1alpha1";

@@ -41,6 +41,26 @@ pub struct WorkerPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub replicas: Option<i32>,
+    /// How the worker runs in the pool's pods: put into any image, or the image's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerSpec>,
+}
+
+/// How the worker runs in the pool's pods.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerSpec {
+    /// Copy `kontinuum-worker` into the worker container (an init container of the stock image, an emptyDir at /kontinuum/bin) and run it there, so any image becomes a worker and keeps its files. Default: true when the template names an image; false for an image that runs a worker itself (a Rust SDK worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject: Option<bool>,
+    /// A program serving functions in any language over the handler protocol, e.g. `python3 /app/tasks.py` (kontinuum-worker --handler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub handler: Option<String>,
+    /// Handler processes per worker (default: the pool's concurrency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub handler_processes: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]

@@ -25,7 +25,13 @@ impl SmallDisk {
         let path = std::env::temp_dir().join(format!("kontinuum-disk-{}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0777"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0777"),
+                "tmpfs",
+            ])
             .arg(&path)
             .output()
             .expect("run mount");
@@ -69,7 +75,13 @@ impl Drop for Release {
             .args(["uninstall", &self.name, "-n", &self.namespace, "--wait"])
             .output();
         let _ = Command::new("kubectl")
-            .args(["delete", "pv", &self.volume, "--wait=false", "--ignore-not-found"])
+            .args([
+                "delete",
+                "pv",
+                &self.volume,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
             .output();
     }
 }
@@ -91,9 +103,10 @@ fn operator_pod(ns: &str, release: &str) -> Option<Value> {
 }
 
 fn ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 fn restarts(pod: &Value) -> u64 {
@@ -204,20 +217,31 @@ async fn a_full_volume_fails_the_probes_and_a_liveness_restart_recovers_once_fre
 
     // The volume fills up.
     let ballast = disk.fill();
-    let ip = pod["status"]["podIP"].as_str().expect("a pod IP").to_owned();
-    let (_, body) = wait_for("the liveness probe's endpoint to fail", Duration::from_secs(60), || {
-        let url = format!("http://{ip}:9090/healthz");
-        async move { http_get(&url).filter(|(code, _)| *code == 503) }
-    })
+    let ip = pod["status"]["podIP"]
+        .as_str()
+        .expect("a pod IP")
+        .to_owned();
+    let (_, body) = wait_for(
+        "the liveness probe's endpoint to fail",
+        Duration::from_secs(60),
+        || {
+            let url = format!("http://{ip}:9090/healthz");
+            async move { http_get(&url).filter(|(code, _)| *code == 503) }
+        },
+    )
     .await;
     assert!(body.contains("store failed"), "{body}");
-    let stopped = wait_for("the EngineStopped condition", Duration::from_secs(60), || async {
-        let s = future_status(&ns, "long");
-        let marked = s["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "EngineStopped"));
-        marked.then_some(s)
-    })
+    let stopped = wait_for(
+        "the EngineStopped condition",
+        Duration::from_secs(60),
+        || async {
+            let s = future_status(&ns, "long");
+            let marked = s["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "EngineStopped"));
+            marked.then_some(s)
+        },
+    )
     .await;
     assert_eq!(stopped["phase"], "Running", "{stopped}");
     let events = kubectl(&[
@@ -235,9 +259,11 @@ async fn a_full_volume_fails_the_probes_and_a_liveness_restart_recovers_once_fre
     // Room again: the kubelet restarts the container on the failing
     // liveness probe, and the job goes on from the store.
     std::fs::remove_file(ballast).unwrap();
-    let restarted = wait_for("a liveness restart and Ready", Duration::from_secs(180), || async {
-        operator_pod(&ns, &release.name).filter(|p| restarts(p) >= 1 && ready(p))
-    })
+    let restarted = wait_for(
+        "a liveness restart and Ready",
+        Duration::from_secs(180),
+        || async { operator_pod(&ns, &release.name).filter(|p| restarts(p) >= 1 && ready(p)) },
+    )
     .await;
     assert_eq!(
         restarted["metadata"]["name"], pod["metadata"]["name"],

@@ -2,6 +2,7 @@
 //! Pure: JSON in, JSON out, so that what the user wrote in the template is
 //! kept field by field and only the operator's own fields are filled in.
 
+use kontinuum_api::WorkerSpec;
 use serde_json::{Map, Value, json};
 
 /// Label that ties pods and the Deployment to their pool.
@@ -24,40 +25,89 @@ pub const WORKER_APP_NAME: &str = "kontinuum-worker";
 /// What the operator fills in.
 #[derive(Clone, Debug)]
 pub struct WorkerSettings {
-    /// The stock worker image, used when the template names none.
+    /// The stock worker image, used when the template names none, and the
+    /// image of the init container that puts the worker into other images.
     pub image: String,
     /// The worker API's URL as pods reach it.
     pub server: String,
+}
+
+/// Everything [`desired`] needs to know of the pool.
+pub struct PoolShape<'a> {
+    pub name: &'a str,
+    pub uid: &'a str,
+    pub template: Option<&'a Value>,
+    pub concurrency: u32,
+    pub replicas: i32,
+    /// `spec.worker`.
+    pub worker: &'a WorkerSpec,
 }
 
 pub fn deployment_name(pool: &str) -> String {
     format!("{pool}-workers")
 }
 
-/// The Deployment to server-side apply for pool `pool` (uid `pool_uid`).
-pub fn desired(
-    pool: &str,
-    pool_uid: &str,
-    template: Option<&Value>,
-    concurrency: u32,
-    replicas: i32,
-    settings: &WorkerSettings,
-) -> Value {
-    let mut template = template.cloned().unwrap_or_else(|| json!({}));
+/// The Deployment to server-side apply for a pool: the user's template,
+/// field by field, with the operator's fields filled in.
+pub fn desired(pool: &PoolShape<'_>, settings: &WorkerSettings) -> Value {
+    let mut template = pool.template.cloned().unwrap_or_else(|| json!({}));
     if !template.is_object() {
         template = json!({});
     }
-    ensure_object(&mut template, "metadata");
-    ensure_object(&mut template["metadata"], "labels");
-    template["metadata"]["labels"][POOL_LABEL] = json!(pool);
-    if template["metadata"]["labels"]
-        .get("app.kubernetes.io/name")
-        .is_none()
-    {
-        template["metadata"]["labels"]["app.kubernetes.io/name"] = json!(WORKER_APP_NAME);
-    }
+    label(&mut template, pool.name);
     ensure_object(&mut template, "spec");
     let spec = &mut template["spec"];
+    let index = worker_index(spec);
+    crate::pool::inject::run_worker(spec, index, pool.worker, settings);
+    let container = &mut ensure_array(spec, "containers")[index];
+    fill_env(container, pool, settings);
+    mount_token(spec, index);
+    crate::pool::inject::restrict(spec, index);
+    // SIGTERM lets a worker finish or hand back its tasks; give it time.
+    if spec.get("terminationGracePeriodSeconds").is_none() {
+        spec["terminationGracePeriodSeconds"] = json!(60);
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(pool.name),
+            "labels": {
+                POOL_LABEL: pool.name,
+                "app.kubernetes.io/name": WORKER_APP_NAME,
+                "app.kubernetes.io/managed-by": "kontinuum-operator",
+            },
+            "ownerReferences": [{
+                "apiVersion": kontinuum_api::API_VERSION,
+                "kind": "WorkerPool",
+                "name": pool.name,
+                "uid": pool.uid,
+                "controller": true,
+                "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": {
+            "replicas": pool.replicas,
+            "selector": {"matchLabels": {POOL_LABEL: pool.name}},
+            "template": template,
+        },
+    })
+}
+
+/// The pool's label (what the Deployment selects) and a name the chart's
+/// PodMonitor finds.
+fn label(template: &mut Value, pool: &str) {
+    ensure_object(template, "metadata");
+    let labels = ensure_object(&mut template["metadata"], "labels");
+    labels.insert(POOL_LABEL.into(), json!(pool));
+    labels
+        .entry("app.kubernetes.io/name")
+        .or_insert_with(|| json!(WORKER_APP_NAME));
+}
+
+/// The worker container's index: the one named [`WORKER_CONTAINER`], else
+/// the only one, else a new one.
+fn worker_index(spec: &mut Value) -> usize {
     let containers = ensure_array(spec, "containers");
     let index = match containers
         .iter()
@@ -70,34 +120,29 @@ pub fn desired(
             containers.len() - 1
         }
     };
-    let container = &mut containers[index];
-    if container.get("name").is_none() {
-        container["name"] = json!(WORKER_CONTAINER);
+    if containers[index].get("name").is_none() {
+        containers[index]["name"] = json!(WORKER_CONTAINER);
     }
-    if container
-        .get("image")
-        .is_none_or(|i| i.as_str().is_none_or(str::is_empty))
-    {
-        container["image"] = json!(settings.image);
-        if container.get("imagePullPolicy").is_none() {
-            container["imagePullPolicy"] = json!("IfNotPresent");
-        }
-        // The stock image starts the operator by default; its workers run
-        // the worker binary beside it.
-        if container.get("command").is_none() {
-            container["command"] = json!([STOCK_WORKER_COMMAND]);
-        }
-    }
-    // Settings go in as environment variables, which kontinuum-worker (and
-    // a worker built on the SDK) reads like its flags, so a user's own
-    // command and args stay as written.
+    index
+}
+
+/// Settings go in as environment variables, which kontinuum-worker (and a
+/// worker built on the SDK) reads like its flags, so a user's own command
+/// and args stay as written; a variable the user set wins.
+fn fill_env(container: &mut Value, pool: &PoolShape<'_>, settings: &WorkerSettings) {
     let env = ensure_array(container, "env");
-    let fill = [
+    let mut fill = vec![
         ("KONTINUUM_SERVER", json!(settings.server)),
-        ("KONTINUUM_POOL", json!(pool)),
-        ("KONTINUUM_CONCURRENCY", json!(concurrency.to_string())),
+        ("KONTINUUM_POOL", json!(pool.name)),
+        ("KONTINUUM_CONCURRENCY", json!(pool.concurrency.to_string())),
         ("KONTINUUM_TOKEN_FILE", json!(format!("{TOKEN_DIR}/token"))),
     ];
+    if let Some(handler) = &pool.worker.handler {
+        fill.push(("KONTINUUM_HANDLER", json!(handler)));
+    }
+    if let Some(n) = pool.worker.handler_processes {
+        fill.push(("KONTINUUM_HANDLER_PROCESSES", json!(n.to_string())));
+    }
     for (name, value) in fill {
         set_env(env, name, json!({"name": name, "value": value}));
     }
@@ -132,7 +177,15 @@ pub fn desired(
             }));
         }
     }
-    let mounts = ensure_array(container, "volumeMounts");
+}
+
+/// The projected ServiceAccount token (audience `kontinuum.dev`) the
+/// worker proves itself with.
+fn mount_token(spec: &mut Value, worker: usize) {
+    let mounts = ensure_array(
+        &mut ensure_array(spec, "containers")[worker],
+        "volumeMounts",
+    );
     if !mounts.iter().any(|m| m["name"] == TOKEN_VOLUME) {
         mounts.push(json!({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": true}));
     }
@@ -147,35 +200,6 @@ pub fn desired(
             }}]}
         }));
     }
-    // SIGTERM lets a worker finish or hand back its tasks; give it time.
-    if spec.get("terminationGracePeriodSeconds").is_none() {
-        spec["terminationGracePeriodSeconds"] = json!(60);
-    }
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": deployment_name(pool),
-            "labels": {
-                POOL_LABEL: pool,
-                "app.kubernetes.io/name": WORKER_APP_NAME,
-                "app.kubernetes.io/managed-by": "kontinuum-operator",
-            },
-            "ownerReferences": [{
-                "apiVersion": "kontinuum.dev/v1alpha1",
-                "kind": "WorkerPool",
-                "name": pool,
-                "uid": pool_uid,
-                "controller": true,
-                "blockOwnerDeletion": true,
-            }],
-        },
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {POOL_LABEL: pool}},
-            "template": template,
-        },
-    })
 }
 
 /// The pods' label selector as the scale subresource shows it.
@@ -183,7 +207,7 @@ pub fn selector(pool: &str) -> String {
     format!("{POOL_LABEL}={pool}")
 }
 
-fn ensure_object<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+pub(crate) fn ensure_object<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
     if !v[key].is_object() {
         v[key] = json!({});
     }
@@ -192,7 +216,7 @@ fn ensure_object<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> 
         .unwrap_or_else(|| unreachable!("just made an object"))
 }
 
-fn ensure_array<'a>(v: &'a mut Value, key: &str) -> &'a mut Vec<Value> {
+pub(crate) fn ensure_array<'a>(v: &'a mut Value, key: &str) -> &'a mut Vec<Value> {
     if !v[key].is_array() {
         v[key] = json!([]);
     }
@@ -219,6 +243,26 @@ mod tests {
         }
     }
 
+    /// The Deployment of pool "p" from `template`.
+    fn build(
+        template: Option<&Value>,
+        concurrency: u32,
+        replicas: i32,
+        worker: &WorkerSpec,
+    ) -> Value {
+        desired(
+            &PoolShape {
+                name: "p",
+                uid: "uid-1",
+                template,
+                concurrency,
+                replicas,
+                worker,
+            },
+            &settings(),
+        )
+    }
+
     fn env_of(d: &Value) -> &Vec<Value> {
         d.pointer("/spec/template/spec/containers/0/env")
             .unwrap()
@@ -228,7 +272,7 @@ mod tests {
 
     #[test]
     fn no_template_gives_the_stock_worker_with_token_and_settings() {
-        let d = desired("p", "uid-1", None, 8, 3, &settings());
+        let d = build(None, 8, 3, &WorkerSpec::default());
         assert_eq!(d["metadata"]["name"], "p-workers");
         assert_eq!(d["metadata"]["ownerReferences"][0]["uid"], "uid-1");
         assert_eq!(d["spec"]["replicas"], 3);
@@ -266,7 +310,7 @@ mod tests {
         let template = json!({"spec": {"containers": [{"name": "worker",
             "env": [{"name": "KONTINUUM_METRICS_LISTEN", "value": "0.0.0.0:8000"}],
             "ports": [{"name": "prom", "containerPort": 8000}]}]}});
-        let d = desired("p", "u", Some(&template), 1, 0, &settings());
+        let d = build(Some(&template), 1, 0, &WorkerSpec::default());
         let c = &d["spec"]["template"]["spec"]["containers"][0];
         let listeners: Vec<_> = c["env"]
             .as_array()
@@ -296,7 +340,11 @@ mod tests {
                 "volumes": [{"name": "data", "emptyDir": {}}]
             }
         });
-        let d = desired("p", "u", Some(&template), 8, 1, &settings());
+        let sdk_image = WorkerSpec {
+            inject: Some(false),
+            ..WorkerSpec::default()
+        };
+        let d = build(Some(&template), 8, 1, &sdk_image);
         let t = &d["spec"]["template"];
         assert_eq!(t["metadata"]["labels"]["team"], "x");
         assert_eq!(t["metadata"]["annotations"]["a"], "b");
@@ -321,17 +369,134 @@ mod tests {
         assert_eq!(conc[0]["value"], "2", "the user's value wins");
         let vols = t["spec"]["volumes"].as_array().unwrap();
         assert_eq!(vols.len(), 2);
+        assert!(
+            t["spec"].get("initContainers").is_none(),
+            "nothing injected"
+        );
     }
 
     #[test]
     fn a_single_unnamed_container_is_the_worker() {
         let template = json!({"spec": {"containers": [{"image": "me/w:2"}]}});
-        let d = desired("p", "u", Some(&template), 1, 0, &settings());
+        let d = build(Some(&template), 1, 0, &WorkerSpec::default());
         let cs = d["spec"]["template"]["spec"]["containers"]
             .as_array()
             .unwrap();
         assert_eq!(cs.len(), 1);
         assert_eq!(cs[0]["name"], "worker");
         assert_eq!(cs[0]["image"], "me/w:2");
+    }
+
+    #[test]
+    fn any_image_gets_the_worker_injected_and_keeps_its_files() {
+        let template = json!({"spec": {"containers": [{"name": "worker",
+            "image": "debian-python:12",
+            "volumeMounts": [{"name": "app", "mountPath": "/app"}],
+            "resources": {"limits": {"memory": "256Mi"}}}],
+            "volumes": [{"name": "app", "configMap": {"name": "app"}}],
+            "nodeSelector": {"disk": "ssd"}}});
+        let worker = WorkerSpec {
+            handler: Some("python3 /app/tasks.py".into()),
+            handler_processes: Some(4),
+            ..WorkerSpec::default()
+        };
+        let d = build(Some(&template), 8, 1, &worker);
+        let spec = &d["spec"]["template"]["spec"];
+        let c = &spec["containers"][0];
+        assert_eq!(c["image"], "debian-python:12", "the user's image");
+        assert_eq!(c["command"], json!([crate::pool::inject::INJECTED_WORKER]));
+        assert_eq!(c["resources"]["limits"]["memory"], "256Mi");
+        assert_eq!(spec["nodeSelector"]["disk"], "ssd");
+        let mounts: Vec<&str> = c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["mountPath"].as_str().unwrap())
+            .collect();
+        assert!(
+            mounts.contains(&"/app") && mounts.contains(&"/kontinuum/bin"),
+            "{mounts:?}"
+        );
+        let init = &spec["initContainers"][0];
+        assert_eq!(
+            init["image"], "kontinuum.dev/kontinuum:0.1.0",
+            "the stock image"
+        );
+        assert_eq!(
+            init["command"],
+            json!([STOCK_WORKER_COMMAND, "--install-into", "/kontinuum/bin"])
+        );
+        let env = env_of(&d);
+        let get = |n: &str| env.iter().find(|e| e["name"] == n).cloned().unwrap();
+        assert_eq!(get("KONTINUUM_HANDLER")["value"], "python3 /app/tasks.py");
+        assert_eq!(get("KONTINUUM_HANDLER_PROCESSES")["value"], "4");
+        // Applied twice (the operator reconciles again): nothing doubles.
+        let again = build(Some(&d["spec"]["template"]), 8, 1, &worker);
+        assert_eq!(again["spec"]["template"], d["spec"]["template"]);
+    }
+
+    #[test]
+    fn a_command_of_the_users_is_kept_with_the_worker_beside_it() {
+        let template = json!({"spec": {"containers": [{"name": "worker", "image": "me/app:1",
+            "command": ["/app/start.sh"]}]}});
+        let d = build(Some(&template), 8, 1, &WorkerSpec::default());
+        let spec = &d["spec"]["template"]["spec"];
+        assert_eq!(spec["containers"][0]["command"], json!(["/app/start.sh"]));
+        assert_eq!(
+            spec["initContainers"][0]["name"],
+            "kontinuum-worker-install"
+        );
+    }
+
+    #[test]
+    fn the_operators_containers_pass_pod_security_restricted_unless_told_otherwise() {
+        let template = json!({"spec": {"containers": [
+            {"name": "worker", "image": "me/app:1"},
+            {"name": "sidecar", "image": "envoy"}
+        ]}});
+        let d = build(Some(&template), 8, 1, &WorkerSpec::default());
+        let spec = &d["spec"]["template"]["spec"];
+        assert_eq!(spec["automountServiceAccountToken"], false);
+        for c in [&spec["containers"][0], &spec["initContainers"][0]] {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{c}");
+            assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+            assert_eq!(sc["runAsNonRoot"], true);
+            assert_eq!(sc["runAsUser"], 65532);
+            assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+        }
+        assert!(
+            spec["containers"][1].get("securityContext").is_none(),
+            "the user's sidecar"
+        );
+        // What the user wrote wins: their container's context, their pod's
+        // user, their token mount.
+        let theirs = json!({"spec": {
+            "automountServiceAccountToken": true,
+            "securityContext": {"runAsUser": 1000, "runAsNonRoot": true},
+            "containers": [{"name": "worker", "image": "me/app:1",
+                            "securityContext": {"privileged": false}}]}});
+        let d = build(Some(&theirs), 8, 1, &WorkerSpec::default());
+        let spec = &d["spec"]["template"]["spec"];
+        assert_eq!(spec["automountServiceAccountToken"], true);
+        assert_eq!(
+            spec["containers"][0]["securityContext"],
+            json!({"privileged": false})
+        );
+        let init = &spec["initContainers"][0]["securityContext"];
+        assert!(init.get("runAsUser").is_none(), "the pod says whom: {init}");
+        assert_eq!(init["allowPrivilegeEscalation"], false);
+    }
+
+    #[test]
+    fn the_stock_image_runs_its_own_worker_without_injection() {
+        let d = build(None, 8, 1, &WorkerSpec::default());
+        let spec = &d["spec"]["template"]["spec"];
+        assert_eq!(
+            spec["containers"][0]["command"],
+            json!([STOCK_WORKER_COMMAND])
+        );
+        assert!(spec.get("initContainers").is_none());
+        assert_eq!(spec["containers"][0]["securityContext"]["runAsUser"], 65532);
     }
 }

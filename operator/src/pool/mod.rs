@@ -4,6 +4,7 @@
 
 pub mod cost;
 pub mod deployment;
+pub mod inject;
 pub mod scale;
 
 use crate::error::Error;
@@ -115,12 +116,16 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
         .template
         .as_ref()
         .and_then(|t| serde_json::to_value(t).ok());
+    let worker = pool.spec.worker.clone().unwrap_or_default();
     let body = deployment::desired(
-        &name,
-        &uid,
-        template.as_ref(),
-        pool.spec.concurrency.unwrap_or(8),
-        replicas,
+        &deployment::PoolShape {
+            name: &name,
+            uid: &uid,
+            template: template.as_ref(),
+            concurrency: pool.spec.concurrency.unwrap_or(8),
+            replicas,
+            worker: &worker,
+        },
         &ctx.settings,
     );
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
