@@ -7,6 +7,7 @@
 #   tests/cluster/build.sh node         CoreDNS and the images of the real node
 #   tests/cluster/build.sh provisioner  the storage provisioner (every cluster)
 #   tests/cluster/build.sh prometheus   Prometheus (for tests that start one)
+#   tests/cluster/build.sh debian       a Debian image with Python 3 (mmdebstrap)
 #
 # Each component is built in a wrapper Go module of its own and installed into
 #   ${KONTINUUM_CACHE:-~/.cache/kontinuum}/<component>/<version>/bin
@@ -357,6 +358,38 @@ build_images() {
   log "images $PAUSE_IMAGE and $TEST_IMAGE -> $root"
 }
 
+# An image of Debian's with Python 3, as users bring (python:3-slim stands
+# for it): mmdebstrap writes the root filesystem as one tar from Debian's
+# mirror, which is the image's one layer. Root is its user, as in Debian's
+# own images; the operator's pods run it as a non-root uid.
+build_debian() {
+  local root=$CACHE/debian/$DEBIAN_SUITE-$DEBIAN_PACKAGES-$DEBIAN_RECIPE
+  [[ -s $root/debian-python.oci.tar ]] && return 0
+  with_lock "$root" build_debian_locked "$root"
+}
+
+build_debian_locked() {
+  local root=$1
+  [[ -s $root/debian-python.oci.tar ]] && return 0
+  command -v mmdebstrap >/dev/null || die "mmdebstrap is not installed (apt-get install mmdebstrap)"
+  log "Building $DEBIAN_IMAGE with mmdebstrap ($DEBIAN_SUITE, $DEBIAN_PACKAGES)"
+  # Sourced before the RETURN trap below: finishing `source` fires it.
+  # shellcheck source=oci.sh
+  source "$here/oci.sh"
+  local work
+  work=$(mktemp -d "${TMPDIR:-/tmp}/kontinuum-debian.XXXXXX")
+  # shellcheck disable=SC2064  # expand now
+  trap "rm -rf '$work'" RETURN
+  nice -n "$NICE" mmdebstrap --quiet --variant=essential --include="$DEBIAN_PACKAGES" \
+    "$DEBIAN_SUITE" "$work/rootfs.tar" >"$root/build.log" 2>&1 \
+    || { tail -n 30 "$root/build.log" >&2; die "mmdebstrap failed; see $root/build.log"; }
+  jq -cn '{Cmd: ["python3"], Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], WorkingDir: "/"}' \
+    >"$work/config.json"
+  oci_pack "$work/rootfs.tar" "$DEBIAN_IMAGE" "$work/config.json" "$root/debian-python.oci.tar.tmp"
+  mv "$root/debian-python.oci.tar.tmp" "$root/debian-python.oci.tar"
+  log "image $DEBIAN_IMAGE -> $root/debian-python.oci.tar"
+}
+
 targets=("$@")
 ((${#targets[@]})) || targets=(all)
 for t in "${targets[@]}"; do
@@ -371,8 +404,10 @@ for t in "${targets[@]}"; do
     prometheus) build_prometheus ;;
     images) build_images ;;
     provisioner) build_own provisioner ;;
+    debian) build_debian ;;
+    root:debian) echo "$CACHE/debian/$DEBIAN_SUITE-$DEBIAN_PACKAGES-$DEBIAN_RECIPE" ;;
     node) build_coredns; build_images ;;
     root:*) own_root "${t#root:}" ;; # prints where that program is cached
-    *) die "unknown target $t (all|k8s|etcd|helm|kwok|crane|coredns|prometheus|images|provisioner|node)" ;;
+    *) die "unknown target $t (all|k8s|etcd|helm|kwok|crane|coredns|prometheus|images|provisioner|node|debian)" ;;
   esac
 done

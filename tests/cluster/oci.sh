@@ -18,6 +18,22 @@ oci_archive() {
   tar_fixed() { tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=ustar "$@"; }
   tar_fixed -C "$work/rootfs" -cf "$work/layer.tar" etc tmp "$exe"
 
+  jq -cn --arg exe "/$exe" --arg user "$user" \
+    '{Entrypoint: [$exe], User: $user, WorkingDir: "/"}' >"$work/image-config.json"
+  oci_pack "$work/layer.tar" "$name" "$work/image-config.json" "$out"
+}
+
+# oci_pack LAYER_TAR IMAGE_NAME CONFIG_JSON OUT: writes OUT, an OCI image
+# archive of one uncompressed layer (LAYER_TAR, moved into the archive) with
+# CONFIG_JSON as the image's `config` (Entrypoint, Cmd, User, Env, ...).
+oci_pack() {
+  local layer_tar=$1 name=$2 image_config=$3 out=$4
+  local work
+  # Removed at the end, not by a RETURN trap: a trap set here would stay
+  # set in the caller (oci_archive has its own).
+  work=$(mktemp -d "${TMPDIR:-/tmp}/kontinuum-oci-pack.XXXXXX")
+  mkdir -p "$work/layout/blobs/sha256"
+  tar_fixed() { tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=ustar "$@"; }
   # blob FILE: move FILE into blobs/ under its digest; print "DIGEST SIZE".
   blob() {
     local d s
@@ -27,10 +43,10 @@ oci_archive() {
     echo "sha256:$d $s"
   }
   local layer layer_size config config_size manifest manifest_size
-  read -r layer layer_size < <(blob "$work/layer.tar")
-  jq -cn --arg layer "$layer" --arg exe "/$exe" --arg user "$user" '{
+  read -r layer layer_size < <(blob "$layer_tar")
+  jq -cn --arg layer "$layer" --slurpfile c "$image_config" '{
       architecture: "amd64", os: "linux",
-      config: {Entrypoint: [$exe], User: $user, WorkingDir: "/"},
+      config: $c[0],
       rootfs: {type: "layers", diff_ids: [$layer]}
     }' >"$work/config.json"
   read -r config config_size < <(blob "$work/config.json")
@@ -53,4 +69,5 @@ oci_archive() {
   echo '{"imageLayoutVersion":"1.0.0"}' >"$work/layout/oci-layout"
   tar_fixed -C "$work/layout" -cf "$out.tmp" oci-layout index.json blobs
   mv "$out.tmp" "$out"
+  rm -rf "$work"
 }
