@@ -57,6 +57,11 @@ pub fn below_minimum(minimum: impl Display, found: impl Display) -> String {
     format!("should be greater than or equal to {minimum} (found {found})")
 }
 
+/// A number above its schema maximum, in the API server's words.
+pub fn above_maximum(maximum: impl Display, found: impl Display) -> String {
+    format!("should be less than or equal to {maximum} (found {found})")
+}
+
 /// What a `date-time` field (`notBefore`) must look like.
 pub fn not_a_date_time(found: &str) -> String {
     format!(

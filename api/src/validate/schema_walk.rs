@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 /// Schema keywords the walker understands; a test fails on any other.
 #[cfg(test)]
-pub(super) const SCHEMA_KEYWORDS: [&str; 17] = [
+pub(super) const SCHEMA_KEYWORDS: [&str; 19] = [
     "type",
     "properties",
     "required",
@@ -23,7 +23,9 @@ pub(super) const SCHEMA_KEYWORDS: [&str; 17] = [
     "format",
     "pattern",
     "minimum",
+    "maximum",
     "minLength",
+    "maxLength",
     "minItems",
     "minProperties",
     "maxProperties",
@@ -84,6 +86,15 @@ pub(super) fn walk(value: &mut Value, schema: &Value, path: &str, errors: &mut V
                 && v < min
             {
                 errors.push(FieldError::new(path, below_minimum(shown_bound(min), n)));
+                return;
+            }
+            if let (Some(max), Some(v)) = (get("maximum").and_then(Value::as_f64), n.as_f64())
+                && v > max
+            {
+                errors.push(FieldError::new(
+                    path,
+                    crate::messages::above_maximum(shown_bound(max), n),
+                ));
                 return;
             }
             if let Some((low, high)) = get("format").and_then(Value::as_str).and_then(int_range)
@@ -189,6 +200,15 @@ fn walk_string(s: &str, schema: &Value, path: &str, errors: &mut Vec<FieldError>
         errors.push(FieldError::new(
             path,
             format!("should be at least {min} chars long"),
+        ));
+        return;
+    }
+    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+        && (s.chars().count() as u64) > max
+    {
+        errors.push(FieldError::new(
+            path,
+            format!("should be at most {max} chars long"),
         ));
         return;
     }
