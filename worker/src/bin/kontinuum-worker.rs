@@ -1,5 +1,7 @@
 //! `kontinuum-worker --server URL --pool P [--concurrency N] [--token-file F]
-//! [--metrics-listen ADDR]`: the stock worker. Every flag can also come from
+//! [--metrics-listen ADDR] [--handler 'CMD ARGS' [--handler-processes N]]`:
+//! the stock worker, and with `--handler` the functions of a program in any
+//! language (docs/handlers.md). Every flag can also come from
 //! a `KONTINUUM_*` variable, which is how a WorkerPool's Deployment
 //! configures it. Serves the `std.*` functions to a `kontinuum serve` or
 //! operator over HTTP. On SIGTERM (or Ctrl-C) it stops leasing, lets running
@@ -12,6 +14,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
+use kontinuum_worker::handler::{HandlerConfig, HandlerPool, split_command};
 use kontinuum_worker::{ServeError, ServeOptions, serve_registry, std_registry};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,7 +56,23 @@ struct Cli {
     /// Serve Prometheus metrics on /metrics (and /healthz) at ADDR, e.g. 0.0.0.0:9091.
     #[arg(long, env = "KONTINUUM_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Also serve the functions of a handler: 'CMD ARGS' run as long-lived
+    /// processes speaking the handler protocol (docs/handlers.md), e.g.
+    /// 'python3 /app/tasks.py'. Quoted like a shell line; no shell runs it.
+    #[arg(long, env = "KONTINUUM_HANDLER", value_name = "'CMD ARGS'")]
+    handler: Option<String>,
+    /// Handler processes to run (default: --concurrency, so that every call
+    /// has a process of its own, as Celery's prefork pool does).
+    #[arg(long, env = "KONTINUUM_HANDLER_PROCESSES", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    handler_processes: Option<u32>,
 }
+
+/// How long the worker waits for a handler's first hello (or first
+/// failure) before it starts leasing, so that its functions are registered
+/// with the server from the start. A handler not ready by then is waited for
+/// by each call, and its functions are registered once it is.
+const HANDLER_START_WAIT: Duration = Duration::from_secs(30);
 
 fn flag_duration(text: &str) -> Result<Duration, kontinuum_api::duration::DurationError> {
     kontinuum_api::duration::parse_flag_duration(text)
@@ -72,6 +91,8 @@ enum WorkerError {
     },
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error("--handler: {0}")]
+    Handler(String),
 }
 
 fn main() -> ExitCode {
@@ -114,7 +135,24 @@ async fn run(cli: Cli) -> Result<(), WorkerError> {
         grace: cli.grace,
         metrics_listen: cli.metrics_listen,
     };
-    Ok(serve_registry(options, std_registry()).await?)
+    let mut registry = std_registry();
+    let Some(line) = cli.handler.filter(|l| !l.trim().is_empty()) else {
+        return Ok(serve_registry(options, registry).await?);
+    };
+    let command = split_command(&line).map_err(WorkerError::Handler)?;
+    let processes = cli.handler_processes.unwrap_or(cli.concurrency) as usize;
+    let pool = HandlerPool::start(HandlerConfig::new(command, processes));
+    registry.set_dynamic(pool.functions());
+    if pool.wait_started(HANDLER_START_WAIT).await {
+        tracing::info!(functions = ?pool.roster(), processes, "handler ready");
+    } else {
+        tracing::warn!(
+            "the handler is not ready (see the lines above); serving, its calls wait for it up to 30 s each"
+        );
+    }
+    let served = serve_registry(options, registry).await;
+    pool.shutdown().await;
+    Ok(served?)
 }
 
 /// In a pod, the pod's name (`POD_NAME`, which the operator sets): the

@@ -45,7 +45,7 @@ pub(crate) async fn run_leaf(
             function.function
         )));
     }
-    let Some(f) = ctx.registry().get(&function.function).cloned() else {
+    let Some(f) = ctx.registry().resolve(&function.function) else {
         return Err(ctx.unknown_function(&function.function));
     };
     if let (Slice::Range { start, end }, Reducer::Builtin(b)) = (&slice, &reducer)
