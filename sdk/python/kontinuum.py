@@ -274,6 +274,20 @@ def registered():
     return dict(_registry)
 
 
+def call(fnref, **more):
+    """Calls an FnRef of a function registered in this process, here and
+    now, with ``more`` arguments bound (the seed's ``x()``): no task, no
+    round trip. A function another worker serves cannot be called so:
+    spawn it (``ctx.spawn``) or add it as a child (``ctx.child``)."""
+    ref = _as_ref(fnref).bind(**more)
+    f = _registry.get(ref.function)
+    if f is None:
+        raise Permanent("function '%s' is not registered in this handler; spawn it instead" % ref.function)
+    if f.wants_ctx:
+        raise Permanent("function '%s' takes a ctx: spawn it instead of calling it inline" % ref.function)
+    return f.fn(**f.arguments(ref.args, None))
+
+
 # --- a running call --------------------------------------------------------
 
 

@@ -77,6 +77,14 @@ pub trait Function: Send + Sync + 'static {
     fn int_kernel(&self, _bound: &Map<String, Value>) -> Option<IntKernel<'_>> {
         None
     }
+
+    /// How many of its calls a map leaf may have waiting at once (items
+    /// taken in order, results folded in order). 1 for ordinary functions:
+    /// a leaf is one task. A handler's function answers more, so that one
+    /// round trip to its process is not paid per item.
+    fn map_window(&self) -> usize {
+        1
+    }
 }
 
 struct SyncFn<F>(F);

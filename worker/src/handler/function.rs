@@ -23,7 +23,15 @@ impl HandlerFunction {
     }
 }
 
+/// Item calls a map leaf keeps on their way to a handler: enough that a
+/// process is never idle waiting for the next item.
+const MAP_WINDOW: usize = 32;
+
 impl Function for HandlerFunction {
+    fn map_window(&self) -> usize {
+        MAP_WINDOW
+    }
+
     fn invoke(&self, ctx: &Ctx, args: Args<'_>) -> Invocation {
         let id = self.pool.next_id();
         let info = ctx.info();
