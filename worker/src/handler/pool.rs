@@ -242,7 +242,7 @@ impl DynamicFunctions for Roster {
 /// One slot: start, serve, restart with backoff, until the pool closes.
 async fn supervise(pool: Arc<PoolInner>, index: usize) {
     let mut closing = pool.closing.subscribe();
-    let mut backoff = pool.config.restart_initial;
+    let mut backoff: Option<Duration> = None;
     loop {
         if *closing.borrow() {
             return;
@@ -251,14 +251,14 @@ async fn supervise(pool: Arc<PoolInner>, index: usize) {
         if *closing.borrow() {
             return;
         }
-        backoff = if healthy {
-            pool.config.restart_initial
-        } else {
-            (backoff * 2).min(pool.config.restart_max)
+        let wait = match backoff {
+            Some(last) if !healthy => (last * 2).min(pool.config.restart_max),
+            _ => pool.config.restart_initial,
         };
-        tracing::info!(process = index, restart_in = ?backoff, "restarting the handler process");
+        backoff = Some(wait);
+        tracing::info!(process = index, restart_in = ?wait, "restarting the handler process");
         tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(wait) => {}
             _ = closing.changed() => return,
         }
     }
