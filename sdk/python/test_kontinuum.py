@@ -221,6 +221,22 @@ class Protocol(unittest.TestCase):
         w.send({"type": "answer", "id": 1, "req": req["req"], "error": {"message": "spec: bad", "retryable": False}})
         self.assertEqual(w.read(), {"type": "error", "id": 1, "message": "spec: bad", "retryable": False})
 
+    def test_a_quick_reply_does_not_wait_for_a_slow_call_behind_it(self):
+        import time
+
+        w = self.start(fn("py.quick", lambda: "q"), fn("py.slow", lambda: time.sleep(1.0) or "s"))
+        w.read()
+        for i in (1, 2):
+            self.assertEqual(w.call("py.quick", {}, i)["value"], "q")
+        started = time.monotonic()
+        # In one write, so that the handler finds both queued at once.
+        both = [{"type": "call", "id": i, "function": f, "args": {}, "attempt": 1, "deadline": None}
+                for i, f in ((3, "py.quick"), (4, "py.slow"))]
+        os.write(w.to_handler, "".join(json.dumps(m) + "\n" for m in both).encode())
+        self.assertEqual(w.read()["id"], 3)
+        self.assertLess(time.monotonic() - started, 0.8, "the quick reply waited for the slow call")
+        self.assertEqual(w.read(), {"type": "result", "id": 4, "value": "s"})
+
     def test_cancel_is_seen_by_a_running_call_and_skips_a_queued_one(self):
         started = threading.Event()
 
