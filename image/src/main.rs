@@ -175,14 +175,6 @@ fn run(cli: Cli) -> Result<(), Error> {
             let s = build(entries, spec, &out)?;
             print_summary(&out, &s);
         }
-                "{}",
-                json!({
-                    "archive": out, "name": s.name, "manifest": s.manifest_digest,
-                    "config": s.config_digest, "layer": s.layer_digest,
-                    "compressedBytes": s.layer_compressed, "uncompressedBytes": s.layer_uncompressed,
-                })
-            );
-        }
         Command::Verify { archive } => {
             let image = verify::read(&read(&archive)?)?;
             let compressed: u64 = image.layers.iter().map(|l| l.compressed_size).sum();

@@ -47,6 +47,7 @@
 //! ```
 
 mod args;
+pub mod cli;
 mod completions;
 mod ctx;
 mod error;

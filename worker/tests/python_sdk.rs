@@ -12,13 +12,24 @@ fn the_python_sdk_unit_tests_pass() {
         .args(["-m", "unittest", "discover", "-s", "sdk/python", "-v"])
         .current_dir(&root)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 (install it: apt-get install python3): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run python3 (install it: apt-get install python3): {e}")
+        });
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "python3 -m unittest failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "python3 -m unittest failed:\n{stderr}"
+    );
     // unittest exits 0 when it finds no tests at all; that must not pass.
     let ran = stderr
         .lines()
-        .find_map(|l| l.strip_prefix("Ran ")?.split_whitespace().next()?.parse::<u32>().ok())
+        .find_map(|l| {
+            l.strip_prefix("Ran ")?
+                .split_whitespace()
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
         .unwrap_or(0);
     assert!(ran >= 10, "python3 ran {ran} tests:\n{stderr}");
 }

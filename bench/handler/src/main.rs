@@ -33,7 +33,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const HANDLER: &str = "python3 bench/handler/noop.py";
 const EXEC_PROGRAM: &str = "import json, sys; print(json.dumps(json.load(sys.stdin)['x']))";
 
 struct Options {
@@ -190,6 +189,21 @@ async fn sequential(ctx: &Ctx, function: &str, calls: usize) -> anyhow::Result<f
     Ok(started.elapsed().as_secs_f64() * 1e6 / calls as f64)
 }
 
+/// The interpreter `python3` names, resolved once: a launcher in front of
+/// it (pyenv's shim is a shell script) would be paid per std.exec call and
+/// make spawning look slower than it is.
+fn python() -> anyhow::Result<String> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .context("python3 is needed")?;
+    let path = String::from_utf8(out.stdout)?.trim().to_string();
+    if !out.status.success() || path.is_empty() {
+        bail!("python3 did not say where it is");
+    }
+    Ok(path)
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -207,17 +221,30 @@ async fn main() -> anyhow::Result<()> {
         processes: flag(&args, "--processes", 2)?,
         calls: flag(&args, "--calls", 20_000)?,
     };
+    if args.iter().any(|a| a == "--round-trip-only") {
+        let python = python()?;
+        return round_trip(&python, o.calls).await;
+    }
     let (c, p) = (o.concurrency.to_string(), o.processes.to_string());
+    let python = python()?;
+    let handler_line = format!("{python} bench/handler/noop.py");
     let noop = |i: usize| json!({"function": "bench.noop", "args": {"x": i}});
     let echo = |i: usize| json!({"function": "std.echo", "args": {"x": i}});
     let exec = |i: usize| {
         json!({"function": "std.exec", "args": {
-            "command": ["python3", "-c", EXEC_PROGRAM], "stdin": {"x": i}}})
+            "command": [&python, "-c", EXEC_PROGRAM], "stdin": {"x": i}}})
     };
     for run in 1..=o.runs {
         let before = load_average();
         let s = setup(
-            &["--concurrency", &c, "--handler", HANDLER, "--handler-processes", &p],
+            &[
+                "--concurrency",
+                &c,
+                "--handler",
+                &handler_line,
+                "--handler-processes",
+                &p,
+            ],
             "bench.noop",
         )
         .await?;
@@ -232,7 +259,7 @@ async fn main() -> anyhow::Result<()> {
         let overhead_us = (1.0 / handler - 1.0 / rust) * 1e6;
         println!(
             "{}",
-            json!({"bench": "handler", "run": run, "tasks": o.tasks, "concurrency": o.concurrency,
+            json!({"bench": "handler", "run": run, "python": python, "tasks": o.tasks, "concurrency": o.concurrency,
                    "processes": o.processes, "handler_tasks_per_sec": handler.round(),
                    "exec_tasks": o.exec_tasks, "exec_tasks_per_sec": spawning.round(),
                    "ratio": (handler / spawning * 10.0).round() / 10.0,
@@ -246,22 +273,25 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    // One call at a time: the protocol's round trip against a Rust call.
-    let mut config = HandlerConfig::new(
-        ["python3", "bench/handler/noop.py"].map(String::from).to_vec(),
-        1,
-    );
+    round_trip(&python, o.calls).await
+}
+
+/// One call at a time: the protocol's round trip against a Rust call.
+async fn round_trip(python: &str, calls: usize) -> anyhow::Result<()> {
+    let o_calls = calls;
+    let mut config =
+        HandlerConfig::new(vec![python.to_string(), "bench/handler/noop.py".into()], 1);
     config.ready_wait = Duration::from_secs(60);
     let pool = HandlerPool::start(config);
     let mut registry = std_registry();
     registry.set_dynamic(pool.functions());
     let ctx = Ctx::detached(Arc::new(registry));
-    let py = sequential(&ctx, "bench.noop", o.calls).await?;
-    let rust = sequential(&ctx, "std.echo", o.calls).await?;
+    let py = sequential(&ctx, "bench.noop", o_calls).await?;
+    let rust = sequential(&ctx, "std.echo", o_calls).await?;
     pool.shutdown().await;
     println!(
         "{}",
-        json!({"bench": "handler-round-trip", "calls": o.calls, "python_us": (py * 10.0).round() / 10.0,
+        json!({"bench": "handler-round-trip", "calls": o_calls, "python_us": (py * 10.0).round() / 10.0,
                "rust_us": (rust * 100.0).round() / 100.0, "load": load_average()})
     );
     eprintln!(

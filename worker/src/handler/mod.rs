@@ -4,7 +4,8 @@
 //! shutdown; a handler only runs functions.
 //!
 //! `protocol.rs` is the wire format; `lines.rs` reads bounded lines;
-//! `spawn.rs` starts a process with its pipes; `process.rs` is one live
+//! `spawn.rs` starts a process with its pipes; `output.rs` writes to one
+//! (straight into the pipe when it can); `process.rs` is one live
 //! process (its calls, its messages, its death); `pool.rs` starts,
 //! supervises and restarts the processes and keeps the roster;
 //! `function.rs` is a handler function as the registry calls it. Each uses
@@ -13,6 +14,7 @@
 
 mod function;
 mod lines;
+mod output;
 mod pool;
 mod process;
 pub mod protocol;

@@ -4,7 +4,8 @@
 //! worker tells the server it serves.
 
 use super::function::HandlerFunction;
-use super::process::{Live, log_loop, read_loop, write_loop};
+use super::output::{Output, write_loop};
+use super::process::{Live, log_loop, read_loop};
 use super::spawn::spawn;
 use crate::registry::{DynamicFunctions, Function};
 use crate::std_fns::describe_exit;
@@ -13,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// How a handler runs. [`HandlerConfig::new`] has the defaults.
@@ -287,9 +288,9 @@ async fn run_once(
         }
     };
     let pid = spawned.child.id().unwrap_or(0);
-    let (writer, lines) = mpsc::unbounded_channel();
-    let live = Arc::new(Live::new(index, pid, writer, pool.ready.clone()));
-    tokio::spawn(write_loop(live.clone(), spawned.to_handler, lines));
+    let output = Arc::new(Output::new(spawned.to_handler));
+    let live = Arc::new(Live::new(index, pid, output.clone(), pool.ready.clone()));
+    tokio::spawn(write_loop(output));
     let mut loggers = Vec::new();
     if let Some(out) = spawned.stdout.take() {
         loggers.push(tokio::spawn(log_loop(live.clone(), "stdout", out)));
@@ -382,7 +383,6 @@ async fn run_once(
 
 /// At shutdown: no more calls; close its input, give it `exit_grace`.
 async fn stop_gracefully(pool: &PoolInner, live: &Live, child: &mut tokio::process::Child) {
-    // Dropping the only sender ends the write loop, which closes fd 3.
     live.close_input();
     if tokio::time::timeout(pool.config.exit_grace, child.wait())
         .await

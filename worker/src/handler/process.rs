@@ -3,6 +3,7 @@
 //! those calls when it dies. Starting and restarting it is `pool.rs`'s job.
 
 use super::lines::{Line, LineReader};
+use super::output::Output;
 use super::protocol::{self, FromHandler, MAX_LINE};
 use crate::ctx::Ctx;
 use crate::error::FnError;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncRead;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 /// How much of a process's stderr a failure message quotes.
 const STDERR_TAIL: usize = 2048;
@@ -45,11 +46,9 @@ pub(crate) struct Live {
     state: Mutex<State>,
     /// Calls waiting for a reply, abandoned ones included: how busy it is.
     load: AtomicUsize,
-    writer: mpsc::UnboundedSender<Vec<u8>>,
+    output: Arc<Output>,
     /// Wakes the supervisor when the process must be killed.
     pub(crate) kill_requested: Notify,
-    /// Ends the write loop, closing the process's input (fd 3).
-    input_closed: Notify,
     stderr_tail: Mutex<VecDeque<u8>>,
     /// The pool's "a process is ready" signal: also given when this one
     /// takes calls again after its abandoned ones ended.
@@ -57,21 +56,15 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    pub(crate) fn new(
-        index: usize,
-        pid: u32,
-        writer: mpsc::UnboundedSender<Vec<u8>>,
-        ready: Arc<Notify>,
-    ) -> Live {
+    pub(crate) fn new(index: usize, pid: u32, output: Arc<Output>, ready: Arc<Notify>) -> Live {
         Live {
             ready,
             index,
             pid,
             state: Mutex::new(State::default()),
             load: AtomicUsize::new(0),
-            writer,
+            output,
             kill_requested: Notify::new(),
-            input_closed: Notify::new(),
             stderr_tail: Mutex::new(VecDeque::new()),
         }
     }
@@ -109,10 +102,10 @@ impl Live {
         );
         self.load.fetch_add(1, Ordering::Relaxed);
         // Under the lock: a death in between would miss this call.
-        if let Err(back) = self.writer.send(line) {
+        if let Err(back) = self.output.send(line) {
             state.pending.remove(&id);
             self.load.fetch_sub(1, Ordering::Relaxed);
-            return Err(back.0);
+            return Err(back);
         }
         Ok(rx)
     }
@@ -129,7 +122,7 @@ impl Live {
             state.abandoned.insert(id);
             p.function
         };
-        let _ = self.writer.send(protocol::cancel_line(id));
+        let _ = self.output.send(protocol::cancel_line(id));
         let reason = format!(
             "did not end call {id} of '{function}' within {} ms after the worker stopped waiting for it (timeout or cancellation)",
             grace.as_millis()
@@ -159,7 +152,7 @@ impl Live {
 
     /// Closes the process's input: a handler exits at its end.
     pub(crate) fn close_input(&self) {
-        self.input_closed.notify_one();
+        self.output.close();
     }
 
     pub(crate) fn kill_reason(&self) -> Option<String> {
@@ -216,7 +209,7 @@ impl Live {
 
     fn send(&self, line: Vec<u8>) {
         // Fails only once the process is gone; its calls fail then anyway.
-        let _ = self.writer.send(line);
+        let _ = self.output.send(line);
     }
 
     /// A result or error for call `id`.
@@ -375,39 +368,6 @@ where
         };
         live.send(protocol::answer_line(id, req, result));
     });
-}
-
-/// Writes queued lines to the process, several at once when they queue up.
-pub(crate) async fn write_loop(
-    live: Arc<Live>,
-    mut pipe: tokio::net::unix::pipe::Sender,
-    mut lines: mpsc::UnboundedReceiver<Vec<u8>>,
-) {
-    use tokio::io::AsyncWriteExt;
-    let mut batch = Vec::new();
-    loop {
-        let first = tokio::select! {
-            biased;
-            () = live.input_closed.notified() => return,
-            line = lines.recv() => match line {
-                Some(line) => line,
-                None => return,
-            },
-        };
-        batch.clear();
-        batch.extend_from_slice(&first);
-        while batch.len() < 256 * 1024 {
-            match lines.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
-            }
-        }
-        // A broken pipe means the process is gone: the supervisor sees
-        // that and fails its calls.
-        if pipe.write_all(&batch).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Logs what the process prints on `stream` (its stdout or stderr), one
