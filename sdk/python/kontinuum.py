@@ -472,7 +472,8 @@ class Handler:
                 sys.stderr.write("call %s of '%s' (attempt %s) raised:\n%s" % (call_id, name, msg.get("attempt"), traceback.format_exc()))
                 return _error(call_id, "%s: %s" % (type(e).__name__, e), True)
             try:
-                line = dumps({"type": "result", "id": call_id, "value": value})
+                # The envelope by hand: one encode of the value, not of a dict around it.
+                line = ('{"type":"result","id":%d,"value":%s}\n' % (call_id, _ENCODER.encode(value))).encode("utf-8")
             except (TypeError, ValueError) as e:
                 return _error(call_id, "the result of '%s' is not JSON: %s" % (name, e), False)
             if len(line) > self.max_line:

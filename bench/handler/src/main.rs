@@ -14,9 +14,11 @@
 //!    process: the round trip's latency.
 //!
 //! `bench-handler [--tasks N] [--exec-tasks N] [--runs R] [--concurrency C]
-//! [--processes P] [--calls N]`; each run does 1-3 in turn (so they see the
-//! same load), then 4 once. Needs `kontinuum-worker` beside this binary and
-//! python3; run from the repository root.
+//! [--processes P] [--calls N] [--python PATH] [--round-trip-only]`; each
+//! run does 1-3 in turn (so they see the same load), then 4 once. Needs
+//! `kontinuum-worker` beside this binary and python3 (the one on PATH,
+//! resolved to its interpreter, unless --python names one); run from the
+//! repository root.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -221,12 +223,14 @@ async fn main() -> anyhow::Result<()> {
         processes: flag(&args, "--processes", 2)?,
         calls: flag(&args, "--calls", 20_000)?,
     };
+    let python = match args.iter().position(|a| a == "--python") {
+        Some(i) => args.get(i + 1).cloned().context("--python takes a path")?,
+        None => python()?,
+    };
     if args.iter().any(|a| a == "--round-trip-only") {
-        let python = python()?;
         return round_trip(&python, o.calls).await;
     }
     let (c, p) = (o.concurrency.to_string(), o.processes.to_string());
-    let python = python()?;
     let handler_line = format!("{python} bench/handler/noop.py");
     let noop = |i: usize| json!({"function": "bench.noop", "args": {"x": i}});
     let echo = |i: usize| json!({"function": "std.echo", "args": {"x": i}});

@@ -59,8 +59,26 @@ pub(crate) fn quote(bytes: &[u8]) -> String {
     format!("{:?}{more}", text.trim_end_matches(['\n', '\r']))
 }
 
+/// A result, the message of almost every line, read straight into place.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultLine<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    id: u64,
+    value: Value,
+}
+
 /// Reads one line (without its newline) the handler wrote.
 pub(crate) fn parse(line: &[u8]) -> Result<FromHandler, String> {
+    if let Ok(r) = serde_json::from_slice::<ResultLine>(line)
+        && r.kind == "result"
+    {
+        return Ok(FromHandler::Result {
+            id: r.id,
+            value: r.value,
+        });
+    }
     let not_protocol = |why: String| format!("{why}: {}", quote(line));
     let value: Value = serde_json::from_slice(line)
         .map_err(|e| not_protocol(format!("a line that is not JSON ({e})")))?;
