@@ -214,6 +214,11 @@ pub struct FutureStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The operator's store that holds this run (`st-` and 32 hex digits).
+    /// A resource whose status names another store lost its work with that
+    /// store: it is not run again unless asked (annotation `kontinuum.dev/rerun`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -323,6 +323,22 @@ impl Engine {
         self.inner.state.lock().feed.subscribe()
     }
 
+    /// The store's identity: made when the store was first opened, the same
+    /// at every later opening, different for every other store.
+    pub fn store_id(&self) -> &str {
+        self.inner.store.id()
+    }
+
+    /// The reason the store stopped taking writes, once it has (a full
+    /// disk, say): the engine then refuses every decision until reopened.
+    pub fn failure(&self) -> Option<String> {
+        match self.inner.store.check() {
+            Ok(()) => None,
+            Err(EngineError::StoreFailed(reason)) => Some(reason),
+            Err(other) => Some(other.to_string()),
+        }
+    }
+
     /// Stops handing out leases and wakes every waiter (for shutdown).
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);

@@ -336,9 +336,13 @@ impl Engine {
     }
 
     /// Deletes every record of a final object: its root record, its tree's
-    /// nodes, the values they hold and its map items. Its continuation and
-    /// the objects that joined it are objects of their own and stay. An
-    /// active object is refused ([`EngineError::Active`]): cancel it first.
+    /// nodes, the values they hold and its map items, and its continuation
+    /// (`NAME.on-success` or `.on-failure`) with it, cancelled first if it
+    /// has not ended: a deleted resource leaves nothing behind, and a
+    /// resource created again under the name gets a continuation of its
+    /// own. The objects that joined its tree are objects of their own and
+    /// stay. An active object is refused ([`EngineError::Active`]): cancel
+    /// it first.
     pub fn remove(&self, id: &ObjectId) -> Result<(), EngineError> {
         // No submission of this id between the check and the removal.
         let _guard = self.inner.submitting.lock();
@@ -348,14 +352,50 @@ impl Engine {
             .object(id)?
             .ok_or_else(|| EngineError::NotFound(id.clone()))?;
         let root_id = stored.root.id;
+        if stored.root.state == RootState::Active {
+            return Err(EngineError::Active(id.clone()));
+        }
+        let continuation = self.own_continuation(&stored.root)?;
+        if let Some((_, cont_root)) = &continuation {
+            // Ends the run first (a worker running it sees the cancellation
+            // at its next heartbeat); its records go below, with the object's.
+            let cont_root = *cont_root;
+            self.commit(|st, tx, store| {
+                let error = ErrorInfo {
+                    message: format!("cancelled: {id} was deleted"),
+                    kind: ErrorKind::Cancelled,
+                    attempt: 0,
+                };
+                st.finish_root(tx, store, cont_root, RootOutcome::Cancelled(error))
+            })?;
+        }
         self.commit(|st, tx, store| {
-            if st.roots.contains_key(&root_id) || stored.root.state == RootState::Active {
+            if st.roots.contains_key(&root_id) {
                 return Err(EngineError::Active(id.clone()));
             }
             tx.writes.del_object(store, id, root_id)?;
             st.removed(id);
+            if let Some((cont_id, cont_root)) = &continuation {
+                tx.writes.del_object(store, cont_id, *cont_root)?;
+                st.removed(cont_id);
+            }
             Ok(())
         })
+    }
+
+    /// The continuation this object started, if its record is still the
+    /// one it started (a record of that name from another run is not its).
+    fn own_continuation(&self, root: &Root) -> Result<Option<(ObjectId, NodeId)>, EngineError> {
+        let (Some(cont_id), Some(cont_root)) = (&root.continuation_object, root.continuation)
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .inner
+            .store
+            .object(cont_id)?
+            .filter(|c| c.root.id == cont_root)
+            .map(|_| (cont_id.clone(), cont_root)))
     }
 }
 

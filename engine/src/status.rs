@@ -119,6 +119,7 @@ pub fn task_status(root: &Root, node: Option<&Node>) -> TaskStatus {
             .or_else(|| root.merged_into.map(|m| m.to_string())),
         conditions: conditions(root),
         observed_generation: None,
+        store_id: None,
     }
 }
 
@@ -172,5 +173,6 @@ pub fn future_status(root: &Root, done: u64, now_ms: u64) -> FutureStatus {
         continuation: continuation(root),
         conditions: conditions(root),
         observed_generation: None,
+        store_id: None,
     }
 }

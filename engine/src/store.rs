@@ -25,6 +25,10 @@ const EXCLUSIVE: u8 = b'x';
 const ITEMS: u8 = b'i';
 const META_NEXT_ID: &[u8] = b"m/next-id";
 const META_LAYOUT: &[u8] = b"m/layout";
+/// The store's identity, made when it is first opened: statuses written
+/// from this store carry it, so a resource whose work lived in another
+/// store (a lost volume, another `--data`) is told apart from a new one.
+const META_STORE_ID: &[u8] = b"m/store-id";
 /// Bumped whenever records move or change meaning (3: objects keyed by
 /// namespaced id, roots carry namespace, uid and link).
 const LAYOUT: u8 = 3;
@@ -306,6 +310,7 @@ pub struct Store {
     // Dropped second: waits for sled's file lock to go.
     release: LockRelease,
     path: PathBuf,
+    id: String,
 }
 
 impl Drop for Store {
@@ -386,7 +391,9 @@ impl Store {
                 )));
             }
         }
+        let id = store_id(&db)?;
         Ok(Store {
+            id,
             writer: Writer::start(db)?,
             release: LockRelease {
                 lock_file: path.join("db"),
@@ -394,6 +401,11 @@ impl Store {
             },
             path: path.to_path_buf(),
         })
+    }
+
+    /// The store's identity (see [`META_STORE_ID`]).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Hands the writes to the writer: visible to reads at once, atomic on
@@ -571,6 +583,22 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The store's id, made (and flushed, so that no status names an id the
+/// store forgets in a crash) when the store has none yet: `st-` and 32 hex
+/// digits of randomness.
+fn store_id(db: &sled::Db) -> Result<String, EngineError> {
+    if let Some(bytes) = db.get(META_STORE_ID)? {
+        return String::from_utf8(bytes.to_vec()).map_err(|e| EngineError::Corrupt {
+            what: "store id".into(),
+            detail: e.to_string(),
+        });
+    }
+    let id = format!("st-{:032x}", rand::random::<u128>());
+    db.insert(META_STORE_ID, id.as_bytes())?;
+    db.flush()?;
+    Ok(id)
 }
 
 /// The bytes of the files under `dir`. sled's layout is two levels deep;

@@ -507,7 +507,19 @@ mod tests {
             w.hand_over(vec![put("late", "kept")]).unwrap();
             // Dropped while held: closing writes it out anyway.
         }
-        let db = sled::open(dir.path()).unwrap();
+        // sled's I/O thread lets go of the file lock a moment after the
+        // handle is dropped (Store waits for it; this bare Writer does not).
+        let start = std::time::Instant::now();
+        let db = loop {
+            match sled::open(dir.path()) {
+                Ok(db) => break db,
+                Err(e) if start.elapsed() < std::time::Duration::from_secs(5) => {
+                    assert!(e.to_string().contains("lock"), "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         assert_eq!(db.get("late").unwrap().as_deref(), Some(&b"kept"[..]));
     }
 }

@@ -309,14 +309,20 @@ fn removing_a_final_object_deletes_every_record_of_it_and_nothing_else() {
             engine.remove(&fid("m")),
             Err(EngineError::NotFound(_))
         ));
+        // Its continuation (queued) went with it; the other object stays.
         let left: Vec<ObjectId> = engine.list().unwrap().into_iter().map(|s| s.id).collect();
-        assert_eq!(left, [tid("keep"), tid("m.on-failure")]);
+        assert_eq!(left, [tid("keep")]);
+        assert!(lease_now(&engine, 8).is_empty(), "nothing left to run");
     }
     let after = records(dir.path());
     assert_eq!(after.get(&'n'), None, "every node of the tree");
     assert_eq!(after.get(&'v'), None, "every child value");
     assert_eq!(after.get(&'i'), None, "the map's items");
-    assert_eq!(after[&'o'], before[&'o'] - 1, "one object record");
+    assert_eq!(
+        after[&'o'],
+        before[&'o'] - 2,
+        "the object's record and its continuation's"
+    );
     assert_eq!(after[&'m'], before[&'m'], "the layout and id counter stay");
 }
 
@@ -372,24 +378,108 @@ fn a_continuation_is_a_task_named_after_its_object() {
         (json!(9), json!(7))
     );
     assert_eq!(conts[1].phase(), Some(Phase::Succeeded));
-    // Removing the object leaves its continuation.
+    // Removing the object removes its continuation with it.
     engine.remove(&tid("sum-4-5")).unwrap();
-    assert_eq!(
-        status(&engine, "sum-4-5.on-success").phase(),
-        Some(Phase::Succeeded)
-    );
-    // Run again under the same name: the old continuation keeps the name,
-    // the new one runs unnamed and the status says so by its root id.
+    assert!(matches!(
+        engine.status(&tid("sum-4-5.on-success")),
+        Err(EngineError::NotFound(_))
+    ));
+    // Run again under the same name: a continuation of its own, named.
     engine
         .submit(vec![task(
             "sum-4-5",
-            "{call: {function: t.sum, args: {a: 4, b: 5}}, onSuccess: {function: t.echo, args: {c: 7}}}",
+            "{call: {function: t.sum, args: {a: 4, b: 5}}, onSuccess: {function: t.echo, args: {c: 8}}}",
         )])
         .unwrap();
     let again = drive(&engine, &["sum-4-5"], Duration::from_secs(10));
-    let named = task_status(&again[0]).continuation.clone().unwrap();
-    assert!(named.parse::<u64>().is_ok(), "{named}");
-    assert_eq!(engine.continuation(&tid("sum-4-5")).unwrap(), None);
+    assert_eq!(
+        task_status(&again[0]).continuation.as_deref(),
+        Some("sum-4-5.on-success")
+    );
+    let fresh = drive(&engine, &["sum-4-5.on-success"], Duration::from_secs(10));
+    assert_eq!(
+        task_status(&fresh[0]).result.as_ref().unwrap()["c"],
+        8,
+        "this run's continuation"
+    );
+}
+
+#[test]
+fn removing_an_object_cancels_its_running_continuation_and_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .submit(vec![task(
+            "t",
+            "{call: {function: t.sum, args: {a: 1, b: 2}}, onSuccess: {function: t.echo}}",
+        )])
+        .unwrap();
+    let first = lease_now(&engine, 1);
+    complete_all(&engine, &first);
+    assert_eq!(status(&engine, "t").phase(), Some(Phase::Succeeded));
+    let running = lease_now(&engine, 1);
+    assert_eq!(running.len(), 1, "the continuation is leased");
+    engine.remove(&tid("t")).unwrap();
+    assert!(
+        engine.heartbeat(running[0].token, None).unwrap().cancelled,
+        "its worker hears of it at the next heartbeat"
+    );
+    assert!(engine.list().unwrap().is_empty(), "{:?}", engine.list());
+    assert_eq!(stats(&engine, "default"), PoolStats::default());
+    // A late completion of the cancelled run changes nothing.
+    complete_all(&engine, &running);
+    assert!(engine.list().unwrap().is_empty());
+}
+
+#[test]
+fn a_finished_continuation_left_by_an_earlier_version_gives_way() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = open(dir.path());
+        engine
+            .submit(vec![task(
+                "t",
+                "{call: {function: t.sum, args: {a: 1, b: 2}}, onSuccess: {function: t.echo, args: {run: 1}}}",
+            )])
+            .unwrap();
+        drive(&engine, &["t", "t.on-success"], Duration::from_secs(10));
+    }
+    // What removal did before: the object's record went, its
+    // continuation's stayed.
+    {
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        db.remove(b"odefault/task/t")
+            .unwrap()
+            .expect("the object's record");
+        db.flush().unwrap();
+    }
+    let engine = open(dir.path());
+    engine
+        .submit(vec![task(
+            "t",
+            "{call: {function: t.sum, args: {a: 1, b: 2}}, onSuccess: {function: t.echo, args: {run: 2}}}",
+        )])
+        .unwrap();
+    let done = drive(&engine, &["t"], Duration::from_secs(10));
+    assert_eq!(
+        task_status(&done[0]).continuation.as_deref(),
+        Some("t.on-success")
+    );
+    let cont = drive(&engine, &["t.on-success"], Duration::from_secs(10));
+    assert_eq!(
+        task_status(&cont[0]).result.as_ref().unwrap()["run"],
+        2,
+        "the name is this run's, not the earlier one's"
+    );
+}
+
+#[test]
+fn a_store_keeps_its_id_and_another_store_has_another() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let id = open(a.path()).store_id().to_string();
+    assert!(id.starts_with("st-") && id.len() == 35, "{id}");
+    assert_eq!(open(a.path()).store_id(), id, "the same after reopening");
+    assert_ne!(open(b.path()).store_id(), id);
 }
 
 #[test]

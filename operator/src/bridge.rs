@@ -180,30 +180,22 @@ impl Bridge {
         .await
     }
 
-    /// Forgets a final object's records (an active one is refused: cancel
-    /// first), and those of its continuation if that has ended (a running
-    /// one is left to finish). Gone already is fine.
+    /// Forgets a final object's records and its continuation's (cancelled
+    /// first if it still runs): a deleted resource leaves nothing in the
+    /// engine. An active object is refused (cancel first). Gone already is
+    /// fine.
     pub async fn remove(&self, key: &JobKey) -> Result<(), Error> {
         let id = key.id();
-        self.call(move |e| {
-            let continuation = match e.continuation(&id) {
-                Ok(c) => c,
-                Err(EngineError::NotFound(_)) => return Ok(()),
-                Err(other) => return Err(other),
-            };
-            match e.remove(&id) {
-                Ok(()) | Err(EngineError::NotFound(_)) => {}
-                Err(other) => return Err(other),
-            }
-            if let Some(c) = continuation {
-                match e.remove(&c) {
-                    Ok(()) | Err(EngineError::NotFound(_) | EngineError::Active(_)) => {}
-                    Err(other) => return Err(other),
-                }
-            }
-            Ok(())
+        self.call(move |e| match e.remove(&id) {
+            Ok(()) | Err(EngineError::NotFound(_)) => Ok(()),
+            Err(other) => Err(other),
         })
         .await
+    }
+
+    /// The store's identity, written into every status.
+    pub fn store_id(&self) -> &str {
+        self.engine.store_id()
     }
 }
 

@@ -77,10 +77,36 @@ pub struct Flags {
     /// else the kubeconfig's, else "default".
     #[arg(long, env = "KONTINUUM_LEASE_NAMESPACE", value_name = "NS")]
     pub lease_namespace: Option<String>,
-    /// How long a Lease lives without renewal; a new leader may take over
-    /// this long after the old one stopped renewing.
+    /// How long a candidate waits, after it last saw the Lease change,
+    /// before it takes the Lease over.
     #[arg(long, env = "KONTINUUM_LEASE_DURATION", value_name = "DURATION", default_value = "15s", value_parser = duration)]
     pub lease_duration: Duration,
+    /// How long the leader keeps leading without a successful renewal of
+    /// the Lease; shorter than --lease-duration, so it has stopped before
+    /// anyone else may take over.
+    #[arg(long, env = "KONTINUUM_RENEW_DEADLINE", value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub renew_deadline: Duration,
+    /// How often the leader renews the Lease and a candidate looks at it.
+    #[arg(long, env = "KONTINUUM_RETRY_PERIOD", value_name = "DURATION", default_value = "2s", value_parser = duration)]
+    pub retry_period: Duration,
+    /// This replica's name in the Lease; default: the pod's name in a pod,
+    /// else the host's name and a digest of --data (the same after a
+    /// restart, so a restarted operator takes its own Lease back at once).
+    #[arg(long, env = "KONTINUUM_IDENTITY", value_name = "NAME")]
+    pub identity: Option<String>,
+    /// After the Lease is lost or the store failed, start over in place (a
+    /// candidate again, the store reopened) instead of exiting with an
+    /// error. Default: true out of a pod; false in a pod, where the kubelet
+    /// restarts the container (and its liveness probe fails with the store).
+    #[arg(
+        long,
+        env = "KONTINUUM_RESTART_IN_PLACE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub restart_in_place: Option<bool>,
     /// At most one status patch per object per this interval.
     #[arg(long, env = "KONTINUUM_STATUS_INTERVAL", value_name = "DURATION", default_value = "1s", value_parser = duration)]
     pub status_interval: Duration,
@@ -106,19 +132,50 @@ impl Flags {
             .unwrap_or_else(|| kubeconfig_namespace.to_string())
     }
 
-    /// This replica's name in the Lease: the pod's name in a cluster, else
-    /// host and pid.
-    pub fn identity() -> String {
-        if let Ok(pod) = std::env::var("POD_NAME")
-            && !pod.is_empty()
-        {
+    /// The leader election's durations (checked by [`Timings::check`]).
+    pub fn timings(&self) -> crate::leader::Timings {
+        crate::leader::Timings {
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+        }
+    }
+
+    /// Whether to start over in place after losing the Lease or the store.
+    pub fn restarts_in_place(&self) -> bool {
+        self.restart_in_place
+            .unwrap_or_else(|| pod_name().is_none())
+    }
+
+    /// This replica's name in the Lease, as documented on `--identity`.
+    pub fn identity(&self) -> String {
+        if let Some(id) = self.identity.clone().filter(|i| !i.is_empty()) {
+            return id;
+        }
+        if let Some(pod) = pod_name() {
             return pod;
         }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
-        format!("{host}-{}", std::process::id())
+        host_identity(&host, &self.data)
     }
+}
+
+fn pod_name() -> Option<String> {
+    std::env::var("POD_NAME").ok().filter(|p| !p.is_empty())
+}
+
+/// `HOST-` and 12 hex digits of the SHA-256 of the store's absolute path:
+/// one identity per store directory of a host, the same across restarts.
+/// Two processes on one store are kept apart by the store's own lock
+/// (run.rs holds `operator.lock` in it before the Lease).
+pub fn host_identity(host: &str, data: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let absolute = std::path::absolute(data).unwrap_or_else(|_| data.to_path_buf());
+    let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("{host}-{hex}")
 }
 
 #[cfg(test)]
@@ -166,6 +223,44 @@ mod tests {
         ]);
         let message = bad.unwrap_err().to_string();
         assert!(message.contains("--status-interval"), "{message}");
+    }
+
+    #[test]
+    fn the_identity_out_of_a_pod_is_the_host_and_the_store_and_stays() {
+        let a = super::host_identity("laptop", std::path::Path::new("/var/lib/k/a"));
+        assert_eq!(
+            a,
+            super::host_identity("laptop", std::path::Path::new("/var/lib/k/a"))
+        );
+        assert_ne!(
+            a,
+            super::host_identity("laptop", std::path::Path::new("/var/lib/k/b"))
+        );
+        assert!(
+            a.starts_with("laptop-") && a.len() == "laptop-".len() + 12,
+            "{a}"
+        );
+        let f = Flags::try_parse_from(["kontinuum-operator", "--data", "d", "--identity", "me"])
+            .unwrap();
+        assert_eq!(f.identity(), "me");
+    }
+
+    #[test]
+    fn leader_election_timings_default_to_client_go_s() {
+        let f = Flags::try_parse_from(["kontinuum-operator", "--data", "d"]).unwrap();
+        let t = f.timings();
+        assert_eq!(t.lease_duration, Duration::from_secs(15));
+        assert_eq!(t.renew_deadline, Duration::from_secs(10));
+        assert_eq!(t.retry_period, Duration::from_secs(2));
+        assert_eq!(t.check(), Ok(()));
+        let f = Flags::try_parse_from([
+            "kontinuum-operator",
+            "--data",
+            "d",
+            "--restart-in-place=false",
+        ])
+        .unwrap();
+        assert!(!f.restarts_in_place());
     }
 
     #[test]

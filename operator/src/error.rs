@@ -18,6 +18,8 @@ pub enum Error {
     Join(#[from] tokio::task::JoinError),
     #[error("{0}")]
     LeaseLost(String),
+    #[error("the store failed: {0}")]
+    StoreFailed(String),
     #[error("worker API: {0}")]
     Serve(#[from] kontinuum_server::ServeError),
     #[error("cannot bind the metrics listener {addr}: {source}")]
@@ -45,7 +47,7 @@ impl Error {
     }
 
     /// Every value [`Error::reason`] gives.
-    pub const REASONS: [&'static str; 12] = [
+    pub const REASONS: [&'static str; 13] = [
         "conflict",
         "not_found",
         "kube",
@@ -53,12 +55,32 @@ impl Error {
         "engine",
         "join",
         "lease_lost",
+        "store_failed",
         "serve",
         "metrics",
         "data",
         "invalid",
         "registry",
     ];
+
+    /// After this error, how long an operator that restarts in place
+    /// (`--restart-in-place`) waits before it starts over; None for errors
+    /// a restart would not cure (a bad flag, say), which end the process.
+    pub fn restart_delay(&self) -> Option<std::time::Duration> {
+        match self {
+            // Another replica leads now: be a candidate again at once. The
+            // store failed while running: the failing probes and statuses
+            // have had their grace (run.rs), reopen it now.
+            Error::LeaseLost(_) | Error::StoreFailed(_) => Some(std::time::Duration::ZERO),
+            // The store failed again as it opened (no room yet, an I/O
+            // error), or another process still holds it: try again now and
+            // then, as a kubelet would restart a pod.
+            Error::Engine(
+                EngineError::StoreFailed(_) | EngineError::Store(_) | EngineError::Locked { .. },
+            ) => Some(std::time::Duration::from_secs(10)),
+            _ => None,
+        }
+    }
 
     /// A short, bounded label for metrics (one of [`Error::REASONS`]).
     pub fn reason(&self) -> &'static str {
@@ -73,6 +95,7 @@ impl Error {
             } if s.code == 404 => "not_found",
             Error::Kube { .. } => "kube",
             Error::Config(_) => "config",
+            Error::StoreFailed(_) | Error::Engine(EngineError::StoreFailed(_)) => "store_failed",
             Error::Engine(_) => "engine",
             Error::Join(_) => "join",
             Error::LeaseLost(_) => "lease_lost",
@@ -96,6 +119,7 @@ mod tests {
             Error::Config(String::new()),
             Error::Engine(EngineError::StaleLease),
             Error::LeaseLost(String::new()),
+            Error::StoreFailed(String::new()),
             Error::MetricsBind {
                 addr: ([127, 0, 0, 1], 0).into(),
                 source: io(),

@@ -5,8 +5,9 @@
 //! - [`reconcile`]: read → [`reconcile::plan::plan`] (pure) → steps (finalizer,
 //!   submit, cancel, remove, ttl).
 //! - [`status`]: the one status writer (coalescing index, rendering, Events).
-//! - [`leader`]: leader election on a Lease; [`admission`]: readiness waits
-//!   until the API server admits creates of Tasks and futures.
+//! - [`leader`]: leader election on a Lease, with a renew deadline;
+//!   [`admission`]: readiness waits until the API server admits creates of
+//!   Tasks and futures; `health`: what the probes answer.
 //! - [`bridge`]: the engine as the controllers see it; [`feed`]: its changes,
 //!   pushed to the status writer and the WorkerPool controllers.
 
@@ -23,6 +24,7 @@ pub mod pool;
 pub mod reconcile;
 mod run;
 pub mod status;
+mod store_lock;
 pub mod tokenreview;
 
 pub use config::Flags;

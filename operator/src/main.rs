@@ -28,11 +28,47 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(kontinuum_operator::run(flags)) {
+    let restarts_in_place = flags.restarts_in_place();
+    let outcome = runtime.block_on(kontinuum_operator::run(flags));
+    // Nothing of this run may go on: its tasks end with the runtime. After
+    // an error (leadership lost) without waiting for anything.
+    match &outcome {
+        Ok(()) => runtime.shutdown_timeout(std::time::Duration::from_secs(5)),
+        Err(_) => runtime.shutdown_background(),
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kontinuum-operator: {e}");
+            if restarts_in_place && let Some(delay) = e.restart_delay() {
+                restart_in_place(delay);
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// Starts over as a new process image with the same arguments and
+/// environment: every file, socket and lock of this run goes with the old
+/// image (all are opened close-on-exec), as after a crash, and the new run
+/// is a candidate for the Lease again. Returns only if that fails.
+fn restart_in_place(delay: std::time::Duration) {
+    use std::os::unix::process::CommandExt;
+    if !delay.is_zero() {
+        eprintln!("kontinuum-operator: starting over in {delay:?} (--restart-in-place)");
+        std::thread::sleep(delay);
+    } else {
+        eprintln!("kontinuum-operator: starting over as a candidate (--restart-in-place)");
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("kontinuum-operator: cannot find its own executable to start over: {e}");
+            return;
+        }
+    };
+    let error = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    eprintln!("kontinuum-operator: cannot start over: {error}");
 }

@@ -1,16 +1,22 @@
-//! Start-up and shutdown: metrics listener, Lease, store, worker API,
-//! status writer, controllers — in that order, so that nothing touches the
-//! store before this replica leads — then readiness, once the API server
-//! admits Tasks and futures.
+//! Start-up and shutdown: metrics listener, the store directory's lock,
+//! Lease, store, worker API, status writer, controllers — in that order, so
+//! that nothing touches the store before this replica leads — then
+//! readiness, once the API server admits Tasks and futures.
+//!
+//! The process leads until a signal (a clean stop: the Lease is handed
+//! back), until the Lease is lost (it stops leading at once: nothing more
+//! is served or written), or, when it restarts in place, until the store
+//! fails. main.rs decides what follows an error.
 
 use crate::bridge::Bridge;
 use crate::config::Flags;
 use crate::error::Error;
+use crate::health::{Health, Source};
 use crate::job::Job;
 use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Context};
-use crate::status::Writer;
+use crate::status::{StatusHandle, StatusMsg, Writer};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -21,201 +27,410 @@ use kube::runtime::events::Reporter;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
-/// Runs until SIGTERM/Ctrl-C (Ok) or until something fatal happens, such
-/// as losing the Lease (Err: the process should exit non-zero).
+/// How often the store's health is looked at.
+const STORE_CHECK: Duration = Duration::from_millis(500);
+/// After the store failed, how long an operator that restarts in place
+/// keeps serving its failing probes and writing the statuses that say so.
+const STOPPED_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs until SIGTERM/Ctrl-C (Ok) or until something ends its leadership
+/// (Err: see [`Error::restart_delay`]).
 pub async fn run(flags: Flags) -> Result<(), Error> {
+    flags.timings().check().map_err(Error::Config)?;
     let client = Client::try_default()
         .await
         .map_err(|e| Error::Config(format!("no usable kubeconfig or in-cluster config: {e}")))?;
     let metrics = Arc::new(Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health::default());
     let metrics_addr =
-        crate::health::serve(flags.metrics_listen, metrics.clone(), ready.clone()).await?;
+        crate::health::serve(flags.metrics_listen, metrics.clone(), health.clone()).await?;
     tracing::info!(%metrics_addr, "serving /metrics, /healthz and /readyz");
-
-    let elector = if flags.leader_elect {
-        let namespace = flags.lease_namespace(client.default_namespace());
-        let api: Api<Lease> = Api::namespaced(client.clone(), &namespace);
-        let elector = Elector::new(
-            api,
-            flags.lease_name.clone(),
-            Flags::identity(),
-            flags.lease_duration,
-            crate::leader::owner_pod(),
-        );
-        tracing::info!(lease = %format!("{namespace}/{}", flags.lease_name), identity = elector.identity(), "waiting to lead");
-        tokio::select! {
-            r = elector.acquire() => r?,
-            _ = stop_signal() => return Ok(()),
-        }
-        metrics.leader.set(1);
-        Some(Arc::new(elector))
-    } else {
-        metrics.leader.set(1);
-        None
-    };
 
     std::fs::create_dir_all(&flags.data).map_err(|source| Error::Data {
         path: flags.data.clone(),
         source,
     })?;
-    let engine = open_store(&flags.data, flags.lease_duration).await?;
-    let token = match &flags.token_file {
-        Some(path) => Some(kontinuum_server::token_from_file(path)?),
-        None => None,
+    let _store_lock = tokio::select! {
+        lock = crate::store_lock::claim(&flags.data) => lock?,
+        _ = stop_signal() => return Ok(()),
     };
-    let server = kontinuum_server::Server::bind_with(
-        engine.clone(),
-        flags.listen,
-        token,
-        Some(Arc::new(crate::tokenreview::TokenReviewer::new(
+    let identity = flags.identity();
+    let elector = flags.leader_elect.then(|| {
+        let namespace = flags.lease_namespace(client.default_namespace());
+        tracing::info!(lease = %format!("{namespace}/{}", flags.lease_name), %identity, "waiting to lead");
+        Arc::new(Elector::new(
+            Api::<Lease>::namespaced(client.clone(), &namespace),
+            flags.lease_name.clone(),
+            identity.clone(),
+            flags.timings(),
+            crate::leader::owner_pod(),
+        ))
+    });
+    // Leading starts here. What ends it is watched from now on, in a task
+    // of its own: the Lease is renewed while the store opens and the
+    // services start, however long that takes.
+    let mut lost: JoinHandle<Error> = match &elector {
+        Some(elector) => {
+            let sent = tokio::select! {
+                sent = elector.acquire() => sent,
+                _ = stop_signal() => return Ok(()),
+            };
+            let elector = elector.clone();
+            tokio::spawn(async move { elector.keep(sent).await })
+        }
+        None => tokio::spawn(watch_api_server(
             client.clone(),
-        ))),
-    )
-    .await?;
-    let roster = server.roster();
-    server.register_metrics(&metrics.registry)?;
-    let api_addr = server.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    let server_task = tokio::spawn(server.run(async move {
-        let _ = server_stop.wait_for(|s| *s).await;
-    }));
-    tracing::info!(%api_addr, store = %flags.data.display(), "worker API up");
-
-    let bridge = Bridge::new(engine.clone());
-    let reporter = Reporter {
-        controller: "kontinuum-operator".into(),
-        instance: Some(Flags::identity()),
+            flags.timings(),
+            health.clone(),
+        )),
     };
-    let (writer, status) = Writer::new(
-        client.clone(),
-        bridge.clone(),
-        flags.status_interval,
-        metrics.clone(),
-        reporter,
+    metrics.leader.set(1);
+    health.set_leading(true);
+    let leading = async {
+        let engine = open_store(&flags.data, flags.lease_duration).await?;
+        tracing::info!(store = %flags.data.display(), store_id = engine.store_id(), "store open");
+        let services =
+            Services::start(&flags, &client, &engine, &metrics, &health, &identity).await?;
+        Ok::<_, Error>((engine, services))
+    };
+    let started = tokio::select! {
+        started = leading => Some(started?),
+        e = &mut lost => return stop_leading(&metrics, &health, None, joined(e)),
+        _ = stop_signal() => None,
+    };
+    let Some((engine, services)) = started else {
+        lost.abort();
+        if let Some(e) = &elector {
+            e.release().await;
+        }
+        return Ok(());
+    };
+    let store_failed = watch_store(
+        engine.clone(),
+        services.status.clone(),
+        health.clone(),
+        flags.restarts_in_place(),
     );
-    tokio::spawn(writer.run());
-    let pool_changes = crate::feed::pool_channel();
-    crate::feed::start(
-        &engine,
-        crate::feed::Sinks {
-            status: status.clone(),
-            pools: pool_changes.clone(),
-        },
-    );
-    let task_controllers: Vec<Controller<Task>> = apis(&client, &flags.namespaces)
+    let outcome = tokio::select! {
+        _ = stop_signal() => Ok(()),
+        e = &mut lost => Err(joined(e)),
+        e = store_failed => Err(e),
+    };
+    if let Err(e) = outcome {
+        return stop_leading(&metrics, &health, Some((&engine, &services)), e);
+    }
+    metrics.leader.set(0);
+    health.set_leading(false);
+    tracing::info!("stopping");
+    lost.abort();
+    services.stop().await;
+    engine.close();
+    if let Some(e) = &elector {
+        e.release().await;
+    }
+    Ok(())
+}
+
+/// The renewal task's end as an error (it ends only with one).
+fn joined(outcome: Result<Error, tokio::task::JoinError>) -> Error {
+    outcome.unwrap_or_else(Error::Join)
+}
+
+/// Leadership ended: say so, stop serving and writing at once rather than
+/// finish anything (another replica may take the Lease soon), and hand the
+/// reason up.
+fn stop_leading(
+    metrics: &Metrics,
+    health: &Health,
+    running: Option<(&Engine, &Services)>,
+    why: Error,
+) -> Result<(), Error> {
+    metrics.leader.set(0);
+    health.set_leading(false);
+    tracing::error!("stopped leading: {why}");
+    if let Some((engine, services)) = running {
+        services.abort();
+        engine.close();
+    }
+    Err(why)
+}
+
+/// What runs while this replica leads.
+struct Services {
+    status: StatusHandle,
+    /// Controllers, the status writer and the readiness probe.
+    tasks: Vec<JoinHandle<()>>,
+    server: JoinHandle<Result<(), kontinuum_server::ServeError>>,
+    stop_server: tokio::sync::watch::Sender<bool>,
+}
+
+impl Services {
+    async fn start(
+        flags: &Flags,
+        client: &Client,
+        engine: &Engine,
+        metrics: &Arc<Metrics>,
+        health: &Arc<Health>,
+        identity: &str,
+    ) -> Result<Services, Error> {
+        let token = match &flags.token_file {
+            Some(path) => Some(kontinuum_server::token_from_file(path)?),
+            None => None,
+        };
+        let server = kontinuum_server::Server::bind_with(
+            engine.clone(),
+            flags.listen,
+            token,
+            Some(Arc::new(crate::tokenreview::TokenReviewer::new(
+                client.clone(),
+            ))),
+        )
+        .await?;
+        let roster = server.roster();
+        server.register_metrics(&metrics.registry)?;
+        let api_addr = server.local_addr()?;
+        let (stop_server, server_stop) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(serve_workers(server, server_stop, health.clone()));
+        tracing::info!(%api_addr, "worker API up");
+        let mut tasks = Vec::new();
+
+        let bridge = Bridge::new(engine.clone());
+        let reporter = Reporter {
+            controller: "kontinuum-operator".into(),
+            instance: Some(identity.to_string()),
+        };
+        let (writer, status) = Writer::new(
+            client.clone(),
+            bridge.clone(),
+            flags.status_interval,
+            metrics.clone(),
+            reporter,
+        );
+        tasks.push(tokio::spawn(writer.run()));
+        let pool_changes = crate::feed::pool_channel();
+        crate::feed::start(
+            engine,
+            crate::feed::Sinks {
+                status: status.clone(),
+                pools: pool_changes.clone(),
+            },
+        );
+        tasks.extend(start_job_controllers(
+            flags, client, bridge, &status, metrics,
+        ));
+        let settings = crate::pool::deployment::WorkerSettings {
+            image: flags.worker_image.clone().unwrap_or_else(|| {
+                format!("kontinuum.dev/kontinuum:{}", env!("CARGO_PKG_VERSION"))
+            }),
+            server: flags.worker_server.clone().unwrap_or_else(|| {
+                let host = if api_addr.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    api_addr.ip().to_string()
+                };
+                format!("http://{host}:{}", api_addr.port())
+            }),
+        };
+        let pool_ctx = Arc::new(crate::pool::PoolContext {
+            client: client.clone(),
+            engine: engine.clone(),
+            settings,
+            metrics: metrics.clone(),
+            roster,
+            memory: Default::default(),
+        });
+        let pool_controllers: Vec<Controller<WorkerPool>> = scopes(&flags.namespaces)
+            .into_iter()
+            .map(|scope| pool_controller(client, scope, crate::feed::pool_triggers(&pool_changes)))
+            .collect();
+        metrics.follow_pools(pool_controllers.iter().map(Controller::store).collect());
+        for controller in pool_controllers {
+            tasks.push(tokio::spawn(run_pool_controller(
+                controller,
+                pool_ctx.clone(),
+            )));
+        }
+        // Readiness also waits until the API server admits the resources
+        // users create (admission.rs), in the background: the Lease must be
+        // renewed meanwhile.
+        tasks.push(tokio::spawn(wait_admitted(
+            client.clone(),
+            crate::admission::probe_namespace(&flags.namespaces, client.default_namespace())
+                .to_string(),
+            health.clone(),
+        )));
+        Ok(Services {
+            status,
+            tasks,
+            server,
+            stop_server,
+        })
+    }
+
+    /// Stops everything now (leadership lost): nothing more is served or
+    /// written, whatever was under way.
+    fn abort(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.server.abort();
+    }
+
+    /// A clean stop: controllers and writer end, the worker API lets its
+    /// requests finish.
+    async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = self.stop_server.send(true);
+        if let Ok(Err(e)) = self.server.await {
+            tracing::warn!("worker API: {e}");
+        }
+    }
+}
+
+/// The worker API until asked to stop; ending before that (its listener
+/// failed) fails the probes: the process cannot serve workers.
+async fn serve_workers(
+    server: kontinuum_server::Server,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    health: Arc<Health>,
+) -> Result<(), kontinuum_server::ServeError> {
+    let mut asked = stop.clone();
+    let outcome = server
+        .run(async move {
+            let _ = asked.wait_for(|s| *s).await;
+        })
+        .await;
+    if !*stop.borrow_and_update() {
+        let why = match &outcome {
+            Ok(()) => "it stopped".to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!("the worker API ended while leading: {why}");
+        health.report(
+            Source::WorkerApi,
+            Some(format!("the worker API ended: {why}")),
+        );
+    }
+    outcome
+}
+
+fn start_job_controllers(
+    flags: &Flags,
+    client: &Client,
+    bridge: Bridge,
+    status: &StatusHandle,
+    metrics: &Arc<Metrics>,
+) -> Vec<JoinHandle<()>> {
+    let tasks: Vec<Controller<Task>> = apis(client, &flags.namespaces)
         .into_iter()
         .map(job_controller)
         .collect();
-    let future_controllers: Vec<Controller<HierarchicalFuture>> = apis(&client, &flags.namespaces)
+    let futures: Vec<Controller<HierarchicalFuture>> = apis(client, &flags.namespaces)
         .into_iter()
         .map(job_controller)
         .collect();
     let ctx = Arc::new(Context {
         client: client.clone(),
         bridge,
-        status,
+        status: status.clone(),
         metrics: metrics.clone(),
-        tasks: task_controllers.iter().map(Controller::store).collect(),
-        futures: future_controllers.iter().map(Controller::store).collect(),
+        tasks: tasks.iter().map(Controller::store).collect(),
+        futures: futures.iter().map(Controller::store).collect(),
     });
-    let mut controllers = Vec::new();
-    for controller in task_controllers {
-        controllers.push(tokio::spawn(run_controller(controller, ctx.clone())));
-    }
-    for controller in future_controllers {
-        controllers.push(tokio::spawn(run_controller(controller, ctx.clone())));
-    }
-    let settings = crate::pool::deployment::WorkerSettings {
-        image: flags
-            .worker_image
-            .clone()
-            .unwrap_or_else(|| format!("kontinuum.dev/kontinuum:{}", env!("CARGO_PKG_VERSION"))),
-        server: flags.worker_server.clone().unwrap_or_else(|| {
-            let host = if api_addr.ip().is_unspecified() {
-                "127.0.0.1".to_string()
-            } else {
-                api_addr.ip().to_string()
-            };
-            format!("http://{host}:{}", api_addr.port())
-        }),
-    };
-    let pool_ctx = Arc::new(crate::pool::PoolContext {
-        client: client.clone(),
-        engine: engine.clone(),
-        settings,
-        metrics: metrics.clone(),
-        roster,
-        memory: Default::default(),
-    });
-    let pool_controllers: Vec<Controller<WorkerPool>> = scopes(&flags.namespaces)
+    let mut handles: Vec<JoinHandle<()>> = tasks
         .into_iter()
-        .map(|scope| pool_controller(&client, scope, crate::feed::pool_triggers(&pool_changes)))
+        .map(|c| tokio::spawn(run_controller(c, ctx.clone())))
         .collect();
-    metrics.follow_pools(pool_controllers.iter().map(Controller::store).collect());
-    for controller in pool_controllers {
-        controllers.push(tokio::spawn(run_pool_controller(
-            controller,
-            pool_ctx.clone(),
-        )));
-    }
-    // Everything runs. Readiness also waits until the API server admits the
-    // resources users create (admission.rs), in the background: the Lease
-    // must be renewed meanwhile.
-    let probe = {
-        let (client, ready) = (client.clone(), ready.clone());
-        let namespace =
-            crate::admission::probe_namespace(&flags.namespaces, client.default_namespace())
-                .to_string();
-        tokio::spawn(async move {
-            let outcomes = crate::admission::wait_admitted(
-                |kind| crate::admission::dry_run_create(&client, &namespace, kind),
-                crate::admission::LIMIT,
-                Duration::from_millis(500),
-            )
-            .await;
-            crate::admission::report(&namespace, &outcomes);
-            ready.store(true, Ordering::Relaxed);
-            tracing::info!("ready");
-        })
-    };
+    handles.extend(
+        futures
+            .into_iter()
+            .map(|c| tokio::spawn(run_controller(c, ctx.clone()))),
+    );
+    handles
+}
 
-    let lost = async {
-        match &elector {
-            Some(e) => e.keep().await,
-            None => std::future::pending().await,
+async fn wait_admitted(client: Client, namespace: String, health: Arc<Health>) {
+    let outcomes = crate::admission::wait_admitted(
+        |kind| crate::admission::dry_run_create(&client, &namespace, kind),
+        crate::admission::LIMIT,
+        Duration::from_millis(500),
+    )
+    .await;
+    crate::admission::report(&namespace, &outcomes);
+    health.set_admitted();
+    tracing::info!("ready");
+}
+
+/// Watches the store. When a write fails (a full disk), the probes fail
+/// with the reason and every status that is not final says the engine
+/// stopped. An operator that restarts in place then ends (Err) after
+/// [`STOPPED_GRACE`]; otherwise this never returns, and the liveness probe
+/// has the kubelet restart the container.
+async fn watch_store(
+    engine: Engine,
+    status: StatusHandle,
+    health: Arc<Health>,
+    restarts_in_place: bool,
+) -> Error {
+    let reason = loop {
+        tokio::time::sleep(STORE_CHECK).await;
+        if let Some(reason) = engine.failure() {
+            break reason;
         }
     };
-    let outcome = tokio::select! {
-        _ = stop_signal() => Ok(()),
-        e = lost => Err(e),
-    };
-    probe.abort();
-    let _ = probe.await; // so that it cannot report ready after this
-    ready.store(false, Ordering::Relaxed);
-    if outcome.is_err() {
-        // Another replica may already be opening the store: stop serving at
-        // once rather than finish anything.
-        engine.close();
-        return outcome;
+    tracing::error!("the store failed: {reason}; the probes fail until the operator restarts");
+    health.report(Source::Store, Some(format!("the store failed: {reason}")));
+    status
+        .send(StatusMsg::EngineStopped {
+            reason: reason.clone(),
+        })
+        .await;
+    if !restarts_in_place {
+        std::future::pending::<()>().await;
     }
-    tracing::info!("stopping");
-    for c in &controllers {
-        c.abort();
+    tokio::time::sleep(STOPPED_GRACE).await;
+    Error::StoreFailed(reason)
+}
+
+/// Without leader election nothing else talks to the API server on a
+/// timer: ask its version every retry period, and fail the probes while it
+/// has not answered for the renew deadline. Never returns.
+async fn watch_api_server(
+    client: Client,
+    timings: crate::leader::Timings,
+    health: Arc<Health>,
+) -> Error {
+    let mut last_ok = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(timings.retry_period).await;
+        let asked = tokio::time::Instant::now();
+        match tokio::time::timeout(timings.renew_deadline, client.apiserver_version()).await {
+            Ok(Ok(_)) => {
+                last_ok = asked;
+                health.report(Source::ApiServer, None);
+            }
+            Ok(Err(e)) if last_ok.elapsed() >= timings.renew_deadline => health.report(
+                Source::ApiServer,
+                Some(format!(
+                    "the API server has not answered for {:?}: {e}",
+                    last_ok.elapsed()
+                )),
+            ),
+            Err(_) if last_ok.elapsed() >= timings.renew_deadline => health.report(
+                Source::ApiServer,
+                Some(format!(
+                    "the API server has not answered for {:?}",
+                    last_ok.elapsed()
+                )),
+            ),
+            _ => {}
+        }
     }
-    let _ = stop_tx.send(true);
-    engine.close();
-    if let Ok(Err(e)) = server_task.await {
-        tracing::warn!("worker API: {e}");
-    }
-    if let Some(e) = &elector {
-        e.release().await;
-    }
-    Ok(())
 }
 
 /// Opens the store. A predecessor in another pod on the same volume (a

@@ -146,30 +146,50 @@ impl EngineCollector {
         };
         let now = Instant::now();
         let registered = api.workers.lock();
-        let fresh: Vec<(&str, &str)> = registered
+        let fresh: Vec<Connected<'_>> = registered
             .iter()
             .filter(|(_, w)| now.duration_since(w.last_seen) < CONNECTED_WITHIN)
-            .map(|(name, w)| (name.as_str(), w.pool.as_str()))
+            .map(|(name, w)| Connected {
+                name,
+                namespace: w.namespace.as_deref(),
+                pool: &w.pool,
+            })
             .collect();
         figures
             .pools
             .iter()
             .map(|p| {
-                // A worker given the shared token serves its pool in every
-                // namespace; "*" serves every pool.
-                let mut names: BTreeSet<&str> = fresh
-                    .iter()
-                    .filter(|(_, pool)| *pool == p.pool || *pool == "*")
-                    .map(|(name, _)| *name)
-                    .collect();
-                names.extend(p.workers.iter().map(String::as_str));
+                let serving = serving(&fresh, &p.namespace, &p.pool, &p.workers);
                 gauge(
                     &[("namespace", &p.namespace), ("pool", &p.pool)],
-                    names.len() as f64,
+                    serving as f64,
                 )
             })
             .collect()
     }
+}
+
+/// A worker that registered lately.
+struct Connected<'a> {
+    name: &'a str,
+    /// The namespace its token confines it to (None: the shared token).
+    namespace: Option<&'a str>,
+    pool: &'a str,
+}
+
+/// The workers serving `pool` in `namespace`: those registered for it (a
+/// worker confined to another namespace does not serve it; one with the
+/// shared token serves its pool in every namespace; `*` serves every pool),
+/// and those holding its leases.
+fn serving(connected: &[Connected<'_>], namespace: &str, pool: &str, leasing: &[String]) -> usize {
+    let mut names: BTreeSet<&str> = connected
+        .iter()
+        .filter(|w| w.pool == pool || w.pool == "*")
+        .filter(|w| w.namespace.is_none_or(|ns| ns == namespace))
+        .map(|w| w.name)
+        .collect();
+    names.extend(leasing.iter().map(String::as_str));
+    names.len()
 }
 
 impl Collector for EngineCollector {
@@ -319,4 +339,40 @@ fn histogram(pairs: &[(&str, &str)], h: &Histogram) -> proto::Metric {
     let mut m = proto::Metric::from_label(labels(pairs));
     m.set_histogram(p);
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Connected, serving};
+
+    #[test]
+    fn workers_count_in_the_namespace_they_serve_only() {
+        let connected = [
+            Connected {
+                name: "a-1",
+                namespace: Some("default"),
+                pool: "default",
+            },
+            Connected {
+                name: "a-2",
+                namespace: Some("default"),
+                pool: "default",
+            },
+            Connected {
+                name: "shared",
+                namespace: None,
+                pool: "default",
+            },
+            Connected {
+                name: "any",
+                namespace: Some("kontinuum"),
+                pool: "*",
+            },
+        ];
+        assert_eq!(serving(&connected, "default", "default", &[]), 3);
+        assert_eq!(serving(&connected, "kontinuum", "default", &[]), 2);
+        assert_eq!(serving(&connected, "other", "default", &[]), 1);
+        let leasing = ["a-1".to_string(), "gone".to_string()];
+        assert_eq!(serving(&connected, "default", "default", &leasing), 4);
+    }
 }

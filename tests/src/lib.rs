@@ -12,6 +12,7 @@ pub mod helm;
 pub mod kubelet;
 pub mod metrics;
 pub mod procs;
+pub mod proxy;
 
 use std::future::Future;
 use std::io::Write;
@@ -382,6 +383,31 @@ pub fn image_archive() -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Imports the image archive into the real node's containerd
+/// (tests/cluster/import-image.sh); returns the tag of
+/// `kontinuum.dev/kontinuum`.
+pub fn import_image() -> String {
+    let archive = image_archive();
+    let out = Command::new(repo_root().join("tests/cluster/import-image.sh"))
+        .arg(&archive)
+        .output()
+        .expect("run tests/cluster/import-image.sh");
+    assert!(
+        out.status.success(),
+        "importing {} failed:\n{}",
+        archive.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = String::from_utf8_lossy(&out.stdout).into_owned();
+    let name = names
+        .lines()
+        .find(|n| n.starts_with("kontinuum.dev/kontinuum:"))
+        .unwrap_or_else(|| panic!("the archive holds no kontinuum.dev/kontinuum image: {names}"));
+    name.rsplit_once(':')
+        .map(|(_, tag)| tag.to_owned())
+        .unwrap_or_default()
 }
 
 /// The label (value `"true"`) and the taint key (effect NoSchedule) of the

@@ -125,6 +125,26 @@ pub struct OperatorOptions {
     /// The worker API's port; None: a free one.
     pub api_port: Option<u16>,
     pub extra: Vec<String>,
+    /// Another kubeconfig than the test cluster's (a proxy's, say).
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl OperatorOptions {
+    /// An operator of its own watching `ns`: its store under `dir`, no
+    /// leader election, statuses once a second.
+    pub fn watching(dir: &Path, ns: &str) -> OperatorOptions {
+        OperatorOptions {
+            data: dir.join("store"),
+            leader_elect: false,
+            lease_name: "kontinuum-operator".into(),
+            lease_namespace: ns.into(),
+            status_interval: "1s".into(),
+            namespaces: vec![ns.into()],
+            api_port: None,
+            extra: vec![],
+            kubeconfig: None,
+        }
+    }
 }
 
 /// An operator process out of cluster, with its worker API and metrics on
@@ -156,7 +176,12 @@ impl Operator {
             .args(["--lease-namespace", &o.lease_namespace])
             .args(["--status-interval", &o.status_interval])
             .args(&o.extra)
-            .env("KUBECONFIG", crate::kubeconfig())
+            .env(
+                "KUBECONFIG",
+                o.kubeconfig
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(crate::kubeconfig())),
+            )
             .env("RUST_LOG", "info,kube_runtime=warn,kube_client=warn");
         for ns in &o.namespaces {
             cmd.args(["--namespace", ns]);
@@ -194,6 +219,13 @@ impl Operator {
     /// Whether /readyz says 200 now.
     pub fn is_ready(&self) -> bool {
         http_status(&format!("{}/readyz", self.metrics)) == Some(200)
+    }
+
+    /// What `kontinuum_leader` says now (false when nothing answers).
+    pub fn is_leading(&self) -> bool {
+        http_get(&format!("{}/metrics", self.metrics)).is_some_and(|(code, body)| {
+            code == 200 && body.lines().any(|l| l.trim() == "kontinuum_leader 1")
+        })
     }
 }
 

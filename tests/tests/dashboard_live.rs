@@ -74,14 +74,8 @@ async fn every_dashboard_query_returns_data_while_a_job_runs() {
     let ns = TestNamespace::create(&client, "dash").await;
     let dir = tempfile::tempdir().unwrap();
     let options = OperatorOptions {
-        data: dir.path().join("store"),
         leader_elect: true,
-        lease_name: "kontinuum-operator".into(),
-        lease_namespace: ns.name().into(),
-        status_interval: "1s".into(),
-        namespaces: vec![ns.name().into()],
-        api_port: None,
-        extra: vec![],
+        ..OperatorOptions::watching(dir.path(), ns.name())
     };
     let mut op = Operator::start(dir.path(), "a", &options);
     op.wait_ready(Duration::from_secs(60));

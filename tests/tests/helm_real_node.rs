@@ -17,7 +17,7 @@ use kontinuum_e2e::dashboard::{dashboard_path, empty_panels, load};
 use kontinuum_e2e::metrics::Prometheus;
 use kontinuum_e2e::procs::assert_admission_probed;
 use kontinuum_e2e::{
-    CRD_NAMES, TestNamespace, apply, client, helm, image_archive, kubeconfig, kubectl,
+    CRD_NAMES, TestNamespace, apply, client, helm, import_image, kubeconfig, kubectl,
     kubectl_result, kubectl_stdin, parse_table, real_node, real_node_placement, repo_root,
     wait_for, writes_by,
 };
@@ -31,29 +31,6 @@ const SYSTEM: &str = "kontinuum-system";
 const NAPS: u64 = 9000;
 /// The sum examples/squares.yaml computes (its header says so).
 const SQUARES_SUM: &str = "333333283333335000000";
-
-/// Imports the image into the real node's containerd; returns its tag.
-fn import_image() -> String {
-    let archive = image_archive();
-    let out = Command::new(repo_root().join("tests/cluster/import-image.sh"))
-        .arg(&archive)
-        .output()
-        .expect("run tests/cluster/import-image.sh");
-    assert!(
-        out.status.success(),
-        "importing {} failed:\n{}",
-        archive.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let names = String::from_utf8_lossy(&out.stdout).into_owned();
-    let name = names
-        .lines()
-        .find(|n| n.starts_with("kontinuum.dev/kontinuum:"))
-        .unwrap_or_else(|| panic!("the archive holds no kontinuum.dev/kontinuum image: {names}"));
-    name.rsplit_once(':')
-        .map(|(_, tag)| tag.to_owned())
-        .unwrap_or_default()
-}
 
 /// The chart's values: the local image (never pulled: there is no
 /// registry), everything on the real node, a small quick pool.

@@ -21,16 +21,7 @@ struct Setup {
 }
 
 fn options(dir: &Path, ns: &str) -> OperatorOptions {
-    OperatorOptions {
-        data: dir.join("store"),
-        leader_elect: false,
-        lease_name: "kontinuum-operator".into(),
-        lease_namespace: ns.into(),
-        status_interval: "1s".into(),
-        namespaces: vec![ns.into()],
-        api_port: None,
-        extra: vec![],
-    }
+    OperatorOptions::watching(dir, ns)
 }
 
 fn start(ns: &str) -> Setup {

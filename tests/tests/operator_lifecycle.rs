@@ -13,16 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn options(dir: &Path, ns: &str) -> OperatorOptions {
-    OperatorOptions {
-        data: dir.join("store"),
-        leader_elect: false,
-        lease_name: "kontinuum-operator".into(),
-        lease_namespace: ns.into(),
-        status_interval: "1s".into(),
-        namespaces: vec![ns.into()],
-        api_port: None,
-        extra: vec![],
-    }
+    OperatorOptions::watching(dir, ns)
 }
 
 /// A map whose items each sleep `ms`: `items` items in leaves of `shard`,
@@ -325,16 +316,24 @@ async fn a_standby_operator_takes_over_within_the_lease_duration() {
     let port = kontinuum_e2e::procs::free_port();
     // One store and one worker API address, as a Deployment's Service and
     // volume would give both replicas; a Lease of 4 s.
-    let opts = OperatorOptions {
+    // Two identities (two pods); a Lease of 4 s, renewed every second.
+    let opts = |identity: &str| OperatorOptions {
         leader_elect: true,
         lease_name: "kontinuum-e2e".into(),
         api_port: Some(port),
-        extra: vec!["--lease-duration".into(), "4s".into()],
+        extra: [
+            "--lease-duration=4s",
+            "--renew-deadline=3s",
+            "--retry-period=1s",
+            &format!("--identity={identity}"),
+        ]
+        .map(String::from)
+        .to_vec(),
         ..options(dir.path(), ns.name())
     };
-    let mut a = Operator::start(dir.path(), "a", &opts);
+    let mut a = Operator::start(dir.path(), "a", &opts("a"));
     a.wait_ready(Duration::from_secs(60));
-    let mut b = Operator::start(dir.path(), "b", &opts);
+    let mut b = Operator::start(dir.path(), "b", &opts("b"));
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(a.is_ready() && !b.is_ready(), "exactly one leads");
     assert!(b.proc.running(), "the standby waits:\n{}", b.proc.output());
@@ -350,8 +349,8 @@ async fn a_standby_operator_takes_over_within_the_lease_duration() {
     let killed = Instant::now();
     while !b.is_ready() {
         assert!(
-            killed.elapsed() < Duration::from_secs(4 + 3),
-            "the standby did not lead within the lease duration (4 s, plus 3 s to open):\n{}",
+            killed.elapsed() < Duration::from_secs(4 + 1 + 3),
+            "the standby did not lead within the lease duration and a retry period (4 s + 1 s, plus 3 s to open):\n{}",
             b.proc.output()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

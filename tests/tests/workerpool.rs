@@ -14,16 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn options(dir: &Path, ns: &str) -> OperatorOptions {
-    OperatorOptions {
-        data: dir.join("store"),
-        leader_elect: false,
-        lease_name: "kontinuum-operator".into(),
-        lease_namespace: ns.into(),
-        status_interval: "1s".into(),
-        namespaces: vec![ns.into()],
-        api_port: None,
-        extra: vec![],
-    }
+    OperatorOptions::watching(dir, ns)
 }
 
 /// A test namespace, an operator watching it, and the kubelet stand-in for

@@ -190,9 +190,10 @@ impl State {
 
     /// onSuccess or onFailure as a new Task in the same namespace and pool.
     /// A named object's continuation is the object `NAME.on-success` (or
-    /// `.on-failure`); when that name is taken (an earlier run's
-    /// continuation, left behind when its object was removed), it runs
-    /// unnamed and the status names it by its root id.
+    /// `.on-failure`); removing the object removes it (objects.rs). A
+    /// finished record of that name from an earlier run gives way; only a
+    /// running one keeps the name, and then this one runs unnamed and the
+    /// status names it by its root id.
     fn start_continuation(
         &mut self,
         tx: &mut Tx,
@@ -227,10 +228,17 @@ impl State {
         }
         let mut object = root.object.as_ref().map(|o| continuation_id(o, suffix));
         if let Some(taken) = &object
-            && store.object(taken)?.is_some()
+            && let Some(earlier) = store.object(taken)?
         {
-            tracing::warn!(object = %taken, "continuation runs unnamed: the name is taken");
-            object = None;
+            // An earlier run's continuation, left by a version that did not
+            // remove it with its object. A finished one gives way (this
+            // run's takes its name); a running one keeps it.
+            if earlier.root.state == RootState::Active {
+                tracing::warn!(object = %taken, "continuation runs unnamed: an earlier run's continuation of this name is still running");
+                object = None;
+            } else {
+                tx.writes.del_object(store, taken, earlier.root.id)?;
+            }
         }
         let id = self.alloc_id(tx);
         let mut cont = Root::new_task(

@@ -101,10 +101,8 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
         parent: parent.clone(),
         owned_by_parent,
         held: held.clone(),
-        rejected_ms: held
-            .is_none()
-            .then(|| rejected_at(current.as_ref()))
-            .flatten(),
+        recorded: recorded(current.as_ref(), obj.annotations(), ctx.bridge.store_id()),
+        store_id: ctx.bridge.store_id().to_string(),
         ttl,
         now_ms: now_ms(),
     };
@@ -134,6 +132,25 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
                 {
                     action = next;
                 }
+            }
+            Step::Orphan { previous } => {
+                let message = crate::status::render::store_replaced_message(
+                    K::KIND.short(),
+                    &name,
+                    &previous,
+                    ctx.bridge.store_id(),
+                );
+                tracing::warn!(object = %key, "not run again: {message}");
+                let note = Note::StoreReplaced {
+                    message,
+                    at: rfc3339_ms(now_ms()),
+                };
+                ctx.status
+                    .send(StatusMsg::Note {
+                        key: key.clone(),
+                        note: Some(note),
+                    })
+                    .await;
             }
             Step::DropStale => {
                 ctx.bridge.cancel(&key).await?;
@@ -206,7 +223,7 @@ async fn submit<K: Job>(
         Submitted::Accepted => None,
         Submitted::Invalid(message) => Some(Note::Rejected {
             message,
-            at: kontinuum_engine_rfc3339(now_ms()),
+            at: rfc3339_ms(now_ms()),
         }),
         Submitted::SpecChanged => {
             tracing::warn!(object = %key, "the spec differs from the one the engine runs; ignored");
@@ -228,7 +245,7 @@ async fn submit<K: Job>(
         }
         Submitted::ParentFinished(message) => Some(Note::ParentFinished {
             message,
-            at: kontinuum_engine_rfc3339(now_ms()),
+            at: rfc3339_ms(now_ms()),
         }),
     };
     ctx.status
@@ -253,21 +270,31 @@ async fn joining_resources(
 ) -> Result<Vec<(JobKey, String, Value)>, Error> {
     let mut candidates = Vec::new();
     let mut resources = Vec::new();
+    let mut submittable = Vec::new();
+    let store_id = ctx.bridge.store_id();
+    let may_submit = |status: Option<Value>, annotations: &std::collections::BTreeMap<_, _>| {
+        let recorded = recorded(status.as_ref(), annotations, store_id);
+        plan::unheld(&recorded, store_id) == plan::Unheld::Submit
+    };
     let in_namespace = |ns: Option<String>| ns.as_deref() == Some(key.namespace.as_str());
     for task in ctx.tasks.iter().flat_map(Store::state) {
         if in_namespace(task.namespace()) && task.spec.parent_ref.is_some() {
             candidates.push(candidate(task.as_ref()));
+            submittable.push(may_submit(task.status_value(), task.annotations()));
             resources.push(serde_json::to_value(task.as_ref()));
         }
     }
     for future in ctx.futures.iter().flat_map(Store::state) {
         if in_namespace(future.namespace()) && future.spec.parent_ref.is_some() {
             candidates.push(candidate(future.as_ref()));
+            submittable.push(may_submit(future.status_value(), future.annotations()));
             resources.push(serde_json::to_value(future.as_ref()));
         }
     }
-    for c in &mut candidates {
-        c.held = ctx.bridge.held(&c.key).await?.is_some();
+    for (c, submittable) in candidates.iter_mut().zip(&submittable) {
+        // One that must not be submitted (finished, or orphaned by a
+        // replaced store) is left to its own reconcile, as a held one is.
+        c.held = !submittable || ctx.bridge.held(&c.key).await?.is_some();
     }
     let mut out = Vec::new();
     for i in joining::joining(&key.name, &candidates) {
@@ -299,28 +326,28 @@ fn candidate<K: Job>(obj: &K) -> joining::Candidate {
     }
 }
 
-fn kontinuum_engine_rfc3339(ms: u64) -> String {
+/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
+pub(crate) fn rfc3339_ms(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
 }
 
-/// When the status says the engine refused the resource (Accepted=False).
-fn rejected_at(status: Option<&Value>) -> Option<u64> {
-    let status = status?;
-    let refused = status
-        .get("conditions")?
-        .as_array()?
-        .iter()
-        .any(|c| c["type"] == "Accepted" && c["status"] == "False");
-    if !refused {
-        return None;
+/// What a resource's status and annotations record of its past runs.
+fn recorded(
+    status: Option<&Value>,
+    annotations: &std::collections::BTreeMap<String, String>,
+    store_id: &str,
+) -> plan::Recorded {
+    let text = |field: &str| status.and_then(|s| s.get(field)).and_then(Value::as_str);
+    plan::Recorded {
+        is_final: status.is_some_and(crate::status::render::is_final),
+        finished_ms: text("finishedAt").and_then(parse_rfc3339_ms),
+        store: text("storeId").map(str::to_string),
+        rerun_asked: annotations
+            .get(crate::status::render::RERUN_ANNOTATION)
+            .is_some_and(|v| v == store_id),
     }
-    status
-        .get("finishedAt")
-        .and_then(Value::as_str)
-        .and_then(parse_rfc3339_ms)
-        .or(Some(0))
 }
 
 /// The parent future's ownerReference, once it exists.

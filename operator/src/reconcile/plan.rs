@@ -1,5 +1,12 @@
 //! What one reconcile of a Task or HierarchicalFuture does, decided from what
-//! was read. Pure; the steps are carried out in order by `reconcile::run`.
+//! was read. Pure; the steps are carried out in order by the reconciler
+//! (`reconcile::reconcile_inner`).
+//!
+//! A resource the engine does not hold is submitted only if its own status
+//! shows no run that could have had effects: a final status is never
+//! submitted again, and a status written from another store (its run was
+//! lost with that store) ends as `StoreReplaced` unless the user asks for
+//! a rerun on this store ([`Recorded::rerun_asked`]).
 
 use std::time::Duration;
 
@@ -13,6 +20,48 @@ pub struct Held {
     pub finished_ms: Option<u64>,
 }
 
+/// What the resource's own status (and annotations) record of its past.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The status is final (Succeeded, Failed, Cancelled, Merged).
+    pub is_final: bool,
+    /// When it became final (`finishedAt`), if it says.
+    pub finished_ms: Option<u64>,
+    /// `status.storeId`: the store whose run the status shows.
+    pub store: Option<String>,
+    /// The `kontinuum.dev/rerun` annotation names this operator's store.
+    pub rerun_asked: bool,
+}
+
+/// Whether a resource the engine does not hold may be submitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unheld {
+    /// Never ran anywhere we know of (or the user asked for a rerun).
+    Submit,
+    /// Its status is final: never run again; it finished at this time.
+    Finished(Option<u64>),
+    /// Its run was lost with the store its status names.
+    Orphaned { previous: String },
+}
+
+/// The decision for a resource the engine does not hold, in the store
+/// `store_id`.
+pub fn unheld(recorded: &Recorded, store_id: &str) -> Unheld {
+    let from_here = recorded.store.as_deref().is_none_or(|s| s == store_id);
+    if recorded.rerun_asked && !from_here {
+        return Unheld::Submit;
+    }
+    if recorded.is_final {
+        return Unheld::Finished(recorded.finished_ms);
+    }
+    match &recorded.store {
+        Some(previous) if !from_here => Unheld::Orphaned {
+            previous: previous.clone(),
+        },
+        _ => Unheld::Submit,
+    }
+}
+
 /// What was read about the resource.
 #[derive(Clone, Debug)]
 pub struct Observed {
@@ -23,9 +72,10 @@ pub struct Observed {
     pub parent: Option<String>,
     pub owned_by_parent: bool,
     pub held: Option<Held>,
-    /// A rejection (invalid spec, finished parent) recorded in the status:
-    /// its time, when the engine never got the object.
-    pub rejected_ms: Option<u64>,
+    /// What its status records (read when the engine does not hold it).
+    pub recorded: Recorded,
+    /// This operator's store.
+    pub store_id: String,
     pub ttl: Option<Duration>,
     pub now_ms: u64,
 }
@@ -38,6 +88,9 @@ pub enum Step {
     OwnByParent,
     /// Hand the resource to the engine.
     Submit,
+    /// Its run was lost with the store its status names (`previous`): end
+    /// it `StoreReplaced` instead of running it again unasked.
+    Orphan { previous: String },
     /// The engine holds an object of the same name for another uid (the
     /// resource was deleted without the operator and created again):
     /// cancel and remove that one first.
@@ -76,11 +129,19 @@ pub fn plan(o: &Observed) -> Vec<Step> {
         steps.push(Step::OwnByParent);
     }
     let finished_ms = match &o.held {
-        None if o.rejected_ms.is_some() => o.rejected_ms,
-        None => {
-            steps.push(Step::Submit);
-            None
-        }
+        None => match unheld(&o.recorded, &o.store_id) {
+            Unheld::Submit => {
+                steps.push(Step::Submit);
+                None
+            }
+            // A rejection (invalid spec, finished parent) counts too: its
+            // ttl runs from the rejection.
+            Unheld::Finished(at) => Some(at.unwrap_or(0)),
+            Unheld::Orphaned { previous } => {
+                steps.push(Step::Orphan { previous });
+                None
+            }
+        },
         Some(h) if !mine(h) => {
             steps.push(Step::DropStale);
             steps.push(Step::Submit);
@@ -113,7 +174,8 @@ mod tests {
             parent: None,
             owned_by_parent: false,
             held: None,
-            rejected_ms: None,
+            recorded: Recorded::default(),
+            store_id: "st-here".into(),
             ttl: None,
             now_ms: 10_000,
         }
@@ -211,11 +273,84 @@ mod tests {
     #[test]
     fn a_rejected_resource_is_not_resubmitted_and_its_ttl_counts_from_the_rejection() {
         let o = Observed {
-            rejected_ms: Some(9_000),
+            recorded: Recorded {
+                is_final: true,
+                finished_ms: Some(9_000),
+                store: Some("st-here".into()),
+                rerun_asked: false,
+            },
             ttl: Some(Duration::from_secs(1)),
             ..observed()
         };
         assert_eq!(plan(&o), [Step::Delete]);
+    }
+
+    fn recorded(is_final: bool, store: Option<&str>, rerun_asked: bool) -> Recorded {
+        Recorded {
+            is_final,
+            finished_ms: is_final.then_some(5_000),
+            store: store.map(str::to_string),
+            rerun_asked,
+        }
+    }
+
+    #[test]
+    fn a_finished_status_is_never_submitted_again_whatever_store_wrote_it() {
+        for store in [None, Some("st-here"), Some("st-gone")] {
+            let o = Observed {
+                recorded: recorded(true, store, false),
+                ..observed()
+            };
+            assert!(plan(&o).is_empty(), "store {store:?}: {:?}", plan(&o));
+        }
+    }
+
+    #[test]
+    fn an_unfinished_run_of_another_store_is_orphaned_not_run_again() {
+        let o = Observed {
+            recorded: recorded(false, Some("st-gone"), false),
+            ..observed()
+        };
+        assert_eq!(
+            plan(&o),
+            [Step::Orphan {
+                previous: "st-gone".into()
+            }]
+        );
+        // Its ttl does not run: it has not finished.
+        let with_ttl = Observed {
+            ttl: Some(Duration::from_secs(1)),
+            ..o
+        };
+        assert_eq!(plan(&with_ttl).len(), 1);
+    }
+
+    #[test]
+    fn a_rerun_on_this_store_is_submitted_once_asked_for() {
+        for is_final in [false, true] {
+            let o = Observed {
+                recorded: recorded(is_final, Some("st-gone"), true),
+                ..observed()
+            };
+            assert_eq!(plan(&o), [Step::Submit], "final: {is_final}");
+        }
+        // The annotation does not re-run what this store itself finished.
+        let here = Observed {
+            recorded: recorded(true, Some("st-here"), true),
+            ..observed()
+        };
+        assert!(plan(&here).is_empty());
+    }
+
+    #[test]
+    fn a_status_of_this_store_or_none_is_submitted_when_not_held() {
+        for store in [None, Some("st-here")] {
+            let o = Observed {
+                recorded: recorded(false, store, false),
+                ..observed()
+            };
+            assert_eq!(plan(&o), [Step::Submit], "store {store:?}");
+        }
     }
 
     #[test]

@@ -31,12 +31,42 @@ fn attempts(status: Option<&Value>) -> u64 {
         .unwrap_or(0)
 }
 
+/// A task's error, or a future's first failures (path: message), at most
+/// three of them.
 fn error_message(status: &Value) -> String {
-    status
-        .pointer("/error/message")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_default()
+    if let Some(message) = status.pointer("/error/message").and_then(Value::as_str) {
+        return message.to_string();
+    }
+    let failures = status.get("failures").and_then(Value::as_array);
+    let shown: Vec<String> = failures
+        .into_iter()
+        .flatten()
+        .take(3)
+        .map(|f| {
+            format!(
+                "{}: {}",
+                f["path"].as_str().unwrap_or("/"),
+                f["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let more = failures.map_or(0, Vec::len).saturating_sub(shown.len());
+    let mut text = shown.join("; ");
+    if more > 0 {
+        text.push_str(&format!("; and {more} more"));
+    }
+    text
+}
+
+/// The Warning a running object gets when the engine's store fails.
+pub fn engine_stopped(reason: &str) -> EventSpec {
+    EventSpec {
+        warning: true,
+        reason: "EngineStopped",
+        note: format!(
+            "the operator's store failed: {reason}; nothing moves until the operator restarts"
+        ),
+    }
 }
 
 pub fn between(before: Option<&Value>, after: &Value) -> Vec<EventSpec> {
@@ -140,6 +170,24 @@ mod tests {
     fn a_restart_that_finds_the_status_written_repeats_nothing() {
         let s = json!({"phase": "Succeeded", "attempts": 1, "startedAt": "t"});
         assert!(reasons(Some(s.clone()), s).is_empty());
+    }
+
+    #[test]
+    fn a_failed_future_says_which_nodes_failed_and_why() {
+        let r = json!({"phase": "Running", "startedAt": "t"});
+        let failed = json!({"phase": "Failed", "startedAt": "t", "failures": [
+            {"path": "/0/3", "message": "boom"},
+            {"path": "/1", "message": "bang"},
+            {"path": "/2", "message": "c"},
+            {"path": "/4", "message": "d"},
+        ]});
+        let events = between(Some(&r), &failed);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, "Failed");
+        assert_eq!(
+            events[0].note, "/0/3: boom; /1: bang; /2: c; and 1 more",
+            "{events:?}"
+        );
     }
 
     #[test]

@@ -148,6 +148,20 @@ impl<K: Hash + Eq + Clone> Index<K> {
         }
     }
 
+    /// Marks every object whose status is not final yet (the engine
+    /// stopped: each needs a status saying so).
+    pub fn mark_unfinished(&mut self) {
+        let keys: Vec<K> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.written.as_ref().is_some_and(super::render::is_final))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            Self::mark(&mut self.dirty, &mut self.next_seq, key);
+        }
+    }
+
     /// The resource is gone: nothing more to write.
     pub fn forget(&mut self, key: &K) {
         self.entries.remove(key);
@@ -412,6 +426,26 @@ mod tests {
         ix.take(&"a");
         ix.forget(&"a");
         assert_eq!(ix.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_stopped_engine_marks_what_has_not_finished() {
+        let t0 = Instant::now();
+        let mut ix = Index::new(SEC);
+        for (key, phase) in [("run", "Running"), ("done", "Succeeded"), ("new", "")] {
+            ix.observe(key, "u", None, None, t0);
+            ix.take(&key);
+            if !phase.is_empty() {
+                ix.wrote(&key, "u", json!({ "phase": phase }), t0);
+            } else {
+                ix.unchanged(&key);
+            }
+        }
+        assert!(ix.due(t0 + SEC, 10).iter().all(|k| *k == "new"));
+        ix.mark_unfinished();
+        let mut due = ix.due(t0 + SEC, 10);
+        due.sort();
+        assert_eq!(due, ["new", "run"]);
     }
 
     #[test]

@@ -19,10 +19,32 @@ pub enum Note {
     WaitingForParent { message: String },
     /// `spec.parentRef` names a future that already finished.
     ParentFinished { message: String, at: String },
+    /// Its status names another store, which held its run: the work went
+    /// with that store and is not run again unless asked.
+    StoreReplaced { message: String, at: String },
 }
 
-/// The status of an object the engine holds.
-pub fn from_engine(status: ObjectStatus, generation: Option<i64>) -> Value {
+/// Condition reason of a run lost with a replaced store.
+pub const STORE_REPLACED: &str = "StoreReplaced";
+/// Condition reason while the engine's store has failed.
+pub const ENGINE_STOPPED: &str = "EngineStopped";
+/// Annotation asking for a run lost with a replaced store to run again:
+/// its value must be the id of the store that is to run it.
+pub const RERUN_ANNOTATION: &str = "kontinuum.dev/rerun";
+
+/// What a resource's status says of a run lost with the store `previous`,
+/// and how to run it again on the store `current`.
+pub fn store_replaced_message(kind: &str, name: &str, previous: &str, current: &str) -> String {
+    format!(
+        "its run was held by store {previous}, which this operator does not have (its store is \
+         {current}): the work was lost with that store, and is not run again on its own because \
+         it may have run in part. To run it again, delete and re-create it, or `kubectl annotate \
+         {kind}/{name} {RERUN_ANNOTATION}={current}`"
+    )
+}
+
+/// The status of an object the engine holds, in the store `store_id`.
+pub fn from_engine(status: ObjectStatus, generation: Option<i64>, store_id: &str) -> Value {
     let mut value = match status {
         ObjectStatus::Task(s) => serde_json::to_value(s),
         ObjectStatus::Future(s) => serde_json::to_value(s),
@@ -40,17 +62,20 @@ pub fn from_engine(status: ObjectStatus, generation: Option<i64>) -> Value {
         observed_generation: None,
     };
     push_condition(obj, accepted);
-    finish(obj, generation);
+    finish(obj, generation, store_id);
     value
 }
 
 /// The status of an object the engine does not hold.
-pub fn from_note(note: &Note, is_future: bool, generation: Option<i64>) -> Value {
+pub fn from_note(note: &Note, is_future: bool, generation: Option<i64>, store_id: &str) -> Value {
     let mut obj = Map::new();
     match note {
-        Note::Rejected { message, at } | Note::ParentFinished { message, at } => {
+        Note::Rejected { message, at }
+        | Note::ParentFinished { message, at }
+        | Note::StoreReplaced { message, at } => {
             let reason = match note {
                 Note::Rejected { .. } => "InvalidSpec",
+                Note::StoreReplaced { .. } => STORE_REPLACED,
                 _ => "ParentFinished",
             };
             obj.insert("phase".into(), json!("Failed"));
@@ -96,8 +121,42 @@ pub fn from_note(note: &Note, is_future: bool, generation: Option<i64>) -> Value
             );
         }
     }
-    finish(&mut obj, generation);
+    finish(&mut obj, generation, store_id);
     Value::Object(obj)
+}
+
+/// The last status written, marked as stopped: the engine's store failed
+/// (`reason`), so nothing moves until the operator is restarted. None for
+/// a final status, which the failure does not touch, or one marked so.
+pub fn engine_stopped(written: &Value, reason: &str, at: &str) -> Option<Value> {
+    if is_final(written) {
+        return None;
+    }
+    let mut obj = written.as_object()?.clone();
+    let conditions = obj.get("conditions").and_then(Value::as_array);
+    if conditions.is_some_and(|cs| cs.iter().any(|c| c["reason"] == ENGINE_STOPPED)) {
+        return None;
+    }
+    if let Some(Value::Array(cs)) = obj.get_mut("conditions") {
+        cs.retain(|c| c["type"] != "Ready");
+    }
+    let mut message = format!(
+        "the operator's store failed ({reason}); nothing moves until the operator restarts \
+         (its liveness probe fails, so the kubelet restarts it); what was acknowledged is kept"
+    );
+    truncate(&mut message, MESSAGE_LIMIT);
+    push_condition(
+        &mut obj,
+        Condition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: ENGINE_STOPPED.into(),
+            message,
+            last_transition_time: Some(at.to_string()),
+            observed_generation: None,
+        },
+    );
+    Some(Value::Object(obj))
 }
 
 /// True when the status is an outcome that will not change again.
@@ -117,8 +176,10 @@ fn push_condition(obj: &mut Map<String, Value>, condition: Condition) {
     }
 }
 
-/// observedGeneration everywhere, and every message within the limit.
-fn finish(obj: &mut Map<String, Value>, generation: Option<i64>) {
+/// The store id, observedGeneration everywhere, and every message within
+/// the limit.
+fn finish(obj: &mut Map<String, Value>, generation: Option<i64>, store_id: &str) {
+    obj.insert("storeId".into(), json!(store_id));
     if let Some(g) = generation {
         obj.insert("observedGeneration".into(), json!(g));
     }
@@ -166,6 +227,8 @@ mod tests {
     use kontinuum_api::common::ErrorInfo;
     use kontinuum_api::{FutureStatus, Phase, TaskStatus};
 
+    const STORE: &str = "st-0123456789abcdef0123456789abcdef";
+
     #[test]
     fn engine_status_gets_accepted_condition_generation_and_truncation_flag() {
         let s = TaskStatus {
@@ -179,7 +242,7 @@ mod tests {
             }],
             ..TaskStatus::default()
         };
-        let v = from_engine(ObjectStatus::Task(s), Some(3));
+        let v = from_engine(ObjectStatus::Task(s), Some(3), STORE);
         assert_eq!(v["observedGeneration"], 3);
         assert_eq!(v["resultTruncated"], true);
         assert_eq!(v["conditions"][0]["type"], "Accepted");
@@ -200,7 +263,7 @@ mod tests {
                 .collect(),
             ..FutureStatus::default()
         };
-        let v = from_engine(ObjectStatus::Future(s), None);
+        let v = from_engine(ObjectStatus::Future(s), None, STORE);
         let size = serde_json::to_string(&v).unwrap().len();
         assert!(size < 16 * 1024, "status is {size} bytes");
         let first = v["failures"][0]["message"].as_str().unwrap();
@@ -214,7 +277,7 @@ mod tests {
             }),
             ..TaskStatus::default()
         };
-        let v = from_engine(ObjectStatus::Task(t), None);
+        let v = from_engine(ObjectStatus::Task(t), None, STORE);
         assert!(v["error"]["message"].as_str().unwrap().len() <= MESSAGE_LIMIT);
     }
 
@@ -224,7 +287,7 @@ mod tests {
             message: "spec.map.shardSize: must be at least 1".into(),
             at: "2026-11-29T00:00:00.000Z".into(),
         };
-        let v = from_note(&note, true, Some(1));
+        let v = from_note(&note, true, Some(1), STORE);
         assert_eq!(v["phase"], "Failed");
         assert_eq!(v["conditions"][0]["type"], "Failed");
         let accepted = v["conditions"]
@@ -272,6 +335,10 @@ mod tests {
             Note::WaitingForParent {
                 message: "m".into(),
             },
+            Note::StoreReplaced {
+                message: "m".into(),
+                at: "2026-11-29T00:00:00.000Z".into(),
+            },
         ];
         let kinds = [
             (false, declared(kontinuum_api::Task::crd())),
@@ -279,7 +346,7 @@ mod tests {
         ];
         for (is_future, fields) in &kinds {
             for note in &notes {
-                let v = from_note(note, *is_future, Some(1));
+                let v = from_note(note, *is_future, Some(1), STORE);
                 for key in v.as_object().unwrap().keys() {
                     assert!(
                         fields.contains(key),
@@ -294,6 +361,7 @@ mod tests {
                 ..TaskStatus::default()
             }),
             Some(1),
+            STORE,
         );
         for key in t.as_object().unwrap().keys() {
             assert!(kinds[0].1.contains(key), "{key}");
@@ -308,8 +376,87 @@ mod tests {
             },
             false,
             None,
+            STORE,
         );
         assert_eq!(v["phase"], "Pending");
         assert!(!is_final(&v));
+    }
+
+    #[test]
+    fn every_status_names_its_store() {
+        let v = from_engine(ObjectStatus::Task(TaskStatus::default()), None, STORE);
+        assert_eq!(v["storeId"], STORE);
+        let waiting = Note::WaitingForParent {
+            message: "m".into(),
+        };
+        assert_eq!(from_note(&waiting, true, None, STORE)["storeId"], STORE);
+    }
+
+    #[test]
+    fn a_run_lost_with_its_store_is_failed_and_says_how_to_run_it_again() {
+        let message = store_replaced_message("task", "sum", "st-old", "st-new");
+        assert!(message.contains("kontinuum.dev/rerun=st-new"), "{message}");
+        assert!(message.contains("delete and re-create"), "{message}");
+        let note = Note::StoreReplaced {
+            message,
+            at: "2026-12-07T00:00:00.000Z".into(),
+        };
+        let v = from_note(&note, false, Some(1), "st-new");
+        assert_eq!(v["phase"], "Failed");
+        assert!(is_final(&v));
+        let reasons: Vec<_> = v["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["type"].clone(), c["reason"].clone()))
+            .collect();
+        assert!(reasons.contains(&(json!("Accepted"), json!(STORE_REPLACED))));
+        assert!(reasons.contains(&(json!("Failed"), json!(STORE_REPLACED))));
+        assert!(v["error"]["message"].as_str().unwrap().contains("st-old"));
+    }
+
+    #[test]
+    fn a_stopped_engine_marks_running_statuses_once_and_leaves_final_ones() {
+        let running = from_engine(
+            ObjectStatus::Task(TaskStatus {
+                phase: Some(Phase::Running),
+                conditions: vec![Condition {
+                    type_: "Ready".into(),
+                    status: "False".into(),
+                    reason: "Running".into(),
+                    ..Condition::default()
+                }],
+                ..TaskStatus::default()
+            }),
+            Some(1),
+            STORE,
+        );
+        let at = "2026-12-07T00:00:00.000Z";
+        let stopped = engine_stopped(&running, "no space left on device", at).unwrap();
+        let ready: Vec<_> = stopped["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["type"] == "Ready")
+            .collect();
+        assert_eq!(ready.len(), 1, "{stopped}");
+        assert_eq!(ready[0]["reason"], ENGINE_STOPPED);
+        assert!(
+            ready[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no space left")
+        );
+        assert_eq!(stopped["phase"], "Running");
+        assert_eq!(engine_stopped(&stopped, "again", at), None, "marked once");
+        let done = from_engine(
+            ObjectStatus::Task(TaskStatus {
+                phase: Some(Phase::Succeeded),
+                ..TaskStatus::default()
+            }),
+            None,
+            STORE,
+        );
+        assert_eq!(engine_stopped(&done, "x", at), None);
     }
 }

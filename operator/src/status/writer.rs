@@ -9,6 +9,7 @@ use crate::job::JobKind;
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
+use kontinuum_engine::EngineError;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
@@ -38,6 +39,9 @@ pub enum StatusMsg {
     Forget { key: JobKey },
     /// The engine changed these objects.
     Changed { keys: Vec<JobKey> },
+    /// The engine's store failed (the reason): statuses that are not final
+    /// say so, as the engine cannot tell them anything any more.
+    EngineStopped { reason: String },
 }
 
 /// The reconcilers' end of the writer's channel.
@@ -79,6 +83,8 @@ struct Patcher {
     bridge: Bridge,
     metrics: Arc<Metrics>,
     interval: Duration,
+    /// Why the engine stopped, once it has.
+    stopped: Option<String>,
 }
 
 enum Outcome {
@@ -125,6 +131,7 @@ impl Writer {
                 bridge,
                 metrics: metrics.clone(),
                 interval,
+                stopped: None,
             },
             index: Index::new(interval),
             rx,
@@ -147,6 +154,12 @@ impl Writer {
             StatusMsg::Note { key, note } => self.index.set_note(&key, note),
             StatusMsg::Forget { key } => self.index.forget(&key),
             StatusMsg::Changed { keys } => keys.iter().for_each(|k| self.index.changed(k)),
+            StatusMsg::EngineStopped { reason } => {
+                if self.patcher.stopped.is_none() {
+                    self.patcher.stopped = Some(reason);
+                    self.index.mark_unfinished();
+                }
+            }
         }
     }
 
@@ -206,21 +219,45 @@ impl Writer {
 
 impl Patcher {
     async fn render_and_patch(self, key: JobKey, entry: Entry) -> Outcome {
+        let store_id = self.bridge.store_id().to_string();
+        let engine_status = match &self.stopped {
+            Some(reason) => Err(reason.clone()),
+            None => match self.bridge.status(&key).await {
+                Ok(s) => Ok(s),
+                Err(crate::error::Error::Engine(EngineError::StoreFailed(reason))) => Err(reason),
+                Err(e) => {
+                    tracing::warn!(object = %key, "reading the engine status: {e}");
+                    return Outcome::Failed { key };
+                }
+            },
+        };
         // What the engine holds wins: a note (waiting for a parent, say) is
         // stale once the object is in the engine, by whichever reconcile
         // put it there (a parent's submission takes its children along).
-        let status = match self.bridge.status(&key).await {
-            Ok(Some(s)) => render::from_engine(s, entry.generation),
+        let mut events = Vec::new();
+        let status = match engine_status {
+            Ok(Some(s)) => render::from_engine(s, entry.generation, &store_id),
             Ok(None) => match &entry.note {
-                Some(note) => {
-                    render::from_note(note, key.kind == JobKind::Future, entry.generation)
-                }
+                Some(note) => render::from_note(
+                    note,
+                    key.kind == JobKind::Future,
+                    entry.generation,
+                    &store_id,
+                ),
                 // Not submitted yet: the reconciler's next message says more.
                 None => return Outcome::Unchanged { key },
             },
-            Err(e) => {
-                tracing::warn!(object = %key, "reading the engine status: {e}");
-                return Outcome::Failed { key };
+            // The store failed: the last status, marked stopped (once).
+            Err(reason) => {
+                let at = crate::reconcile::rfc3339_ms(crate::wall_ms());
+                let written = entry.written.clone().unwrap_or_else(|| json!({}));
+                match render::engine_stopped(&written, &reason, &at) {
+                    Some(status) => {
+                        events.push(events::engine_stopped(&reason));
+                        status
+                    }
+                    None => return Outcome::Unchanged { key },
+                }
             }
         };
         if entry.written.as_ref() == Some(&status) {
@@ -260,7 +297,7 @@ impl Patcher {
                     .status_patches
                     .with_label_values(&[key.kind.short()])
                     .inc();
-                let events = events::between(entry.written.as_ref(), &status);
+                events.extend(events::between(entry.written.as_ref(), &status));
                 Outcome::Wrote {
                     key,
                     uid: entry.uid,
