@@ -17,17 +17,22 @@ struct Setup {
 
 fn config(command: Vec<String>, processes: usize) -> HandlerConfig {
     let mut config = HandlerConfig::new(command, processes);
-    config.hello_timeout = Duration::from_secs(20);
+    config.hello_timeout = Duration::from_secs(60);
     config.abandon_grace = Duration::from_millis(300);
-    config.ready_wait = Duration::from_secs(3);
+    // A loaded machine takes seconds to start python3; calls wait for it.
+    config.ready_wait = Duration::from_secs(60);
     config.restart_initial = Duration::from_millis(50);
     config.restart_max = Duration::from_millis(200);
     config
 }
 
 fn start_with(command: Vec<String>, processes: usize, dir: tempfile::TempDir) -> Setup {
+    start_configured(config(command, processes), dir)
+}
+
+fn start_configured(config: HandlerConfig, dir: tempfile::TempDir) -> Setup {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let pool = HandlerPool::start(config(command, processes));
+    let pool = HandlerPool::start(config);
     let mut registry = Registry::new();
     registry.register_sync("rust.ok", |_, _| Ok(json!("still serving")));
     registry.set_dynamic(pool.functions());
@@ -52,7 +57,7 @@ fn start(mode: &str) -> Setup {
 async fn call(ctx: &Ctx, function: &str, args: Value) -> Result<Value, FnError> {
     let map = args.as_object().cloned().unwrap();
     tokio::time::timeout(
-        Duration::from_secs(30),
+        Duration::from_secs(120),
         ctx.invoke(function, Args::new(&map)).resolve(),
     )
     .await
@@ -156,9 +161,12 @@ async fn a_handler_that_exits_at_once_fails_calls_with_its_stderr_while_rust_fun
     ]
     .map(String::from)
     .to_vec();
-    let s = start_with(command, 2, dir);
+    // Short: the call is to fail, after waiting this long for a process.
+    let mut config = config(command, 2);
+    config.ready_wait = Duration::from_secs(3);
+    let s = start_configured(config, dir);
     assert!(
-        !s.pool.wait_started(Duration::from_secs(20)).await,
+        !s.pool.wait_started(Duration::from_secs(60)).await,
         "it never says hello"
     );
     assert_eq!(
@@ -183,7 +191,7 @@ async fn a_handler_that_exits_at_once_fails_calls_with_its_stderr_while_rust_fun
 #[tokio::test]
 async fn a_call_hanging_past_its_timeout_gets_its_process_killed() {
     let s = start("hang");
-    assert!(s.pool.wait_started(Duration::from_secs(20)).await);
+    assert!(s.pool.wait_started(Duration::from_secs(60)).await);
     // The runtime drops a call at the task's timeout, as this does.
     let map = json!({"n": 1}).as_object().cloned().unwrap();
     let hung = tokio::time::timeout(
