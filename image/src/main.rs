@@ -44,6 +44,32 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Write an image of a worker built with the SDK: one static binary on
+    /// the stock image's base (CA roots, non-root user 65532), run as the
+    /// container's command.
+    Worker {
+        /// The static (musl) worker binary, e.g.
+        /// target/x86_64-unknown-linux-musl/release/kontinuum-seed-worker.
+        #[arg(long, value_name = "FILE")]
+        binary: PathBuf,
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "/etc/ssl/certs/ca-certificates.crt"
+        )]
+        ca_bundle: PathBuf,
+        /// e.g. registry.example.com/team/seed-worker
+        #[arg(long)]
+        repository: String,
+        #[arg(long)]
+        tag: String,
+        #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
+        created: i64,
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Check an archive (index → manifest → config → layers) and print its summary.
     Verify { archive: PathBuf },
     /// Check an archive and unpack its root filesystem into DIR.
@@ -71,11 +97,10 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 fn build(
-    inputs: rootfs::Inputs,
+    entries: Vec<rootfs::Entry>,
     spec: archive::Spec,
     out: &Path,
 ) -> Result<archive::Summary, Error> {
-    let entries = rootfs::entries(&inputs)?;
     let layer = rootfs::layer_tar(&entries, u64::try_from(spec.created).unwrap_or(0))?;
     // Written beside the target and renamed: a reader never sees half a file.
     let tmp = out.with_extension("tar.partial");
@@ -90,6 +115,17 @@ fn build(
         source,
     })?;
     Ok(summary)
+}
+
+fn print_summary(out: &Path, s: &archive::Summary) {
+    println!(
+        "{}",
+        json!({
+            "archive": out, "name": s.name, "manifest": s.manifest_digest,
+            "config": s.config_digest, "layer": s.layer_digest,
+            "compressedBytes": s.layer_compressed, "uncompressedBytes": s.layer_uncompressed,
+        })
+    );
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
@@ -112,15 +148,32 @@ fn run(cli: Cli) -> Result<(), Error> {
                 cmd: vec![format!("/{}/{}", rootfs::BIN_DIR, rootfs::BINARIES[0])],
                 labels,
             };
-            let s = build(rootfs::Inputs { bin_dir, ca_bundle }, spec, &out)?;
-            println!(
-                "{}",
-                json!({
-                    "archive": out, "name": s.name, "manifest": s.manifest_digest,
-                    "config": s.config_digest, "layer": s.layer_digest,
-                    "compressedBytes": s.layer_compressed, "uncompressedBytes": s.layer_uncompressed,
-                })
-            );
+            let entries = rootfs::entries(&rootfs::Inputs { bin_dir, ca_bundle })?;
+            let s = build(entries, spec, &out)?;
+            print_summary(&out, &s);
+        }
+        Command::Worker {
+            binary,
+            ca_bundle,
+            repository,
+            tag,
+            created,
+            labels,
+            out,
+        } => {
+            let name = rootfs::binary_name(&binary)?;
+            let spec = archive::Spec {
+                repository,
+                tag,
+                created,
+                user: format!("{0}:{0}", rootfs::USER_ID),
+                env: vec!["PATH=/usr/local/bin".to_owned()],
+                cmd: vec![format!("/{}/{name}", rootfs::BIN_DIR)],
+                labels,
+            };
+            let entries = rootfs::with_binaries(&ca_bundle, &[binary])?;
+            let s = build(entries, spec, &out)?;
+            print_summary(&out, &s);
         }
         Command::Verify { archive } => {
             let image = verify::read(&read(&archive)?)?;

@@ -69,6 +69,14 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
 /// Every entry of the image, parents before children, in a fixed order.
 /// Refuses a binary that is not static: the image has no libc to load.
 pub fn entries(inputs: &Inputs) -> Result<Vec<Entry>, Error> {
+    let binaries: Vec<PathBuf> = BINARIES.iter().map(|b| inputs.bin_dir.join(b)).collect();
+    with_binaries(&inputs.ca_bundle, &binaries)
+}
+
+/// The stock image's base (users, CA roots, /tmp, /data, home) with
+/// `binaries` in [`BIN_DIR`] instead of Kontinuum's three: how a worker
+/// built with the SDK becomes an image (`kontinuum-image worker`).
+pub fn with_binaries(ca_bundle: &Path, binaries: &[PathBuf]) -> Result<Vec<Entry>, Error> {
     let passwd = format!(
         "root:x:0:0:root:/root:/sbin/nologin\n\
          {USER_NAME}:x:{USER_ID}:{USER_ID}:{USER_NAME}:/home/{USER_NAME}:/sbin/nologin\n"
@@ -84,7 +92,7 @@ pub fn entries(inputs: &Inputs) -> Result<Vec<Entry>, Error> {
         Entry::file("etc/passwd", 0o644, passwd.into_bytes()),
         Entry::dir("etc/ssl", 0o755, 0),
         Entry::dir("etc/ssl/certs", 0o755, 0),
-        Entry::file(CA_BUNDLE, 0o644, read(&inputs.ca_bundle)?),
+        Entry::file(CA_BUNDLE, 0o644, read(ca_bundle)?),
         Entry::dir("home", 0o755, 0),
         Entry::dir(&home, 0o700, USER_ID),
         // Sticky and world-writable, as every program expects of /tmp.
@@ -93,13 +101,25 @@ pub fn entries(inputs: &Inputs) -> Result<Vec<Entry>, Error> {
         Entry::dir("usr/local", 0o755, 0),
         Entry::dir(BIN_DIR, 0o755, 0),
     ];
-    for name in BINARIES {
-        let path = inputs.bin_dir.join(name);
-        let bytes = read(&path)?;
-        elf::require_static(&path, &bytes)?;
+    for path in binaries {
+        let name = binary_name(path)?;
+        let bytes = read(path)?;
+        elf::require_static(path, &bytes)?;
         out.push(Entry::file(&format!("{BIN_DIR}/{name}"), 0o755, bytes));
     }
     Ok(out)
+}
+
+/// The name a binary gets in the image: its file name.
+pub fn binary_name(path: &Path) -> Result<String, Error> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.is_empty() && !n.starts_with('.'))
+        .map(str::to_owned)
+        .ok_or_else(|| Error::NotElf {
+            path: path.to_path_buf(),
+            why: "no usable file name for the image",
+        })
 }
 
 /// The layer: a POSIX tar of the entries with fixed times and numeric owners

@@ -51,6 +51,9 @@ pub struct TaskInfo {
     pub attempt: u32,
     /// The pool this worker serves ("*" = any), for error messages.
     pub pool: String,
+    /// When this attempt times out (its lease's `timeoutMs` from when it
+    /// was leased), if it has a timeout: handlers are told it.
+    pub deadline: Option<std::time::SystemTime>,
 }
 
 struct Inner {
@@ -203,7 +206,10 @@ impl Ctx {
 
     /// Calls a function of this worker by name, in this task.
     pub fn invoke(&self, function: &str, args: Args<'_>) -> Invocation {
-        match self.inner.registry.get(function) {
+        if let Some(f) = self.inner.registry.get(function) {
+            return f.invoke(self, args);
+        }
+        match self.inner.registry.resolve(function) {
             Some(f) => f.invoke(self, args),
             None => Invocation::Ready(Err(self.unknown_function(function))),
         }
@@ -216,7 +222,8 @@ impl Ctx {
             .await
     }
 
-    pub(crate) fn unknown_function(&self, function: &str) -> FnError {
+    /// The error of a call to a function no one here serves.
+    pub fn unknown_function(&self, function: &str) -> FnError {
         FnError::permanent(format!(
             "function '{function}' is not registered by the workers of pool '{}'",
             self.inner.info.pool

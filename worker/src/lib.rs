@@ -47,11 +47,13 @@
 //! ```
 
 mod args;
+pub mod cli;
 mod completions;
 mod ctx;
 mod error;
 mod execute;
 mod fold;
+pub mod handler;
 mod heartbeat;
 mod in_process;
 mod map;
@@ -70,7 +72,7 @@ pub use error::{FnError, SourceError};
 pub use execute::execute;
 pub use in_process::{InProcessWorkers, start_in_process};
 pub use metrics::WorkerMetrics;
-pub use registry::{FnResult, Function, IntKernel, Invocation, Registry, Scalar};
+pub use registry::{DynamicFunctions, FnResult, Function, IntKernel, Invocation, Registry, Scalar};
 pub use remote::{RemoteConfig, RemoteSource};
 pub use runtime::{Runtime, RuntimeConfig};
 pub use serve_remote::{ServeError, ServeOptions, init_logging, serve_registry};

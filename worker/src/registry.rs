@@ -77,6 +77,14 @@ pub trait Function: Send + Sync + 'static {
     fn int_kernel(&self, _bound: &Map<String, Value>) -> Option<IntKernel<'_>> {
         None
     }
+
+    /// How many of its calls a map leaf may have waiting at once (items
+    /// taken in order, results folded in order). 1 for ordinary functions:
+    /// a leaf is one task. A handler's function answers more, so that one
+    /// round trip to its process is not paid per item.
+    fn map_window(&self) -> usize {
+        1
+    }
 }
 
 struct SyncFn<F>(F);
@@ -130,11 +138,25 @@ where
     }
 }
 
+/// Functions whose names are known only at run time: a handler's processes
+/// announce theirs after the worker has started (worker/src/handler/).
+/// Asked only for names the registry itself does not hold.
+pub trait DynamicFunctions: Send + Sync + 'static {
+    /// The function to call for `name`, if this source may serve it.
+    fn resolve(&self, name: &str) -> Option<Arc<dyn Function>>;
+    /// The names it serves now, sorted.
+    fn names(&self) -> Vec<String>;
+    /// Changes whenever [`DynamicFunctions::names`] does, so that the
+    /// worker can tell the server its new roster.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
 /// Function names to implementations. Registering a name again replaces the
 /// earlier function (so a worker can override a `std.*` function).
 #[derive(Clone, Default)]
 pub struct Registry {
     functions: HashMap<String, Arc<dyn Function>>,
+    dynamic: Option<Arc<dyn DynamicFunctions>>,
 }
 
 impl Registry {
@@ -177,24 +199,55 @@ impl Registry {
         self
     }
 
-    /// Adds every function of `other`, replacing same-named ones.
+    /// Adds every function of `other`, replacing same-named ones (and its
+    /// dynamic source, if it has one).
     pub fn extend(&mut self, other: Registry) -> &mut Self {
         self.functions.extend(other.functions);
+        if other.dynamic.is_some() {
+            self.dynamic = other.dynamic;
+        }
         self
     }
 
+    /// Names this registry does not hold are looked up in `source` (one
+    /// per registry; a later one replaces it).
+    pub fn set_dynamic(&mut self, source: Arc<dyn DynamicFunctions>) -> &mut Self {
+        self.dynamic = Some(source);
+        self
+    }
+
+    pub fn dynamic(&self) -> Option<&Arc<dyn DynamicFunctions>> {
+        self.dynamic.as_ref()
+    }
+
+    /// A function registered under `name` (not the dynamic ones: see
+    /// [`Registry::resolve`]).
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Function>> {
         self.functions.get(name)
+    }
+
+    /// The function a call of `name` runs: a registered one, else the
+    /// dynamic source's.
+    pub fn resolve(&self, name: &str) -> Option<Arc<dyn Function>> {
+        match self.functions.get(name) {
+            Some(f) => Some(f.clone()),
+            None => self.dynamic.as_ref().and_then(|d| d.resolve(name)),
+        }
     }
 
     pub fn contains(&self, name: &str) -> bool {
         self.functions.contains_key(name)
     }
 
-    /// Registered names, sorted (what a worker tells the engine it serves).
+    /// Every name served, sorted and once each (what a worker tells the
+    /// engine it serves): registered ones and the dynamic source's now.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.functions.keys().cloned().collect();
+        if let Some(d) = &self.dynamic {
+            names.extend(d.names());
+        }
         names.sort();
+        names.dedup();
         names
     }
 }

@@ -162,6 +162,26 @@ impl RemoteSource {
         }
     }
 
+    /// Tells the server a new list of functions (a handler announced its
+    /// roster after the first registration); retried until `give_up`.
+    pub async fn register_functions(
+        &self,
+        functions: Vec<String>,
+        give_up: Instant,
+    ) -> Result<RegisterResponse, SourceError> {
+        let request = {
+            let mut held = self.registration.lock();
+            let Some(request) = held.as_mut() else {
+                return Err(SourceError::Rejected(
+                    "not registered yet: register before changing the functions".into(),
+                ));
+            };
+            request.functions = functions;
+            request.clone()
+        };
+        self.register(&request, give_up).await
+    }
+
     /// The token to send: the file's current content once [`TOKEN_REREAD`]
     /// has passed (a rotated token replaces the old one before it expires);
     /// the last good one if the file cannot be read or is empty.

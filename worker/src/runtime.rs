@@ -295,6 +295,9 @@ fn start_task<S: WorkSource>(
         node: lease.node,
         attempt: lease.attempt,
         pool: shared.config.pool.clone(),
+        deadline: lease
+            .timeout_ms
+            .map(|ms| std::time::SystemTime::now() + Duration::from_millis(ms)),
     };
     let services: Arc<dyn TaskServices> = shared.source.clone();
     let ctx = Ctx::new(info, shared.registry.clone(), services);

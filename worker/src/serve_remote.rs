@@ -97,6 +97,7 @@ pub async fn serve_registry(options: ServeOptions, registry: Registry) -> Result
         functions: registry.names(),
         concurrency: u32::try_from(options.concurrency).unwrap_or(u32::MAX),
     };
+    let request_functions = request.functions.clone();
     let registrar = source.clone();
     let mut registration = tokio::spawn(async move {
         let give_up = Instant::now() + Duration::from_secs(3600);
@@ -124,7 +125,7 @@ pub async fn serve_registry(options: ServeOptions, registry: Registry) -> Result
         runtime_config.metrics = Some(metrics);
     }
     tracing::info!(server = %options.server, pool = %options.pool, concurrency = options.concurrency, %name, "worker starting");
-    let runtime = Runtime::start(source, registry, runtime_config);
+    let runtime = Runtime::start(source.clone(), registry.clone(), runtime_config);
 
     // A server that refuses us (a wrong token, a bad pool) will refuse every
     // lease too: say so and stop instead of retrying forever.
@@ -143,7 +144,17 @@ pub async fn serve_registry(options: ServeOptions, registry: Registry) -> Result
             done = &mut registration, if registering => {
                 registering = false;
                 match done {
-                    Ok(Ok(r)) => tracing::info!(worker = %r.worker, "registered"),
+                    Ok(Ok(r)) => {
+                        tracing::info!(worker = %r.worker, "registered");
+                        if let Some(dynamic) = registry.dynamic() {
+                            tokio::spawn(register_roster_changes(
+                                source.clone(),
+                                registry.clone(),
+                                dynamic.changes(),
+                                request_functions.clone(),
+                            ));
+                        }
+                    }
                     Ok(Err(SourceError::Rejected(message))) => {
                         refused = Some(message);
                         break;
@@ -165,6 +176,36 @@ pub async fn serve_registry(options: ServeOptions, registry: Registry) -> Result
         }
         _ = terminate.recv() => Err(ServeError::SecondSignal),
         _ = interrupt.recv() => Err(ServeError::SecondSignal),
+    }
+}
+
+/// Registers again whenever the registry's dynamic functions change (a
+/// handler's processes announced a roster after the first registration),
+/// so the server's worker list and the pool's status name them.
+async fn register_roster_changes(
+    source: Arc<RemoteSource>,
+    registry: Arc<Registry>,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    mut registered: Vec<String>,
+) {
+    loop {
+        let names = registry.names();
+        if names != registered {
+            let give_up = Instant::now() + Duration::from_secs(60);
+            match source.register_functions(names.clone(), give_up).await {
+                Ok(_) => {
+                    tracing::info!(
+                        functions = names.len(),
+                        "registered the handler's functions"
+                    );
+                    registered = names;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not register the handler's functions"),
+            }
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
     }
 }
 

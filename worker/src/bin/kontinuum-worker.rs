@@ -1,136 +1,25 @@
 //! `kontinuum-worker --server URL --pool P [--concurrency N] [--token-file F]
-//! [--metrics-listen ADDR]`: the stock worker. Every flag can also come from
-//! a `KONTINUUM_*` variable, which is how a WorkerPool's Deployment
-//! configures it. Serves the `std.*` functions to a `kontinuum serve` or
-//! operator over HTTP. On SIGTERM (or Ctrl-C) it stops leasing, lets running
-//! tasks finish within `--grace`, hands back the rest and exits 0; a second
-//! signal exits at once (the server re-runs that work when leases expire).
+//! [--metrics-listen ADDR] [--handler 'CMD ARGS' [--handler-processes N]]`:
+//! the stock worker, serving the `std.*` functions (and with `--handler`
+//! the functions of a program in any language, docs/handlers.md) to a
+//! `kontinuum serve` or operator over HTTP. Every flag can also come from a
+//! `KONTINUUM_*` variable, which is how a WorkerPool's Deployment configures
+//! it. On SIGTERM (or Ctrl-C) it stops leasing, lets running tasks finish
+//! within `--grace`, hands back the rest and exits 0; a second signal exits
+//! at once (the server re-runs that work when leases expire). The command
+//! line itself is `kontinuum_worker::cli`.
 
 // mimalloc: the engine allocates many small records per task; glibc's
 // allocator took a quarter of the CPU in the no-op benchmark.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::Parser;
-use kontinuum_worker::{ServeError, ServeOptions, serve_registry, std_registry};
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "kontinuum-worker",
-    version,
-    about = "Kontinuum's stock worker: serves the std.* functions to a server"
-)]
-struct Cli {
-    /// The server: http://HOST:PORT (kontinuum serve, or the operator's Service).
-    #[arg(long, env = "KONTINUUM_SERVER", value_name = "URL")]
-    server: String,
-    /// The pool to serve ("*" = any pool).
-    #[arg(
-        long,
-        env = "KONTINUUM_POOL",
-        value_name = "POOL",
-        default_value = "default"
-    )]
-    pool: String,
-    /// Tasks run at once.
-    #[arg(long, env = "KONTINUUM_CONCURRENCY", value_name = "N", default_value_t = 8,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    concurrency: u32,
-    /// A file holding the server's bearer token.
-    #[arg(long, env = "KONTINUUM_TOKEN_FILE", value_name = "FILE")]
-    token_file: Option<PathBuf>,
-    /// This worker's name (default: HOSTNAME-PID).
-    #[arg(long, env = "KONTINUUM_WORKER_NAME", value_name = "NAME")]
-    name: Option<String>,
-    /// How long running tasks may take to finish after SIGTERM: a duration
-    /// (30s, 1m30s) or plain seconds.
-    #[arg(long, env = "KONTINUUM_GRACE", value_name = "DURATION", default_value = "10s",
-          value_parser = flag_duration)]
-    grace: Duration,
-    /// Serve Prometheus metrics on /metrics (and /healthz) at ADDR, e.g. 0.0.0.0:9091.
-    #[arg(long, env = "KONTINUUM_METRICS_LISTEN", value_name = "ADDR")]
-    metrics_listen: Option<std::net::SocketAddr>,
-}
-
-fn flag_duration(text: &str) -> Result<Duration, kontinuum_api::duration::DurationError> {
-    kontinuum_api::duration::parse_flag_duration(text)
-}
-
-/// Why the worker stopped with a failure.
-#[derive(Debug, thiserror::Error)]
-enum WorkerError {
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
-    #[error("cannot read --token-file {}: {source}", .path.display())]
-    TokenFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-}
 
 fn main() -> ExitCode {
-    kontinuum_worker::init_logging();
-    let cli = Cli::parse();
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(WorkerError::Runtime)
-        .and_then(|runtime| runtime.block_on(run(cli)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kontinuum-worker: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(cli: Cli) -> Result<(), WorkerError> {
-    let token = match &cli.token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|source| WorkerError::TokenFile {
-                    path: path.clone(),
-                    source,
-                })?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
-    let options = ServeOptions {
-        server: cli.server,
-        token,
-        token_file: cli.token_file.clone(),
-        pool: cli.pool,
-        concurrency: cli.concurrency as usize,
-        name: cli.name.unwrap_or_else(default_name),
-        grace: cli.grace,
-        metrics_listen: cli.metrics_listen,
-    };
-    Ok(serve_registry(options, std_registry()).await?)
-}
-
-/// In a pod, the pod's name (`POD_NAME`, which the operator sets): the
-/// operator counts a worker's tasks by it before a scale-down. Elsewhere
-/// host-PID, unique per process.
-fn default_name() -> String {
-    if let Ok(pod) = std::env::var("POD_NAME")
-        && !pod.trim().is_empty()
-    {
-        return pod.trim().to_string();
-    }
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".into());
-    format!("{host}-{}", std::process::id())
+    kontinuum_worker::cli::main(
+        "kontinuum-worker",
+        "Kontinuum's stock worker: serves the std.* functions (and a handler's) to a server",
+        kontinuum_worker::std_registry(),
+    )
 }

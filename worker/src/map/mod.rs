@@ -21,8 +21,11 @@ use crate::args::Args;
 use crate::ctx::Ctx;
 use crate::error::FnError;
 use crate::fold::Folder;
-use crate::registry::{Function, Invocation};
+use crate::registry::{FnResult, Function, Invocation};
 use cursor::{CHECK_EVERY, Cursor, ItemsCursor, LinesCursor, RangeCursor, checkpoint};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use kernel::run_kernel;
 use kontinuum_api::FnRef;
 use kontinuum_api::reducer::Reducer;
@@ -45,7 +48,7 @@ pub(crate) async fn run_leaf(
             function.function
         )));
     }
-    let Some(f) = ctx.registry().get(&function.function).cloned() else {
+    let Some(f) = ctx.registry().resolve(&function.function) else {
         return Err(ctx.unknown_function(&function.function));
     };
     if let (Slice::Range { start, end }, Reducer::Builtin(b)) = (&slice, &reducer)
@@ -81,6 +84,9 @@ async fn drive<C: Cursor>(
     cursor: &mut C,
     folder: &mut Folder,
 ) -> Result<(), FnError> {
+    let window = f.map_window().max(1);
+    // Calls on their way (a function with a window > 1), folded in order.
+    let mut waiting = FuturesOrdered::new();
     let mut since_check = 0u32;
     let mut last_yield = Instant::now();
     loop {
@@ -89,22 +95,49 @@ async fn drive<C: Cursor>(
         };
         let args = Args::with_one(&function.args, "item", item);
         let (value, waited) = match f.invoke(ctx, args) {
-            Invocation::Ready(r) => (r?, false),
-            Invocation::Pending(fut) => (fut.await?, true),
+            Invocation::Ready(r) => (Some(r?), false),
+            Invocation::Pending(fut) if window > 1 => {
+                waiting.push_back(fut);
+                if waiting.len() >= window {
+                    fold_next(ctx, &mut waiting, folder).await?;
+                }
+                (None, false)
+            }
+            Invocation::Pending(fut) => (Some(fut.await?), true),
         };
-        // Built-in reducers fold without an await point.
-        if folder.is_builtin() {
-            folder.add_now(value)?;
-        } else {
-            folder.add(ctx, value).await?;
+        if let Some(value) = value {
+            // Built-in reducers fold without an await point.
+            if folder.is_builtin() {
+                folder.add_now(value)?;
+            } else {
+                folder.add(ctx, value).await?;
+            }
         }
         since_check += 1;
         // After an awaited call time has passed anyway, so check at once.
         if since_check >= CHECK_EVERY || waited {
             since_check = 0;
+            // Progress and splits count whole items only.
+            while !waiting.is_empty() {
+                fold_next(ctx, &mut waiting, folder).await?;
+            }
             checkpoint(ctx, cursor, &mut last_yield).await?;
         }
     }
+    while !waiting.is_empty() {
+        fold_next(ctx, &mut waiting, folder).await?;
+    }
     ctx.progress(cursor.done());
+    Ok(())
+}
+
+async fn fold_next(
+    ctx: &Ctx,
+    waiting: &mut FuturesOrdered<BoxFuture<'static, FnResult>>,
+    folder: &mut Folder,
+) -> Result<(), FnError> {
+    if let Some(result) = waiting.next().await {
+        folder.add(ctx, result?).await?;
+    }
     Ok(())
 }

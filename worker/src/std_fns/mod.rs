@@ -3,6 +3,8 @@
 
 mod basic;
 mod exec;
+
+pub(crate) use exec::describe_exit;
 mod wordcount;
 
 use crate::error::FnError;
