@@ -16,8 +16,13 @@ use std::time::Duration;
 #[command(version)]
 struct Cli {
     /// The server: http://HOST:PORT (kontinuum serve, or the operator's Service).
-    #[arg(long, env = "KONTINUUM_SERVER", value_name = "URL")]
-    server: String,
+    #[arg(
+        long,
+        env = "KONTINUUM_SERVER",
+        value_name = "URL",
+        required_unless_present = "install_into"
+    )]
+    server: Option<String>,
     /// The pool to serve ("*" = any pool).
     #[arg(
         long,
@@ -54,6 +59,10 @@ struct Cli {
     #[arg(long, env = "KONTINUUM_HANDLER_PROCESSES", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
     handler_processes: Option<u32>,
+    /// Copy this binary into DIR (as DIR/NAME, executable) and exit: how a
+    /// WorkerPool's init container puts the worker into any image.
+    #[arg(long, value_name = "DIR", conflicts_with = "handler")]
+    install_into: Option<PathBuf>,
 }
 
 /// How long the worker waits for a handler's first hello (or first
@@ -81,6 +90,12 @@ enum WorkerError {
     Serve(#[from] ServeError),
     #[error("--handler: {0}")]
     Handler(String),
+    #[error("--install-into {}: {source}", .dir.display())]
+    Install {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs a worker binary named `name` serving `registry`: parses the command
@@ -93,6 +108,18 @@ pub fn main(name: &'static str, about: &'static str, registry: Registry) -> Exit
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if let Some(dir) = &cli.install_into {
+        return match install_into(dir, name) {
+            Ok(to) => {
+                eprintln!("{name}: installed as {}", to.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -121,7 +148,8 @@ async fn run(cli: Cli, mut registry: Registry) -> Result<(), WorkerError> {
         None => None,
     };
     let options = ServeOptions {
-        server: cli.server,
+        // clap requires it unless --install-into, handled before.
+        server: cli.server.unwrap_or_default(),
         token,
         token_file: cli.token_file.clone(),
         pool: cli.pool,
@@ -147,6 +175,23 @@ async fn run(cli: Cli, mut registry: Registry) -> Result<(), WorkerError> {
     let served = serve_registry(options, registry).await;
     pool.shutdown().await;
     Ok(served?)
+}
+
+/// Copies the running executable to `dir/name` (through a temporary file
+/// and a rename, so a reader never sees half of it), mode 0755.
+fn install_into(dir: &std::path::Path, name: &str) -> Result<PathBuf, WorkerError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |source| WorkerError::Install {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let exe = std::env::current_exe().map_err(fail)?;
+    let to = dir.join(name);
+    let partial = dir.join(format!(".{name}.partial"));
+    std::fs::copy(&exe, &partial).map_err(fail)?;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).map_err(fail)?;
+    std::fs::rename(&partial, &to).map_err(fail)?;
+    Ok(to)
 }
 
 /// In a pod, the pod's name (`POD_NAME`, which the operator sets): the

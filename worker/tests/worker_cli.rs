@@ -98,3 +98,31 @@ fn a_metrics_address_in_use_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn install_into_copies_a_runnable_worker_and_needs_no_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = worker(&["--install-into", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copy = dir.path().join("kontinuum-worker");
+    let version = Command::new(&copy).arg("--version").output().unwrap();
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("kontinuum-worker "));
+    // Run again over the copy (a restarted init container): still fine.
+    assert!(
+        worker(&["--install-into", dir.path().to_str().unwrap()])
+            .status
+            .success()
+    );
+    let missing = worker(&["--install-into", "/no/such/dir"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("--install-into /no/such/dir"),
+        "{}",
+        stderr(&missing)
+    );
+    // Without it a server is still required.
+    let bare = worker(&[]);
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(stderr(&bare).contains("--server"), "{}", stderr(&bare));
+}
