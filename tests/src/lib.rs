@@ -362,6 +362,13 @@ pub fn parse_table(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
+/// Whether a status carries a condition of this reason.
+pub fn has_condition(status: &serde_json::Value, reason: &str) -> bool {
+    status["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["reason"] == reason))
+}
+
 /// `kubectl apply -n NS` of one object given as JSON.
 pub fn apply(ns: &str, doc: &serde_json::Value) {
     kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(&doc.to_string()));

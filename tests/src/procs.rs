@@ -221,6 +221,32 @@ impl Operator {
         http_status(&format!("{}/readyz", self.metrics)) == Some(200)
     }
 
+    /// The shared token the operator's worker API takes.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(&self.token_file)
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The engine's objects as `NS/KIND/NAME` (`task` or `future`).
+    pub fn engine_objects(&self) -> Vec<String> {
+        let list = api_get(&self.api, &self.token(), "/v1/objects?limit=5000")
+            .unwrap_or_else(|| panic!("no listing from {}", self.api));
+        list["items"]
+            .as_array()
+            .map(|items| items.iter().map(object_id).collect())
+            .unwrap_or_default()
+    }
+
+    /// One engine object, as `kontinuum get` shows it.
+    pub fn engine_object(&self, ns: &str, kind: &str, name: &str) -> Option<serde_json::Value> {
+        api_get(
+            &self.api,
+            &self.token(),
+            &format!("/v1/objects/{ns}/{kind}/{name}"),
+        )
+    }
+
     /// What `kontinuum_leader` says now (false when nothing answers).
     pub fn is_leading(&self) -> bool {
         http_get(&format!("{}/metrics", self.metrics)).is_some_and(|(code, body)| {
@@ -278,6 +304,34 @@ pub fn kontinuum_run_json(file: &Path) -> (Output, serde_json::Value) {
         .expect("run kontinuum");
     let value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     (out, value)
+}
+
+/// GET `path` of the worker API at `base` (`http://HOST:PORT`) with a
+/// bearer token: the JSON answer, or None on a failure status.
+pub fn api_get(base: &str, token: &str, path: &str) -> Option<serde_json::Value> {
+    let out = Command::new("curl")
+        .args(["-sf", "-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("{base}{path}"))
+        .output()
+        .expect("run curl");
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+/// `NS/KIND/NAME` of an object the worker API listed.
+fn object_id(item: &serde_json::Value) -> String {
+    let kind = match item["kind"].as_str() {
+        Some("Task") => "task",
+        Some("HierarchicalFuture") => "future",
+        other => panic!("an object of kind {other:?}: {item}"),
+    };
+    format!(
+        "{}/{kind}/{}",
+        item["metadata"]["namespace"].as_str().unwrap_or(""),
+        item["metadata"]["name"].as_str().unwrap_or("")
+    )
 }
 
 /// The HTTP status of a GET on loopback (a tiny client: no TLS, no body).

@@ -51,30 +51,6 @@ fn is_final(s: &Value) -> bool {
     matches!(phase(s), "Succeeded" | "Failed" | "Cancelled")
 }
 
-/// The engine's objects, through the worker API of the operator.
-fn engine_objects(op: &Operator) -> Vec<String> {
-    let token = std::fs::read_to_string(&op.token_file).unwrap();
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-H",
-            &format!("Authorization: Bearer {}", token.trim()),
-        ])
-        .arg(format!("{}/v1/objects?limit=5000", op.api))
-        .output()
-        .expect("curl");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    v["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_moves_in_kubectl_and_status_is_patched_at_most_once_per_second() {
     ensure_crds().await;
@@ -173,7 +149,7 @@ async fn deleting_a_running_future_cancels_its_tree_and_leaves_nothing() {
     ]);
     assert!(finalizers.contains("kontinuum.dev/cancel"), "{finalizers}");
     assert!(
-        engine_objects(&op).iter().any(|n| n.ends_with("doomed")),
+        op.engine_objects().iter().any(|n| n.ends_with("doomed")),
         "the engine holds it"
     );
     kubectl(&[
@@ -188,9 +164,9 @@ async fn deleting_a_running_future_cancels_its_tree_and_leaves_nothing() {
     let r = kubectl_result(&["get", "future", "doomed", "-n", ns.name()], None);
     assert!(!r.success && r.stderr.contains("NotFound"), "{r:?}");
     assert!(
-        !engine_objects(&op).iter().any(|n| n.ends_with("doomed")),
+        !op.engine_objects().iter().any(|n| n.ends_with("doomed")),
         "the engine still holds it: {:?}",
-        engine_objects(&op)
+        op.engine_objects()
     );
     drop(w);
 }
@@ -256,7 +232,7 @@ async fn a_child_resource_joins_its_parents_tree_and_goes_with_it() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let left = engine_objects(&op);
+    let left = op.engine_objects();
     assert!(
         !left
             .iter()
@@ -300,11 +276,12 @@ async fn kill_9_of_the_operator_mid_map_then_restart_finishes_exactly() {
     assert_eq!(phase(&done), "Succeeded", "{done}\n{}", again.proc.output());
     assert_eq!(done["result"], 800, "each item counted exactly once");
     assert_eq!(done["progress"]["done"], 800);
-    let copies = engine_objects(&again)
+    let copies = again
+        .engine_objects()
         .iter()
         .filter(|n| n.ends_with("survivor"))
         .count();
-    assert_eq!(copies, 1, "submitted once: {:?}", engine_objects(&again));
+    assert_eq!(copies, 1, "submitted once: {:?}", again.engine_objects());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,8 @@
 use kontinuum_e2e::procs::{Operator, OperatorOptions, Proc, http_get, start_worker};
 use kontinuum_e2e::proxy::{Proxy, api_server_addr};
 use kontinuum_e2e::{
-    TestNamespace, apply, client, ensure_crds, kubeconfig, kubectl, kubectl_result, wait_for,
+    TestNamespace, apply, client, ensure_crds, has_condition, kubeconfig, kubectl, kubectl_result,
+    wait_for,
 };
 use serde_json::{Value, json};
 use std::path::Path;
@@ -52,60 +53,6 @@ async fn wait_phase(ns: &str, kind: &str, name: &str, phase: &str, timeout: Dura
         (s["phase"] == phase).then_some(s)
     })
     .await
-}
-
-/// The engine's object ids (`NS/KIND/NAME`), through the operator's API.
-fn engine_objects(op: &Operator) -> Vec<String> {
-    let token = std::fs::read_to_string(&op.token_file).unwrap();
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "-H",
-            &format!("Authorization: Bearer {}", token.trim()),
-        ])
-        .arg(format!("{}/v1/objects?limit=5000", op.api))
-        .output()
-        .expect("curl");
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("no listing from {}: {:?}", op.api, out));
-    v["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|i| {
-                    let kind = match i["kind"].as_str() {
-                        Some("Task") => "task",
-                        Some("HierarchicalFuture") => "future",
-                        other => panic!("an object of kind {other:?}: {i}"),
-                    };
-                    format!(
-                        "{}/{kind}/{}",
-                        i["metadata"]["namespace"].as_str().unwrap_or(""),
-                        i["metadata"]["name"].as_str().unwrap_or("")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// One engine object as the operator's API serves it.
-fn engine_object(op: &Operator, ns: &str, kind: &str, name: &str) -> Option<Value> {
-    let token = std::fs::read_to_string(&op.token_file).unwrap();
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "-H",
-            &format!("Authorization: Bearer {}", token.trim()),
-        ])
-        .arg(format!("{}/v1/objects/{ns}/{kind}/{name}", op.api))
-        .output()
-        .expect("curl");
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
 }
 
 /// The Events of one object with one reason.
@@ -355,7 +302,7 @@ async fn an_operator_on_another_store_runs_nothing_finished_again() {
         succeeded[0]["count"].as_u64().unwrap_or(1) <= 1 && succeeded[0]["series"].is_null(),
         "one Succeeded Event, not a series: {succeeded:?}"
     );
-    let held = engine_objects(&op2);
+    let held = op2.engine_objects();
     assert!(
         !held
             .iter()
@@ -414,7 +361,7 @@ async fn an_operator_on_another_store_runs_nothing_finished_again() {
     })
     .await;
     assert!(
-        engine_objects(&op2)
+        op2.engine_objects()
             .iter()
             .any(|o| o.ends_with("task/unfinished"))
     );
@@ -452,7 +399,7 @@ async fn deleting_tasks_leaves_nothing_in_the_engine_and_a_new_one_gets_its_cont
     wait_for(
         "the engine to forget slow-cont",
         Duration::from_secs(10),
-        || async { engine_objects(&op).is_empty().then_some(()) },
+        || async { op.engine_objects().is_empty().then_some(()) },
     )
     .await;
     assert!(
@@ -486,7 +433,7 @@ async fn deleting_tasks_leaves_nothing_in_the_engine_and_a_new_one_gets_its_cont
     wait_for(
         "the engine to be empty",
         Duration::from_secs(30),
-        || async { engine_objects(&op).is_empty().then_some(()) },
+        || async { op.engine_objects().is_empty().then_some(()) },
     )
     .await;
     // Still empty after a restart.
@@ -494,7 +441,7 @@ async fn deleting_tasks_leaves_nothing_in_the_engine_and_a_new_one_gets_its_cont
     let mut op = Operator::start(dir.path(), "b", &opts);
     op.wait_ready(Duration::from_secs(60));
     let _w2 = worker(dir.path(), "2", &op);
-    assert_eq!(engine_objects(&op), Vec::<String>::new());
+    assert_eq!(op.engine_objects(), Vec::<String>::new());
     // Created again: a continuation of its own, under its name.
     apply(
         ns.name(),
@@ -517,7 +464,7 @@ async fn deleting_tasks_leaves_nothing_in_the_engine_and_a_new_one_gets_its_cont
         "the continuation's record",
         Duration::from_secs(30),
         || async {
-            engine_object(&op, ns.name(), "task", "bulk-100.on-success")
+            op.engine_object(ns.name(), "task", "bulk-100.on-success")
                 .filter(|o| o["status"]["phase"] == "Succeeded")
         },
     )
@@ -621,10 +568,7 @@ async fn a_full_disk_fails_the_probes_marks_what_runs_and_recovers_when_freed() 
         Duration::from_secs(30),
         || async {
             let s = status(ns.name(), "future", "long");
-            let marked = s["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "EngineStopped"));
-            marked.then_some(s)
+            has_condition(&s, "EngineStopped").then_some(s)
         },
     )
     .await;
@@ -648,11 +592,7 @@ async fn a_full_disk_fails_the_probes_marks_what_runs_and_recovers_when_freed() 
     )
     .await;
     assert_eq!(done["result"], 600, "each item counted once: {done}");
-    let ready = done["conditions"].as_array().unwrap();
-    assert!(
-        !ready.iter().any(|c| c["reason"] == "EngineStopped"),
-        "{done}"
-    );
+    assert!(!has_condition(&done, "EngineStopped"), "{done}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use kontinuum_e2e::procs::http_get;
 use kontinuum_e2e::{
-    TestNamespace, apply, client, helm, import_image, kubeconfig, kubectl, real_node,
-    real_node_placement, wait_for,
+    TestNamespace, apply, client, has_condition, helm, import_image, kubeconfig, kubectl,
+    real_node, real_node_placement, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -236,10 +236,7 @@ async fn a_full_volume_fails_the_probes_and_a_liveness_restart_recovers_once_fre
         Duration::from_secs(60),
         || async {
             let s = future_status(&ns, "long");
-            let marked = s["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "EngineStopped"));
-            marked.then_some(s)
+            has_condition(&s, "EngineStopped").then_some(s)
         },
     )
     .await;

@@ -124,21 +124,11 @@ fn engine_object(service: &str, ns: &str, kind: &str, name: &str) -> Option<Valu
         "--audience",
         "kontinuum.dev",
     ]);
-    let out = Command::new("curl")
-        .args([
-            "-sf",
-            "-H",
-            &format!("Authorization: Bearer {}", token.trim()),
-        ])
-        .arg(format!(
-            "http://{service}:7070/v1/objects/{ns}/{kind}/{name}"
-        ))
-        .output()
-        .expect("curl");
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
+    kontinuum_e2e::procs::api_get(
+        &format!("http://{service}:7070"),
+        token.trim(),
+        &format!("/v1/objects/{ns}/{kind}/{name}"),
+    )
 }
 
 fn pool_pods(ns: &str, pool: &str) -> Vec<Value> {
