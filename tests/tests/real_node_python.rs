@@ -215,12 +215,13 @@ async fn users_python_in_a_stock_debian_image_and_an_sdk_worker_image_run_from_k
     helm::ok(helm::cluster(&install), &install);
     let service = kubectl(&[
         "get",
-        "service",
-        RELEASE,
+        "services",
         "-n",
         &system,
+        "-l",
+        &format!("app.kubernetes.io/instance={RELEASE}"),
         "-o",
-        "jsonpath={.spec.clusterIP}",
+        "jsonpath={.items[0].spec.clusterIP}",
     ]);
 
     // The user's code and a pool of the stock Debian image, nothing else.
