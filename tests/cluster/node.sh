@@ -98,11 +98,38 @@ node_claim() {
     announced=1
     sleep 2
   done
+  node_sweep_stale
   echo "$dir" >"$NODE_LOCK.owner"
   mkdir -p "$dir/node" && : >"$dir/node/locked"
   node_record_host
   # The setup lock must not live on in the daemons.
   eval "flock -u $NODE_SETUP_FD; exec $NODE_SETUP_FD>&-"
+}
+
+# node_sweep_stale (holding both locks): a node whose processes were killed
+# without down.sh (a session's processes ended, a kill -9 of the tree) frees
+# NODE_LOCK but leaves its bridge, nftables tables, sysctls, mounts and
+# cgroups. Recorded as this node's "before", they would make this node's
+# down.sh fail (it removes the bridge, kube-proxy rewrites its table). The
+# dead node's dir still says what it made (node/locked and its own
+# "before"): its down.sh undoes that, with the setup lock we hold. Without
+# that dir, only the names that are certainly a node's go.
+node_sweep_stale() {
+  local owner t
+  owner=$(cat "$NODE_LOCK.owner" 2>/dev/null || true)
+  if [[ -n $owner && $owner != "$dir" && -f $owner/node/locked ]]; then
+    log "cluster $owner ended without tests/cluster/down.sh; stopping what is left of it"
+    KONTINUUM_NODE_SETUP_HELD=1 "$here/down.sh" "$owner" \
+      || log "down.sh $owner did not leave the host as it was (its node/host-state.diff says how); going on"
+  elif [[ -e /sys/class/net/$NODE_BRIDGE ]]; then
+    log "bridge $NODE_BRIDGE is left from a real node whose cluster dir is gone; removing it and kube-proxy's and the guard's tables"
+    ip link del "$NODE_BRIDGE" 2>/dev/null || true
+    for t in "ip kube-proxy" "ip6 kube-proxy" "ip kontinuum-guard"; do
+      # shellcheck disable=SC2086  # "family name"
+      nft delete table $t 2>/dev/null || true
+    done
+  fi
+  rm -f "$NODE_LOCK.owner"
 }
 
 # node_record_host: what node_down must restore, and the host's state to
@@ -384,8 +411,11 @@ node_down() {
   local n=$dir/node
   [[ -f $n/locked ]] || return 0
   # Held until down.sh exits: no new node starts before this one is clean.
-  eval "exec $NODE_SETUP_FD>>\"$NODE_SETUP_LOCK\""
-  flock -w 120 "$NODE_SETUP_FD" || log "$NODE_SETUP_LOCK stayed locked for 2 min; going on"
+  # A starting node that sweeps up after a dead one holds it already.
+  if [[ -z ${KONTINUUM_NODE_SETUP_HELD:-} ]]; then
+    eval "exec $NODE_SETUP_FD>>\"$NODE_SETUP_LOCK\""
+    flock -w 120 "$NODE_SETUP_FD" || log "$NODE_SETUP_LOCK stayed locked for 2 min; going on"
+  fi
   # Nothing may recreate or reschedule pods while the node empties.
   stop_daemons kwok kube-scheduler kube-controller-manager
   node_drain
