@@ -45,6 +45,41 @@ pub enum Work {
     /// Fold child values (accumulators, in order) with an FnRef reducer,
     /// calling it with {acc, value}; the first value is the initial acc.
     Fold { reducer: FnRef, values: Vec<Value> },
+    /// Measure a map's source where the data is: the engine never reads
+    /// users' data, so the first lease of a map over a file is this one,
+    /// and its worker answers with a [`SourcePlan`] as the value.
+    Plan { source: SourceRef },
+}
+
+/// The name metrics and messages give a [`Work::Plan`] lease.
+pub const PLAN_FUNCTION: &str = "kontinuum.plan";
+
+/// A map source that only a worker can read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "source")]
+pub enum SourceRef {
+    /// A text file on the worker's filesystem (absolute path).
+    Lines { path: String },
+}
+
+impl SourceRef {
+    /// The manifest field the source came from, for messages.
+    pub fn field(&self) -> &'static str {
+        match self {
+            SourceRef::Lines { .. } => "spec.map.source.lines.path",
+        }
+    }
+}
+
+/// A worker's answer to [`Work::Plan`]: what the engine needs to shard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourcePlan {
+    /// The source's size: a file's length in bytes.
+    pub bytes: u64,
+    /// The mean length of a line in bytes, from a sample of the start
+    /// (at least 1): turns a shard size in lines into bytes.
+    pub avg_line_bytes: u64,
 }
 
 /// The part of a map source that one leaf covers.

@@ -184,7 +184,7 @@ fn check(text: &str, accepted: &AtomicUsize) -> Result<(), TestCaseError> {
     std::os::unix::fs::symlink(examples_dir().join("data"), dir.path().join("data")).unwrap();
     let file = dir.path().join("job.yaml");
     std::fs::write(&file, text).unwrap();
-    let Ok(objects) = load::load(std::slice::from_ref(&file)) else {
+    let Ok(objects) = load::load(std::slice::from_ref(&file), load::Workers::InThisProcess) else {
         return Ok(());
     };
     accepted.fetch_add(1, Ordering::Relaxed);

@@ -43,8 +43,18 @@ impl Object {
     }
 }
 
+/// Whose filesystem a `lines` path names: the workers read the file, never
+/// the engine; `run`'s workers are this process, so a missing file is bad
+/// input there, while a server's workers may see files this machine does
+/// not, and a missing file is theirs to report (the future fails).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workers {
+    InThisProcess,
+    Elsewhere,
+}
+
 /// Loads every file; on any problem, returns all problems found.
-pub fn load(files: &[PathBuf]) -> Result<Vec<Object>, Vec<Diagnostic>> {
+pub fn load(files: &[PathBuf], workers: Workers) -> Result<Vec<Object>, Vec<Diagnostic>> {
     let mut objects = Vec::new();
     let mut problems = Vec::new();
     // Where each namespace/kind/name was first defined, to reject a duplicate.
@@ -103,7 +113,7 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<Object>, Vec<Diagnostic>> {
                 problems.extend(doc.problems.iter().map(|(f, m)| at(f, m.clone())));
                 continue;
             }
-            match object(&doc, &dir) {
+            match object(&doc, &dir, workers) {
                 Ok(mut object) => {
                     let here = format!("{file}:{}", doc.line);
                     let unique = (object.namespace.clone(), object.key.clone());
@@ -280,7 +290,7 @@ fn manifest_dir(path: &Path) -> PathBuf {
 
 type FieldErrors = Vec<(String, String)>;
 
-fn object(doc: &Document, dir: &Path) -> Result<Object, FieldErrors> {
+fn object(doc: &Document, dir: &Path, workers: Workers) -> Result<Object, FieldErrors> {
     let manifest = validate(&doc.value).map_err(|errors| {
         errors
             .into_iter()
@@ -299,7 +309,7 @@ fn object(doc: &Document, dir: &Path) -> Result<Object, FieldErrors> {
         Manifest::Future(future) => {
             let ns = namespace(future.metadata.namespace);
             let mut spec = future.spec;
-            resolve_lines(&mut spec, dir)?;
+            resolve_lines(&mut spec, dir, workers)?;
             let submission = Submission::future(&ns, &name(future.metadata.name), spec.clone());
             (ns, to_value(&spec), Ok(submission))
         }
@@ -330,17 +340,19 @@ fn to_value<T: serde::Serialize>(spec: &T) -> Value {
     serde_json::to_value(spec).unwrap_or(Value::Null)
 }
 
-/// Makes a `lines` path absolute (relative to the manifest's directory) and
-/// checks the file is there, so a typo is bad input rather than a failed run.
+/// Makes a `lines` path absolute (relative to the manifest's directory) and,
+/// when this process's workers read it, checks the file is there, so a typo
+/// is bad input rather than a failed run.
 fn resolve_lines(
     spec: &mut kontinuum_api::HierarchicalFutureSpec,
     dir: &Path,
+    workers: Workers,
 ) -> Result<(), FieldErrors> {
     let Some(lines) = spec.map.as_mut().and_then(|m| m.source.lines.as_mut()) else {
         return Ok(());
     };
     let path = dir.join(&lines.path);
-    if !path.is_file() {
+    if workers == Workers::InThisProcess && !path.is_file() {
         return Err(vec![(
             "spec.map.source.lines.path".into(),
             format!("no such file: {}", path.display()),
@@ -371,7 +383,7 @@ spec:
         std::fs::write(dir.path().join("data/text.txt"), "a b\n").unwrap();
         let file = dir.path().join("job.yaml");
         std::fs::write(&file, WORDS).unwrap();
-        let objects = load(std::slice::from_ref(&file)).unwrap();
+        let objects = load(std::slice::from_ref(&file), Workers::InThisProcess).unwrap();
         assert_eq!(objects[0].key, "future/words");
         let expected = dir.path().join("data/text.txt").display().to_string();
         assert_eq!(objects[0].spec["map"]["source"]["lines"]["path"], expected);
@@ -398,7 +410,7 @@ spec:
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("job.yaml");
         std::fs::write(&file, format!("{WORDS}    shardSize: 0\n")).unwrap();
-        let problems = load(std::slice::from_ref(&file)).unwrap_err();
+        let problems = load(std::slice::from_ref(&file), Workers::InThisProcess).unwrap_err();
         let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         let f = file.display();
         assert_eq!(
@@ -409,7 +421,7 @@ spec:
         );
         // Once the document is valid, the missing file is the problem.
         std::fs::write(&file, WORDS).unwrap();
-        let problems = load(std::slice::from_ref(&file)).unwrap_err();
+        let problems = load(std::slice::from_ref(&file), Workers::InThisProcess).unwrap_err();
         let missing = dir.path().join("data/text.txt");
         assert_eq!(
             problems[0].to_string(),
@@ -418,6 +430,16 @@ spec:
                 missing.display()
             )
         );
+    }
+
+    #[test]
+    fn a_file_for_workers_elsewhere_is_theirs_to_find() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("job.yaml");
+        std::fs::write(&file, WORDS).unwrap();
+        let objects = load(std::slice::from_ref(&file), Workers::Elsewhere).unwrap();
+        let expected = dir.path().join("data/text.txt").display().to_string();
+        assert_eq!(objects[0].spec["map"]["source"]["lines"]["path"], expected);
     }
 
     #[test]

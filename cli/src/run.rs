@@ -40,7 +40,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         crate::signals::check_data_dir(dir).map_err(CliError::Usage)?;
     }
     // Everything is validated before the store is even opened.
-    let objects = load::load(&args.files).map_err(CliError::Invalid)?;
+    let objects =
+        load::load(&args.files, load::Workers::InThisProcess).map_err(CliError::Invalid)?;
     let workers = match args.workers {
         Some(n) => n as usize,
         None => std::thread::available_parallelism().map_or(2, |n| n.get()),

@@ -37,7 +37,8 @@ pub struct SubmitArgs {
 
 pub fn submit(args: SubmitArgs) -> Result<ExitCode, RemoteError> {
     // Nothing is sent unless every document is valid.
-    let objects = load::load(&args.files).map_err(RemoteError::Invalid)?;
+    let objects =
+        load::load(&args.files, load::Workers::Elsewhere).map_err(RemoteError::Invalid)?;
     let documents: Vec<Value> = objects.iter().map(document).collect();
     let client = args.server.client()?;
     block_on(async {
@@ -171,7 +172,7 @@ mod tests {
              \x20   function: {function: std.wordcount}\n    reduce: merge\n",
         )
         .unwrap();
-        let objects = load::load(std::slice::from_ref(&file)).unwrap();
+        let objects = load::load(std::slice::from_ref(&file), load::Workers::Elsewhere).unwrap();
         let doc = document(&objects[0]);
         let expected = dir.path().join("t.txt").display().to_string();
         assert_eq!(doc["spec"]["map"]["source"]["lines"]["path"], expected);

@@ -16,7 +16,6 @@ use kontinuum_api::work::NodeId;
 use kontinuum_api::{FnRef, HierarchicalFutureSpec, ObjectId, TaskSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::io::Read;
 
 fn invalid(field: &str, message: impl std::fmt::Display) -> EngineError {
     EngineError::Invalid(format!("{field}: {message}"))
@@ -249,25 +248,16 @@ pub struct FuturePlan {
     pub stable_id: String,
 }
 
-/// Lines files are split by bytes; the shard size in lines becomes bytes
-/// through the average line length of the file's first 64 KiB.
-fn lines_source(path: &str) -> Result<(u64, u64), EngineError> {
-    let field = "spec.map.source.lines.path";
-    if !std::path::Path::new(path).is_absolute() {
-        return Err(invalid(
-            field,
-            format!("'{path}' must be absolute by the time it reaches the engine"),
-        ));
+/// A file is read by the workers, never here: its path must only be one
+/// a worker can resolve the same way wherever it runs.
+fn lines_path(path: &str) -> Result<(), EngineError> {
+    if std::path::Path::new(path).is_absolute() {
+        return Ok(());
     }
-    let meta = std::fs::metadata(path)
-        .map_err(|e| invalid(field, format!("cannot read '{path}': {e}")))?;
-    let mut sample = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(64 * 1024).read_to_end(&mut sample))
-        .map_err(|e| invalid(field, format!("cannot read '{path}': {e}")))?;
-    let lines = sample.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
-    let avg = (sample.len() as u64 / lines).max(1);
-    Ok((meta.len(), avg))
+    Err(invalid(
+        "spec.map.source.lines.path",
+        format!("'{path}' must be absolute by the time it reaches the engine"),
+    ))
 }
 
 pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FuturePlan, EngineError> {
@@ -299,18 +289,20 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
                 (MapSourceKind::Items, list.len() as u64, shard)
             }
             (None, None, Some(l)) => {
-                let (bytes, avg) = lines_source(&l.path)?;
+                lines_path(&l.path)?;
+                // Sized by a worker's plan (machine/planning.rs).
                 (
                     MapSourceKind::Lines {
                         path: l.path.clone(),
                     },
-                    bytes,
-                    shard.saturating_mul(avg),
+                    0,
+                    0,
                 )
             }
             _ => return Err(rules::not_one_map_source().into()),
         };
         stable_id = m.function.stable_id();
+        let plan_first = matches!(source, MapSourceKind::Lines { .. });
         map = Some(MapParams {
             function: m.function.clone(),
             reducer: m.reduce.clone().unwrap_or_default(),
@@ -318,7 +310,9 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
             fanout,
             source,
         });
-        let body = if units <= shard_units {
+        let body = if plan_first {
+            Body::Plan { shard }
+        } else if units <= shard_units {
             Body::Leaf {
                 start: 0,
                 end: units,

@@ -71,6 +71,10 @@ pub enum Body {
     Split { start: u64, end: u64 },
     /// A worker maps positions `start..end` of the root's map.
     Leaf { start: u64, end: u64 },
+    /// A worker measures the root's map source (data only workers can
+    /// read); its answer turns this root into the map's first Split or
+    /// Leaf. `shard` is the manifest's shard size in items (lines).
+    Plan { shard: u64 },
     /// Engine work: start every call as a child at once.
     Parallel { calls: Vec<FnRef> },
     /// Engine work: start the calls one after another.
@@ -228,7 +232,7 @@ pub struct MapParams {
     pub function: FnRef,
     pub reducer: Reducer,
     /// Positions per leaf: shardSize items, or for lines shardSize times the
-    /// file's average line length in bytes.
+    /// file's average line length in bytes (0 until a worker planned it).
     pub shard_units: u64,
     pub fanout: u32,
     pub source: MapSourceKind,

@@ -15,6 +15,7 @@ fn kind(body: &Body) -> (&'static str, Option<String>, Option<String>) {
         Body::Call { call } => ("call", Some(call.function.clone()), None),
         Body::Split { .. } => ("split", None, None),
         Body::Leaf { .. } => ("leaf", None, None),
+        Body::Plan { .. } => ("plan", None, None),
         Body::Parallel { .. } => ("parallel", None, None),
         Body::Sequence { .. } => ("sequence", None, None),
         Body::Linked { object, .. } => ("link", None, Some(object.to_string())),

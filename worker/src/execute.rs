@@ -4,7 +4,7 @@ use crate::args::Args;
 use crate::ctx::Ctx;
 use crate::error::FnError;
 use crate::fold::Folder;
-use crate::map::run_leaf;
+use crate::map::{plan_source, run_leaf};
 use crate::registry::FnResult;
 use futures::FutureExt;
 use kontinuum_api::work::Work;
@@ -17,6 +17,7 @@ pub(crate) fn work_function(work: &Work) -> &str {
         Work::Call { call } => &call.function,
         Work::MapLeaf { function, .. } => &function.function,
         Work::Fold { reducer, .. } => &reducer.function,
+        Work::Plan { .. } => kontinuum_api::work::PLAN_FUNCTION,
     }
 }
 
@@ -42,6 +43,7 @@ pub async fn execute(ctx: &Ctx, work: Work) -> FnResult {
             }
             folder.finish()
         }
+        Work::Plan { source } => plan_source(source).await,
     }
 }
 

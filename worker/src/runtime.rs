@@ -368,5 +368,6 @@ fn work_function(work: &Work) -> &str {
         Work::Call { call } => &call.function,
         Work::MapLeaf { function, .. } => &function.function,
         Work::Fold { reducer, .. } => &reducer.function,
+        Work::Plan { .. } => kontinuum_api::work::PLAN_FUNCTION,
     }
 }

@@ -83,13 +83,18 @@ async fn std_tasks_and_maps_run_end_to_end() {
                 "words",
                 &format!("{{map: {{source: {{lines: {{path: '{path}'}}}}, function: {{function: std.wordcount}}, shardSize: 4096, reduce: merge}}}}"),
             ),
+            // Only the workers look for the file: the engine took it.
+            future(
+                "nowhere",
+                "{map: {source: {lines: {path: /no/such/corpus.txt}}, function: {function: std.wordcount}, reduce: merge}}",
+            ),
         ])
         .unwrap();
     let mut registry: Registry = std_registry();
     registry.register_sync("test.panic", |_, _| panic!("deliberate"));
     let workers = start_in_process(engine.clone(), Arc::new(registry), "*", 4);
     let names = [
-        "sum", "exec", "fail", "unknown", "panic", "squares", "words",
+        "sum", "exec", "fail", "unknown", "panic", "squares", "words", "nowhere",
     ];
     let s = wait_final(&engine, &names).await;
     workers.shutdown().await;
@@ -129,6 +134,20 @@ async fn std_tasks_and_maps_run_end_to_end() {
             result["7"].clone()
         ),
         (json!(1000), json!(500), json!(1))
+    );
+    let nowhere = future_status(&s[7]);
+    assert_eq!(nowhere.phase, Some(Phase::Failed));
+    assert_eq!(
+        nowhere
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Failed")
+            .map(|c| c.message.as_str()),
+        Some(
+            "spec.map.source.lines.path: lines source '/no/such/corpus.txt': \
+             No such file or directory (os error 2)"
+        ),
+        "{nowhere:#?}"
     );
 }
 

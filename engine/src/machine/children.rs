@@ -47,7 +47,7 @@ impl State {
                     self.add_call_child(tx, id, call, 1)?;
                 }
             }
-            Body::Call { .. } | Body::Leaf { .. } | Body::Linked { .. } => {}
+            Body::Call { .. } | Body::Leaf { .. } | Body::Plan { .. } | Body::Linked { .. } => {}
         }
         self.write_node(tx, id);
         self.maybe_finish_gathering(tx, store, id)

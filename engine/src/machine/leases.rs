@@ -9,7 +9,7 @@ use crate::policy;
 use crate::records::{Body, MapSourceKind, NodeState, RootState};
 use crate::store::Store;
 use kontinuum_api::reducer::Reducer;
-use kontinuum_api::work::{HeartbeatReply, Lease, NodeId, Slice, Work};
+use kontinuum_api::work::{HeartbeatReply, Lease, NodeId, PLAN_FUNCTION, Slice, SourceRef, Work};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -213,6 +213,13 @@ impl State {
                     reducer: map.reducer,
                 })
             }
+            Body::Plan { .. } => {
+                let source = match root.map.as_ref().map(|m| &m.source) {
+                    Some(MapSourceKind::Lines { path }) => SourceRef::Lines { path: path.clone() },
+                    _ => return Err(corrupt("root", "a plan of a map with nothing to measure")),
+                };
+                Ok(Work::Plan { source })
+            }
             other => Err(corrupt(
                 "node",
                 format!("engine body {other:?} handed to a worker"),
@@ -341,5 +348,6 @@ fn work_function(work: &Work) -> &str {
         Work::Call { call } => &call.function,
         Work::MapLeaf { function, .. } => &function.function,
         Work::Fold { reducer, .. } => &reducer.function,
+        Work::Plan { .. } => PLAN_FUNCTION,
     }
 }

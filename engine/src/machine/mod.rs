@@ -17,6 +17,7 @@
 //! | `leases.rs` | taking work off the queue, attempts and leases, what a worker receives per body, heartbeats, splitting a running leaf |
 //! | `children.rs` | engine work (map splits, parallel, sequence) and adding children |
 //! | `outcomes.rs` | completions: success, failed attempts and retries, values rolled up to the parent, failure policy |
+//! | `planning.rs` | a worker's plan of a source only workers read (a file): the map's size and shard width |
 //! | `finishing.rs` | a tree's final outcome, cancellation of what is left, continuations |
 //! | `links.rs` | objects that join another future's tree (parentRef) |
 //! | `timers.rs` | due delays, expired leases and timeouts, deadlines |
@@ -34,6 +35,7 @@ mod finishing;
 mod leases;
 mod links;
 mod outcomes;
+mod planning;
 mod pools;
 mod queue;
 mod recovery;

@@ -106,6 +106,9 @@ impl State {
             return self.node_succeeded(tx, store, lease.node, value);
         }
         let node = self.node_mut(lease.node)?;
+        if let Body::Plan { shard } = node.body {
+            return self.planned(tx, store, lease, shard, value);
+        }
         let units = match node.body {
             Body::Leaf { start, end } => end - start,
             Body::Call { .. } => node.weight,

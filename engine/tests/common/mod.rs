@@ -8,7 +8,7 @@
 use kontinuum_api::ObjectId;
 use kontinuum_api::accumulator::Accumulator;
 use kontinuum_api::reducer::Reducer;
-use kontinuum_api::work::{Completion, Lease, Outcome, Slice, Work};
+use kontinuum_api::work::{Completion, Lease, Outcome, Slice, SourceRef, Work};
 use kontinuum_engine::{Clock, Engine, EngineConfig, ManualClock, ObjectStatus, Submission};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -103,6 +103,9 @@ pub fn call(
         "t.sum" => Ok(json!(num("a") + num("b"))),
         "t.echo" => Ok(Value::Object(args.clone())),
         "t.square" => Ok(json!(num("item") * num("item"))),
+        "t.len" => Ok(json!(
+            args.get("item").and_then(Value::as_str).map_or(0, str::len)
+        )),
         "t.fail" => Err((
             args.get("message")
                 .and_then(Value::as_str)
@@ -133,6 +136,7 @@ pub fn execute(work: &Work) -> Outcome {
         Work::Fold { values, .. } => Ok(json!(
             values.iter().map(|v| v.as_i64().unwrap_or(0)).sum::<i64>()
         )),
+        Work::Plan { source } => plan(source),
     };
     match result {
         Ok(value) => Outcome::Success { value },
@@ -148,9 +152,7 @@ fn map_leaf(
     let items: Vec<Value> = match slice {
         Slice::Range { start, end } => (*start..*end).map(|i| json!(i)).collect(),
         Slice::Items { items, .. } => items.clone(),
-        Slice::Lines { .. } => {
-            return Err(("lines not supported in this test worker".into(), true));
-        }
+        Slice::Lines { path, start, end } => lines_of(path, *start, *end)?,
     };
     let Reducer::Builtin(b) = reducer else {
         let mut total = 0i64;
@@ -169,6 +171,31 @@ fn map_leaf(
         acc.add(&v).map_err(|e| (e.to_string(), true))?;
     }
     Ok(acc.to_value())
+}
+
+/// The test worker's plan of a file: its length, and 8 bytes a line (the
+/// test files' lines are all "line NN\n").
+fn plan(source: &SourceRef) -> Result<Value, (String, bool)> {
+    let SourceRef::Lines { path } = source;
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(json!({"bytes": meta.len(), "avgLineBytes": 8})),
+        Err(e) => Err((format!("lines source '{path}': {e}"), true)),
+    }
+}
+
+/// The lines whose first byte is in `start..end`, each as a string item.
+fn lines_of(path: &str, start: u64, end: u64) -> Result<Vec<Value>, (String, bool)> {
+    let text = std::fs::read(path).map_err(|e| (format!("lines source '{path}': {e}"), false))?;
+    let mut items = Vec::new();
+    let mut at = 0u64;
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if (start..end).contains(&at) {
+            let line = String::from_utf8_lossy(line);
+            items.push(json!(line.trim_end_matches('\n')));
+        }
+        at += line.len() as u64;
+    }
+    Ok(items)
 }
 
 /// Leases and completes until every named object is final. When nothing is

@@ -88,7 +88,7 @@ impl LineReader {
     }
 }
 
-fn io_error(path: &str, e: &std::io::Error) -> FnError {
+pub(super) fn io_error(path: &str, e: &std::io::Error) -> FnError {
     let message = format!("lines source '{path}': {e}");
     match e.kind() {
         // Running again will not make the file appear or readable.

@@ -9,11 +9,12 @@
 //! `mod.rs` (this file) runs a leaf on the generic path; `kernel.rs` is the
 //! integer fast path; `cursor.rs` walks each kind of slice and holds the
 //! checkpoint both paths pass; `lines.rs` reads a byte range of a file as
-//! lines. Each uses only those after it; `tests.rs` runs leaves end to end.
+//! lines; `plan.rs` measures a file before the engine shards it. Each uses only those after it; `tests.rs` runs leaves end to end.
 
 mod cursor;
 mod kernel;
 mod lines;
+mod plan;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +32,7 @@ use kontinuum_api::FnRef;
 use kontinuum_api::reducer::Reducer;
 use kontinuum_api::work::Slice;
 use lines::LineReader;
+pub(crate) use plan::plan_source;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,0 +1,162 @@
+//! Data where the workers are: a `lines` map over a file mounted only in
+//! the worker pods (a ConfigMap at /corpus), with the operator, and so the
+//! engine, in its own pod on the real node, which has no such file. The
+//! engine never opens it: a worker of the pool plans the map (size, mean
+//! line length) and maps it; a path that is not there fails the future with
+//! the worker's message and the path.
+
+use std::process::Command;
+use std::time::Duration;
+
+use kontinuum_e2e::{
+    TestNamespace, apply, client, helm, import_image, kubeconfig, kubectl, real_node,
+    real_node_placement, repo_root, wait_for,
+};
+use serde_json::{Value, json};
+
+const RELEASE: &str = "kt-lines";
+
+struct Cleanup {
+    system: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("helm")
+            .env("KUBECONFIG", kubeconfig())
+            .args(["uninstall", RELEASE, "-n", &self.system, "--wait=false"])
+            .output();
+    }
+}
+
+async fn final_status(ns: &str, name: &str) -> Value {
+    wait_for(
+        &format!("future/{name} to finish"),
+        Duration::from_secs(300),
+        || async {
+            let out = kubectl(&["get", "-n", ns, "future", name, "-o", "json"]);
+            let s = serde_json::from_str::<Value>(&out).ok()?["status"].clone();
+            matches!(s["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(s)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_mounted_only_in_the_workers_pods_is_mapped_by_them() {
+    let client = client().await;
+    real_node(&client).await;
+    let system = TestNamespace::create(&client, "lines-system").await;
+    let system = system.name().to_owned();
+    let tag = import_image();
+    let placement = real_node_placement();
+    let values = json!({
+        "image": {"tag": tag, "pullPolicy": "Never"},
+        "watchNamespaces": [system],
+        "nodeSelector": placement["nodeSelector"],
+        "tolerations": placement["tolerations"],
+        "persistence": {"enabled": false},
+        "workerPool": {"enabled": false},
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let values_file = dir.path().join("values.yaml");
+    std::fs::write(&values_file, values.to_string()).unwrap();
+    let chart = helm::chart();
+    let install = [
+        "install",
+        RELEASE,
+        chart.as_str(),
+        "-n",
+        system.as_str(),
+        "-f",
+        values_file.to_str().unwrap(),
+        "--wait",
+        "--timeout=180s",
+    ];
+    let _cleanup = Cleanup {
+        system: system.clone(),
+    };
+    helm::ok(helm::cluster(&install), &install);
+
+    // The text, mounted into the pool's pods only.
+    let rhyme = repo_root().join("examples/data/rhyme.txt");
+    let text = std::fs::read_to_string(&rhyme).unwrap();
+    apply(
+        &system,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "corpus"},
+                "data": {"rhyme.txt": text}}),
+    );
+    let mut pod_spec = placement.clone();
+    pod_spec["containers"] = json!([{
+        "name": "worker",
+        "volumeMounts": [{"name": "corpus", "mountPath": "/corpus"}],
+    }]);
+    pod_spec["volumes"] = json!([{"name": "corpus", "configMap": {"name": "corpus"}}]);
+    apply(
+        &system,
+        &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "WorkerPool",
+                "metadata": {"name": "readers"},
+                "spec": {"scaling": {"minReplicas": 0, "maxReplicas": 1},
+                         "template": {"spec": pod_spec}}}),
+    );
+    let operator = kubectl(&[
+        "get",
+        "deployments",
+        "-n",
+        &system,
+        "-l",
+        &format!("app.kubernetes.io/instance={RELEASE}"),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        !operator.contains("/corpus"),
+        "the operator's pod must not have the data: {operator}"
+    );
+
+    let future = |name: &str, path: &str| {
+        json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "HierarchicalFuture",
+               "metadata": {"name": name},
+               "spec": {"pool": "readers",
+                        "map": {"source": {"lines": {"path": path}},
+                                "function": {"function": "std.wordcount"},
+                                "shardSize": 16, "reduce": "merge"}}})
+    };
+    apply(&system, &future("words", "/corpus/rhyme.txt"));
+    apply(&system, &future("no-words", "/corpus/missing.txt"));
+
+    let words = final_status(&system, "words").await;
+    assert_eq!(words["phase"], "Succeeded", "{words}");
+    // The same text through `kontinuum run` on this machine's disk.
+    let (out, local) =
+        kontinuum_e2e::procs::kontinuum_run_json(&repo_root().join("examples/wordcount.yaml"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(words["result"], local["status"]["result"]);
+    assert_eq!(words["result"]["the"], 256);
+    let bytes = text.len() as u64;
+    assert_eq!(
+        (
+            words["progress"]["done"].as_u64(),
+            words["progress"]["total"].as_u64()
+        ),
+        (Some(bytes), Some(bytes)),
+        "progress counts the file's bytes: {words}"
+    );
+
+    let missing = final_status(&system, "no-words").await;
+    assert_eq!(missing["phase"], "Failed", "{missing}");
+    let failed = missing["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Failed"))
+        .map(|c| c["message"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    assert!(
+        failed.starts_with("spec.map.source.lines.path: lines source '/corpus/missing.txt': ")
+            && failed.contains("No such file"),
+        "{missing}"
+    );
+}
