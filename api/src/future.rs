@@ -86,7 +86,7 @@ pub struct HierarchicalFutureSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MapSpec {
-    /// What to map over: exactly one of range, items or lines.
+    /// What to map over: exactly one of range, items, lines or objects.
     pub source: MapSource,
     /// Called once per item with + {item}.
     pub function: FnRef,
@@ -110,7 +110,7 @@ pub struct MapSpec {
 
 /// The input of a map.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-// Exactly one of range, items, lines: CEL cannot see the untyped `items`, so
+// Exactly one of range, items, lines, objects: CEL cannot see the untyped `items`, so
 // this is said with property counts (crate::messages::MAP_SOURCE_ONE).
 #[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
 #[serde(rename_all = "camelCase")]
@@ -125,6 +125,43 @@ pub struct MapSource {
     /// The lines of a text file readable by the workers; shards are byte ranges split on line boundaries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lines: Option<LinesSource>,
+    /// Objects in an S3-compatible store, read by the workers with the credentials of their environment: the lines of every object (byte ranges, split on line boundaries), or each object as one item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectsSource>,
+}
+
+/// Objects in an S3-compatible store. Credentials never appear here: the
+/// workers take them from their environment (`AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY` from a Secret, or the cloud's workload identity).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.url.matches('^s3://[^/]+(/.*)?$')").message(crate::messages::OBJECTS_URL).field_path(".url"))]
+#[x_kube(validation = Rule::new("!has(self.endpoint) || self.endpoint.matches('^https?://[^/]+')").message(crate::messages::OBJECTS_ENDPOINT).field_path(".endpoint"))]
+pub struct ObjectsSource {
+    /// `s3://BUCKET/PREFIX/` (ending in `/`, or just the bucket): every object under the prefix, in key order; `s3://BUCKET/KEY`: that one object.
+    pub url: String,
+    /// The store's address, e.g. `http://seaweedfs.storage:8333` (default: AWS S3 for the region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The store's region (default: the workers' `AWS_REGION`, else `us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `lines` (default): every line of every object is an item; `objects`: every object is one item `{key, size, etag}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<ObjectsRead>,
+}
+
+/// What a map over objects calls its function with.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum ObjectsRead {
+    /// Every line of every object.
+    #[default]
+    Lines,
+    /// Every object, as `{key, size, etag}`.
+    Objects,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]

@@ -48,6 +48,15 @@ pub const MAX_DOCUMENTS: usize = 10_000;
 /// anything shorter would be a timeout of zero that no attempt can meet.
 pub const MIN_TIMEOUT_MS: u64 = 1;
 
+/// Objects one map over a prefix may list: the listing is kept with the
+/// map (about 100 bytes an object), so a larger set is split into several
+/// maps by prefix.
+pub const MAX_LISTED_OBJECTS: usize = 20_000;
+
+/// Bytes one map leaf over objects holds at once (its byte range and the
+/// end of its last line): a larger leaf asks for a smaller shardSize.
+pub const MAX_LEAF_BYTES: u64 = 256 << 20;
+
 /// What the validation layer, the YAML reader, the server and the engine say
 /// about a value nested too deeply (after the field, or "the result is").
 pub fn too_deep() -> String {

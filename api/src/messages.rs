@@ -25,6 +25,11 @@ pub const TASK_DELAY_AND_NOT_BEFORE: &str =
 /// WorkerPool: minReplicas above maxReplicas (field `spec.scaling.minReplicas`).
 pub const SCALING_MIN_ABOVE_MAX: &str = "spec.scaling.minReplicas must not exceed maxReplicas";
 
+/// Objects source: the url's form (field `spec.map.source.objects.url`).
+pub const OBJECTS_URL: &str = "spec.map.source.objects.url must be s3://BUCKET/PREFIX/ (every object under the prefix) or s3://BUCKET/KEY (one object)";
+/// Objects source: the endpoint's form (field `spec.map.source.objects.endpoint`).
+pub const OBJECTS_ENDPOINT: &str = "spec.map.source.objects.endpoint must be an http:// or https:// address, e.g. http://s3.storage:8333";
+
 /// Task and HierarchicalFuture: the spec may not change after creation (a
 /// transition rule on `spec`). Its twin is the operator's: a spec that
 /// differs from the one the engine runs is reported, never applied.
@@ -34,9 +39,11 @@ pub const SPEC_IMMUTABLE: &str =
 /// Every CEL message in the CRDs. Each has a twin in the validator
 /// (SPEC_IMMUTABLE's is the operator's, since `kontinuum run` never updates);
 /// a test fails if a CRD carries a message missing here, or the reverse.
-pub const CEL_MESSAGES: [&str; 5] = [
+pub const CEL_MESSAGES: [&str; 7] = [
     FUTURE_ONE_BODY,
     RANGE_END_BEFORE_START,
+    OBJECTS_URL,
+    OBJECTS_ENDPOINT,
     TASK_DELAY_AND_NOT_BEFORE,
     SCALING_MIN_ABOVE_MAX,
     SPEC_IMMUTABLE,
@@ -47,7 +54,8 @@ pub const CEL_MESSAGES: [&str; 5] = [
 
 /// The map source's schema (`minProperties: 1, maxProperties: 1`) read as a
 /// sentence; CEL cannot express this rule because it cannot see `items`.
-pub const MAP_SOURCE_ONE: &str = "spec.map.source must set exactly one of range, items or lines";
+pub const MAP_SOURCE_ONE: &str =
+    "spec.map.source must set exactly one of range, items, lines or objects";
 
 /// A required field that is missing: the API server's words.
 pub const REQUIRED: &str = "Required value";
@@ -55,6 +63,15 @@ pub const REQUIRED: &str = "Required value";
 /// The API server's words for a number below a schema's `minimum`.
 pub fn below_minimum(minimum: impl Display, found: impl Display) -> String {
     format!("should be greater than or equal to {minimum} (found {found})")
+}
+
+/// A string outside its schema's `enum`, in the API server's words.
+pub fn not_in_enum(found: &str, allowed: &[serde_json::Value]) -> String {
+    let allowed: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+    format!(
+        "Unsupported value: \"{found}\": supported values: {}",
+        allowed.join(", ")
+    )
 }
 
 /// A number above its schema maximum, in the API server's words.

@@ -60,6 +60,15 @@ pub const PLAN_FUNCTION: &str = "kontinuum.plan";
 pub enum SourceRef {
     /// A text file on the worker's filesystem (absolute path).
     Lines { path: String },
+    /// Objects of an S3-compatible store: every object under `prefix` (a
+    /// `url` ending in `/`) or one object; `lines` asks for the mean line
+    /// length too.
+    Objects {
+        store: StoreRef,
+        /// The key (one object) or the prefix (ends in `/`, or is empty).
+        key: String,
+        lines: bool,
+    },
 }
 
 impl SourceRef {
@@ -67,8 +76,52 @@ impl SourceRef {
     pub fn field(&self) -> &'static str {
         match self {
             SourceRef::Lines { .. } => "spec.map.source.lines.path",
+            SourceRef::Objects { .. } => "spec.map.source.objects.url",
         }
     }
+}
+
+/// Where objects live; the credentials come from the worker's environment.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreRef {
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl StoreRef {
+    /// `s3://BUCKET/KEY`, for messages and items.
+    pub fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+}
+
+/// One object of a listing, as a plan reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectEntry {
+    pub key: String,
+    pub size: u64,
+    /// The object's version as the store names it (read with If-Match, so
+    /// an object replaced during the map fails rather than mixes versions).
+    #[serde(default)]
+    pub etag: String,
+}
+
+/// Part of one object a map leaf reads: the lines whose first byte, at
+/// `base` + offset in the concatenation of the listing, lies in the leaf's
+/// positions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectPart {
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+    /// The position of the object's first byte.
+    pub base: u64,
 }
 
 /// A worker's answer to [`Work::Plan`]: what the engine needs to shard.
@@ -80,6 +133,9 @@ pub struct SourcePlan {
     /// The mean length of a line in bytes, from a sample of the start
     /// (at least 1): turns a shard size in lines into bytes.
     pub avg_line_bytes: u64,
+    /// For objects: the listing, in key order (`bytes` is their sum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<Vec<ObjectEntry>>,
 }
 
 /// The part of a map source that one leaf covers.
@@ -94,6 +150,15 @@ pub enum Slice {
     /// belongs to the range holding its first byte, so any byte offsets
     /// split a file on line boundaries with each line in exactly one range.
     Lines { path: String, start: u64, end: u64 },
+    /// The lines of objects whose first byte, counted in the concatenation
+    /// of the listing, lies in `start..end`; `parts` are the objects
+    /// that range touches, in order.
+    ObjectLines {
+        store: StoreRef,
+        parts: Vec<ObjectPart>,
+        start: u64,
+        end: u64,
+    },
 }
 
 impl Slice {
@@ -102,7 +167,9 @@ impl Slice {
         match self {
             Slice::Range { start, end } => end.saturating_sub(*start) as u64,
             Slice::Items { items, .. } => items.len() as u64,
-            Slice::Lines { start, end, .. } => end.saturating_sub(*start),
+            Slice::Lines { start, end, .. } | Slice::ObjectLines { start, end, .. } => {
+                end.saturating_sub(*start)
+            }
         }
     }
 }

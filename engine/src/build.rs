@@ -260,6 +260,26 @@ fn lines_path(path: &str) -> Result<(), EngineError> {
     ))
 }
 
+/// An objects source as the engine keeps it: the store, and the key or
+/// prefix after the bucket.
+fn objects_source(o: &kontinuum_api::future::ObjectsSource) -> Result<MapSourceKind, EngineError> {
+    rules::objects_url(&o.url)?;
+    if let Some(endpoint) = &o.endpoint {
+        rules::objects_endpoint(endpoint)?;
+    }
+    let rest = o.url.trim_start_matches("s3://");
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    Ok(MapSourceKind::Objects {
+        store: kontinuum_api::work::StoreRef {
+            bucket: bucket.to_string(),
+            endpoint: o.endpoint.clone(),
+            region: o.region.clone(),
+        },
+        key: key.to_string(),
+        lines: o.read.unwrap_or_default() == kontinuum_api::future::ObjectsRead::Lines,
+    })
+}
+
 pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FuturePlan, EngineError> {
     let bodies = [
         spec.map.is_some(),
@@ -274,9 +294,14 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
     let (body, units) = if let Some(m) = &spec.map {
         let shard = rules::shard_size(m.shard_size.unwrap_or(1000))?;
         let fanout = rules::fanout(m.fanout.unwrap_or(8))?;
-        let (source, units, shard_units) = match (&m.source.range, &m.source.items, &m.source.lines)
-        {
-            (Some(r), None, None) => {
+        let sources = &m.source;
+        let (source, units, shard_units) = match (
+            &sources.range,
+            &sources.items,
+            &sources.lines,
+            &sources.objects,
+        ) {
+            (Some(r), None, None, None) => {
                 rules::range_end(r.start, r.end)?;
                 (
                     MapSourceKind::Range { start: r.start },
@@ -284,11 +309,12 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
                     shard,
                 )
             }
-            (None, Some(list), None) => {
+            (None, Some(list), None, None) => {
                 items = Some(list.clone());
                 (MapSourceKind::Items, list.len() as u64, shard)
             }
-            (None, None, Some(l)) => {
+            (None, None, None, Some(o)) => (objects_source(o)?, 0, 0),
+            (None, None, Some(l), None) => {
                 lines_path(&l.path)?;
                 // Sized by a worker's plan (machine/planning.rs).
                 (
@@ -302,7 +328,10 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
             _ => return Err(rules::not_one_map_source().into()),
         };
         stable_id = m.function.stable_id();
-        let plan_first = matches!(source, MapSourceKind::Lines { .. });
+        let plan_first = matches!(
+            source,
+            MapSourceKind::Lines { .. } | MapSourceKind::Objects { .. }
+        );
         map = Some(MapParams {
             function: m.function.clone(),
             reducer: m.reduce.clone().unwrap_or_default(),

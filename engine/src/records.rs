@@ -224,6 +224,15 @@ pub enum MapSourceKind {
     Items,
     /// Positions are byte offsets into the file.
     Lines { path: String },
+    /// Objects under `key` (a prefix ending in `/`, or empty) or the one
+    /// object `key`. With `lines`, positions are byte offsets into the
+    /// concatenation of the listing (kept as the root's items, each with
+    /// its `start`); otherwise position p is object p of the listing.
+    Objects {
+        store: kontinuum_api::work::StoreRef,
+        key: String,
+        lines: bool,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

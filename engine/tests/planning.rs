@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use kontinuum_api::Phase;
 use kontinuum_api::work::{Completion, Outcome, Slice, SourceRef, Work};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::io::Write;
 use std::time::Duration;
 
@@ -186,4 +186,104 @@ fn an_answer_that_is_not_a_plan_fails_the_future_and_says_what_was_expected() {
         let text = serde_json::to_value(f).unwrap().to_string();
         assert!(text.contains("not a plan"), "{bad}: {text}");
     }
+}
+
+/// A bucket of the test worker: `objects` as files named by key.
+fn bucket(name: &str, objects: &[(&str, usize)]) {
+    let dir = bucket_dir(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (key, lines) in objects {
+        let mut f = std::fs::File::create(dir.join(key)).unwrap();
+        for i in 0..*lines {
+            writeln!(f, "line {i:02}").unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_lines_of_every_object_under_a_prefix_are_mapped_once() {
+    let name = format!("lines-{}", std::process::id());
+    // An empty object between two others, and one outside the prefix.
+    bucket(&name, &[("p-a", 37), ("p-b", 0), ("p-c", 51), ("q-x", 9)]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(&dir.path().join("store"));
+    engine
+        .submit(vec![future(
+            "m",
+            &format!("{{map: {{source: {{objects: {{url: 's3://{name}/p-'}}}}, function: {{function: t.len}}, shardSize: 5, fanout: 3, reduce: sum}}}}"),
+        )])
+        .unwrap();
+    let plan = lease_now(&engine, 8);
+    assert!(
+        matches!(&plan[0].work, Work::Plan { source: SourceRef::Objects { key, lines: true, .. } } if key == "p-"),
+        "{plan:?}"
+    );
+    complete_all(&engine, &plan);
+    // Leaves of 5 lines x 8 bytes; the one that straddles p-a and p-c
+    // names both (the empty p-b too, which holds nothing).
+    let mut straddles = false;
+    let mut pending = lease_now(&engine, 64);
+    while !pending.is_empty() {
+        for l in &pending {
+            if let Work::MapLeaf {
+                slice:
+                    Slice::ObjectLines {
+                        parts, start, end, ..
+                    },
+                ..
+            } = &l.work
+            {
+                assert!(!parts.is_empty() && end - start <= 40, "{parts:?}");
+                straddles |= parts.first().map(|p| p.key.as_str()) == Some("p-a")
+                    && parts.last().map(|p| p.key.as_str()) == Some("p-c");
+            }
+        }
+        complete_all(&engine, &pending);
+        pending = lease_now(&engine, 64);
+    }
+    assert!(
+        straddles,
+        "a leaf spans the end of one object and the start of the next"
+    );
+    let statuses = drive(&engine, &["m"], Duration::from_secs(10));
+    let s = future_status(&statuses[0]);
+    assert_eq!(s.result, Some(json!((37 + 51) * 7)), "{s:#?}");
+    let p = s.progress.as_ref().unwrap();
+    assert_eq!((p.done, p.total), ((37 + 51) * 8, (37 + 51) * 8));
+}
+
+#[test]
+fn objects_as_items_call_the_function_with_each_object() {
+    let name = format!("items-{}", std::process::id());
+    bucket(&name, &[("a", 1), ("b", 2), ("c", 3)]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(&dir.path().join("store"));
+    engine
+        .submit(vec![future(
+            "m",
+            &format!("{{map: {{source: {{objects: {{url: 's3://{name}/', read: objects}}}}, function: {{function: t.echo}}, shardSize: 2, reduce: collect}}}}"),
+        )])
+        .unwrap();
+    let statuses = drive(&engine, &["m"], Duration::from_secs(10));
+    let s = future_status(&statuses[0]);
+    let keys: Vec<Value> = s
+        .result
+        .as_ref()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["item"]["url"].clone())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            json!(format!("s3://{name}/a")),
+            json!(format!("s3://{name}/b")),
+            json!(format!("s3://{name}/c"))
+        ]
+    );
+    assert_eq!(s.result.as_ref().unwrap()[1]["item"]["size"], 16);
+    let _ = std::fs::remove_dir_all(bucket_dir(&name));
 }

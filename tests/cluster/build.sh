@@ -8,6 +8,7 @@
 #   tests/cluster/build.sh provisioner  the storage provisioner (every cluster)
 #   tests/cluster/build.sh prometheus   Prometheus (for tests that start one)
 #   tests/cluster/build.sh debian       a Debian image with Python 3 (mmdebstrap)
+#   tests/cluster/build.sh s3           s3s-fs, an S3-compatible store (cargo install)
 #
 # Each component is built in a wrapper Go module of its own and installed into
 #   ${KONTINUUM_CACHE:-~/.cache/kontinuum}/<component>/<version>/bin
@@ -390,6 +391,28 @@ build_debian_locked() {
   log "image $DEBIAN_IMAGE -> $root/debian-python.oci.tar"
 }
 
+# An S3-compatible store from crates.io (s3s-fs), installed by cargo into
+# the cache: every cluster runs one (up.sh) for the object-source tests.
+build_s3() {
+  local root=$CACHE/s3s-fs/$S3S_FS_VERSION
+  [[ -x $root/bin/s3s-fs ]] && return 0
+  with_lock "$root" build_s3_locked "$root"
+}
+
+build_s3_locked() {
+  local root=$1
+  [[ -x $root/bin/s3s-fs ]] && return 0
+  command -v cargo >/dev/null || die "cargo is not installed (s3s-fs is built with it)"
+  log "Building s3s-fs $S3S_FS_VERSION with cargo install (log: $root/build.log)"
+  local start=$SECONDS
+  # Its own target dir: never the workspace's, whose lock a test run holds.
+  nice -n "$NICE" cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked \
+    --root "$root" --target-dir "$root/target" >"$root/build.log" 2>&1 \
+    || { tail -n 30 "$root/build.log" >&2; die "s3s-fs build failed; see $root/build.log"; }
+  rm -rf "$root/target"
+  log "s3s-fs $S3S_FS_VERSION built in $((SECONDS - start))s -> $root/bin"
+}
+
 targets=("$@")
 ((${#targets[@]})) || targets=(all)
 for t in "${targets[@]}"; do
@@ -405,9 +428,10 @@ for t in "${targets[@]}"; do
     images) build_images ;;
     provisioner) build_own provisioner ;;
     debian) build_debian ;;
+    s3) build_s3 ;;
     root:debian) echo "$CACHE/debian/$DEBIAN_SUITE-$DEBIAN_PACKAGES-$DEBIAN_RECIPE" ;;
     node) build_coredns; build_images ;;
     root:*) own_root "${t#root:}" ;; # prints where that program is cached
-    *) die "unknown target $t (all|k8s|etcd|helm|kwok|crane|coredns|prometheus|images|provisioner|node|debian)" ;;
+    *) die "unknown target $t (all|k8s|etcd|helm|kwok|crane|coredns|prometheus|images|provisioner|node|debian|s3)" ;;
   esac
 done

@@ -72,7 +72,7 @@ if [[ -d $dir/node ]]; then
   source "$here/node.sh"
   node_down
 fi
-stop_daemons kwok provisioner kube-scheduler kube-controller-manager kube-apiserver
+stop_daemons kwok provisioner s3 kube-scheduler kube-controller-manager kube-apiserver
 # etcd last: an API server that advertises a real address (the real node's)
 # removes it from the `kubernetes` endpoints as it stops, which needs etcd.
 stop_daemons etcd

@@ -4,7 +4,8 @@
 #   (fake kubelets) with fake Nodes, so Deployments get Running pods without
 #   containers.
 #
-#   eval "$(tests/cluster/up.sh)"     # exports KUBECONFIG, PATH, KONTINUUM_CLUSTER_DIR
+#   eval "$(tests/cluster/up.sh)"     # exports KUBECONFIG, PATH, KONTINUUM_CLUSTER_DIR,
+#                                     # KONTINUUM_S3_* (the S3-compatible store)
 #   ...
 #   tests/cluster/down.sh             # stops it (uses $KONTINUUM_CLUSTER_DIR)
 #
@@ -36,8 +37,9 @@ for tool in openssl curl flock ss; do
 done
 
 # Build on first use (a no-op when the cache has everything).
-"$here/build.sh" all provisioner
+"$here/build.sh" all provisioner s3
 PROVISIONER_BIN=$("$here/build.sh" root:provisioner)/bin
+S3_BIN=$CACHE/s3s-fs/$S3S_FS_VERSION/bin
 if [[ $REAL_NODE == 1 ]]; then
   "$here/build.sh" node
   COREDNS_BIN=$CACHE/coredns/$COREDNS_VERSION/bin
@@ -328,6 +330,20 @@ reclaimPolicy: Delete
 volumeBindingMode: Immediate
 EOF
 
+# An S3-compatible store (s3s-fs): buckets are the directories of
+# $dir/s3. It listens where the pods of the real node reach host processes
+# (the node's address), else on loopback; one key pair, made here.
+s3_host=${NODE_IP:-127.0.0.1}
+s3_port=$(reserve_port "$dir")
+s3_access_key=kontinuum-test
+s3_secret_key=$(openssl rand -hex 20)
+mkdir -p "$dir/s3"
+log "starting the S3-compatible store (s3s-fs) on $s3_host:$s3_port"
+start_daemon "$dir" s3 "$S3_BIN/s3s-fs" --host "$s3_host" --port "$s3_port" \
+  --access-key "$s3_access_key" --secret-key "$s3_secret_key" "$dir/s3"
+wait_until "the S3 store on $s3_host:$s3_port" 30 "$dir" s3 \
+  curl -s -o /dev/null "http://$s3_host:$s3_port/"
+
 [[ $REAL_NODE == 1 ]] && node_up
 
 ok=true
@@ -335,6 +351,10 @@ log "cluster is up ($((SECONDS))s). Stop it with: tests/cluster/down.sh $dir"
 printf 'export KONTINUUM_CLUSTER_DIR=%q\n' "$dir"
 printf 'export KUBECONFIG=%q\n' "$dir/kubeconfig"
 printf 'export PATH=%q:"$PATH"\n' "$dir/bin"
+printf 'export KONTINUUM_S3_ENDPOINT=%q\n' "http://$s3_host:$s3_port"
+printf 'export KONTINUUM_S3_ACCESS_KEY=%q\n' "$s3_access_key"
+printf 'export KONTINUUM_S3_SECRET_KEY=%q\n' "$s3_secret_key"
+printf 'export KONTINUUM_S3_DIR=%q\n' "$dir/s3"
 if [[ $REAL_NODE == 1 ]]; then
   printf 'export KONTINUUM_REAL_NODE=1\n'
 else

@@ -13,6 +13,7 @@ pub mod kubelet;
 pub mod metrics;
 pub mod procs;
 pub mod proxy;
+pub mod s3;
 
 use std::future::Future;
 use std::io::Write;

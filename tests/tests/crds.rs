@@ -441,6 +441,44 @@ async fn invalid_manifests_are_rejected_by_the_api_server_naming_the_field() {
         &format!("{TASK_HEAD}  pool: default\n"),
         &["spec.call"],
     );
+    let objects = |fields: &str| {
+        format!(
+            "{FUTURE_HEAD}  map:\n    source: {{objects: {{{fields}}}}}\n    function: {{function: std.wordcount}}\n"
+        )
+    };
+    assert_rejected(
+        n,
+        "an objects url without s3://",
+        &objects("url: 'https://bucket/prefix/'"),
+        &[
+            "spec.map.source.objects.url",
+            kontinuum_api::messages::OBJECTS_URL,
+        ],
+    );
+    assert_rejected(
+        n,
+        "an objects endpoint without a scheme",
+        &objects("url: 's3://b/p/', endpoint: 's3.example.com'"),
+        &[
+            "spec.map.source.objects.endpoint",
+            kontinuum_api::messages::OBJECTS_ENDPOINT,
+        ],
+    );
+    assert_rejected(
+        n,
+        "an unknown objects read",
+        &objects("url: 's3://b/p/', read: words"),
+        &[
+            "spec.map.source.objects.read",
+            "Unsupported value: \"words\": supported values: \"lines\", \"objects\"",
+        ],
+    );
+    kubectl_stdin(
+        &["apply", "--dry-run=server", "-n", n, "-f", "-"],
+        Some(&objects(
+            "url: 's3://b/p/', endpoint: 'http://10.0.0.7:8014', read: objects",
+        )),
+    );
 }
 
 #[tokio::test]

@@ -58,6 +58,7 @@ mod heartbeat;
 mod in_process;
 mod map;
 pub mod metrics;
+mod objects;
 mod registry;
 pub mod remote;
 mod runtime;

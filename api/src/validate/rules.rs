@@ -12,9 +12,9 @@ use super::kind::Kind;
 use super::schema_walk::walk;
 use crate::fnref::{BindError, FnRef};
 use crate::messages::{
-    FUTURE_ONE_BODY, MAP_SOURCE_ONE, RANGE_END_BEFORE_START, SCALING_MIN_ABOVE_MAX,
-    TASK_DELAY_AND_NOT_BEFORE, below_minimum, is_function_name, not_a_date_time,
-    not_a_function_name,
+    FUTURE_ONE_BODY, MAP_SOURCE_ONE, OBJECTS_ENDPOINT, OBJECTS_URL, RANGE_END_BEFORE_START,
+    SCALING_MIN_ABOVE_MAX, TASK_DELAY_AND_NOT_BEFORE, below_minimum, is_function_name,
+    not_a_date_time, not_a_function_name,
 };
 use crate::reducer::Reducer;
 use serde_json::{Map, Value};
@@ -134,6 +134,41 @@ pub fn range_end(start: i64, end: i64) -> Result<(), FieldError> {
         ));
     }
     Ok(())
+}
+
+/// An objects source names a bucket with `s3://` and, if it names an
+/// endpoint, an http(s) one (the CRD's CEL rules, said again).
+pub fn objects_url(url: &str) -> Result<(), FieldError> {
+    let bucket = url
+        .strip_prefix("s3://")
+        .map(|rest| rest.split('/').next().unwrap_or(""));
+    if bucket.is_none_or(str::is_empty) {
+        return Err(FieldError::new("spec.map.source.objects.url", OBJECTS_URL));
+    }
+    Ok(())
+}
+
+/// See [`objects_url`].
+pub fn objects_endpoint(endpoint: &str) -> Result<(), FieldError> {
+    let host = ["http://", "https://"]
+        .iter()
+        .find_map(|scheme| endpoint.strip_prefix(scheme));
+    if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
+        return Err(FieldError::new(
+            "spec.map.source.objects.endpoint",
+            OBJECTS_ENDPOINT,
+        ));
+    }
+    Ok(())
+}
+
+fn objects_rules(objects: &Value, errors: &mut Vec<FieldError>) {
+    if let Some(url) = objects.get("url").and_then(Value::as_str) {
+        push(errors, objects_url(url));
+    }
+    if let Some(endpoint) = objects.get("endpoint").and_then(Value::as_str) {
+        push(errors, objects_endpoint(endpoint));
+    }
 }
 
 /// A WorkerPool's `scaling.minReplicas` is not above `maxReplicas`.
@@ -276,6 +311,9 @@ pub(super) fn future_rules(spec: &Value, errors: &mut Vec<FieldError>) {
         )
     {
         push(errors, range_end(start, end));
+    }
+    if let Some(objects) = map.pointer("/source/objects") {
+        objects_rules(objects, errors);
     }
     if let Some(reduce) = present(map, "reduce") {
         // Unless the schema walk already said what is wrong with it.

@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 
 /// Schema keywords the walker understands; a test fails on any other.
 #[cfg(test)]
-pub(super) const SCHEMA_KEYWORDS: [&str; 19] = [
+pub(super) const SCHEMA_KEYWORDS: [&str; 20] = [
     "type",
+    "enum",
     "properties",
     "required",
     "items",
@@ -194,6 +195,15 @@ fn property_count_message(
 }
 
 fn walk_string(s: &str, schema: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    if let Some(Value::Array(allowed)) = schema.get("enum")
+        && !allowed.iter().any(|a| a.as_str() == Some(s))
+    {
+        errors.push(FieldError::new(
+            path,
+            crate::messages::not_in_enum(s, allowed),
+        ));
+        return;
+    }
     if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
         && (s.chars().count() as u64) < min
     {

@@ -9,7 +9,9 @@ use crate::policy;
 use crate::records::{Body, MapSourceKind, NodeState, RootState};
 use crate::store::Store;
 use kontinuum_api::reducer::Reducer;
-use kontinuum_api::work::{HeartbeatReply, Lease, NodeId, PLAN_FUNCTION, Slice, SourceRef, Work};
+use kontinuum_api::work::{
+    HeartbeatReply, Lease, NodeId, ObjectPart, PLAN_FUNCTION, Slice, SourceRef, Work,
+};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -198,7 +200,7 @@ impl State {
                         start,
                         end,
                     },
-                    MapSourceKind::Items => {
+                    MapSourceKind::Items | MapSourceKind::Objects { lines: false, .. } => {
                         let items = self.items_of(store, root_id)?;
                         let (s, e) = (start as usize, (end as usize).min(items.len()));
                         Slice::Items {
@@ -206,6 +208,12 @@ impl State {
                             items: items.get(s..e).unwrap_or_default().to_vec(),
                         }
                     }
+                    MapSourceKind::Objects { store: objects, .. } => Slice::ObjectLines {
+                        store: objects.clone(),
+                        parts: object_parts(&self.items_of(store, root_id)?, start, end),
+                        start,
+                        end,
+                    },
                 };
                 Ok(Work::MapLeaf {
                     function: map.function,
@@ -216,6 +224,11 @@ impl State {
             Body::Plan { .. } => {
                 let source = match root.map.as_ref().map(|m| &m.source) {
                     Some(MapSourceKind::Lines { path }) => SourceRef::Lines { path: path.clone() },
+                    Some(MapSourceKind::Objects { store, key, lines }) => SourceRef::Objects {
+                        store: store.clone(),
+                        key: key.clone(),
+                        lines: *lines,
+                    },
                     _ => return Err(corrupt("root", "a plan of a map with nothing to measure")),
                 };
                 Ok(Work::Plan { source })
@@ -350,4 +363,30 @@ fn work_function(work: &Work) -> &str {
         Work::Fold { reducer, .. } => &reducer.function,
         Work::Plan { .. } => PLAN_FUNCTION,
     }
+}
+
+/// The objects of a listing (each item `{key, size, etag, start}`, in
+/// position order) that positions `start..end` touch.
+fn object_parts(listing: &[Value], start: u64, end: u64) -> Vec<ObjectPart> {
+    let field = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    // The first object whose bytes reach past `start`.
+    let first = listing.partition_point(|o| field(o, "start") + field(o, "size") <= start);
+    listing[first..]
+        .iter()
+        .take_while(|o| field(o, "start") < end)
+        .map(|o| ObjectPart {
+            key: o
+                .get("key")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            etag: o
+                .get("etag")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            size: field(o, "size"),
+            base: field(o, "start"),
+        })
+        .collect()
 }

@@ -153,6 +153,12 @@ fn map_leaf(
         Slice::Range { start, end } => (*start..*end).map(|i| json!(i)).collect(),
         Slice::Items { items, .. } => items.clone(),
         Slice::Lines { path, start, end } => lines_of(path, *start, *end)?,
+        Slice::ObjectLines {
+            store,
+            parts,
+            start,
+            end,
+        } => object_lines(store, parts, *start, *end)?,
     };
     let Reducer::Builtin(b) = reducer else {
         let mut total = 0i64;
@@ -173,14 +179,61 @@ fn map_leaf(
     Ok(acc.to_value())
 }
 
-/// The test worker's plan of a file: its length, and 8 bytes a line (the
-/// test files' lines are all "line NN\n").
+/// Where the test worker keeps a bucket's objects: files named by key
+/// (listed by plain prefix: a stand-in for a store, not its semantics).
+pub fn bucket_dir(bucket: &str) -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join("kontinuum-engine-test-buckets")
+        .join(bucket)
+}
+
+/// The test worker's plan: a file's length, or a bucket's listing, and 8
+/// bytes a line (the test files' lines are all "line NN\n").
 fn plan(source: &SourceRef) -> Result<Value, (String, bool)> {
-    let SourceRef::Lines { path } = source;
-    match std::fs::metadata(path) {
-        Ok(meta) => Ok(json!({"bytes": meta.len(), "avgLineBytes": 8})),
-        Err(e) => Err((format!("lines source '{path}': {e}"), true)),
+    match source {
+        SourceRef::Lines { path } => match std::fs::metadata(path) {
+            Ok(meta) => Ok(json!({"bytes": meta.len(), "avgLineBytes": 8})),
+            Err(e) => Err((format!("lines source '{path}': {e}"), true)),
+        },
+        SourceRef::Objects { store, key, .. } => {
+            let dir = bucket_dir(&store.bucket);
+            let mut objects = Vec::new();
+            for entry in std::fs::read_dir(&dir).map_err(|e| (format!("bucket: {e}"), true))? {
+                let entry = entry.map_err(|e| (e.to_string(), true))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(key.as_str()) {
+                    let size = entry.metadata().map_err(|e| (e.to_string(), true))?.len();
+                    objects.push(json!({"key": name, "size": size, "etag": "e"}));
+                }
+            }
+            objects.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
+            let bytes: u64 = objects
+                .iter()
+                .map(|o| o["size"].as_u64().unwrap_or(0))
+                .sum();
+            Ok(json!({"bytes": bytes, "avgLineBytes": 8, "objects": objects}))
+        }
     }
+}
+
+/// The lines a leaf over objects reads: in each part, those whose first
+/// byte (at the part's base + offset) lies in `start..end`.
+fn object_lines(
+    store: &kontinuum_api::work::StoreRef,
+    parts: &[kontinuum_api::work::ObjectPart],
+    start: u64,
+    end: u64,
+) -> Result<Vec<Value>, (String, bool)> {
+    let mut items = Vec::new();
+    for part in parts {
+        let path = bucket_dir(&store.bucket).join(&part.key);
+        let (from, to) = (
+            start.saturating_sub(part.base),
+            end.saturating_sub(part.base),
+        );
+        items.extend(lines_of(&path.display().to_string(), from, to)?);
+    }
+    Ok(items)
 }
 
 /// The lines whose first byte is in `start..end`, each as a string item.

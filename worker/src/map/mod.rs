@@ -9,11 +9,13 @@
 //! `mod.rs` (this file) runs a leaf on the generic path; `kernel.rs` is the
 //! integer fast path; `cursor.rs` walks each kind of slice and holds the
 //! checkpoint both paths pass; `lines.rs` reads a byte range of a file as
-//! lines; `plan.rs` measures a file before the engine shards it. Each uses only those after it; `tests.rs` runs leaves end to end.
+//! lines; `objects.rs` the lines of a leaf over objects; `plan.rs` measures
+//! a source before the engine shards it. Each uses only those after it; `tests.rs` runs leaves end to end.
 
 mod cursor;
 mod kernel;
 mod lines;
+mod objects;
 mod plan;
 #[cfg(test)]
 mod tests;
@@ -73,6 +75,16 @@ pub(crate) async fn run_leaf(
         Slice::Lines { path, start, end } => {
             let reader = LineReader::open(&path, start, end)?;
             let mut c = LinesCursor::new(reader, start);
+            drive(ctx, &f, function, &mut c, &mut folder).await?;
+        }
+        Slice::ObjectLines {
+            store,
+            parts,
+            start,
+            end,
+        } => {
+            let pieces = objects::read_pieces(&store, &parts, start, end).await?;
+            let mut c = objects::ObjectLinesCursor::new(pieces, start, end);
             drive(ctx, &f, function, &mut c, &mut folder).await?;
         }
     }

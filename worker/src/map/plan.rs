@@ -7,6 +7,7 @@
 
 use super::lines::io_error;
 use crate::error::FnError;
+use crate::objects::plan_objects;
 use kontinuum_api::work::{SourcePlan, SourceRef};
 use serde_json::Value;
 use std::fs::File;
@@ -22,6 +23,12 @@ pub(crate) async fn plan_source(source: SourceRef) -> Result<Value, FnError> {
         SourceRef::Lines { path } => tokio::task::spawn_blocking(move || plan_lines(field, &path))
             .await
             .map_err(|e| FnError::retryable(format!("planning the lines source stopped: {e}")))??,
+        SourceRef::Objects { store, key, lines } => plan_objects(&store, &key, lines)
+            .await
+            .map_err(|e| FnError {
+                message: format!("{field}: {}", e.message),
+                ..e
+            })?,
     };
     serde_json::to_value(plan)
         .map_err(|e| FnError::permanent(format!("a plan that cannot be written: {e}")))
@@ -46,6 +53,7 @@ fn plan_lines(field: &str, path: &str) -> Result<SourcePlan, FnError> {
     Ok(SourcePlan {
         bytes: meta.len(),
         avg_line_bytes: mean_line_bytes(&sample),
+        objects: None,
     })
 }
 
@@ -86,7 +94,8 @@ mod tests {
             plan,
             SourcePlan {
                 bytes: 10_000,
-                avg_line_bytes: 10
+                avg_line_bytes: 10,
+                objects: None
             }
         );
     }

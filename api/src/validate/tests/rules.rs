@@ -2,6 +2,7 @@
 //! the reducer.
 
 use super::*;
+use crate::messages::{OBJECTS_ENDPOINT, OBJECTS_URL};
 
 #[test]
 fn future_needs_exactly_one_body() {
@@ -133,6 +134,42 @@ fn range_end_not_before_start() {
         "spec.map.source.range.end",
         REQUIRED,
     );
+}
+
+#[test]
+fn objects_name_a_bucket_an_http_endpoint_and_a_known_read() {
+    let objects = |fields: &str| {
+        future(&format!(
+            "map:\n  source: {{objects: {{{fields}}}}}\n  function: {{function: std.wordcount}}"
+        ))
+    };
+    for url in ["https://bucket/x", "s3://", "s3:///key", "bucket/prefix/"] {
+        one_error(
+            &objects(&format!("url: '{url}'")),
+            "spec.map.source.objects.url",
+            OBJECTS_URL,
+        );
+    }
+    for endpoint in ["s3.example.com", "ftp://s3.example.com", "http://"] {
+        one_error(
+            &objects(&format!("url: 's3://b/p/', endpoint: '{endpoint}'")),
+            "spec.map.source.objects.endpoint",
+            OBJECTS_ENDPOINT,
+        );
+    }
+    one_error(
+        &objects("url: 's3://b/p/', read: words"),
+        "spec.map.source.objects.read",
+        "Unsupported value: \"words\": supported values: \"lines\", \"objects\"",
+    );
+    for fine in [
+        "url: 's3://b'",
+        "url: 's3://b/'",
+        "url: 's3://b/corpus/big.txt', region: eu-west-1",
+        "url: 's3://b/p/', endpoint: 'http://10.0.0.7:8014', read: objects",
+    ] {
+        run(&objects(fine)).unwrap_or_else(|e| panic!("{fine}: {e:?}"));
+    }
 }
 
 #[test]
