@@ -231,3 +231,102 @@ async fn an_object_deleted_during_the_map_fails_it_naming_the_object() {
     let m = failed_message(&object);
     assert!(m.contains(&format!("s3://{bucket}/slow/b.txt")), "{m}");
 }
+
+/// `kontinuum get future/NAME -o json` from a server.
+fn get_future(url: &str, token: &std::path::Path, name: &str) -> Value {
+    let out = Command::new(bin("kontinuum"))
+        .args([
+            "get",
+            "future",
+            name,
+            "-o",
+            "json",
+            "--server",
+            url,
+            "--token-file",
+        ])
+        .arg(token)
+        .output()
+        .expect("kontinuum get");
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_while_it_reads_ranges_costs_a_rerun_not_a_count() {
+    use kontinuum_e2e::procs::{Proc, free_port};
+    let bucket = "corpus-kill";
+    let store = s3::bucket(bucket);
+    let (data, words) = text(9, 400_000);
+    s3::put(&store, "big.txt", data).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "kill-test-token\n").unwrap();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let mut serve = Command::new(bin("kontinuum"));
+    serve
+        .args([
+            "serve",
+            "--listen",
+            url.trim_start_matches("http://"),
+            "--data",
+        ])
+        .arg(dir.path().join("store"))
+        .arg("--token-file")
+        .arg(&token);
+    let _server = Proc::spawn("serve", serve, dir.path().join("serve.log"));
+    let manifest = dir.path().join("job.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: kontinuum.dev/v1alpha1\nkind: HierarchicalFuture\nmetadata: {{name: big}}\nspec:\n  \
+             map:\n    source: {{objects: {{url: 's3://{bucket}/big.txt', endpoint: '{}'}}}}\n    \
+             function: {{function: std.wordcount}}\n    shardSize: 10000\n    reduce: merge\n",
+            s3::endpoint()
+        ),
+    )
+    .unwrap();
+    kontinuum_e2e::wait_for("the server", Duration::from_secs(30), || async {
+        let out = Command::new(bin("kontinuum"))
+            .args(["submit", "--server", &url, "--token-file"])
+            .arg(&token)
+            .arg(&manifest)
+            .output()
+            .ok()?;
+        out.status.success().then_some(())
+    })
+    .await;
+    // One lease at a time: a kill lands in the middle of a leaf.
+    let worker = |label: &str| {
+        let mut cmd = Command::new(bin("kontinuum-worker"));
+        cmd.args(["--server", &url, "--pool", "default", "--concurrency", "1"])
+            .arg("--token-file")
+            .arg(&token)
+            .envs(s3::credentials());
+        Proc::spawn(label, cmd, dir.path().join(format!("{label}.log")))
+    };
+    let mut doomed = worker("doomed");
+    let before = kontinuum_e2e::wait_for("the map under way", Duration::from_secs(120), || async {
+        let p = &get_future(&url, &token, "big")["status"]["progress"];
+        let (done, total) = (p["done"].as_u64()?, p["total"].as_u64()?);
+        (done > 0 && done < total / 2).then_some(done)
+    })
+    .await;
+    doomed.kill9();
+    let _rescuer = worker("rescuer");
+    let end = kontinuum_e2e::wait_for("the map to finish", Duration::from_secs(300), || async {
+        let f = get_future(&url, &token, "big");
+        matches!(f["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(f)
+    })
+    .await;
+    assert_eq!(end["status"]["phase"], "Succeeded", "{end}");
+    let sum: u64 = end["status"]["result"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(
+        sum, words,
+        "every word once, although a worker died mid-leaf (killed at {before} bytes)"
+    );
+}

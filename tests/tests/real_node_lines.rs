@@ -3,14 +3,16 @@
 //! engine, in its own pod on the real node, which has no such file. The
 //! engine never opens it: a worker of the pool plans the map (size, mean
 //! line length) and maps it; a path that is not there fails the future with
-//! the worker's message and the path.
+//! the worker's message and the path. Then the same text as objects in the
+//! test cluster's S3-compatible store, read by the pool's workers with
+//! credentials from a Secret, from `kubectl apply`.
 
 use std::process::Command;
 use std::time::Duration;
 
 use kontinuum_e2e::{
     TestNamespace, apply, client, helm, import_image, kubeconfig, kubectl, real_node,
-    real_node_placement, repo_root, wait_for,
+    real_node_placement, repo_root, s3, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -43,7 +45,7 @@ async fn final_status(ns: &str, name: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_mounted_only_in_the_workers_pods_is_mapped_by_them() {
+async fn data_mounted_only_in_the_workers_pods_or_in_object_storage_is_mapped_by_them() {
     let client = client().await;
     real_node(&client).await;
     let system = TestNamespace::create(&client, "lines-system").await;
@@ -90,8 +92,19 @@ async fn a_file_mounted_only_in_the_workers_pods_is_mapped_by_them() {
     pod_spec["containers"] = json!([{
         "name": "worker",
         "volumeMounts": [{"name": "corpus", "mountPath": "/corpus"}],
+        "envFrom": [{"secretRef": {"name": "store-keys"}}],
     }]);
     pod_spec["volumes"] = json!([{"name": "corpus", "configMap": {"name": "corpus"}}]);
+    // The store's keys, for the pool's environment only.
+    let keys: serde_json::Map<String, Value> = s3::credentials()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    apply(
+        &system,
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "store-keys"},
+                "stringData": keys}),
+    );
     apply(
         &system,
         &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "WorkerPool",
@@ -146,6 +159,31 @@ async fn a_file_mounted_only_in_the_workers_pods_is_mapped_by_them() {
         (Some(bytes), Some(bytes)),
         "progress counts the file's bytes: {words}"
     );
+
+    // The same text split into three objects of a bucket.
+    let store = s3::bucket("real-node-corpus");
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for (i, part) in lines.chunks(lines.len().div_ceil(3)).enumerate() {
+        s3::put(
+            &store,
+            &format!("rhyme/part-{i}.txt"),
+            part.concat().into_bytes(),
+        )
+        .await;
+    }
+    apply(
+        &system,
+        &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "HierarchicalFuture",
+                "metadata": {"name": "object-words"},
+                "spec": {"pool": "readers",
+                         "map": {"source": {"objects": {"url": "s3://real-node-corpus/rhyme/",
+                                                        "endpoint": s3::endpoint()}},
+                                 "function": {"function": "std.wordcount"},
+                                 "shardSize": 16, "reduce": "merge"}}}),
+    );
+    let objects = final_status(&system, "object-words").await;
+    assert_eq!(objects["phase"], "Succeeded", "{objects}");
+    assert_eq!(objects["result"], local["status"]["result"]);
 
     let missing = final_status(&system, "no-words").await;
     assert_eq!(missing["phase"], "Failed", "{missing}");
