@@ -80,6 +80,25 @@ pub struct HierarchicalFutureSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::optional_duration")]
     pub ttl_after_finished: Option<String>,
+    /// Write the result to an object instead of the status (a collect or merge too large for a resource): a worker of the pool writes it as JSON; the result becomes {url, bytes, sha256}.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputSpec>,
+}
+
+/// Where a future's result is written, with the workers' credentials.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.url.matches('^s3://[^/]+/.*[^/]$')").message(crate::messages::OUTPUT_URL).field_path(".url"))]
+#[x_kube(validation = Rule::new("!has(self.endpoint) || self.endpoint.matches('^https?://[^/]+')").message(crate::messages::OUTPUT_ENDPOINT).field_path(".endpoint"))]
+pub struct OutputSpec {
+    /// `s3://BUCKET/KEY`: the object the result is written to (replaced if it exists).
+    pub url: String,
+    /// The store's address (default: AWS S3 for the region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The store's region (default: the workers' `AWS_REGION`, else `us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// An adaptive sharded map.

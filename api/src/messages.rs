@@ -30,6 +30,13 @@ pub const OBJECTS_URL: &str = "spec.map.source.objects.url must be s3://BUCKET/P
 /// Objects source: the endpoint's form (field `spec.map.source.objects.endpoint`).
 pub const OBJECTS_ENDPOINT: &str = "spec.map.source.objects.endpoint must be an http:// or https:// address, e.g. http://s3.storage:8333";
 
+/// Output: the url's form (field `spec.output.url`).
+pub const OUTPUT_URL: &str =
+    "spec.output.url must be s3://BUCKET/KEY naming one object (a key that does not end in /)";
+/// Output: the endpoint's form (field `spec.output.endpoint`).
+pub const OUTPUT_ENDPOINT: &str =
+    "spec.output.endpoint must be an http:// or https:// address, e.g. http://s3.storage:8333";
+
 /// Task and HierarchicalFuture: the spec may not change after creation (a
 /// transition rule on `spec`). Its twin is the operator's: a spec that
 /// differs from the one the engine runs is reported, never applied.
@@ -39,11 +46,13 @@ pub const SPEC_IMMUTABLE: &str =
 /// Every CEL message in the CRDs. Each has a twin in the validator
 /// (SPEC_IMMUTABLE's is the operator's, since `kontinuum run` never updates);
 /// a test fails if a CRD carries a message missing here, or the reverse.
-pub const CEL_MESSAGES: [&str; 7] = [
+pub const CEL_MESSAGES: [&str; 9] = [
     FUTURE_ONE_BODY,
     RANGE_END_BEFORE_START,
     OBJECTS_URL,
     OBJECTS_ENDPOINT,
+    OUTPUT_URL,
+    OUTPUT_ENDPOINT,
     TASK_DELAY_AND_NOT_BEFORE,
     SCALING_MIN_ABOVE_MAX,
     SPEC_IMMUTABLE,

@@ -49,6 +49,28 @@ pub enum Work {
     /// users' data, so the first lease of a map over a file is this one,
     /// and its worker answers with a [`SourcePlan`] as the value.
     Plan { source: SourceRef },
+    /// Write a future's result to an object: put `value` as JSON at `key`
+    /// of `store` and answer with an [`OutputRef`].
+    Output {
+        store: StoreRef,
+        key: String,
+        value: Value,
+    },
+}
+
+/// The name metrics and messages give a [`Work::Output`] lease.
+pub const OUTPUT_FUNCTION: &str = "kontinuum.output";
+
+/// A result written to an object: what the status keeps instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutputRef {
+    /// `s3://BUCKET/KEY`.
+    pub url: String,
+    /// The JSON's length in bytes.
+    pub bytes: u64,
+    /// The SHA-256 of those bytes, in hex.
+    pub sha256: String,
 }
 
 /// The name metrics and messages give a [`Work::Plan`] lease.

@@ -6,8 +6,8 @@ use crate::error::EngineError;
 use crate::machine::{State, Tx};
 use crate::policy::{self, Debounce, Exclusive};
 use crate::records::{
-    Body, ExclusiveSettings, MapParams, MapSourceKind, Node, NodeState, RetrySettings, Root,
-    RootKind, RootState,
+    Body, ExclusiveSettings, MapParams, MapSourceKind, Node, NodeState, OutputTarget,
+    RetrySettings, Root, RootKind, RootState,
 };
 use crate::store::Store;
 use kontinuum_api::common::RetryPolicy;
@@ -234,6 +234,7 @@ pub fn apply_task(
 
 pub struct FuturePlan {
     pub pool: String,
+    pub output: Option<OutputTarget>,
     pub body: Body,
     pub weight: u64,
     pub declared_total: Option<u64>,
@@ -258,6 +259,24 @@ fn lines_path(path: &str) -> Result<(), EngineError> {
         "spec.map.source.lines.path",
         format!("'{path}' must be absolute by the time it reaches the engine"),
     ))
+}
+
+/// Where spec.output writes: the store, and the key after the bucket.
+fn output_target(o: &kontinuum_api::future::OutputSpec) -> Result<OutputTarget, EngineError> {
+    rules::output_url(&o.url)?;
+    if let Some(endpoint) = &o.endpoint {
+        rules::output_endpoint(endpoint)?;
+    }
+    let rest = o.url.trim_start_matches("s3://");
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    Ok(OutputTarget {
+        store: kontinuum_api::work::StoreRef {
+            bucket: bucket.to_string(),
+            endpoint: o.endpoint.clone(),
+            region: o.region.clone(),
+        },
+        key: key.to_string(),
+    })
 }
 
 /// An objects source as the engine keeps it: the store, and the key or
@@ -380,8 +399,10 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
         );
     }
     let deadline_ms = duration_ms("spec.deadline", &spec.deadline)?.map(|d| now_ms + d);
+    let output = spec.output.as_ref().map(output_target).transpose()?;
     Ok(FuturePlan {
         pool: spec.pool.clone(),
+        output,
         weight: units,
         // A map's total is its item count; otherwise a declared weight fixes it.
         declared_total: if map.is_some() {
@@ -429,6 +450,7 @@ pub fn apply_future(
     root.on_failure = plan.on_failure;
     root.max_failed_children = plan.max_failed_children;
     root.map = plan.map;
+    root.output = plan.output;
     root.declared_total = plan.declared_total;
     // Parallel and sequence roots only gather: their children carry the units.
     root.known_total = if matches!(plan.body, Body::Call { .. }) {

@@ -247,6 +247,14 @@ pub struct MapParams {
     pub source: MapSourceKind,
 }
 
+/// An object a tree's value is written to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputTarget {
+    pub store: kontinuum_api::work::StoreRef,
+    pub key: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExclusiveSettings {
@@ -320,6 +328,13 @@ pub struct Root {
     pub max_failed_children: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map: Option<MapParams>,
+    /// Where a worker writes the tree's value (spec.output), if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputTarget>,
+    /// The value is known and a worker is writing it to `output`; the root
+    /// node waits in `Folding` with the value as its own.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub output_pending: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debounce_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -405,6 +420,8 @@ impl Root {
             on_failure: None,
             max_failed_children: 0,
             map: None,
+            output: None,
+            output_pending: false,
             debounce_key: None,
             exclusive: None,
             state: RootState::Active,

@@ -479,6 +479,12 @@ async fn invalid_manifests_are_rejected_by_the_api_server_naming_the_field() {
             "url: 's3://b/p/', endpoint: 'http://10.0.0.7:8014', read: objects",
         )),
     );
+    assert_rejected(
+        n,
+        "an output url naming a prefix",
+        &format!("{FUTURE_HEAD}{MAP}  output: {{url: 's3://b/results/'}}\n"),
+        &["spec.output.url", kontinuum_api::messages::OUTPUT_URL],
+    );
 }
 
 #[tokio::test]

@@ -330,3 +330,46 @@ async fn a_worker_killed_while_it_reads_ranges_costs_a_rerun_not_a_count() {
         "every word once, although a worker died mid-leaf (killed at {before} bytes)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_too_big_for_a_status_is_written_to_an_object() {
+    use object_store::ObjectStoreExt;
+    let bucket = "results";
+    let store = s3::bucket(bucket);
+    // 100,000 distinct words, each twice: a merge with 100,000 keys.
+    let text: String = (0..200_000)
+        .map(|i| format!("w{:06}\n", i % 100_000))
+        .collect();
+    s3::put(&store, "in/words.txt", text.into_bytes()).await;
+    let manifest = format!(
+        "apiVersion: kontinuum.dev/v1alpha1\nkind: HierarchicalFuture\nmetadata: {{name: vocabulary}}\nspec:\n  \
+         map:\n    source: {{objects: {{url: 's3://{bucket}/in/words.txt', endpoint: '{e}'}}}}\n    \
+         function: {{function: std.wordcount}}\n    shardSize: 20000\n    reduce: merge\n  \
+         output: {{url: 's3://{bucket}/runs/vocabulary.json', endpoint: '{e}'}}\n",
+        e = s3::endpoint()
+    );
+    let (code, objects) = run(&manifest, &s3::credentials(), true);
+    assert_eq!(code, Some(0), "{objects:#?}");
+    let reference = &objects[0]["status"]["result"];
+    assert_eq!(
+        reference["url"],
+        format!("s3://{bucket}/runs/vocabulary.json")
+    );
+    let written = store
+        .get(&object_store::path::Path::from("runs/vocabulary.json"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(reference["bytes"], written.len(), "{reference}");
+    assert!(
+        written.len() > 1 << 20,
+        "{} bytes: far more than a status holds",
+        written.len()
+    );
+    let counts: serde_json::Map<String, Value> = serde_json::from_slice(&written).unwrap();
+    assert_eq!(counts.len(), 100_000);
+    assert!(counts.values().all(|v| v == 2));
+    assert_eq!(reference["sha256"].as_str().map(str::len), Some(64));
+}

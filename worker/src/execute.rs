@@ -5,6 +5,7 @@ use crate::ctx::Ctx;
 use crate::error::FnError;
 use crate::fold::Folder;
 use crate::map::{plan_source, run_leaf};
+use crate::objects::write_output;
 use crate::registry::FnResult;
 use futures::FutureExt;
 use kontinuum_api::work::Work;
@@ -18,6 +19,7 @@ pub(crate) fn work_function(work: &Work) -> &str {
         Work::MapLeaf { function, .. } => &function.function,
         Work::Fold { reducer, .. } => &reducer.function,
         Work::Plan { .. } => kontinuum_api::work::PLAN_FUNCTION,
+        Work::Output { .. } => kontinuum_api::work::OUTPUT_FUNCTION,
     }
 }
 
@@ -44,6 +46,7 @@ pub async fn execute(ctx: &Ctx, work: Work) -> FnResult {
             folder.finish()
         }
         Work::Plan { source } => plan_source(source).await,
+        Work::Output { store, key, value } => write_output(&store, &key, &value).await,
     }
 }
 

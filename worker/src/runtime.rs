@@ -369,5 +369,6 @@ fn work_function(work: &Work) -> &str {
         Work::MapLeaf { function, .. } => &function.function,
         Work::Fold { reducer, .. } => &reducer.function,
         Work::Plan { .. } => kontinuum_api::work::PLAN_FUNCTION,
+        Work::Output { .. } => kontinuum_api::work::OUTPUT_FUNCTION,
     }
 }

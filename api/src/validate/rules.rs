@@ -12,9 +12,9 @@ use super::kind::Kind;
 use super::schema_walk::walk;
 use crate::fnref::{BindError, FnRef};
 use crate::messages::{
-    FUTURE_ONE_BODY, MAP_SOURCE_ONE, OBJECTS_ENDPOINT, OBJECTS_URL, RANGE_END_BEFORE_START,
-    SCALING_MIN_ABOVE_MAX, TASK_DELAY_AND_NOT_BEFORE, below_minimum, is_function_name,
-    not_a_date_time, not_a_function_name,
+    FUTURE_ONE_BODY, MAP_SOURCE_ONE, OBJECTS_ENDPOINT, OBJECTS_URL, OUTPUT_ENDPOINT, OUTPUT_URL,
+    RANGE_END_BEFORE_START, SCALING_MIN_ABOVE_MAX, TASK_DELAY_AND_NOT_BEFORE, below_minimum,
+    is_function_name, not_a_date_time, not_a_function_name,
 };
 use crate::reducer::Reducer;
 use serde_json::{Map, Value};
@@ -162,6 +162,33 @@ pub fn objects_endpoint(endpoint: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A future's output names one object (`s3://BUCKET/KEY`, the key not a
+/// prefix) and, if it names an endpoint, an http(s) one.
+pub fn output_url(url: &str) -> Result<(), FieldError> {
+    let key = url
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty() && !key.ends_with('/'));
+    if key.is_none() {
+        return Err(FieldError::new("spec.output.url", OUTPUT_URL));
+    }
+    Ok(())
+}
+
+/// See [`output_url`].
+pub fn output_endpoint(endpoint: &str) -> Result<(), FieldError> {
+    objects_endpoint(endpoint).map_err(|_| FieldError::new("spec.output.endpoint", OUTPUT_ENDPOINT))
+}
+
+fn output_rules(output: &Value, errors: &mut Vec<FieldError>) {
+    if let Some(url) = output.get("url").and_then(Value::as_str) {
+        push(errors, output_url(url));
+    }
+    if let Some(endpoint) = output.get("endpoint").and_then(Value::as_str) {
+        push(errors, output_endpoint(endpoint));
+    }
+}
+
 fn objects_rules(objects: &Value, errors: &mut Vec<FieldError>) {
     if let Some(url) = objects.get("url").and_then(Value::as_str) {
         push(errors, objects_url(url));
@@ -294,6 +321,9 @@ pub(super) fn future_rules(spec: &Value, errors: &mut Vec<FieldError>) {
                 errors,
             );
         }
+    }
+    if let Some(output) = present(spec, "output") {
+        output_rules(output, errors);
     }
     let Some(map) = present(spec, "map") else {
         return;

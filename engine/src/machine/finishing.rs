@@ -33,6 +33,19 @@ impl RootOutcome {
     }
 }
 
+/// A tree's value as users see it: a builtin reducer's accumulator
+/// finished (a mean divided, a count without its sum). A value written to
+/// an object (spec.output) was finished before it was written, and the
+/// tree's value is then the reference to it.
+pub(super) fn final_value(root: &Root, v: Value) -> Value {
+    match root.map.as_ref().map(|m| &m.reducer) {
+        Some(Reducer::Builtin(_)) if !root.output_pending => {
+            Accumulator::from_value(&v).map(|a| a.finish()).unwrap_or(v)
+        }
+        _ => v,
+    }
+}
+
 impl State {
     /// The tree's outcome is final: write it, cancel what is left (objects
     /// that joined it included), release debounce and exclusive state, start
@@ -59,14 +72,7 @@ impl State {
         self.futures.remove(&id);
         self.count_finished(&root);
         match outcome {
-            RootOutcome::Succeeded(v) => {
-                root.result = Some(match root.map.as_ref().map(|m| &m.reducer) {
-                    Some(Reducer::Builtin(_)) => {
-                        Accumulator::from_value(&v).map(|a| a.finish()).unwrap_or(v)
-                    }
-                    _ => v,
-                });
-            }
+            RootOutcome::Succeeded(v) => root.result = Some(final_value(&root, v)),
             RootOutcome::Failed(e) | RootOutcome::Cancelled(e) => root.error = Some(e),
         }
         let joined = self.cancel_leftovers(tx, &mut root)?;

@@ -10,7 +10,8 @@ use crate::records::{Body, MapSourceKind, NodeState, RootState};
 use crate::store::Store;
 use kontinuum_api::reducer::Reducer;
 use kontinuum_api::work::{
-    HeartbeatReply, Lease, NodeId, ObjectPart, PLAN_FUNCTION, Slice, SourceRef, Work,
+    HeartbeatReply, Lease, NodeId, OUTPUT_FUNCTION, ObjectPart, PLAN_FUNCTION, Slice, SourceRef,
+    Work,
 };
 use serde_json::Value;
 use std::sync::Arc;
@@ -167,6 +168,17 @@ impl State {
             .get(&id)
             .ok_or_else(|| corrupt("node", "leased node vanished"))?;
         let root = self.root(node.root)?;
+        if kind == LeaseKind::Fold && root.output_pending {
+            let target = root
+                .output
+                .clone()
+                .ok_or_else(|| corrupt("root", "an output pending with nowhere to write"))?;
+            return Ok(Work::Output {
+                store: target.store,
+                key: target.key,
+                value: node.own.clone().unwrap_or(Value::Null),
+            });
+        }
         if kind == LeaseKind::Fold {
             let Some(Reducer::Function(reducer)) = root.map.as_ref().map(|m| m.reducer.clone())
             else {
@@ -362,6 +374,7 @@ fn work_function(work: &Work) -> &str {
         Work::MapLeaf { function, .. } => &function.function,
         Work::Fold { reducer, .. } => &reducer.function,
         Work::Plan { .. } => PLAN_FUNCTION,
+        Work::Output { .. } => OUTPUT_FUNCTION,
     }
 }
 

@@ -17,6 +17,7 @@
 //! | `leases.rs` | taking work off the queue, attempts and leases, what a worker receives per body, heartbeats, splitting a running leaf |
 //! | `children.rs` | engine work (map splits, parallel, sequence) and adding children |
 //! | `outcomes.rs` | completions: success, failed attempts and retries, values rolled up to the parent, failure policy |
+//! | `output.rs` | a tree's value written to an object by a worker (spec.output) before the tree finishes |
 //! | `planning.rs` | a worker's plan of a source only workers read (a file): the map's size and shard width |
 //! | `finishing.rs` | a tree's final outcome, cancellation of what is left, continuations |
 //! | `links.rs` | objects that join another future's tree (parentRef) |
@@ -35,6 +36,7 @@ mod finishing;
 mod leases;
 mod links;
 mod outcomes;
+mod output;
 mod planning;
 mod pools;
 mod queue;

@@ -103,6 +103,9 @@ impl State {
         value: Value,
     ) -> Result<(), EngineError> {
         if lease.kind == LeaseKind::Fold {
+            if self.root(lease.root)?.output_pending {
+                return self.output_written(tx, store, lease, value);
+            }
             return self.node_succeeded(tx, store, lease.node, value);
         }
         let node = self.node_mut(lease.node)?;
@@ -219,6 +222,9 @@ impl State {
         id: NodeId,
         value: Value,
     ) -> Result<(), EngineError> {
+        if self.needs_output(id) {
+            return self.write_output(tx, id, value);
+        }
         self.set_state(tx, id, NodeState::Succeeded)?;
         let mut node = self
             .nodes

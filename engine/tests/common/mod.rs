@@ -137,6 +137,7 @@ pub fn execute(work: &Work) -> Outcome {
             values.iter().map(|v| v.as_i64().unwrap_or(0)).sum::<i64>()
         )),
         Work::Plan { source } => plan(source),
+        Work::Output { store, key, value } => write_output(store, key, value),
     };
     match result {
         Ok(value) => Outcome::Success { value },
@@ -214,6 +215,23 @@ fn plan(source: &SourceRef) -> Result<Value, (String, bool)> {
             Ok(json!({"bytes": bytes, "avgLineBytes": 8, "objects": objects}))
         }
     }
+}
+
+/// The test worker's output: the value as JSON in the bucket's directory.
+fn write_output(
+    store: &kontinuum_api::work::StoreRef,
+    key: &str,
+    value: &Value,
+) -> Result<Value, (String, bool)> {
+    use sha2::Digest;
+    let bytes = serde_json::to_vec(value).map_err(|e| (e.to_string(), true))?;
+    let path = bucket_dir(&store.bucket).join(key);
+    std::fs::write(&path, &bytes).map_err(|e| (format!("{}: {e}", path.display()), false))?;
+    let digest: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(json!({"url": store.url(key), "bytes": bytes.len(), "sha256": digest}))
 }
 
 /// The lines a leaf over objects reads: in each part, those whose first

@@ -1,13 +1,16 @@
 //! Map sources in S3-compatible stores: the store client (credentials from
 //! the worker's environment, never from a manifest), a listing for the
 //! engine's plan, and byte ranges of objects for map leaves. `store.rs`
-//! builds and keeps clients; `read.rs` lists and reads; errors are worded
+//! builds and keeps clients; `read.rs` lists and reads; `write.rs` writes a
+//! future's result (spec.output); errors are worded
 //! here, each naming the object (`s3://BUCKET/KEY`).
 
 mod read;
 mod store;
+mod write;
 
 pub(crate) use read::{plan_objects, read_range};
+pub(crate) use write::write_output;
 
 use crate::error::FnError;
 use kontinuum_api::work::StoreRef;

@@ -2,7 +2,7 @@
 //! the reducer.
 
 use super::*;
-use crate::messages::{OBJECTS_ENDPOINT, OBJECTS_URL};
+use crate::messages::{OBJECTS_ENDPOINT, OBJECTS_URL, OUTPUT_ENDPOINT, OUTPUT_URL};
 
 #[test]
 fn future_needs_exactly_one_body() {
@@ -170,6 +170,31 @@ fn objects_name_a_bucket_an_http_endpoint_and_a_known_read() {
     ] {
         run(&objects(fine)).unwrap_or_else(|e| panic!("{fine}: {e:?}"));
     }
+}
+
+#[test]
+fn an_output_names_one_object_and_an_http_endpoint() {
+    let output = |fields: &str| {
+        future(&format!(
+            "map:\n  source: {{range: {{start: 0, end: 3}}}}\n  function: {{function: std.square}}\noutput: {{{fields}}}"
+        ))
+    };
+    for url in ["s3://b", "s3://b/", "s3://b/dir/", "https://b/k", "s3:///k"] {
+        one_error(
+            &output(&format!("url: '{url}'")),
+            "spec.output.url",
+            OUTPUT_URL,
+        );
+    }
+    one_error(
+        &output("url: 's3://b/k.json', endpoint: 'store:8333'"),
+        "spec.output.endpoint",
+        OUTPUT_ENDPOINT,
+    );
+    run(&output(
+        "url: 's3://b/results/k.json', endpoint: 'http://10.0.0.7:8014'",
+    ))
+    .unwrap();
 }
 
 #[test]
