@@ -58,3 +58,50 @@ pub async fn delete(s3: &AmazonS3, key: &str) {
         .await
         .unwrap_or_else(|e| panic!("delete {key}: {e}"));
 }
+
+/// Text from a small vocabulary, `lines` lines, each ending in a newline;
+/// also returns how many words it holds.
+pub fn text(seed: u64, lines: usize) -> (Vec<u8>, u64) {
+    const WORDS: [&str; 16] = [
+        "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "Sphinx", "of", "black",
+        "quartz", "judge", "my", "vow", "42",
+    ];
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    let (mut out, mut words) = (Vec::new(), 0);
+    for _ in 0..lines {
+        let n = 1 + next() % 9;
+        for i in 0..n {
+            if i > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(WORDS[next() % WORDS.len()].as_bytes());
+        }
+        out.push(b'\n');
+        words += n as u64;
+    }
+    (out, words)
+}
+
+/// 19 small objects and one over 64 MiB (read in byte ranges) under
+/// `prefix`, in key order as a map reads them; `each` sees every object's
+/// bytes in that order. Returns how many words they hold.
+pub async fn put_corpus(s3: &AmazonS3, prefix: &str, mut each: impl FnMut(&[u8])) -> u64 {
+    let mut total = 0;
+    for i in 0..20 {
+        let lines = if i == 7 { 2_800_000 } else { 500 + 997 * i };
+        let (data, words) = text(i as u64, lines);
+        if i == 7 {
+            assert!(data.len() > 64 << 20, "{} bytes", data.len());
+        }
+        each(&data);
+        total += words;
+        put(s3, &format!("{prefix}part-{i:02}.txt"), data).await;
+    }
+    total
+}

@@ -10,35 +10,6 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-/// Text from a small vocabulary, `lines` lines, each ending in a newline;
-/// also returns how many words it holds.
-fn text(seed: u64, lines: usize) -> (Vec<u8>, u64) {
-    const WORDS: [&str; 16] = [
-        "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "Sphinx", "of", "black",
-        "quartz", "judge", "my", "vow", "42",
-    ];
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    let mut next = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 33) as usize
-    };
-    let (mut out, mut words) = (Vec::new(), 0);
-    for _ in 0..lines {
-        let n = 1 + next() % 9;
-        for i in 0..n {
-            if i > 0 {
-                out.push(b' ');
-            }
-            out.extend_from_slice(WORDS[next() % WORDS.len()].as_bytes());
-        }
-        out.push(b'\n');
-        words += n as u64;
-    }
-    (out, words)
-}
-
 /// `kontinuum run -o json` of `manifest` with `env`: exit code and the
 /// objects by name.
 fn run(manifest: &str, env: &[(&str, String)], clear_aws: bool) -> (Option<i32>, Vec<Value>) {
@@ -94,19 +65,7 @@ async fn word_count_over_objects_equals_the_count_over_the_same_text_on_disk() {
     let store = s3::bucket(bucket);
     let local = tempfile::tempdir().unwrap();
     let mut all = std::fs::File::create(local.path().join("all.txt")).unwrap();
-    let mut total_words = 0;
-    // 19 small objects and one over 64 MiB (read in byte ranges), in key
-    // order as the map reads them.
-    for i in 0..20 {
-        let lines = if i == 7 { 2_800_000 } else { 500 + 997 * i };
-        let (data, words) = text(i as u64, lines);
-        if i == 7 {
-            assert!(data.len() > 64 << 20, "{} bytes", data.len());
-        }
-        all.write_all(&data).unwrap();
-        total_words += words;
-        s3::put(&store, &format!("corpus/part-{i:02}.txt"), data).await;
-    }
+    let total_words = s3::put_corpus(&store, "corpus/", |data| all.write_all(data).unwrap()).await;
     // Outside the prefix: not read.
     s3::put(&store, "other/x.txt", b"zebra\n".to_vec()).await;
     drop(all);
@@ -201,8 +160,8 @@ async fn a_missing_bucket_or_key_or_credentials_fail_their_future_naming_it_and_
 async fn an_object_deleted_during_the_map_fails_it_naming_the_object() {
     let bucket = "corpus-deleted";
     let store = s3::bucket(bucket);
-    let (a, _) = text(1, 20);
-    let (b, _) = text(2, 20);
+    let (a, _) = s3::text(1, 20);
+    let (b, _) = s3::text(2, 20);
     s3::put(&store, "slow/a.txt", a).await;
     s3::put(&store, "slow/b.txt", b).await;
     let manifest = format!(
@@ -256,7 +215,7 @@ async fn a_worker_killed_while_it_reads_ranges_costs_a_rerun_not_a_count() {
     use kontinuum_e2e::procs::{Proc, free_port};
     let bucket = "corpus-kill";
     let store = s3::bucket(bucket);
-    let (data, words) = text(9, 400_000);
+    let (data, words) = s3::text(9, 400_000);
     s3::put(&store, "big.txt", data).await;
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
