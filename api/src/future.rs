@@ -26,6 +26,7 @@ use serde_json::Value;
     printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress.display"}"#,
     printcolumn = r#"{"name":"Done/Total","type":"string","jsonPath":".status.progress.doneTotal"}"#,
     printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.counts.failed"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","description":"Why it is not done yet (the Ready condition's reason), e.g. NoWorkerPool","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message(crate::messages::SPEC_IMMUTABLE))]

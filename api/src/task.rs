@@ -24,6 +24,7 @@ use serde_json::Value;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Function","type":"string","jsonPath":".spec.call.function"}"#,
     printcolumn = r#"{"name":"Attempts","type":"integer","jsonPath":".status.attempts"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","description":"Why it is not done yet (the Ready condition's reason), e.g. NoWorkerPool","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message(crate::messages::SPEC_IMMUTABLE))]

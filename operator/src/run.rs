@@ -231,8 +231,19 @@ impl Services {
                 pools: pool_changes.clone(),
             },
         );
+        let pool_controllers: Vec<Controller<WorkerPool>> = scopes(&flags.namespaces)
+            .into_iter()
+            .map(|scope| pool_controller(client, scope, crate::feed::pool_triggers(&pool_changes)))
+            .collect();
+        let pool_stores = pool_controllers.iter().map(Controller::store).collect();
         tasks.extend(start_job_controllers(
-            flags, client, bridge, &status, metrics,
+            flags,
+            client,
+            bridge,
+            &status,
+            metrics,
+            pool_stores,
+            roster.clone(),
         ));
         let settings = crate::pool::deployment::WorkerSettings {
             image: flags.worker_image.clone().unwrap_or_else(|| {
@@ -255,10 +266,6 @@ impl Services {
             roster,
             memory: Default::default(),
         });
-        let pool_controllers: Vec<Controller<WorkerPool>> = scopes(&flags.namespaces)
-            .into_iter()
-            .map(|scope| pool_controller(client, scope, crate::feed::pool_triggers(&pool_changes)))
-            .collect();
         metrics.follow_pools(pool_controllers.iter().map(Controller::store).collect());
         for controller in pool_controllers {
             tasks.push(tokio::spawn(run_pool_controller(
@@ -338,6 +345,8 @@ fn start_job_controllers(
     bridge: Bridge,
     status: &StatusHandle,
     metrics: &Arc<Metrics>,
+    pools: Vec<kube::runtime::reflector::Store<WorkerPool>>,
+    roster: kontinuum_server::Roster,
 ) -> Vec<JoinHandle<()>> {
     let tasks: Vec<Controller<Task>> = apis(client, &flags.namespaces)
         .into_iter()
@@ -354,6 +363,9 @@ fn start_job_controllers(
         metrics: metrics.clone(),
         tasks: tasks.iter().map(Controller::store).collect(),
         futures: futures.iter().map(Controller::store).collect(),
+        pools,
+        roster,
+        leading_since: std::time::Instant::now(),
     });
     let mut handles: Vec<JoinHandle<()>> = tasks
         .into_iter()

@@ -207,7 +207,7 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
     let n = ns.name();
     let pp = PatchParams::default();
 
-    // --- futures: PHASE, PROGRESS, DONE/TOTAL, FAILED, AGE
+    // --- futures: PHASE, PROGRESS, DONE/TOTAL, FAILED, REASON, AGE
     kubectl_stdin(
         &["apply", "-n", n, "-f", "-"],
         Some(
@@ -227,6 +227,12 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
         }),
         nodes: 10,
         depth: 2,
+        conditions: vec![kontinuum_api::common::Condition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: "NoWorkerPool".into(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let futures: Api<HierarchicalFuture> = Api::namespaced(client.clone(), n);
@@ -237,14 +243,26 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
     let (header, row) = table_row("futures", "squares", n);
     assert_eq!(
         header,
-        ["NAME", "PHASE", "PROGRESS", "DONE/TOTAL", "FAILED", "AGE"]
+        [
+            "NAME",
+            "PHASE",
+            "PROGRESS",
+            "DONE/TOTAL",
+            "FAILED",
+            "REASON",
+            "AGE"
+        ]
     );
     assert_eq!(row[0], "squares");
     assert_eq!(row[1], "Running");
     assert!(row[2].starts_with("42"), "PROGRESS is the percent: {row:?}");
     assert_eq!(row[3], "42/100");
     assert_eq!(row[4], "1");
-    assert!(!row[5].is_empty(), "AGE: {row:?}");
+    assert_eq!(
+        row[5], "NoWorkerPool",
+        "REASON is the Ready condition's: {row:?}"
+    );
+    assert!(!row[6].is_empty(), "AGE: {row:?}");
     // The short name prints the same table.
     assert_eq!(table_row("hf", "squares", n).1[1], "Running");
 
@@ -264,7 +282,8 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
         Some(100)
     );
 
-    // --- tasks: PHASE, FUNCTION, ATTEMPTS, AGE
+    // --- tasks: PHASE, FUNCTION, ATTEMPTS, REASON, AGE (a final task has
+    // no Ready condition: REASON is empty)
     kubectl_stdin(
         &["apply", "-n", n, "-f", "-"],
         Some(
@@ -282,9 +301,12 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
         .await
         .expect("status subresource of tasks accepts the operator's TaskStatus");
     let (header, row) = table_row("tasks", "sum-4-5", n);
-    assert_eq!(header, ["NAME", "PHASE", "FUNCTION", "ATTEMPTS", "AGE"]);
+    assert_eq!(
+        header,
+        ["NAME", "PHASE", "FUNCTION", "ATTEMPTS", "REASON", "AGE"]
+    );
     assert_eq!(&row[..4], ["sum-4-5", "Succeeded", "std.sum", "2"]);
-    assert!(!row[4].is_empty(), "AGE: {row:?}");
+    assert!(!row[5].is_empty(), "AGE: {row:?}");
 
     // --- workerpools: DESIRED, READY, QUEUED, RUNNING, AGE
     kubectl_stdin(
