@@ -39,6 +39,29 @@ pub fn optional_duration(generator: &mut SchemaGenerator) -> Schema {
     duration(generator)
 }
 
+/// Adds `resultText` to a status schema. The operator writes it beside
+/// `result` (see [`crate::common::result_text`]); the engine's status
+/// types leave it out, since only a cluster's clients need it.
+pub fn with_result_text(schema: &mut Schema) {
+    if let Some(properties) = schema
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        properties.insert(
+            "resultText".into(),
+            serde_json::json!({
+                "type": "string",
+                "maxLength": crate::common::RESULT_TEXT_LIMIT,
+                "description": format!(
+                    "The result as JSON text, exact (kubectl reads integers beyond 64 bits \
+                     as doubles, which lose digits), cut to {} bytes.",
+                    crate::common::RESULT_TEXT_LIMIT
+                ),
+            }),
+        );
+    }
+}
+
 /// An RFC 3339 instant.
 pub fn date_time(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "format": "date-time" })

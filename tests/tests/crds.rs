@@ -207,7 +207,7 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
     let n = ns.name();
     let pp = PatchParams::default();
 
-    // --- futures: PHASE, PROGRESS, DONE/TOTAL, FAILED, REASON, AGE
+    // --- futures: PHASE, PROGRESS, DONE/TOTAL, FAILED, RESULT, REASON, AGE
     kubectl_stdin(
         &["apply", "-n", n, "-f", "-"],
         Some(
@@ -249,6 +249,7 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
             "PROGRESS",
             "DONE/TOTAL",
             "FAILED",
+            "RESULT",
             "REASON",
             "AGE"
         ]
@@ -259,10 +260,10 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
     assert_eq!(row[3], "42/100");
     assert_eq!(row[4], "1");
     assert_eq!(
-        row[5], "NoWorkerPool",
+        row[6], "NoWorkerPool",
         "REASON is the Ready condition's: {row:?}"
     );
-    assert!(!row[6].is_empty(), "AGE: {row:?}");
+    assert!(!row[7].is_empty(), "AGE: {row:?}");
     // The short name prints the same table.
     assert_eq!(table_row("hf", "squares", n).1[1], "Running");
 
@@ -282,8 +283,9 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
         Some(100)
     );
 
-    // --- tasks: PHASE, FUNCTION, ATTEMPTS, REASON, AGE (a final task has
-    // no Ready condition: REASON is empty)
+    // --- tasks: PHASE, FUNCTION, ATTEMPTS, RESULT, REASON, AGE (a final
+    // task has no Ready condition: REASON is empty). RESULT is
+    // status.resultText, which the operator writes beside the typed status.
     kubectl_stdin(
         &["apply", "-n", n, "-f", "-"],
         Some(
@@ -291,11 +293,14 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
              spec:\n  call: {function: std.sum, args: {a: 4, b: 5}}\n",
         ),
     );
-    let status = TaskStatus {
+    let mut status = serde_json::to_value(TaskStatus {
         phase: Some(kontinuum_api::Phase::Succeeded),
         attempts: 2,
+        result: Some(serde_json::from_str("333333283333335000000").unwrap()),
         ..Default::default()
-    };
+    })
+    .unwrap();
+    status["resultText"] = json!("333333283333335000000");
     Api::<Task>::namespaced(client.clone(), n)
         .patch_status("sum-4-5", &pp, &status_patch(&status))
         .await
@@ -303,10 +308,21 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
     let (header, row) = table_row("tasks", "sum-4-5", n);
     assert_eq!(
         header,
-        ["NAME", "PHASE", "FUNCTION", "ATTEMPTS", "REASON", "AGE"]
+        [
+            "NAME", "PHASE", "FUNCTION", "ATTEMPTS", "RESULT", "REASON", "AGE"
+        ]
     );
-    assert_eq!(&row[..4], ["sum-4-5", "Succeeded", "std.sum", "2"]);
-    assert!(!row[5].is_empty(), "AGE: {row:?}");
+    assert_eq!(
+        &row[..5],
+        [
+            "sum-4-5",
+            "Succeeded",
+            "std.sum",
+            "2",
+            "333333283333335000000"
+        ]
+    );
+    assert!(!row[6].is_empty(), "AGE: {row:?}");
 
     // --- workerpools: DESIRED, READY, QUEUED, RUNNING, AGE
     kubectl_stdin(

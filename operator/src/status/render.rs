@@ -131,6 +131,11 @@ pub fn from_engine(status: ObjectStatus, generation: Option<i64>, store_id: &str
         observed_generation: None,
     };
     push_condition(obj, accepted);
+    // Exact for every client: kubectl reads `result`'s numbers as doubles.
+    if let Some(result) = obj.get("result").filter(|r| !r.is_null()) {
+        let text = kontinuum_api::common::result_text(result);
+        obj.insert("resultText".into(), Value::String(text));
+    }
     finish(obj, generation, store_id);
     value
 }
@@ -328,6 +333,22 @@ mod tests {
     }
 
     #[test]
+    fn a_result_beyond_two_to_the_53_has_an_exact_text() {
+        let exact: Value = serde_json::from_str("333333283333335000000").unwrap();
+        let s = FutureStatus {
+            phase: Some(Phase::Succeeded),
+            result: Some(exact.clone()),
+            ..FutureStatus::default()
+        };
+        let v = from_engine(ObjectStatus::Future(s), None, STORE);
+        assert_eq!(v["resultText"], "333333283333335000000");
+        assert_eq!(v["result"], exact);
+        // No result, no text.
+        let running = from_engine(ObjectStatus::Future(FutureStatus::default()), None, STORE);
+        assert!(running.get("resultText").is_none());
+    }
+
+    #[test]
     fn huge_messages_are_cut_on_a_char_boundary() {
         let s = FutureStatus {
             phase: Some(Phase::Failed),
@@ -434,14 +455,28 @@ mod tests {
         }
         let t = from_engine(
             ObjectStatus::Task(TaskStatus {
-                phase: Some(Phase::Running),
+                phase: Some(Phase::Succeeded),
+                result: Some(json!(9)),
                 ..TaskStatus::default()
             }),
             Some(1),
             STORE,
         );
+        assert!(t.get("resultText").is_some());
         for key in t.as_object().unwrap().keys() {
             assert!(kinds[0].1.contains(key), "{key}");
+        }
+        let f = from_engine(
+            ObjectStatus::Future(FutureStatus {
+                phase: Some(Phase::Succeeded),
+                result: Some(json!(9)),
+                ..FutureStatus::default()
+            }),
+            Some(1),
+            STORE,
+        );
+        for key in f.as_object().unwrap().keys() {
+            assert!(kinds[1].1.contains(key), "{key}");
         }
     }
 
