@@ -25,12 +25,22 @@ pub fn any_value_list(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// A duration string such as `500ms`, `30s`, `5m`, `1h`.
+/// Longest duration text (`1h30m15s500ms` is 13).
+pub const DURATION_MAX_LENGTH: u64 = 64;
+
+/// A duration string such as `500ms`, `30s`, `5m`, `1h`. Checked by a CEL
+/// rule whose message is `kontinuum run`'s (see [`crate::duration`]); the
+/// length bound keeps the rule's cost estimate within the API server's
+/// budget.
 pub fn duration(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
-        "pattern": crate::duration::DURATION_PATTERN,
-        "description": "A duration: a number and a unit (ms, s, m, h), e.g. 500ms, 30s, 5m, 1h, 1h30m."
+        "maxLength": DURATION_MAX_LENGTH,
+        "description": "A duration: a number and a unit (ms, s, m, h), e.g. 500ms, 30s, 5m, 1h, 1h30m.",
+        "x-kubernetes-validations": [{
+            "rule": crate::duration::DURATION_RULE,
+            "messageExpression": crate::duration::duration_message_expression(),
+        }]
     })
 }
 
