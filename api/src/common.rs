@@ -86,6 +86,28 @@ pub enum ErrorKind {
 /// A result small enough for the status, or a reference to it in the store.
 pub const RESULT_INLINE_LIMIT: usize = 4096;
 
+/// Longest `status.resultText`, in bytes.
+pub const RESULT_TEXT_LIMIT: usize = 256;
+
+/// The result as JSON text, exactly as stored (integers of any size keep
+/// every digit), cut to [`RESULT_TEXT_LIMIT`] bytes on a character
+/// boundary with ` …` when longer. This is `status.resultText` in a
+/// cluster: kubectl decodes integers beyond 64 bits as doubles, so
+/// `status.result` read through it loses digits, while a string does not.
+pub fn result_text(value: &Value) -> String {
+    let mut text = serde_json::to_string(value).unwrap_or_default();
+    if text.len() > RESULT_TEXT_LIMIT {
+        const MARK: &str = " …";
+        let mut cut = RESULT_TEXT_LIMIT - MARK.len();
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(MARK);
+    }
+    text
+}
+
 /// Splits a result into the inline form and, when too large, a reference.
 pub fn inline_result(
     value: &Value,
@@ -98,5 +120,27 @@ pub fn inline_result(
         (Some(value.clone()), None)
     } else {
         (None, Some(store_ref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_text_is_exact_and_bounded() {
+        let big: Value = serde_json::from_str("333333283333335000000").unwrap();
+        assert_eq!(result_text(&big), "333333283333335000000");
+        // One more than a double can hold keeps its last digit.
+        let odd: Value = serde_json::from_str("9007199254740993").unwrap();
+        assert_eq!(result_text(&odd), "9007199254740993");
+        assert_eq!(
+            result_text(&serde_json::json!({"a": [1, "x"]})),
+            r#"{"a":[1,"x"]}"#
+        );
+        let long = Value::String("é".repeat(1000));
+        let text = result_text(&long);
+        assert!(text.len() <= RESULT_TEXT_LIMIT, "{}", text.len());
+        assert!(text.starts_with("\"éé") && text.ends_with(" …"), "{text}");
     }
 }

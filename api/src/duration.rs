@@ -2,11 +2,32 @@
 
 use std::time::Duration;
 
-/// The pattern the CRD schema enforces; `parse_duration` accepts exactly these.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+/// What a duration must look like; `parse_duration` accepts exactly these
+/// (up to [`TOO_LARGE`]).
+pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ms|s|m|h))+$";
+
+/// The CEL rule on every duration field of the CRDs: the pattern, checked
+/// by a rule rather than a schema `pattern`, so that the API server refuses
+/// with [`NOT_A_DURATION`]'s words instead of the regular expression.
+pub const DURATION_RULE: &str = "self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$')";
+
+/// Why a text is not a duration, in the words both `kontinuum run` and the
+/// API server use (see [`duration_message_expression`]).
+pub const NOT_A_DURATION: &str =
+    "write a number and a unit (ms, s, m or h) for each part, e.g. 500ms, 30s, 5m, 1h or 1h30m";
+
+/// Why a duration that matches the pattern is still refused (by
+/// `kontinuum run` and the operator; the API server's rule cannot tell).
+pub const TOO_LARGE: &str = "it is too large (at most 277777777h)";
+
+/// The CEL `messageExpression` of [`DURATION_RULE`]: the same sentence as
+/// [`DurationError`]'s for a text that is not a duration.
+pub fn duration_message_expression() -> String {
+    format!("\"'\" + self + \"' is not a duration: {NOT_A_DURATION}\"")
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{input}' is not a duration: {reason} (write e.g. 500ms, 30s, 5m, 1h or 1h30m)")]
+#[error("'{input}' is not a duration: {reason}")]
 pub struct DurationError {
     pub input: String,
     pub reason: &'static str,
@@ -18,7 +39,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         reason,
     };
     if input.is_empty() {
-        return Err(fail("it is empty"));
+        return Err(fail(NOT_A_DURATION));
     }
     let bytes = input.as_bytes();
     let mut total_ms: f64 = 0.0;
@@ -30,12 +51,12 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         }
         let number = &input[start..i];
         if number.is_empty() {
-            return Err(fail("a unit must follow a number"));
+            return Err(fail(NOT_A_DURATION));
         }
         if number.starts_with('.') || number.ends_with('.') || number.matches('.').count() > 1 {
-            return Err(fail("a number is malformed"));
+            return Err(fail(NOT_A_DURATION));
         }
-        let value: f64 = number.parse().map_err(|_| fail("a number is malformed"))?;
+        let value: f64 = number.parse().map_err(|_| fail(NOT_A_DURATION))?;
         let unit_start = i;
         while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
             i += 1;
@@ -45,13 +66,13 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             "s" => 1_000.0,
             "m" => 60_000.0,
             "h" => 3_600_000.0,
-            "" => return Err(fail("a number has no unit")),
-            _ => return Err(fail("the unit is not one of ms, s, m, h")),
+            "" => return Err(fail(NOT_A_DURATION)),
+            _ => return Err(fail(NOT_A_DURATION)),
         };
         total_ms += value * per_unit_ms;
     }
     if !total_ms.is_finite() || total_ms > 1e15 {
-        return Err(fail("it is too large"));
+        return Err(fail(TOO_LARGE));
     }
     Ok(Duration::from_micros((total_ms * 1000.0).round() as u64))
 }
@@ -69,7 +90,7 @@ pub fn parse_flag_duration(input: &str) -> Result<Duration, DurationError> {
             .map(Duration::from_secs)
             .ok_or_else(|| DurationError {
                 input: input.to_string(),
-                reason: "it is too large",
+                reason: TOO_LARGE,
             });
     }
     parse_duration(text)

@@ -26,6 +26,8 @@ use serde_json::Value;
     printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress.display"}"#,
     printcolumn = r#"{"name":"Done/Total","type":"string","jsonPath":".status.progress.doneTotal"}"#,
     printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.counts.failed"}"#,
+    printcolumn = r#"{"name":"Result","type":"string","description":"The result as exact JSON text (status.resultText)","jsonPath":".status.resultText"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","description":"Why it is not done yet (the Ready condition's reason), e.g. NoWorkerPool","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message(crate::messages::SPEC_IMMUTABLE))]
@@ -220,6 +222,7 @@ pub struct ParentRef {
 /// The tree's state, kept small at any tree size.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::with_result_text)]
 pub struct FutureStatus {
     /// Pending, Running, Succeeded, Failed or Cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]

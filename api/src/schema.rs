@@ -25,18 +25,51 @@ pub fn any_value_list(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// A duration string such as `500ms`, `30s`, `5m`, `1h`.
+/// Longest duration text (`1h30m15s500ms` is 13).
+pub const DURATION_MAX_LENGTH: u64 = 64;
+
+/// A duration string such as `500ms`, `30s`, `5m`, `1h`. Checked by a CEL
+/// rule whose message is `kontinuum run`'s (see [`crate::duration`]); the
+/// length bound keeps the rule's cost estimate within the API server's
+/// budget.
 pub fn duration(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
-        "pattern": crate::duration::DURATION_PATTERN,
-        "description": "A duration: a number and a unit (ms, s, m, h), e.g. 500ms, 30s, 5m, 1h, 1h30m."
+        "maxLength": DURATION_MAX_LENGTH,
+        "description": "A duration: a number and a unit (ms, s, m, h), e.g. 500ms, 30s, 5m, 1h, 1h30m.",
+        "x-kubernetes-validations": [{
+            "rule": crate::duration::DURATION_RULE,
+            "messageExpression": crate::duration::duration_message_expression(),
+        }]
     })
 }
 
 /// Keeps the Option-ness of a duration field while using [`duration`].
 pub fn optional_duration(generator: &mut SchemaGenerator) -> Schema {
     duration(generator)
+}
+
+/// Adds `resultText` to a status schema. The operator writes it beside
+/// `result` (see [`crate::common::result_text`]); the engine's status
+/// types leave it out, since only a cluster's clients need it.
+pub fn with_result_text(schema: &mut Schema) {
+    if let Some(properties) = schema
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        properties.insert(
+            "resultText".into(),
+            serde_json::json!({
+                "type": "string",
+                "maxLength": crate::common::RESULT_TEXT_LIMIT,
+                "description": format!(
+                    "The result as JSON text, exact (kubectl reads integers beyond 64 bits \
+                     as doubles, which lose digits), cut to {} bytes.",
+                    crate::common::RESULT_TEXT_LIMIT
+                ),
+            }),
+        );
+    }
 }
 
 /// An RFC 3339 instant.

@@ -24,6 +24,8 @@ use serde_json::Value;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Function","type":"string","jsonPath":".spec.call.function"}"#,
     printcolumn = r#"{"name":"Attempts","type":"integer","jsonPath":".status.attempts"}"#,
+    printcolumn = r#"{"name":"Result","type":"string","description":"The result as exact JSON text (status.resultText)","jsonPath":".status.resultText"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","description":"Why it is not done yet (the Ready condition's reason), e.g. NoWorkerPool","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message(crate::messages::SPEC_IMMUTABLE))]
@@ -104,6 +106,7 @@ pub struct ExclusiveSpec {
 /// What happened to the call.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::with_result_text)]
 pub struct TaskStatus {
     /// Pending, Queued, Running, Succeeded, Failed, Cancelled or Merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,13 +8,18 @@
 //! every few seconds, and this refusal ignores the policy's failurePolicy.
 //! `helm install --wait` and `kubectl rollout status` wait for readiness, so
 //! probing here (server-side dry-run creates, nothing stored) means the
-//! user's first `kubectl apply` after them is admitted. The kube client
-//! itself retries a 503 with a backoff, so one probe may take seconds; the
-//! loop here asks again when the client has given up.
+//! user's first `kubectl apply` after them is admitted.
+//!
+//! This wait is expected on every fresh install, so it is said once, at
+//! INFO, with what it waits for. The probes go through a client of their
+//! own ([`probe_client`]): the operator's usual client retries a 503 by
+//! itself and logs every 5xx at ERROR, which made an expected wait look
+//! like a failure; the loop here does the asking again instead.
 
 use kontinuum_api::{HierarchicalFuture, Task};
 use kube::api::PostParams;
-use kube::{Api, Client};
+use kube::client::ConfigExt;
+use kube::{Api, Client, Config};
 use std::future::Future;
 use std::time::Duration;
 
@@ -62,14 +67,31 @@ pub struct Outcome {
     pub probes: u32,
 }
 
+/// What the wait says when it starts waiting (once, whatever the number
+/// of kinds and refusals): what it waits for, in `ns`, and why.
+pub fn waiting_notice(ns: &str, why: &str) -> String {
+    format!(
+        "waiting until the API server admits creates of Tasks and HierarchicalFutures in \
+         namespace {ns} (it refuses them for a few seconds after the CRDs are installed: {why}); \
+         /readyz answers 503 until then, at most {LIMIT:?}"
+    )
+}
+
 /// Probes each kind until it is admitted, cannot tell, or `limit` has
 /// passed since the start (then the last `NotYet` is returned). `probe`
-/// makes one dry-run create of the kind it is given.
-pub async fn wait_admitted<F, Fut>(mut probe: F, limit: Duration, pause: Duration) -> Vec<Outcome>
+/// makes one dry-run create of the kind it is given; `notice` is called
+/// once, with the first refusal's reason, if the wait has to wait at all.
+pub async fn wait_admitted<F, Fut>(
+    mut probe: F,
+    mut notice: impl FnMut(&str),
+    limit: Duration,
+    pause: Duration,
+) -> Vec<Outcome>
 where
     F: FnMut(&'static str) -> Fut,
     Fut: Future<Output = Result<(), kube::Error>>,
 {
+    let mut noticed = false;
     let deadline = tokio::time::Instant::now() + limit;
     let mut outcomes = Vec::new();
     for kind in KINDS {
@@ -79,11 +101,9 @@ where
             let verdict = judge(&probe(kind).await);
             match &verdict {
                 Verdict::NotYet(why) if tokio::time::Instant::now() < deadline => {
-                    if probes == 1 {
-                        tracing::info!(
-                            kind,
-                            "the API server does not admit creates yet: {why}; waiting before reporting ready"
-                        );
+                    if !noticed {
+                        noticed = true;
+                        notice(why);
                     }
                     tokio::time::sleep(pause).await;
                 }
@@ -103,6 +123,25 @@ where
 /// bound to exactly those), else `fallback` (the client's default).
 pub fn probe_namespace<'a>(watched: &'a [String], fallback: &'a str) -> &'a str {
     watched.first().map(String::as_str).unwrap_or(fallback)
+}
+
+/// How long one probe may take before it counts as not answered.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client the probes use: the operator's connection settings and
+/// credentials, without the usual client's retry of 5xx answers and its
+/// per-request trace layer (which logs each 5xx at ERROR). A refusal comes
+/// back as it is, to be judged by [`judge`].
+pub fn probe_client(config: &Config) -> Result<Client, kube::Error> {
+    let https = config.rustls_https_connector()?;
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(http);
+    Ok(Client::new(service, config.default_namespace.clone()))
 }
 
 /// One server-side dry-run create of a minimal resource of `kind` (one of
@@ -142,10 +181,13 @@ where
         dry_run: true,
         field_manager: Some("kontinuum-operator".into()),
     };
-    Api::<K>::namespaced(client.clone(), ns)
-        .create(&params, &object)
-        .await?;
-    Ok(())
+    let api = Api::<K>::namespaced(client.clone(), ns);
+    match tokio::time::timeout(PROBE_TIMEOUT, api.create(&params, &object)).await {
+        Ok(created) => created.map(|_| ()),
+        Err(_) => Err(kube::Error::Service(
+            format!("no answer within {PROBE_TIMEOUT:?}").into(),
+        )),
+    }
 }
 
 /// Logs what [`wait_admitted`] found.
@@ -242,7 +284,7 @@ mod tests {
             Ok(()),
             Ok(()),
         ]);
-        let out = wait_admitted(probe, LIMIT, Duration::from_millis(500)).await;
+        let out = wait_admitted(probe, |_| {}, LIMIT, Duration::from_millis(500)).await;
         assert_eq!(
             *asked.lock().unwrap(),
             ["Task", "Task", "Task", "HierarchicalFuture"]
@@ -256,7 +298,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_probe_that_cannot_tell_is_not_repeated() {
         let (probe, asked) = scripted(vec![api(403, "forbidden"), Ok(())]);
-        let out = wait_admitted(probe, LIMIT, Duration::from_millis(500)).await;
+        let out = wait_admitted(probe, |_| {}, LIMIT, Duration::from_millis(500)).await;
         assert_eq!(*asked.lock().unwrap(), ["Task", "HierarchicalFuture"]);
         assert!(matches!(out[0].verdict, Verdict::CannotTell(_)));
         assert_eq!(out[1].verdict, Verdict::Admitted);
@@ -270,13 +312,113 @@ mod tests {
         let refusals = (0..12).map(|_| api(503, UNKNOWN_KIND)).collect();
         let (probe, asked) = scripted(refusals);
         let start = tokio::time::Instant::now();
-        let out = wait_admitted(probe, Duration::from_secs(10), Duration::from_secs(1)).await;
+        let out = wait_admitted(
+            probe,
+            |_| {},
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+        )
+        .await;
         assert_eq!(start.elapsed(), Duration::from_secs(10));
         assert_eq!(asked.lock().unwrap().len(), 12);
         assert!(matches!(out[0].verdict, Verdict::NotYet(_)));
         assert_eq!(out[0].probes, 11);
         assert!(matches!(out[1].verdict, Verdict::NotYet(_)));
         assert_eq!(out[1].probes, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_is_announced_once_whatever_the_refusals() {
+        // Four refusals of the Task, then two of the future: one notice,
+        // with the first refusal's words.
+        let mut answers: Vec<_> = (0..4).map(|_| api(503, UNKNOWN_KIND)).collect();
+        answers.push(Ok(()));
+        answers.extend((0..2).map(|_| api(503, "later")));
+        answers.push(Ok(()));
+        let (probe, _) = scripted(answers);
+        let mut notices = Vec::new();
+        let out = wait_admitted(
+            probe,
+            |why| notices.push(waiting_notice("jobs", why)),
+            LIMIT,
+            Duration::from_millis(500),
+        )
+        .await;
+        assert_eq!(out[0].verdict, Verdict::Admitted);
+        assert_eq!(out[1].verdict, Verdict::Admitted);
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(notices[0].contains("Tasks and HierarchicalFutures in namespace jobs"));
+        assert!(notices[0].contains("There can be a delay"));
+        // Admitted at once: nothing to announce.
+        let (probe, _) = scripted(vec![Ok(()), Ok(())]);
+        let mut said = 0;
+        wait_admitted(probe, |_| said += 1, LIMIT, Duration::from_millis(500)).await;
+        assert_eq!(said, 0);
+    }
+
+    /// Serves 503 "kind not found" to every request, counting them.
+    async fn refusing_api_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        let app = axum::Router::new().fallback(move || {
+            let count = count.clone();
+            async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                let body = serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Failure", "message": UNKNOWN_KIND,
+                    "reason": "ServiceUnavailable", "code": 503,
+                });
+                (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    [("content-type", "application/json")],
+                    body.to_string(),
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), asked)
+    }
+
+    /// A log writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_probe_is_asked_once_and_logs_no_error() {
+        let (url, asked) = refusing_api_server().await;
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let config = Config::new(url.parse().unwrap());
+        let client = probe_client(&config).unwrap();
+        let answer = dry_run_create(&client, "jobs", "Task").await;
+        assert!(
+            matches!(judge(&answer), Verdict::NotYet(m) if m.contains("There can be a delay")),
+            "{answer:?}"
+        );
+        // The loop above does the asking again, not the client.
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(!log.contains("ERROR"), "{log}");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub trait Job:
     fn ttl_after_finished(&self) -> Option<&str>;
     /// The status as the resource carries it (JSON), if any.
     fn status_value(&self) -> Option<serde_json::Value>;
+    /// `spec.pool`: the pool whose workers run it.
+    fn pool(&self) -> &str;
 }
 
 impl Job for Task {
@@ -66,6 +68,9 @@ impl Job for Task {
             .as_ref()
             .and_then(|s| serde_json::to_value(s).ok())
     }
+    fn pool(&self) -> &str {
+        &self.spec.pool
+    }
 }
 
 impl Job for HierarchicalFuture {
@@ -80,5 +85,8 @@ impl Job for HierarchicalFuture {
         self.status
             .as_ref()
             .and_then(|s| serde_json::to_value(s).ok())
+    }
+    fn pool(&self) -> &str {
+        &self.spec.pool
     }
 }

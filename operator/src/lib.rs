@@ -8,6 +8,8 @@
 //! - [`leader`]: leader election on a Lease, with a renew deadline;
 //!   [`admission`]: readiness waits until the API server admits creates of
 //!   Tasks and futures; `health`: what the probes answer.
+//! - [`logging`]: what `RUST_LOG` means (a bare `debug` is for Kontinuum's
+//!   crates only).
 //! - [`bridge`]: the engine as the controllers see it; [`feed`]: its changes,
 //!   pushed to the status writer and the WorkerPool controllers.
 
@@ -19,6 +21,7 @@ pub mod feed;
 mod health;
 pub mod job;
 pub mod leader;
+pub mod logging;
 pub mod metrics;
 pub mod pool;
 pub mod reconcile;

@@ -11,8 +11,10 @@ fn main() -> ExitCode {
     let flags = kontinuum_operator::Flags::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube_runtime=warn,kube_client=warn".into()),
+            tracing_subscriber::EnvFilter::try_new(kontinuum_operator::logging::directives(
+                std::env::var("RUST_LOG").ok().as_deref(),
+            ))
+            .unwrap_or_else(|_| kontinuum_operator::logging::DEFAULT.into()),
         )
         .with_writer(std::io::stderr)
         // Colours only on a terminal: not in `kubectl logs` or a log file.

@@ -40,9 +40,13 @@ const STOPPED_GRACE: Duration = Duration::from_secs(5);
 /// (Err: see [`Error::restart_delay`]).
 pub async fn run(flags: Flags) -> Result<(), Error> {
     flags.timings().check().map_err(Error::Config)?;
-    let client = Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
         .map_err(|e| Error::Config(format!("no usable kubeconfig or in-cluster config: {e}")))?;
+    let client = Client::try_from(kube_config.clone())
+        .map_err(|e| Error::Config(format!("cannot build a client of the API server: {e}")))?;
+    let probe_client = crate::admission::probe_client(&kube_config)
+        .map_err(|e| Error::Config(format!("cannot build the readiness probe's client: {e}")))?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let metrics_addr =
@@ -92,8 +96,16 @@ pub async fn run(flags: Flags) -> Result<(), Error> {
     let leading = async {
         let engine = open_store(&flags.data, flags.lease_duration).await?;
         tracing::info!(store = %flags.data.display(), store_id = engine.store_id(), "store open");
-        let services =
-            Services::start(&flags, &client, &engine, &metrics, &health, &identity).await?;
+        let services = Services::start(
+            &flags,
+            &client,
+            &probe_client,
+            &engine,
+            &metrics,
+            &health,
+            &identity,
+        )
+        .await?;
         Ok::<_, Error>((engine, services))
     };
     let started = tokio::select! {
@@ -171,6 +183,7 @@ impl Services {
     async fn start(
         flags: &Flags,
         client: &Client,
+        probe_client: &Client,
         engine: &Engine,
         metrics: &Arc<Metrics>,
         health: &Arc<Health>,
@@ -218,8 +231,19 @@ impl Services {
                 pools: pool_changes.clone(),
             },
         );
+        let pool_controllers: Vec<Controller<WorkerPool>> = scopes(&flags.namespaces)
+            .into_iter()
+            .map(|scope| pool_controller(client, scope, crate::feed::pool_triggers(&pool_changes)))
+            .collect();
+        let pool_stores = pool_controllers.iter().map(Controller::store).collect();
         tasks.extend(start_job_controllers(
-            flags, client, bridge, &status, metrics,
+            flags,
+            client,
+            bridge,
+            &status,
+            metrics,
+            pool_stores,
+            roster.clone(),
         ));
         let settings = crate::pool::deployment::WorkerSettings {
             image: flags.worker_image.clone().unwrap_or_else(|| {
@@ -242,10 +266,6 @@ impl Services {
             roster,
             memory: Default::default(),
         });
-        let pool_controllers: Vec<Controller<WorkerPool>> = scopes(&flags.namespaces)
-            .into_iter()
-            .map(|scope| pool_controller(client, scope, crate::feed::pool_triggers(&pool_changes)))
-            .collect();
         metrics.follow_pools(pool_controllers.iter().map(Controller::store).collect());
         for controller in pool_controllers {
             tasks.push(tokio::spawn(run_pool_controller(
@@ -257,7 +277,7 @@ impl Services {
         // users create (admission.rs), in the background: the Lease must be
         // renewed meanwhile.
         tasks.push(tokio::spawn(wait_admitted(
-            client.clone(),
+            probe_client.clone(),
             crate::admission::probe_namespace(&flags.namespaces, client.default_namespace())
                 .to_string(),
             health.clone(),
@@ -325,6 +345,8 @@ fn start_job_controllers(
     bridge: Bridge,
     status: &StatusHandle,
     metrics: &Arc<Metrics>,
+    pools: Vec<kube::runtime::reflector::Store<WorkerPool>>,
+    roster: kontinuum_server::Roster,
 ) -> Vec<JoinHandle<()>> {
     let tasks: Vec<Controller<Task>> = apis(client, &flags.namespaces)
         .into_iter()
@@ -341,6 +363,9 @@ fn start_job_controllers(
         metrics: metrics.clone(),
         tasks: tasks.iter().map(Controller::store).collect(),
         futures: futures.iter().map(Controller::store).collect(),
+        pools,
+        roster,
+        leading_since: std::time::Instant::now(),
     });
     let mut handles: Vec<JoinHandle<()>> = tasks
         .into_iter()
@@ -357,6 +382,7 @@ fn start_job_controllers(
 async fn wait_admitted(client: Client, namespace: String, health: Arc<Health>) {
     let outcomes = crate::admission::wait_admitted(
         |kind| crate::admission::dry_run_create(&client, &namespace, kind),
+        |why| tracing::info!("{}", crate::admission::waiting_notice(&namespace, why)),
         crate::admission::LIMIT,
         Duration::from_millis(500),
     )

@@ -127,6 +127,8 @@ pub struct OperatorOptions {
     pub extra: Vec<String>,
     /// Another kubeconfig than the test cluster's (a proxy's, say).
     pub kubeconfig: Option<PathBuf>,
+    /// `RUST_LOG`; None: the chart's default filter.
+    pub rust_log: Option<String>,
 }
 
 impl OperatorOptions {
@@ -143,6 +145,7 @@ impl OperatorOptions {
             api_port: None,
             extra: vec![],
             kubeconfig: None,
+            rust_log: None,
         }
     }
 }
@@ -182,7 +185,12 @@ impl Operator {
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(crate::kubeconfig())),
             )
-            .env("RUST_LOG", "info,kube_runtime=warn,kube_client=warn");
+            .env(
+                "RUST_LOG",
+                o.rust_log
+                    .as_deref()
+                    .unwrap_or("info,kube_runtime=warn,kube_client=warn"),
+            );
         for ns in &o.namespaces {
             cmd.args(["--namespace", ns]);
         }

@@ -299,6 +299,47 @@ fn the_default_worker_pool_follows_the_values() {
     assert!(find(&docs, "WorkerPool").is_empty());
 }
 
+#[test]
+fn placement_set_once_places_the_operator_and_the_workers() {
+    let selector = serde_json::json!({"pool": "batch"});
+    let toleration = serde_json::json!(
+        [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}]
+    );
+    let placement = serde_json::json!({"nodeSelector": selector, "tolerations": toleration});
+    let set = format!("placement={placement}");
+    let docs = helm::documents(&helm::template("kns", &["--set-json", &set]));
+    let operator = &only(&docs, "Deployment")["spec"]["template"]["spec"];
+    let workers = &only(&docs, "WorkerPool")["spec"]["template"]["spec"];
+    for (who, spec) in [("operator", operator), ("workers", workers)] {
+        assert_eq!(spec["nodeSelector"], selector, "{who}: {spec}");
+        assert_eq!(spec["tolerations"], toleration, "{who}: {spec}");
+    }
+    // Each side's own keys win over placement's, and only for that side.
+    let docs = helm::documents(&helm::template(
+        "kns",
+        &[
+            "--set-json",
+            &set,
+            "--set-json",
+            r#"nodeSelector={"role":"control"}"#,
+            "--set-json",
+            r#"workerPool.template={"spec":{"nodeSelector":{"gpu":"yes"}}}"#,
+        ],
+    ));
+    let operator = &only(&docs, "Deployment")["spec"]["template"]["spec"];
+    let workers = &only(&docs, "WorkerPool")["spec"]["template"]["spec"];
+    assert_eq!(
+        operator["nodeSelector"],
+        serde_json::json!({"role": "control"})
+    );
+    assert_eq!(operator["tolerations"], toleration);
+    assert_eq!(workers["nodeSelector"], serde_json::json!({"gpu": "yes"}));
+    assert_eq!(workers["tolerations"], toleration);
+    // Without placement the pool's template stays as written (none).
+    let docs = helm::documents(&helm::template("kns", &[]));
+    assert!(only(&docs, "WorkerPool")["spec"].get("template").is_none());
+}
+
 /// The cases of a value `auto|true|false` whose `auto` means "when the
 /// cluster serves `api`": helm's extra arguments and how many objects each
 /// should render (auto without and with the API, true without it, false

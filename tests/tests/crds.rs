@@ -15,7 +15,7 @@ use kontinuum_e2e::{
     repo_root, wait_for, yaml_files,
 };
 use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn crd_condition(crd: &CustomResourceDefinition, type_: &str) -> Option<String> {
     crd.status
@@ -207,7 +207,7 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
     let n = ns.name();
     let pp = PatchParams::default();
 
-    // --- futures: PHASE, PROGRESS, DONE/TOTAL, FAILED, AGE
+    // --- futures: PHASE, PROGRESS, DONE/TOTAL, FAILED, RESULT, REASON, AGE
     kubectl_stdin(
         &["apply", "-n", n, "-f", "-"],
         Some(
@@ -227,6 +227,12 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
         }),
         nodes: 10,
         depth: 2,
+        conditions: vec![kontinuum_api::common::Condition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: "NoWorkerPool".into(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let futures: Api<HierarchicalFuture> = Api::namespaced(client.clone(), n);
@@ -237,14 +243,27 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
     let (header, row) = table_row("futures", "squares", n);
     assert_eq!(
         header,
-        ["NAME", "PHASE", "PROGRESS", "DONE/TOTAL", "FAILED", "AGE"]
+        [
+            "NAME",
+            "PHASE",
+            "PROGRESS",
+            "DONE/TOTAL",
+            "FAILED",
+            "RESULT",
+            "REASON",
+            "AGE"
+        ]
     );
     assert_eq!(row[0], "squares");
     assert_eq!(row[1], "Running");
     assert!(row[2].starts_with("42"), "PROGRESS is the percent: {row:?}");
     assert_eq!(row[3], "42/100");
     assert_eq!(row[4], "1");
-    assert!(!row[5].is_empty(), "AGE: {row:?}");
+    assert_eq!(
+        row[6], "NoWorkerPool",
+        "REASON is the Ready condition's: {row:?}"
+    );
+    assert!(!row[7].is_empty(), "AGE: {row:?}");
     // The short name prints the same table.
     assert_eq!(table_row("hf", "squares", n).1[1], "Running");
 
@@ -264,7 +283,9 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
         Some(100)
     );
 
-    // --- tasks: PHASE, FUNCTION, ATTEMPTS, AGE
+    // --- tasks: PHASE, FUNCTION, ATTEMPTS, RESULT, REASON, AGE (a final
+    // task has no Ready condition: REASON is empty). RESULT is
+    // status.resultText, which the operator writes beside the typed status.
     kubectl_stdin(
         &["apply", "-n", n, "-f", "-"],
         Some(
@@ -272,19 +293,36 @@ async fn printer_columns_show_status_written_through_the_status_subresource() {
              spec:\n  call: {function: std.sum, args: {a: 4, b: 5}}\n",
         ),
     );
-    let status = TaskStatus {
+    let mut status = serde_json::to_value(TaskStatus {
         phase: Some(kontinuum_api::Phase::Succeeded),
         attempts: 2,
+        result: Some(serde_json::from_str("333333283333335000000").unwrap()),
         ..Default::default()
-    };
+    })
+    .unwrap();
+    status["resultText"] = json!("333333283333335000000");
     Api::<Task>::namespaced(client.clone(), n)
         .patch_status("sum-4-5", &pp, &status_patch(&status))
         .await
         .expect("status subresource of tasks accepts the operator's TaskStatus");
     let (header, row) = table_row("tasks", "sum-4-5", n);
-    assert_eq!(header, ["NAME", "PHASE", "FUNCTION", "ATTEMPTS", "AGE"]);
-    assert_eq!(&row[..4], ["sum-4-5", "Succeeded", "std.sum", "2"]);
-    assert!(!row[4].is_empty(), "AGE: {row:?}");
+    assert_eq!(
+        header,
+        [
+            "NAME", "PHASE", "FUNCTION", "ATTEMPTS", "RESULT", "REASON", "AGE"
+        ]
+    );
+    assert_eq!(
+        &row[..5],
+        [
+            "sum-4-5",
+            "Succeeded",
+            "std.sum",
+            "2",
+            "333333283333335000000"
+        ]
+    );
+    assert!(!row[6].is_empty(), "AGE: {row:?}");
 
     // --- workerpools: DESIRED, READY, QUEUED, RUNNING, AGE
     kubectl_stdin(
@@ -509,5 +547,160 @@ async fn every_example_passes_server_side_dry_run() {
         failures.is_empty(),
         "examples rejected by the API server:\n{}",
         failures.join("\n")
+    );
+}
+
+/// Every CEL rule of the CRDs, as `(kind, path of the object it is on,
+/// rule, the field it names)`.
+type CelRule = (String, String, String, String);
+
+fn cel_rules() -> Vec<CelRule> {
+    fn walk(schema: &Value, path: &str, kind: &str, out: &mut Vec<CelRule>) {
+        if let Some(Value::Array(rules)) = schema.get("x-kubernetes-validations") {
+            for r in rules {
+                let rule = r["rule"].as_str().unwrap_or_default().to_string();
+                let field = format!("{path}{}", r["fieldPath"].as_str().unwrap_or_default());
+                out.push((kind.to_string(), path.to_string(), rule, field));
+            }
+        }
+        if let Some(Value::Object(props)) = schema.get("properties") {
+            for (name, s) in props {
+                let child = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                walk(s, &child, kind, out);
+            }
+        }
+        assert!(
+            schema
+                .get("items")
+                .is_none_or(|i| i.get("x-kubernetes-validations").is_none()),
+            "a rule inside a list at {path}: give this test a sample for it"
+        );
+    }
+    let mut out = Vec::new();
+    for file in yaml_files(&repo_root().join("crds")) {
+        let crd: Value = serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_string();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        walk(schema, "", &kind, &mut out);
+    }
+    out
+}
+
+/// A valid manifest of `kind`, named `bad`.
+fn valid(kind: &str) -> Value {
+    let spec = match kind {
+        "Task" => json!({"call": {"function": "std.sum"}}),
+        "HierarchicalFuture" => json!({"map": {"source": {"range": {"start": 0, "end": 10}},
+                                                "function": {"function": "std.square"}}}),
+        _ => json!({}),
+    };
+    json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": kind,
+           "metadata": {"name": "bad"}, "spec": spec})
+}
+
+/// Sets `path` (dotted, from the resource's root) to `value`.
+fn set_path(doc: &mut Value, path: &str, value: Value) {
+    let mut at = doc;
+    let parts: Vec<&str> = path.split('.').collect();
+    for part in &parts[..parts.len() - 1] {
+        if at.get(*part).is_none() {
+            at[*part] = json!({});
+        }
+        at = &mut at[*part];
+    }
+    at[parts[parts.len() - 1]] = value;
+}
+
+/// A manifest that breaks exactly `rule` at `path`; None for the one rule
+/// `kontinuum run` cannot meet (spec immutability: it never updates).
+fn breaking(kind: &str, path: &str, rule: &str) -> Option<Value> {
+    let mut doc = valid(kind);
+    if rule == kontinuum_api::duration::DURATION_RULE {
+        set_path(&mut doc, path, json!("5 minutes"));
+        return Some(doc);
+    }
+    match (kind, path) {
+        (_, "spec") if rule == "self == oldSelf" => return None,
+        ("HierarchicalFuture", "spec") => {
+            doc["spec"]["call"] = json!({"function": "std.sum"});
+        }
+        ("HierarchicalFuture", "spec.map.source.objects") if rule.contains("self.url") => {
+            doc["spec"]["map"]["source"] = json!({"objects": {"url": "http://bucket/prefix/"}});
+        }
+        ("HierarchicalFuture", "spec.map.source.objects") => {
+            doc["spec"]["map"]["source"] =
+                json!({"objects": {"url": "s3://bucket/prefix/", "endpoint": "ftp://minio:9000"}});
+        }
+        ("HierarchicalFuture", "spec.map.source.range") => {
+            doc["spec"]["map"]["source"]["range"] = json!({"start": 10, "end": 3});
+        }
+        ("Task", "spec") => {
+            doc["spec"]["delay"] = json!("5s");
+            doc["spec"]["notBefore"] = json!("2030-01-01T00:00:00Z");
+        }
+        ("WorkerPool", "spec.scaling") => {
+            doc["spec"]["scaling"] = json!({"minReplicas": 5, "maxReplicas": 2});
+        }
+        _ => panic!("no sample breaks {kind} {path}: {rule}; add one to this test"),
+    }
+    Some(doc)
+}
+
+/// Each CEL rule of the CRDs refuses with the words `kontinuum run` uses
+/// for the same manifest: the API server's message contains the CLI's.
+#[tokio::test]
+async fn every_cel_rule_says_what_kontinuum_run_says() {
+    ensure_crds().await;
+    let ns = TestNamespace::create(&client().await, "words").await;
+    let n = ns.name();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = cel_rules();
+    assert!(rules.len() >= 15, "{rules:?}");
+    let mut compared = 0;
+    for (kind, path, rule, field) in &rules {
+        let Some(doc) = breaking(kind, path, rule) else {
+            continue;
+        };
+        // JSON is YAML (and serde_yaml would spell exact numbers as maps).
+        let yaml = serde_json::to_string_pretty(&doc).unwrap();
+        let file = dir.path().join("bad.yaml");
+        std::fs::write(&file, &yaml).unwrap();
+        let (out, _) = kontinuum_e2e::procs::kontinuum_run_json(&file);
+        assert!(
+            !out.status.success(),
+            "kontinuum run took {kind} {path}:\n{yaml}"
+        );
+        let cli = String::from_utf8_lossy(&out.stderr).into_owned();
+        // `FILE:LINE: FIELD: MESSAGE`: the message after the field.
+        let message = cli
+            .lines()
+            .find_map(|l| {
+                l.split_once(&format!(" {field}: "))
+                    .map(|(_, m)| m.to_string())
+            })
+            .unwrap_or_else(|| panic!("kontinuum run did not name {field}:\n{cli}"));
+        let server = kubectl_result(
+            &["apply", "--dry-run=server", "-n", n, "-f", "-"],
+            Some(&yaml),
+        );
+        assert!(
+            !server.success,
+            "the API server took {kind} {path}:\n{yaml}"
+        );
+        assert!(
+            server.stderr.contains(&message),
+            "{kind} {path} ({rule}):\n  kontinuum run: {message}\n  API server: {}",
+            server.stderr
+        );
+        compared += 1;
+    }
+    assert_eq!(
+        compared,
+        rules.len() - 2,
+        "all but the two immutability rules"
     );
 }

@@ -25,6 +25,7 @@ use kontinuum_api::{FnRef, TaskSpec};
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -77,6 +78,44 @@ pub struct RemoteSource {
     /// The last registration, sent again when a lease answer asks for it
     /// (the server restarted and forgot this worker).
     registration: parking_lot::Mutex<Option<RegisterRequest>>,
+    /// Registrations the server has answered, so far.
+    registered: AtomicU64,
+    /// True while [`RemoteSource::register`] is trying.
+    registering: AtomicBool,
+}
+
+/// What a lease answer's "register" asks for, given the registrations
+/// answered before the lease was sent and now, and whether one is under way.
+#[derive(Debug, PartialEq, Eq)]
+enum Reregister {
+    /// The server knew this worker and has forgotten it: it restarted, or
+    /// another operator replica took over. Register again.
+    Again,
+    /// The lease reached the server before this worker's first
+    /// registration, which has landed since or is under way: nothing to do.
+    Overtaken,
+    /// Never registered and nothing under way (a source used without
+    /// `register`, or one that gave up): send the registration kept, if any.
+    Now,
+}
+
+fn reregister(answered_before_lease: u64, answered_now: u64, under_way: bool) -> Reregister {
+    if answered_before_lease > 0 {
+        Reregister::Again
+    } else if answered_now > 0 || under_way {
+        Reregister::Overtaken
+    } else {
+        Reregister::Now
+    }
+}
+
+/// Clears [`RemoteSource::registering`] however `register` ends.
+struct Registering<'a>(&'a AtomicBool);
+
+impl Drop for Registering<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Why one request failed, before it becomes a [`SourceError`].
@@ -126,6 +165,8 @@ impl RemoteSource {
             config,
             token,
             registration: parking_lot::Mutex::new(None),
+            registered: AtomicU64::new(0),
+            registering: AtomicBool::new(false),
         })
     }
 
@@ -137,13 +178,18 @@ impl RemoteSource {
         give_up: Instant,
     ) -> Result<RegisterResponse, SourceError> {
         *self.registration.lock() = Some(request.clone());
+        self.registering.store(true, Ordering::SeqCst);
+        let _registering = Registering(&self.registering);
         let mut backoff = Backoff::new(self.config.max_backoff);
         loop {
             match self
                 .post("/v1/workers/register", request, self.config.request_timeout)
                 .await
             {
-                Ok(r) => return Ok(r),
+                Ok(r) => {
+                    self.registered.fetch_add(1, Ordering::SeqCst);
+                    return Ok(r);
+                }
                 Err(CallError::Refused(s, body)) if !s.is_server_error() => {
                     return Err(CallError::Refused(s, body).into());
                 }
@@ -205,8 +251,9 @@ impl RemoteSource {
     }
 
     /// Sends the last registration once more (one try: the next lease
-    /// answer asks again if it did not get through).
-    async fn register_again(&self) {
+    /// answer asks again if it did not get through). `again`: the server
+    /// had known this worker.
+    async fn register_again(&self, again: bool) {
         let Some(request) = self.registration.lock().clone() else {
             return;
         };
@@ -218,7 +265,17 @@ impl RemoteSource {
             )
             .await
         {
-            Ok(_) => tracing::info!("registered again (the server had restarted)"),
+            Ok(_) => {
+                self.registered.fetch_add(1, Ordering::SeqCst);
+                if again {
+                    tracing::info!(
+                        "registered again (the server no longer knew this worker: it restarted, \
+                         or another operator replica took over)"
+                    );
+                } else {
+                    tracing::info!("registered");
+                }
+            }
             Err(CallError::Refused(_, body)) => {
                 tracing::warn!(error = %body.message, "registering again was refused")
             }
@@ -395,9 +452,21 @@ impl WorkSource for RemoteSource {
             wait_ms: wait.as_millis() as u64,
         };
         let timeout = wait + self.config.request_timeout;
+        let answered_before = self.registered.load(Ordering::SeqCst);
         let response: LeaseResponse = self.post("/v1/lease", &request, timeout).await?;
         if response.register {
-            self.register_again().await;
+            let answered_now = self.registered.load(Ordering::SeqCst);
+            match reregister(
+                answered_before,
+                answered_now,
+                self.registering.load(Ordering::SeqCst),
+            ) {
+                Reregister::Again => self.register_again(true).await,
+                Reregister::Now => self.register_again(false).await,
+                Reregister::Overtaken => tracing::debug!(
+                    "a lease reached the server before this worker's registration, which is under way or done"
+                ),
+            }
         }
         Ok(response.leases)
     }
@@ -512,5 +581,24 @@ impl Backoff {
         let jitter = self.next.mul_f64(f64::from(nanos % 1000) / 4000.0);
         tokio::time::sleep(self.next + jitter).await;
         self.next = (self.next * 2).min(self.max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_that_overtakes_the_first_registration_is_no_restart() {
+        // Sent before any registration was answered; one is under way, or
+        // has been answered meanwhile.
+        assert_eq!(reregister(0, 0, true), Reregister::Overtaken);
+        assert_eq!(reregister(0, 1, false), Reregister::Overtaken);
+        // Registered before the lease went out, and the server asks: it
+        // has forgotten this worker.
+        assert_eq!(reregister(1, 1, false), Reregister::Again);
+        assert_eq!(reregister(2, 3, true), Reregister::Again);
+        // Nothing answered and nothing trying: register now.
+        assert_eq!(reregister(0, 0, false), Reregister::Now);
     }
 }

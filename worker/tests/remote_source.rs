@@ -199,3 +199,76 @@ async fn a_rotated_token_file_is_read_again() {
     let leased = remote.lease("default", "w", 1, Duration::ZERO).await;
     assert!(leased.is_ok(), "{leased:?}");
 }
+
+fn json_answer(body: Value) -> ([(&'static str, &'static str); 1], String) {
+    ([("content-type", "application/json")], body.to_string())
+}
+
+/// A stand-in server whose registrations take a second to answer and whose
+/// lease answers always ask the worker to register: the order a worker
+/// meets when its first lease reaches the server before its registration.
+async fn slow_registrar() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::routing::post;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let registrations = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = registrations.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/workers/register",
+            post(move || {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    json_answer(json!({"worker": "w", "maxBatch": 64,
+                                       "maxLeaseWaitMs": 1000, "maxBodyBytes": 1 << 20}))
+                }
+            }),
+        )
+        .route(
+            "/v1/lease",
+            post(|| async { json_answer(json!({"leases": [], "register": true})) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), registrations)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_before_the_first_registration_does_not_register_twice() {
+    use kontinuum_api::endpoints::RegisterRequest;
+    use std::sync::atomic::Ordering;
+    let (url, registrations) = slow_registrar().await;
+    let remote = std::sync::Arc::new(source(&url));
+    let registrar = remote.clone();
+    let registering = tokio::spawn(async move {
+        let request = RegisterRequest {
+            worker: "w".into(),
+            pool: "default".into(),
+            functions: vec!["std.echo".into()],
+            concurrency: 1,
+        };
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        registrar.register(&request, give_up).await
+    });
+    // The registration is in the server's hands, not yet answered.
+    while registrations.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // This lease's answer asks to register: the registration under way is
+    // the answer, not a second one.
+    remote
+        .lease("default", "w", 1, Duration::ZERO)
+        .await
+        .unwrap();
+    registering.await.unwrap().unwrap();
+    assert_eq!(registrations.load(Ordering::SeqCst), 1);
+    // Registered, the server asks again: it has forgotten the worker
+    // (restarted), so the worker registers again.
+    remote
+        .lease("default", "w", 1, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(registrations.load(Ordering::SeqCst), 2);
+}

@@ -228,6 +228,12 @@ fn walk_string(s: &str, schema: &Value, path: &str, errors: &mut Vec<FieldError>
         errors.push(FieldError::new(path, message));
         return;
     }
+    if is_duration(schema)
+        && let Err(e) = crate::duration::parse_duration(s)
+    {
+        errors.push(FieldError::new(path, e.to_string()));
+        return;
+    }
     if schema.get("format").and_then(Value::as_str) == Some("date-time")
         && chrono::DateTime::parse_from_rfc3339(s).is_err()
     {
@@ -238,18 +244,23 @@ fn walk_string(s: &str, schema: &Value, path: &str, errors: &mut Vec<FieldError>
 /// The patterns the CRD schemas use, each checked by its Rust twin. A test
 /// fails if a schema uses a pattern not listed here.
 #[cfg(test)]
-pub(super) const KNOWN_PATTERNS: [&str; 3] = [
-    crate::duration::DURATION_PATTERN,
-    FUNCTION_NAME_PATTERN,
-    crate::messages::REDUCER_NAME_PATTERN,
-];
+pub(super) const KNOWN_PATTERNS: [&str; 2] =
+    [FUNCTION_NAME_PATTERN, crate::messages::REDUCER_NAME_PATTERN];
+
+/// A duration field: its schema carries the duration rule.
+pub(super) fn is_duration(schema: &Value) -> bool {
+    schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .is_some_and(|rules| {
+            rules
+                .iter()
+                .any(|r| r["rule"].as_str() == Some(crate::duration::DURATION_RULE))
+        })
+}
 
 fn pattern_problem(pattern: &str, s: &str) -> Option<String> {
-    if pattern == crate::duration::DURATION_PATTERN {
-        crate::duration::parse_duration(s)
-            .err()
-            .map(|e| e.to_string())
-    } else if pattern == FUNCTION_NAME_PATTERN {
+    if pattern == FUNCTION_NAME_PATTERN {
         (!is_function_name(s)).then(|| not_a_function_name(s))
     } else {
         // REDUCER_NAME_PATTERN: reducer_rules says it with reducer.rs's words.
@@ -295,7 +306,7 @@ fn integral_float(value: &Value) -> Option<Value> {
 
 fn type_error(value: &Value, t: &str, schema: &Value, path: &str) -> FieldError {
     // A bare number where a duration belongs: say what a duration looks like.
-    if schema.get("pattern").and_then(Value::as_str) == Some(crate::duration::DURATION_PATTERN)
+    if is_duration(schema)
         && let Value::Number(n) = value
         && let Err(e) = crate::duration::parse_duration(&n.to_string())
     {

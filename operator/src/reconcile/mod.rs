@@ -6,13 +6,14 @@
 pub mod finalizer;
 pub mod joining;
 pub mod plan;
+pub mod serving;
 
 use crate::bridge::{Bridge, JobKey, Submitted, parse_rfc3339_ms};
 use crate::error::Error;
 use crate::job::Job;
 use crate::metrics::Metrics;
 use crate::status::{Note, StatusHandle, StatusMsg};
-use kontinuum_api::{HierarchicalFuture, Task};
+use kontinuum_api::{HierarchicalFuture, Task, WorkerPool};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
@@ -36,6 +37,12 @@ pub struct Context {
     /// where a future finds the resources that join its tree.
     pub tasks: Vec<Store<Task>>,
     pub futures: Vec<Store<HierarchicalFuture>>,
+    /// The WorkerPool controllers' caches and the connected workers: what
+    /// serves a job's pool (see [`serving`]).
+    pub pools: Vec<Store<WorkerPool>>,
+    pub roster: kontinuum_server::Roster,
+    /// When this operator began to lead.
+    pub leading_since: Instant,
 }
 
 fn now_ms() -> u64 {
@@ -117,7 +124,11 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
             .await;
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut action = Action::await_change();
+    // When to look again (None: on the next change only).
+    let mut again: Option<Duration> = None;
+    let runs = !deleting
+        && !observed.recorded.is_final
+        && observed.held.as_ref().is_none_or(|h| !h.is_final);
     for step in plan::plan(&observed) {
         match step {
             Step::Claim | Step::OwnByParent => {
@@ -130,7 +141,7 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
             Step::Submit => {
                 if let Some(next) = submit(ctx, &key, &uid, obj.as_ref(), parent.as_deref()).await?
                 {
-                    action = next;
+                    again = Some(next);
                 }
             }
             Step::Orphan { previous } => {
@@ -184,20 +195,73 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
                     Err(e) => return Err(Error::kube("delete after ttlAfterFinished")(e)),
                 }
             }
-            Step::RequeueAfter(d) => action = Action::requeue(d),
+            Step::RequeueAfter(d) => again = Some(d),
         }
     }
-    Ok(action)
+    if runs && let Some(serving) = check_serving(ctx, &key, obj.as_ref()).await {
+        // The sooner of the two: a reconcile repeats nothing.
+        again = Some(again.map_or(serving, |d| d.min(serving)));
+    }
+    Ok(again.map_or_else(Action::await_change, Action::requeue))
 }
 
-/// Submits; the returned action (if any) replaces the default.
+/// Tells the status writer whether anything serves the job's pool; the
+/// time to look again while nothing does (or it is too early to tell).
+async fn check_serving<K: Job>(ctx: &Context, key: &JobKey, obj: &K) -> Option<Duration> {
+    use futures::FutureExt;
+    let pool = obj.pool();
+    let pool_exists = ctx.pools.iter().any(|store| {
+        store
+            .find(|p| {
+                p.namespace().as_deref() == Some(key.namespace.as_str()) && p.name_any() == pool
+            })
+            .is_some()
+    });
+    let pools_synced = ctx
+        .pools
+        .iter()
+        .all(|store| matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))));
+    let created_ms = obj
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_millisecond());
+    let age = created_ms.map_or(Duration::ZERO, |c| {
+        Duration::from_millis(now_ms().saturating_sub(u64::try_from(c).unwrap_or(0)))
+    });
+    let seen = serving::Seen {
+        pool_exists,
+        connected_workers: ctx.roster.pool(&key.namespace, pool).workers,
+        pools_synced,
+        age,
+        leading_for: ctx.leading_since.elapsed(),
+    };
+    let unserved = match serving::judge(seen) {
+        serving::Serving::Served => None,
+        serving::Serving::TooEarly(wait) => return Some(wait),
+        serving::Serving::Unserved => Some(crate::status::render::Unserved {
+            namespace: key.namespace.clone(),
+            pool: pool.to_string(),
+        }),
+    };
+    let again = unserved.is_some().then_some(serving::RECHECK);
+    ctx.status
+        .send(StatusMsg::Serving {
+            key: key.clone(),
+            unserved,
+        })
+        .await;
+    again
+}
+
+/// Submits; returns when to look again, if soon.
 async fn submit<K: Job>(
     ctx: &Context,
     key: &JobKey,
     uid: &str,
     obj: &K,
     parent: Option<&str>,
-) -> Result<Option<Action>, Error> {
+) -> Result<Option<Duration>, Error> {
     if key.kind == crate::job::JobKind::Future
         && let Some(wait) = joining::settle_left(
             obj.meta()
@@ -209,7 +273,7 @@ async fn submit<K: Job>(
     {
         // Resources applied with it (`kubectl apply -f` of a tree) may not
         // exist yet: give them a moment to, so they join with it.
-        return Ok(Some(Action::requeue(wait)));
+        return Ok(Some(wait));
     }
     let resource = serde_json::to_value(obj).map_err(|e| Error::Invalid(e.to_string()))?;
     let submitted = if key.kind == crate::job::JobKind::Future {
@@ -242,7 +306,7 @@ async fn submit<K: Job>(
                     note: Some(Note::WaitingForParent { message }),
                 })
                 .await;
-            return Ok(Some(Action::requeue(Duration::from_secs(2))));
+            return Ok(Some(Duration::from_secs(2)));
         }
         Submitted::ParentFinished(message) => Some(Note::ParentFinished {
             message,

@@ -1,5 +1,6 @@
 //! Events a status change deserves: Started, Retrying, Succeeded, Failed,
-//! Cancelled. Pure: derived from the status written before and the one about
+//! Cancelled, and NoWorkerPool (a Warning when nothing serves the job's
+//! pool). Pure: derived from the status written before and the one about
 //! to be written, so an operator restart (which finds the status already on
 //! the resource) repeats none of them.
 //!
@@ -69,9 +70,32 @@ pub fn engine_stopped(reason: &str) -> EventSpec {
     }
 }
 
+/// The `Ready` condition's reason and message, if it has one.
+fn ready(status: Option<&Value>) -> Option<(&str, &str)> {
+    let conditions = status?.get("conditions")?.as_array()?;
+    let c = conditions.iter().find(|c| c["type"] == "Ready")?;
+    Some((
+        c["reason"].as_str().unwrap_or(""),
+        c["message"].as_str().unwrap_or(""),
+    ))
+}
+
+/// The `Ready` message of a status that says nothing serves its pool.
+fn unserved(status: Option<&Value>) -> Option<(&str, &str)> {
+    ready(status).filter(|(reason, _)| *reason == crate::status::render::NO_WORKER_POOL)
+}
+
 pub fn between(before: Option<&Value>, after: &Value) -> Vec<EventSpec> {
     let (was, now) = (phase(before), phase(Some(after)));
     let mut out = Vec::new();
+    // Nothing serves its pool: said once, when the status first says so.
+    if let (false, Some((_, message))) = (unserved(before).is_some(), unserved(Some(after))) {
+        out.push(EventSpec {
+            warning: true,
+            reason: crate::status::render::NO_WORKER_POOL,
+            note: message.to_string(),
+        });
+    }
     let started = |p: &str| matches!(p, "Running" | "Succeeded" | "Failed" | "Cancelled");
     let has_started_at = |s: Option<&Value>| s.and_then(|s| s.get("startedAt")).is_some();
     let ended = matches!(now, "Succeeded" | "Failed" | "Cancelled" | "Merged");
@@ -188,6 +212,25 @@ mod tests {
             events[0].note, "/0/3: boom; /1: bang; /2: c; and 1 more",
             "{events:?}"
         );
+    }
+
+    #[test]
+    fn a_job_nothing_serves_gets_one_warning() {
+        let waiting = |reason: &str| {
+            json!({"phase": "Pending", "conditions": [
+                {"type": "Ready", "status": "False", "reason": reason, "message": "m"}]})
+        };
+        let events = between(Some(&waiting("Pending")), &waiting("NoWorkerPool"));
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].warning);
+        assert_eq!(events[0].reason, "NoWorkerPool");
+        assert_eq!(events[0].note, "m");
+        // First sight, too; but not again while it stays so, nor after a
+        // restart that finds it written.
+        assert_eq!(reasons(None, waiting("NoWorkerPool")), ["NoWorkerPool"]);
+        assert!(reasons(Some(waiting("NoWorkerPool")), waiting("NoWorkerPool")).is_empty());
+        // Served again: nothing to warn of.
+        assert!(reasons(Some(waiting("NoWorkerPool")), waiting("Pending")).is_empty());
     }
 
     #[test]

@@ -26,13 +26,15 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use super::render::Note;
+use super::render::{Note, Unserved};
 
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub uid: String,
     pub generation: Option<i64>,
     pub note: Option<Note>,
+    /// Nothing serves its pool (see `render::Unserved`).
+    pub unserved: Option<Unserved>,
     /// The status as last written (or as found on the resource).
     pub written: Option<Value>,
     written_at: Option<Instant>,
@@ -110,6 +112,7 @@ impl<K: Hash + Eq + Clone> Index<K> {
                         uid: uid.to_string(),
                         generation,
                         note: None,
+                        unserved: None,
                         written: current,
                         written_at: None,
                         observed_at: now,
@@ -135,6 +138,17 @@ impl<K: Hash + Eq + Clone> Index<K> {
             && e.note != note
         {
             e.note = note;
+            Self::mark(&mut self.dirty, &mut self.next_seq, key.clone());
+        }
+    }
+
+    /// Sets (or clears) that nothing serves the object's pool.
+    pub fn set_unserved(&mut self, key: &K, unserved: Option<Unserved>) {
+        if let Some(e) = self.entries.get_mut(key)
+            && e.unserved != unserved
+        {
+            e.unserved = unserved;
+            e.held_until = None;
             Self::mark(&mut self.dirty, &mut self.next_seq, key.clone());
         }
     }

@@ -28,6 +28,71 @@ pub enum Note {
     },
 }
 
+/// No WorkerPool serves the object's pool in its namespace, and no
+/// connected worker does: nothing will run it until one does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unserved {
+    pub namespace: String,
+    pub pool: String,
+}
+
+/// Condition reason (and Event reason) of a job nothing serves.
+pub const NO_WORKER_POOL: &str = "NoWorkerPool";
+
+/// Whether anything serves `pool` in a namespace: a WorkerPool of that
+/// name there (at zero replicas too: it starts workers when work is
+/// queued), or connected workers that take its work (confined to the
+/// namespace, or on the shared token, which serves every namespace).
+pub fn served(pool_exists: bool, connected_workers: u32) -> bool {
+    pool_exists || connected_workers > 0
+}
+
+/// What a job nothing serves says, with the command that makes a pool.
+pub fn unserved_message(u: &Unserved) -> String {
+    let Unserved { namespace, pool } = u;
+    format!(
+        "no WorkerPool '{pool}' in namespace '{namespace}', and no connected worker, serves \
+         pool '{pool}': nothing runs this until one does (workers serve their own namespace \
+         only). Create one: echo '{{\"apiVersion\":\"kontinuum.dev/v1alpha1\",\
+         \"kind\":\"WorkerPool\",\"metadata\":{{\"name\":\"{pool}\"}},\"spec\":{{}}}}' | \
+         kubectl apply -n \
+         {namespace} -f -"
+    )
+}
+
+/// Marks a status that is not final as waiting for a pool (`Ready` False,
+/// [`NO_WORKER_POOL`]); a final one is left as it is.
+pub fn mark_unserved(status: &mut Value, u: &Unserved) {
+    if is_final(status) {
+        return;
+    }
+    let Some(obj) = status.as_object_mut() else {
+        return;
+    };
+    let mut since = None;
+    if let Some(Value::Array(cs)) = obj.get_mut("conditions") {
+        if let Some(ready) = cs.iter().find(|c| c["type"] == "Ready") {
+            since = ready
+                .get("lastTransitionTime")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        cs.retain(|c| c["type"] != "Ready");
+    }
+    let observed_generation = obj.get("observedGeneration").and_then(Value::as_i64);
+    push_condition(
+        obj,
+        Condition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: NO_WORKER_POOL.into(),
+            message: unserved_message(u),
+            last_transition_time: since,
+            observed_generation,
+        },
+    );
+}
+
 /// Condition reason of a run lost with a replaced store.
 pub const STORE_REPLACED: &str = "StoreReplaced";
 /// Condition reason while the engine's store has failed.
@@ -66,6 +131,11 @@ pub fn from_engine(status: ObjectStatus, generation: Option<i64>, store_id: &str
         observed_generation: None,
     };
     push_condition(obj, accepted);
+    // Exact for every client: kubectl reads `result`'s numbers as doubles.
+    if let Some(result) = obj.get("result").filter(|r| !r.is_null()) {
+        let text = kontinuum_api::common::result_text(result);
+        obj.insert("resultText".into(), Value::String(text));
+    }
     finish(obj, generation, store_id);
     value
 }
@@ -263,6 +333,22 @@ mod tests {
     }
 
     #[test]
+    fn a_result_beyond_two_to_the_53_has_an_exact_text() {
+        let exact: Value = serde_json::from_str("333333283333335000000").unwrap();
+        let s = FutureStatus {
+            phase: Some(Phase::Succeeded),
+            result: Some(exact.clone()),
+            ..FutureStatus::default()
+        };
+        let v = from_engine(ObjectStatus::Future(s), None, STORE);
+        assert_eq!(v["resultText"], "333333283333335000000");
+        assert_eq!(v["result"], exact);
+        // No result, no text.
+        let running = from_engine(ObjectStatus::Future(FutureStatus::default()), None, STORE);
+        assert!(running.get("resultText").is_none());
+    }
+
+    #[test]
     fn huge_messages_are_cut_on_a_char_boundary() {
         let s = FutureStatus {
             phase: Some(Phase::Failed),
@@ -369,15 +455,93 @@ mod tests {
         }
         let t = from_engine(
             ObjectStatus::Task(TaskStatus {
-                phase: Some(Phase::Running),
+                phase: Some(Phase::Succeeded),
+                result: Some(json!(9)),
                 ..TaskStatus::default()
             }),
             Some(1),
             STORE,
         );
+        assert!(t.get("resultText").is_some());
         for key in t.as_object().unwrap().keys() {
             assert!(kinds[0].1.contains(key), "{key}");
         }
+        let f = from_engine(
+            ObjectStatus::Future(FutureStatus {
+                phase: Some(Phase::Succeeded),
+                result: Some(json!(9)),
+                ..FutureStatus::default()
+            }),
+            Some(1),
+            STORE,
+        );
+        for key in f.as_object().unwrap().keys() {
+            assert!(kinds[1].1.contains(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_job_nothing_serves_is_not_ready_with_the_command_that_fixes_it() {
+        let unserved = Unserved {
+            namespace: "team-a".into(),
+            pool: "gpu".into(),
+        };
+        let queued = from_engine(
+            ObjectStatus::Task(TaskStatus {
+                phase: Some(Phase::Pending),
+                conditions: vec![Condition {
+                    type_: "Ready".into(),
+                    status: "False".into(),
+                    reason: "Pending".into(),
+                    last_transition_time: Some("2026-12-07T00:00:00.000Z".into()),
+                    ..Condition::default()
+                }],
+                ..TaskStatus::default()
+            }),
+            Some(2),
+            STORE,
+        );
+        let mut marked = queued.clone();
+        mark_unserved(&mut marked, &unserved);
+        let ready: Vec<_> = marked["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["type"] == "Ready")
+            .collect();
+        assert_eq!(ready.len(), 1, "{marked}");
+        assert_eq!(ready[0]["status"], "False");
+        assert_eq!(ready[0]["reason"], NO_WORKER_POOL);
+        assert_eq!(ready[0]["observedGeneration"], 2);
+        assert_eq!(ready[0]["lastTransitionTime"], "2026-12-07T00:00:00.000Z");
+        let message = ready[0]["message"].as_str().unwrap();
+        assert!(message.contains("no WorkerPool 'gpu' in namespace 'team-a'"));
+        assert!(
+            message.contains(r#""metadata":{"name":"gpu"},"spec":{}}"#),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("| kubectl apply -n team-a -f -"),
+            "{message}"
+        );
+        assert!(message.len() <= MESSAGE_LIMIT);
+        assert_eq!(marked["phase"], queued["phase"]);
+        // The same mark twice is the same status: no second patch.
+        let mut twice = marked.clone();
+        mark_unserved(&mut twice, &unserved);
+        assert_eq!(twice, marked);
+        // A final status is left alone.
+        let done = from_engine(
+            ObjectStatus::Task(TaskStatus {
+                phase: Some(Phase::Succeeded),
+                ..TaskStatus::default()
+            }),
+            None,
+            STORE,
+        );
+        let mut still = done.clone();
+        mark_unserved(&mut still, &unserved);
+        assert_eq!(still, done);
     }
 
     #[test]

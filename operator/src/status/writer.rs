@@ -35,6 +35,11 @@ pub enum StatusMsg {
     },
     /// Why the engine does not hold it (None: it does now).
     Note { key: JobKey, note: Option<Note> },
+    /// Whether nothing serves its pool (None: something does).
+    Serving {
+        key: JobKey,
+        unserved: Option<render::Unserved>,
+    },
     /// The resource is gone.
     Forget { key: JobKey },
     /// The engine changed these objects.
@@ -152,6 +157,7 @@ impl Writer {
                 .index
                 .observe(key, &uid, generation, current, Instant::now()),
             StatusMsg::Note { key, note } => self.index.set_note(&key, note),
+            StatusMsg::Serving { key, unserved } => self.index.set_unserved(&key, unserved),
             StatusMsg::Forget { key } => self.index.forget(&key),
             StatusMsg::Changed { keys } => keys.iter().for_each(|k| self.index.changed(k)),
             StatusMsg::EngineStopped { reason } => {
@@ -236,7 +242,13 @@ impl Patcher {
         // put it there (a parent's submission takes its children along).
         let mut events = Vec::new();
         let status = match engine_status {
-            Ok(Some(s)) => render::from_engine(s, entry.generation, &store_id),
+            Ok(Some(s)) => {
+                let mut status = render::from_engine(s, entry.generation, &store_id);
+                if let Some(unserved) = &entry.unserved {
+                    render::mark_unserved(&mut status, unserved);
+                }
+                status
+            }
             Ok(None) => match &entry.note {
                 Some(note) => render::from_note(
                     note,

@@ -147,23 +147,35 @@ fn durations_parse() {
         one_error(
             &task(&format!("call: {{function: std.echo}}\n{field}: 5x")),
             &format!("spec.{field}"),
-            "'5x' is not a duration: the unit is not one of ms, s, m, h (write e.g. 500ms, 30s, 5m, 1h or 1h30m)",
+            &format!(
+                "'5x' is not a duration: {}",
+                crate::duration::NOT_A_DURATION
+            ),
         );
     }
     one_error(
         &task("call: {function: std.echo}\ntimeout: 30"),
         "spec.timeout",
-        "'30' is not a duration: a number has no unit (write e.g. 500ms, 30s, 5m, 1h or 1h30m)",
+        &format!(
+            "'30' is not a duration: {}",
+            crate::duration::NOT_A_DURATION
+        ),
     );
     one_error(
         &task("call: {function: std.echo}\ndebounce: {initial: 1d}"),
         "spec.debounce.initial",
-        "'1d' is not a duration: the unit is not one of ms, s, m, h (write e.g. 500ms, 30s, 5m, 1h or 1h30m)",
+        &format!(
+            "'1d' is not a duration: {}",
+            crate::duration::NOT_A_DURATION
+        ),
     );
     one_error(
         &task("call: {function: std.echo}\nretry: {backoff: {max: 1 m}}"),
         "spec.retry.backoff.max",
-        "'1 m' is not a duration: a number has no unit (write e.g. 500ms, 30s, 5m, 1h or 1h30m)",
+        &format!(
+            "'1 m' is not a duration: {}",
+            crate::duration::NOT_A_DURATION
+        ),
     );
     let got = errors(&future(&format!("{MAP}timeout: x\ndeadline: 1.s")));
     let fields: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
@@ -171,7 +183,10 @@ fn durations_parse() {
     one_error(
         &pool("scaling: {scaleDownDelay: soon}"),
         "spec.scaling.scaleDownDelay",
-        "'soon' is not a duration: a unit must follow a number (write e.g. 500ms, 30s, 5m, 1h or 1h30m)",
+        &format!(
+            "'soon' is not a duration: {}",
+            crate::duration::NOT_A_DURATION
+        ),
     );
 }
 
