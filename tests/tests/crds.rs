@@ -635,6 +635,13 @@ fn breaking(kind: &str, path: &str, rule: &str) -> Option<Value> {
             doc["spec"]["map"]["source"] =
                 json!({"objects": {"url": "s3://bucket/prefix/", "endpoint": "ftp://minio:9000"}});
         }
+        ("HierarchicalFuture", "spec.output") if rule.contains("self.url") => {
+            doc["spec"]["output"] = json!({"url": "s3://bucket/results/"});
+        }
+        ("HierarchicalFuture", "spec.output") => {
+            doc["spec"]["output"] =
+                json!({"url": "s3://bucket/results/x.json", "endpoint": "store:8333"});
+        }
         ("HierarchicalFuture", "spec.map.source.range") => {
             doc["spec"]["map"]["source"]["range"] = json!({"start": 10, "end": 3});
         }
