@@ -48,7 +48,8 @@ setsid "$s3s" --host 127.0.0.1 --port "$port" --access-key "$key" --secret-key "
 pid=$!
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 for f in "$work"/objects/part-*.txt; do
-  curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$key:$secret" -T "$f" \
+  curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$key:$secret" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -T "$f" \
     "http://127.0.0.1:$port/corpus/text/$(basename "$f")" >/dev/null
 done
 rm -rf "$work/objects"

@@ -61,6 +61,21 @@ pub struct WorkerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1024))]
     pub handler_processes: Option<u32>,
+    /// Which functions the pool's workers serve: `allow` (if set, only names matching one of its patterns) and `deny` (never these; wins over allow). `*` stands for any run of characters, e.g. `deny: [std.exec]`. A call the lists refuse fails, naming the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub functions: Option<FunctionLists>,
+}
+
+/// A pool's allow and deny lists of function-name patterns.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionLists {
+    /// Serve only functions matching one of these (default: every function the workers have).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Never serve functions matching these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]

@@ -277,6 +277,20 @@ fn the_default_worker_pool_follows_the_values() {
     assert_eq!(wp["metadata"]["name"], "default");
     assert_eq!(wp["spec"]["concurrency"], 8);
     assert_eq!(wp["spec"]["scaling"]["maxReplicas"], 20);
+    // std.exec runs commands in the worker pods: the chart's pool denies it.
+    assert_eq!(
+        wp["spec"]["worker"]["functions"]["deny"],
+        serde_json::json!(["std.exec"])
+    );
+    let docs = helm::documents(&helm::template(
+        "kns",
+        &["--set-json", "workerPool.worker.functions.deny=[]"],
+    ));
+    let wp = only(&docs, "WorkerPool");
+    assert_eq!(
+        wp["spec"]["worker"]["functions"]["deny"],
+        serde_json::json!([])
+    );
     let docs = helm::documents(&helm::template(
         "kns",
         &[

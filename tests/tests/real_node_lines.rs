@@ -110,6 +110,7 @@ async fn data_mounted_only_in_the_workers_pods_or_in_object_storage_is_mapped_by
         &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "WorkerPool",
                 "metadata": {"name": "readers"},
                 "spec": {"scaling": {"minReplicas": 0, "maxReplicas": 1},
+                         "worker": {"functions": {"deny": ["std.exec"]}},
                          "template": {"spec": pod_spec}}}),
     );
     let operator = kubectl(&[
@@ -184,6 +185,26 @@ async fn data_mounted_only_in_the_workers_pods_or_in_object_storage_is_mapped_by
     assert_eq!(objects["phase"], "Succeeded", "{objects}");
     assert_eq!(objects["result"], json!(expected));
     assert_eq!(expected.values().sum::<u64>(), words);
+
+    // The pool does not serve std.exec: a call of it fails saying so.
+    apply(
+        &system,
+        &json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "Task",
+                "metadata": {"name": "shell"},
+                "spec": {"pool": "readers", "call": {"function": "std.exec",
+                                                      "args": {"command": ["id"]}}}}),
+    );
+    let shell = wait_for("task/shell to fail", Duration::from_secs(120), || async {
+        let out = kubectl(&["get", "-n", &system, "task", "shell", "-o", "json"]);
+        let s = serde_json::from_str::<Value>(&out).ok()?["status"].clone();
+        (s["phase"] == "Failed").then_some(s)
+    })
+    .await;
+    assert_eq!(
+        shell["error"]["message"],
+        "function 'std.exec' is denied in this pool (deny 'std.exec' in the WorkerPool's spec.worker.functions, or --deny)",
+        "{shell}"
+    );
 
     let missing = final_status(&system, "no-words").await;
     assert_eq!(missing["phase"], "Failed", "{missing}");

@@ -59,6 +59,24 @@ struct Cli {
     #[arg(long, env = "KONTINUUM_HANDLER_PROCESSES", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
     handler_processes: Option<u32>,
+    /// Serve only functions matching one of these patterns
+    /// (comma-separated, `*` for any run of characters, e.g. 'std.*,py.*').
+    #[arg(
+        long,
+        env = "KONTINUUM_ALLOW",
+        value_name = "PATTERNS",
+        default_value = ""
+    )]
+    allow: String,
+    /// Never serve functions matching these patterns (e.g. 'std.exec');
+    /// deny wins over allow.
+    #[arg(
+        long,
+        env = "KONTINUUM_DENY",
+        value_name = "PATTERNS",
+        default_value = ""
+    )]
+    deny: String,
     /// Copy this binary into DIR (as DIR/NAME, executable) and exit: how a
     /// WorkerPool's init container puts the worker into any image.
     #[arg(long, value_name = "DIR", conflicts_with = "handler")]
@@ -135,6 +153,7 @@ pub fn main(name: &'static str, about: &'static str, registry: Registry) -> Exit
 }
 
 async fn run(cli: Cli, mut registry: Registry) -> Result<(), WorkerError> {
+    registry.set_policy(crate::FunctionPolicy::from_lists(&cli.allow, &cli.deny));
     let token = match &cli.token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)

@@ -224,6 +224,9 @@ impl Ctx {
 
     /// The error of a call to a function no one here serves.
     pub fn unknown_function(&self, function: &str) -> FnError {
+        if let Some(refusal) = self.registry().refusal(function) {
+            return FnError::permanent(refusal);
+        }
         FnError::permanent(format!(
             "function '{function}' is not registered by the workers of pool '{}'",
             self.inner.info.pool

@@ -5,6 +5,7 @@
 use crate::args::Args;
 use crate::ctx::Ctx;
 use crate::error::FnError;
+use crate::policy::FunctionPolicy;
 use futures::future::BoxFuture;
 use kontinuum_api::accumulator::int_value;
 use serde_json::{Map, Number, Value};
@@ -157,6 +158,7 @@ pub trait DynamicFunctions: Send + Sync + 'static {
 pub struct Registry {
     functions: HashMap<String, Arc<dyn Function>>,
     dynamic: Option<Arc<dyn DynamicFunctions>>,
+    policy: FunctionPolicy,
 }
 
 impl Registry {
@@ -221,14 +223,31 @@ impl Registry {
     }
 
     /// A function registered under `name` (not the dynamic ones: see
-    /// [`Registry::resolve`]).
+    /// [`Registry::resolve`]), unless the pool's lists refuse it.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Function>> {
+        if self.policy.refusal(name).is_some() {
+            return None;
+        }
         self.functions.get(name)
     }
 
+    /// Serves only what `policy` allows (the pool's allow and deny lists).
+    pub fn set_policy(&mut self, policy: FunctionPolicy) -> &mut Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Why a call of `name` is refused by the pool's lists, if it is.
+    pub fn refusal(&self, name: &str) -> Option<String> {
+        self.policy.refusal(name)
+    }
+
     /// The function a call of `name` runs: a registered one, else the
-    /// dynamic source's.
+    /// dynamic source's; none that the pool's lists refuse.
     pub fn resolve(&self, name: &str) -> Option<Arc<dyn Function>> {
+        if self.policy.refusal(name).is_some() {
+            return None;
+        }
         match self.functions.get(name) {
             Some(f) => Some(f.clone()),
             None => self.dynamic.as_ref().and_then(|d| d.resolve(name)),
@@ -246,6 +265,7 @@ impl Registry {
         if let Some(d) = &self.dynamic {
             names.extend(d.names());
         }
+        names.retain(|n| self.policy.refusal(n).is_none());
         names.sort();
         names.dedup();
         names

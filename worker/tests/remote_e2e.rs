@@ -294,3 +294,38 @@ async fn a_wrong_token_stops_the_worker_with_a_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("wrong bearer token"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_that_denies_std_exec_refuses_its_calls_and_serves_the_rest() {
+    let served = serve("127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let mut command = kontinuum_testkit::worker(
+        env!("CARGO_BIN_EXE_kontinuum-worker"),
+        served.url(),
+        "default",
+        &["--allow", "std.*", "--deny", "std.exec"],
+    );
+    command.arg("--token-file").arg(&token_file);
+    let _worker = Process::spawn(&mut command);
+    let client = served.client();
+    client
+        .submit(vec![
+            task(
+                "exec",
+                json!({"function": "std.exec", "args": {"command": ["touch", dir.path().join("ran").display().to_string()]}}),
+            ),
+            task("sum", json!({"function": "std.sum", "args": {"a": 4, "b": 5}})),
+        ])
+        .await
+        .unwrap();
+    let statuses = wait(&client, &["task/exec", "task/sum"], Duration::from_secs(60)).await;
+    assert_eq!(statuses[0]["phase"], "Failed", "{}", statuses[0]);
+    assert_eq!(
+        statuses[0]["error"]["message"],
+        "function 'std.exec' is denied in this pool (deny 'std.exec' in the WorkerPool's spec.worker.functions, or --deny)"
+    );
+    assert!(!dir.path().join("ran").exists(), "the command never ran");
+    assert_eq!(statuses[1]["result"], 9);
+}

@@ -143,6 +143,11 @@ fn fill_env(container: &mut Value, pool: &PoolShape<'_>, settings: &WorkerSettin
     if let Some(n) = pool.worker.handler_processes {
         fill.push(("KONTINUUM_HANDLER_PROCESSES", json!(n.to_string())));
     }
+    // The pool's lists are the operator's to say: set even when empty, so a
+    // list removed from the spec leaves the pods too.
+    let lists = pool.worker.functions.clone().unwrap_or_default();
+    fill.push(("KONTINUUM_ALLOW", json!(lists.allow.join(","))));
+    fill.push(("KONTINUUM_DENY", json!(lists.deny.join(","))));
     for (name, value) in fill {
         set_env(env, name, json!({"name": name, "value": value}));
     }
@@ -433,6 +438,29 @@ mod tests {
         // Applied twice (the operator reconciles again): nothing doubles.
         let again = build(Some(&d["spec"]["template"]), 8, 1, &worker);
         assert_eq!(again["spec"]["template"], d["spec"]["template"]);
+    }
+
+    #[test]
+    fn the_pools_function_lists_reach_the_worker_and_leave_with_the_spec() {
+        let worker = WorkerSpec {
+            functions: Some(kontinuum_api::workerpool::FunctionLists {
+                allow: vec!["std.*".into(), "py.*".into()],
+                deny: vec!["std.exec".into()],
+            }),
+            ..WorkerSpec::default()
+        };
+        let d = build(None, 8, 1, &worker);
+        let env = env_of(&d);
+        let get = |n: &str| env.iter().find(|e| e["name"] == n).cloned().unwrap();
+        assert_eq!(get("KONTINUUM_ALLOW")["value"], "std.*,py.*");
+        assert_eq!(get("KONTINUUM_DENY")["value"], "std.exec");
+        // Without lists the variables are there, empty: a pool whose lists
+        // were removed serves everything again after the rollout.
+        let plain = build(None, 8, 1, &WorkerSpec::default());
+        let env = env_of(&plain);
+        let get = |n: &str| env.iter().find(|e| e["name"] == n).cloned().unwrap();
+        assert_eq!(get("KONTINUUM_ALLOW")["value"], "");
+        assert_eq!(get("KONTINUUM_DENY")["value"], "");
     }
 
     #[test]
