@@ -127,6 +127,24 @@ impl State {
         self.maybe_finish_gathering(tx, store, lease.node)
     }
 
+    /// A worker's answer the engine cannot take (a plan or an output that is
+    /// not one): a bug of that worker build that a retry repeats, so the
+    /// attempt fails for good with `message`.
+    pub(super) fn refuse_answer(
+        &mut self,
+        tx: &mut Tx,
+        store: &Store,
+        lease: &LeaseInfo,
+        message: String,
+    ) -> Result<(), EngineError> {
+        let error = ErrorInfo {
+            message,
+            kind: ErrorKind::Permanent,
+            attempt: lease.attempt,
+        };
+        self.attempt_failed(tx, store, lease, error, true).map(drop)
+    }
+
     /// A failed attempt: retry after backoff (true), or fail the node.
     pub fn attempt_failed(
         &mut self,

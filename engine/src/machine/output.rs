@@ -10,7 +10,6 @@ use super::{LeaseInfo, State, Tx};
 use crate::error::EngineError;
 use crate::records::NodeState;
 use crate::store::Store;
-use kontinuum_api::common::{ErrorInfo, ErrorKind};
 use kontinuum_api::work::{NodeId, OUTPUT_FUNCTION, OutputRef};
 use serde_json::Value;
 
@@ -62,17 +61,15 @@ impl State {
     ) -> Result<(), EngineError> {
         match serde_json::from_value::<OutputRef>(value.clone()) {
             Ok(_) => self.node_succeeded(tx, store, lease.node, value),
-            Err(e) => {
-                let error = ErrorInfo {
-                    message: format!(
-                        "{OUTPUT_FUNCTION}: the worker's answer is not a written object \
-                         ({{\"url\", \"bytes\", \"sha256\"}}): {e}"
-                    ),
-                    kind: ErrorKind::Permanent,
-                    attempt: lease.attempt,
-                };
-                self.attempt_failed(tx, store, lease, error, true).map(drop)
-            }
+            Err(e) => self.refuse_answer(
+                tx,
+                store,
+                lease,
+                format!(
+                    "{OUTPUT_FUNCTION}: the worker's answer is not a written object \
+                     ({{\"url\", \"bytes\", \"sha256\"}}): {e}"
+                ),
+            ),
         }
     }
 }

@@ -11,7 +11,6 @@ use super::{LeaseInfo, State, Tx, corrupt};
 use crate::error::EngineError;
 use crate::records::{Body, MapSourceKind, NodeState};
 use crate::store::Store;
-use kontinuum_api::common::{ErrorInfo, ErrorKind};
 use kontinuum_api::limits::MAX_LISTED_OBJECTS;
 use kontinuum_api::work::{PLAN_FUNCTION, SourcePlan};
 use serde_json::{Value, json};
@@ -83,8 +82,7 @@ pub(super) fn first_body(units: u64, shard_units: u64) -> Body {
 }
 
 impl State {
-    /// A worker that answers a plan with anything else has a bug that a
-    /// retry on the same worker build repeats: the tree fails for good.
+    /// A plan that is not one fails the tree for good (see refuse_answer).
     fn refuse_plan(
         &mut self,
         tx: &mut Tx,
@@ -92,15 +90,11 @@ impl State {
         lease: &LeaseInfo,
         problem: &str,
     ) -> Result<(), EngineError> {
-        let error = ErrorInfo {
-            message: format!(
-                "{PLAN_FUNCTION}: the worker's answer is not a plan \
-                 ({{\"bytes\": N, \"avgLineBytes\": N, \"objects\": [...] for objects}}): {problem}"
-            ),
-            kind: ErrorKind::Permanent,
-            attempt: lease.attempt,
-        };
-        self.attempt_failed(tx, store, lease, error, true).map(drop)
+        let message = format!(
+            "{PLAN_FUNCTION}: the worker's answer is not a plan \
+             ({{\"bytes\": N, \"avgLineBytes\": N, \"objects\": [...] for objects}}): {problem}"
+        );
+        self.refuse_answer(tx, store, lease, message)
     }
 
     /// A worker answered the plan of the lease's root node.
