@@ -12,7 +12,7 @@ use crate::records::{
 use crate::store::Store;
 use kontinuum_api::common::RetryPolicy;
 use kontinuum_api::validate::rules;
-use kontinuum_api::work::NodeId;
+use kontinuum_api::work::{NodeId, StoreRef};
 use kontinuum_api::{FnRef, HierarchicalFutureSpec, ObjectId, TaskSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -261,22 +261,31 @@ fn lines_path(path: &str) -> Result<(), EngineError> {
     ))
 }
 
-/// Where spec.output writes: the store, and the key after the bucket.
+/// The store an `s3://BUCKET/KEY` url names (checked by the caller), and
+/// the key or prefix after the bucket.
+fn store_and_key(
+    url: &str,
+    endpoint: &Option<String>,
+    region: &Option<String>,
+) -> (StoreRef, String) {
+    let rest = url.trim_start_matches("s3://");
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let store = StoreRef {
+        bucket: bucket.to_string(),
+        endpoint: endpoint.clone(),
+        region: region.clone(),
+    };
+    (store, key.to_string())
+}
+
+/// Where spec.output writes.
 fn output_target(o: &kontinuum_api::future::OutputSpec) -> Result<OutputTarget, EngineError> {
     rules::output_url(&o.url)?;
     if let Some(endpoint) = &o.endpoint {
         rules::output_endpoint(endpoint)?;
     }
-    let rest = o.url.trim_start_matches("s3://");
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    Ok(OutputTarget {
-        store: kontinuum_api::work::StoreRef {
-            bucket: bucket.to_string(),
-            endpoint: o.endpoint.clone(),
-            region: o.region.clone(),
-        },
-        key: key.to_string(),
-    })
+    let (store, key) = store_and_key(&o.url, &o.endpoint, &o.region);
+    Ok(OutputTarget { store, key })
 }
 
 /// An objects source as the engine keeps it: the store, and the key or
@@ -286,15 +295,10 @@ fn objects_source(o: &kontinuum_api::future::ObjectsSource) -> Result<MapSourceK
     if let Some(endpoint) = &o.endpoint {
         rules::objects_endpoint(endpoint)?;
     }
-    let rest = o.url.trim_start_matches("s3://");
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let (store, key) = store_and_key(&o.url, &o.endpoint, &o.region);
     Ok(MapSourceKind::Objects {
-        store: kontinuum_api::work::StoreRef {
-            bucket: bucket.to_string(),
-            endpoint: o.endpoint.clone(),
-            region: o.region.clone(),
-        },
-        key: key.to_string(),
+        store,
+        key,
         lines: o.read.unwrap_or_default() == kontinuum_api::future::ObjectsRead::Lines,
     })
 }

@@ -21,6 +21,18 @@ use std::sync::Arc;
 pub enum LeaseKind {
     Body,
     Fold,
+    /// The tree's value, written to spec.output (machine/output.rs).
+    Output,
+}
+
+impl LeaseKind {
+    /// The state a node holds while a lease of this kind runs.
+    pub(super) fn holding(self) -> NodeState {
+        match self {
+            LeaseKind::Body => NodeState::Running,
+            LeaseKind::Fold | LeaseKind::Output => NodeState::Folding,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -92,10 +104,13 @@ impl State {
         lease_ms: u64,
     ) -> Result<Lease, EngineError> {
         let now = tx.now;
-        let kind = if self.nodes.get(&id).map(|n| n.state) == Some(NodeState::Folding) {
-            LeaseKind::Fold
-        } else {
-            LeaseKind::Body
+        let folding = self.nodes.get(&id).map(|n| (n.state, n.root));
+        let kind = match folding {
+            Some((NodeState::Folding, root)) if self.root(root)?.output_pending => {
+                LeaseKind::Output
+            }
+            Some((NodeState::Folding, _)) => LeaseKind::Fold,
+            _ => LeaseKind::Body,
         };
         if kind == LeaseKind::Body {
             self.set_state(tx, id, NodeState::Running)?;
@@ -168,7 +183,7 @@ impl State {
             .get(&id)
             .ok_or_else(|| corrupt("node", "leased node vanished"))?;
         let root = self.root(node.root)?;
-        if kind == LeaseKind::Fold && root.output_pending {
+        if kind == LeaseKind::Output {
             let target = root
                 .output
                 .clone()

@@ -27,10 +27,7 @@ impl State {
         let Some(lease) = self.drop_lease(completion.token) else {
             return Ok(CompletionAck::Stale);
         };
-        let expected = match lease.kind {
-            LeaseKind::Fold => NodeState::Folding,
-            LeaseKind::Body => NodeState::Running,
-        };
+        let expected = lease.kind.holding();
         let live = self
             .nodes
             .get(&lease.node)
@@ -102,11 +99,10 @@ impl State {
         lease: &LeaseInfo,
         value: Value,
     ) -> Result<(), EngineError> {
-        if lease.kind == LeaseKind::Fold {
-            if self.root(lease.root)?.output_pending {
-                return self.output_written(tx, store, lease, value);
-            }
-            return self.node_succeeded(tx, store, lease.node, value);
+        match lease.kind {
+            LeaseKind::Output => return self.output_written(tx, store, lease, value),
+            LeaseKind::Fold => return self.node_succeeded(tx, store, lease.node, value),
+            LeaseKind::Body => {}
         }
         let node = self.node_mut(lease.node)?;
         if let Body::Plan { shard } = node.body {
@@ -163,8 +159,9 @@ impl State {
                 let node = self.node_mut(lease.node)?;
                 node.error = Some(error);
                 node.due_ms = due;
-                if lease.kind == LeaseKind::Fold {
-                    // The fold is retried at once; its inputs are all there.
+                if lease.kind != LeaseKind::Body {
+                    // A fold or an output is retried at once; its inputs
+                    // are all there.
                     self.enqueue(tx, lease.node);
                 } else {
                     self.set_state(tx, lease.node, NodeState::Waiting)?;

@@ -1,7 +1,7 @@
 //! A future whose value goes to an object (spec.output): once the root
 //! node's value is known, the root waits in `Folding` with the value as its
-//! own while a worker of the pool writes it (`Work::Output`, leased like a
-//! fold); the worker's answer, `{url, bytes, sha256}`, becomes the tree's
+//! own while a worker of the pool writes it (an `Output` lease, handing
+//! out `Work::Output`; retried at once like a fold); the worker's answer, `{url, bytes, sha256}`, becomes the tree's
 //! value, so the status, the continuation and `kontinuum get` carry the
 //! reference and never the value itself.
 

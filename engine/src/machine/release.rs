@@ -14,10 +14,7 @@ impl State {
         let Some(lease) = self.leases.remove(&token) else {
             return Ok(false);
         };
-        let expected = match lease.kind {
-            LeaseKind::Fold => NodeState::Folding,
-            LeaseKind::Body => NodeState::Running,
-        };
+        let expected = lease.kind.holding();
         let root_alive = self
             .roots
             .get(&lease.root)

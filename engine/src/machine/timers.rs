@@ -1,7 +1,7 @@
 //! What time alone decides: due delays, expired leases and attempt
 //! timeouts, tree deadlines. The ticker (engine.rs) runs these.
 
-use super::{LeaseKind, RootOutcome, State, Tx};
+use super::{RootOutcome, State, Tx};
 use crate::error::EngineError;
 use crate::observe::AttemptOutcome;
 use crate::records::{NodeState, RootState};
@@ -37,10 +37,7 @@ impl State {
             let Some(lease) = self.drop_lease(token) else {
                 continue;
             };
-            let holding = match lease.kind {
-                LeaseKind::Body => NodeState::Running,
-                LeaseKind::Fold => NodeState::Folding,
-            };
+            let holding = lease.kind.holding();
             if self.nodes.get(&lease.node).map(|n| n.state) != Some(holding) {
                 // Its tree ended while it ran.
                 self.count_attempt(&lease, AttemptOutcome::Cancelled, now);

@@ -34,7 +34,7 @@ use kontinuum_api::FnRef;
 use kontinuum_api::reducer::Reducer;
 use kontinuum_api::work::Slice;
 use lines::LineReader;
-pub(crate) use plan::plan_source;
+pub(crate) use plan::{SAMPLE_BYTES, mean_line_bytes, plan_source};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;

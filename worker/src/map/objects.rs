@@ -37,12 +37,9 @@ pub(super) async fn read_pieces(
 ) -> Result<Vec<Piece>, FnError> {
     let mut pieces = Vec::new();
     for part in parts {
-        // The part's own offsets that lie in the leaf.
-        let own_start = start.saturating_sub(part.base);
-        let own_end = end.saturating_sub(part.base).min(part.size);
-        if own_start >= own_end {
+        let Some((own_start, own_end)) = own_range(part.base, part.size, start, end) else {
             continue;
-        }
+        };
         let from = own_start.saturating_sub(1);
         let mut to = own_end.saturating_add(LINE_END_READ).min(part.size);
         let mut data = read_range(store, &part.key, &part.etag, from, to)
@@ -55,23 +52,40 @@ pub(super) async fn read_pieces(
             data.extend_from_slice(&read_range(store, &part.key, &part.etag, to, next).await?);
             to = next;
         }
+        pieces.push(Piece::new(part.base, own_start, Bytes::from(data)));
+    }
+    Ok(pieces)
+}
+
+/// The offsets of an object (at `base`, `size` bytes long) that lie in
+/// positions `start..end`, if any.
+fn own_range(base: u64, size: u64, start: u64, end: u64) -> Option<(u64, u64)> {
+    let own_start = start.saturating_sub(base);
+    let own_end = end.saturating_sub(base).min(size);
+    (own_start < own_end).then_some((own_start, own_end))
+}
+
+impl Piece {
+    /// `data` holds the object's bytes from `own_start - 1` (from 0 when
+    /// `own_start` is 0) to at least the end of the last line the leaf owns.
+    fn new(base: u64, own_start: u64, data: Bytes) -> Piece {
+        let from = own_start.saturating_sub(1);
         let first = if own_start == 0 {
             0
         } else {
             // Byte own_start - 1 is data[0]: the first line starts after
-            // the first newline from there.
+            // the first newline from there (none: the piece owns no line).
             data.iter()
                 .position(|&b| b == b'\n')
-                .map_or(to, |i| from + i as u64 + 1)
+                .map_or(from + data.len() as u64, |i| from + i as u64 + 1)
         };
-        pieces.push(Piece {
-            base: part.base,
-            data: Bytes::from(data),
+        Piece {
+            base,
+            data,
             from,
             first,
-        });
+        }
     }
-    Ok(pieces)
 }
 
 pub(super) struct ObjectLinesCursor {
@@ -152,26 +166,10 @@ mod tests {
         let mut out = Vec::new();
         for text in objects {
             let size = text.len() as u64;
-            let (own_start, own_end) = (
-                start.saturating_sub(base),
-                end.saturating_sub(base).min(size),
-            );
-            if own_start < own_end {
-                let from = own_start.saturating_sub(1);
-                let data = Bytes::copy_from_slice(&text.as_bytes()[from as usize..]);
-                let first = if own_start == 0 {
-                    0
-                } else {
-                    data.iter()
-                        .position(|&b| b == b'\n')
-                        .map_or(size, |i| from + i as u64 + 1)
-                };
-                out.push(Piece {
-                    base,
-                    data,
-                    from,
-                    first,
-                });
+            if let Some((own_start, _)) = own_range(base, size, start, end) {
+                let from = own_start.saturating_sub(1) as usize;
+                let data = Bytes::copy_from_slice(&text.as_bytes()[from..]);
+                out.push(Piece::new(base, own_start, data));
             }
             base += size;
         }

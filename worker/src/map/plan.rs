@@ -13,8 +13,9 @@ use serde_json::Value;
 use std::fs::File;
 use std::io::Read;
 
-/// How much of the start of a file the mean line length is taken from.
-const SAMPLE_BYTES: u64 = 64 * 1024;
+/// How much of the start of a source (a file, the first object) the mean
+/// line length is taken from.
+pub(crate) const SAMPLE_BYTES: u64 = 64 * 1024;
 
 /// Measures `source`, answering with a [`SourcePlan`] as the value.
 pub(crate) async fn plan_source(source: SourceRef) -> Result<Value, FnError> {
@@ -59,7 +60,7 @@ fn plan_lines(field: &str, path: &str) -> Result<SourcePlan, FnError> {
 
 /// Bytes per newline in the sample, at least 1 (a sample without one is
 /// one line).
-fn mean_line_bytes(sample: &[u8]) -> u64 {
+pub(crate) fn mean_line_bytes(sample: &[u8]) -> u64 {
     let lines = sample.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
     (sample.len() as u64 / lines).max(1)
 }

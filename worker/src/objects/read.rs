@@ -3,15 +3,13 @@
 use super::store::client;
 use super::{store_error, url};
 use crate::error::FnError;
+use crate::map::{SAMPLE_BYTES, mean_line_bytes};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use kontinuum_api::limits::{MAX_LEAF_BYTES, MAX_LISTED_OBJECTS};
 use kontinuum_api::work::{ObjectEntry, SourcePlan, StoreRef};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
-
-/// The start of the first object the mean line length is taken from.
-const SAMPLE_BYTES: u64 = 64 * 1024;
 
 /// Lists what `key` names (a prefix when it ends in `/` or is empty, else
 /// one object) and, for a map over lines, samples the mean line length.
@@ -46,8 +44,7 @@ pub(crate) async fn plan_objects(
             first.size.min(SAMPLE_BYTES),
         )
         .await?;
-        let newlines = sample.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
-        avg_line_bytes = (sample.len() as u64 / newlines).max(1);
+        avg_line_bytes = mean_line_bytes(&sample);
     }
     Ok(SourcePlan {
         bytes: objects.iter().map(|o| o.size).sum(),
