@@ -78,3 +78,61 @@ pub fn documents(yaml: &str) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// A release a test installed: uninstalled on drop (also when the test
+/// fails), without waiting.
+pub struct Release {
+    pub name: String,
+    pub namespace: String,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = cluster(&[
+            "uninstall",
+            &self.name,
+            "-n",
+            &self.namespace,
+            "--wait=false",
+        ]);
+    }
+}
+
+/// Installs the chart as `name` in `namespace` with the image `tag` (already
+/// imported into the real node), the operator on the real node watching
+/// `watch`, no store volume and no pool of the chart's; waits until ready.
+pub fn install_on_real_node(name: &str, namespace: &str, tag: &str, watch: &[&str]) -> Release {
+    let placement = crate::real_node_placement();
+    let values = serde_json::json!({
+        "image": {"tag": tag, "pullPolicy": "Never"},
+        "watchNamespaces": watch,
+        "nodeSelector": placement["nodeSelector"],
+        "tolerations": placement["tolerations"],
+        "persistence": {"enabled": false},
+        "workerPool": {"enabled": false},
+    });
+    let values_file =
+        std::env::temp_dir().join(format!("kontinuum-values-{namespace}-{name}.json"));
+    std::fs::write(&values_file, values.to_string()).expect("write the values file");
+    let chart = chart();
+    let values_path = values_file.to_string_lossy().into_owned();
+    let args = [
+        "install",
+        name,
+        chart.as_str(),
+        "-n",
+        namespace,
+        "-f",
+        values_path.as_str(),
+        "--wait",
+        "--timeout=180s",
+    ];
+    let release = Release {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+    };
+    let installed = cluster(&args);
+    let _ = std::fs::remove_file(&values_file);
+    ok(installed, &args);
+    release
+}

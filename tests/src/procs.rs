@@ -255,6 +255,12 @@ impl Operator {
         )
     }
 
+    /// A `kontinuum-worker` of the pool "default" against this operator,
+    /// its log `dir/worker-LABEL.log`.
+    pub fn worker(&self, dir: &Path, label: &str, extra: &[&str]) -> Proc {
+        start_worker(dir, label, &self.api, "default", &self.token_file, extra)
+    }
+
     /// What `kontinuum_leader` says now (false when nothing answers).
     pub fn is_leading(&self) -> bool {
         http_get(&format!("{}/metrics", self.metrics)).is_some_and(|(code, body)| {

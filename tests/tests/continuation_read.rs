@@ -4,7 +4,7 @@
 //! worker API refuses with 401, which is what a user met before the docs
 //! said how.
 
-use kontinuum_e2e::procs::{Operator, OperatorOptions, bin, start_worker};
+use kontinuum_e2e::procs::{Operator, OperatorOptions, bin};
 use kontinuum_e2e::{TestNamespace, client, ensure_crds, kubectl, repo_root};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,14 +18,7 @@ async fn a_continuation_reads_with_a_namespace_token() {
     let dir = tempfile::tempdir().unwrap();
     let mut operator = Operator::start(dir.path(), "a", &OperatorOptions::watching(dir.path(), n));
     operator.wait_ready(Duration::from_secs(60));
-    let _worker = start_worker(
-        dir.path(),
-        "1",
-        &operator.api,
-        "default",
-        &operator.token_file,
-        &[],
-    );
+    let _worker = operator.worker(dir.path(), "1", &[]);
     let example = repo_root().join("examples/sum.yaml");
     kubectl(&["apply", "-n", n, "-f", example.to_str().unwrap()]);
     let start = Instant::now();

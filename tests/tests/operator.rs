@@ -2,7 +2,7 @@
 //! run on the engine and their status fills in.
 
 use kontinuum_e2e::procs::{
-    Operator, OperatorOptions, assert_admission_probed, kontinuum_run_json, start_worker,
+    Operator, OperatorOptions, assert_admission_probed, kontinuum_run_json,
 };
 use kontinuum_e2e::{
     TestNamespace, client, ensure_crds, helm, kubectl, kubectl_result, kubectl_stdin, repo_root,
@@ -28,14 +28,7 @@ fn start(ns: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut operator = Operator::start(dir.path(), "a", &options(dir.path(), ns));
     operator.wait_ready(Duration::from_secs(60));
-    let worker = start_worker(
-        dir.path(),
-        "1",
-        &operator.api,
-        "default",
-        &operator.token_file,
-        &["--concurrency", "8"],
-    );
+    let worker = operator.worker(dir.path(), "1", &["--concurrency", "8"]);
     Setup {
         _dir: dir,
         operator,

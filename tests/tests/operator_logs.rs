@@ -4,7 +4,7 @@
 //! bare `RUST_LOG=debug` (the chart's `logLevel=debug`) that is debug for
 //! Kontinuum's own crates only.
 
-use kontinuum_e2e::procs::{Operator, OperatorOptions, start_worker};
+use kontinuum_e2e::procs::{Operator, OperatorOptions};
 use kontinuum_e2e::{TestNamespace, client, ensure_crds, kubectl_result, kubectl_stdin};
 use std::time::{Duration, Instant};
 
@@ -51,14 +51,7 @@ async fn debug_is_kontinuums_own_and_a_start_logs_no_error() {
     };
     let mut operator = Operator::start(dir.path(), "a", &options);
     operator.wait_ready(Duration::from_secs(60));
-    let worker = start_worker(
-        dir.path(),
-        "1",
-        &operator.api,
-        "default",
-        &operator.token_file,
-        &[],
-    );
+    let worker = operator.worker(dir.path(), "1", &[]);
     let task = serde_json::json!({
         "apiVersion": "kontinuum.dev/v1alpha1", "kind": "Task",
         "metadata": {"name": "echo"},

@@ -7,29 +7,15 @@
 //! test cluster's S3-compatible store, read by the pool's workers with
 //! credentials from a Secret, from `kubectl apply`.
 
-use std::process::Command;
 use std::time::Duration;
 
 use kontinuum_e2e::{
-    TestNamespace, apply, client, helm, import_image, kubeconfig, kubectl, real_node,
-    real_node_placement, repo_root, s3, wait_for,
+    TestNamespace, apply, client, helm, import_image, kubectl, real_node, real_node_placement,
+    repo_root, s3, wait_for,
 };
 use serde_json::{Value, json};
 
 const RELEASE: &str = "kt-lines";
-
-struct Cleanup {
-    system: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Command::new("helm")
-            .env("KUBECONFIG", kubeconfig())
-            .args(["uninstall", RELEASE, "-n", &self.system, "--wait=false"])
-            .output();
-    }
-}
 
 async fn final_status(ns: &str, name: &str) -> Value {
     wait_for(
@@ -52,33 +38,7 @@ async fn data_mounted_only_in_the_workers_pods_or_in_object_storage_is_mapped_by
     let system = system.name().to_owned();
     let tag = import_image();
     let placement = real_node_placement();
-    let values = json!({
-        "image": {"tag": tag, "pullPolicy": "Never"},
-        "watchNamespaces": [system],
-        "nodeSelector": placement["nodeSelector"],
-        "tolerations": placement["tolerations"],
-        "persistence": {"enabled": false},
-        "workerPool": {"enabled": false},
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let values_file = dir.path().join("values.yaml");
-    std::fs::write(&values_file, values.to_string()).unwrap();
-    let chart = helm::chart();
-    let install = [
-        "install",
-        RELEASE,
-        chart.as_str(),
-        "-n",
-        system.as_str(),
-        "-f",
-        values_file.to_str().unwrap(),
-        "--wait",
-        "--timeout=180s",
-    ];
-    let _cleanup = Cleanup {
-        system: system.clone(),
-    };
-    helm::ok(helm::cluster(&install), &install);
+    let _release = helm::install_on_real_node(RELEASE, &system, &tag, &[system.as_str()]);
 
     // The text, mounted into the pool's pods only.
     let rhyme = repo_root().join("examples/data/rhyme.txt");

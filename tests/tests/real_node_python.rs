@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use kontinuum_e2e::{
-    TestNamespace, apply, client, helm, import_image, kubeconfig, kubectl, kubectl_stdin,
-    real_node, real_node_placement, repo_root, wait_for,
+    TestNamespace, apply, client, helm, import_image, kubectl, kubectl_stdin, real_node,
+    real_node_placement, repo_root, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -47,20 +47,6 @@ def fail(message):
 if __name__ == "__main__":
     kontinuum.serve()
 "#;
-
-/// Everything of the test's release, removed on drop (also on failure).
-struct Cleanup {
-    system: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Command::new("helm")
-            .env("KUBECONFIG", kubeconfig())
-            .args(["uninstall", RELEASE, "-n", &self.system, "--wait=false"])
-            .output();
-    }
-}
 
 /// Imports an OCI archive into the real node; returns the names imported.
 fn import(archive: &std::path::Path) -> String {
@@ -186,33 +172,8 @@ async fn users_python_in_a_stock_debian_image_and_an_sdk_worker_image_run_from_k
     );
 
     let placement = real_node_placement();
-    let values = json!({
-        "image": {"tag": tag, "pullPolicy": "Never"},
-        "watchNamespaces": [system, jobs],
-        "nodeSelector": placement["nodeSelector"],
-        "tolerations": placement["tolerations"],
-        "persistence": {"enabled": false},
-        "workerPool": {"enabled": false},
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let values_file = dir.path().join("values.yaml");
-    std::fs::write(&values_file, values.to_string()).unwrap();
-    let chart = helm::chart();
-    let install = [
-        "install",
-        RELEASE,
-        chart.as_str(),
-        "-n",
-        system.as_str(),
-        "-f",
-        values_file.to_str().unwrap(),
-        "--wait",
-        "--timeout=180s",
-    ];
-    let _cleanup = Cleanup {
-        system: system.clone(),
-    };
-    helm::ok(helm::cluster(&install), &install);
+    let _release =
+        helm::install_on_real_node(RELEASE, &system, &tag, &[system.as_str(), jobs.as_str()]);
     let service = kubectl(&[
         "get",
         "services",

@@ -2,7 +2,7 @@
 //! the RESULT column carry every digit, where kubectl's reading of
 //! `status.result` (integers beyond 64 bits as doubles) does not.
 
-use kontinuum_e2e::procs::{Operator, OperatorOptions, start_worker};
+use kontinuum_e2e::procs::{Operator, OperatorOptions};
 use kontinuum_e2e::{TestNamespace, client, ensure_crds, kubectl, kubectl_stdin, parse_table};
 use std::time::{Duration, Instant};
 
@@ -15,14 +15,7 @@ async fn a_sum_beyond_64_bits_reads_exactly_through_kubectl() {
     let dir = tempfile::tempdir().unwrap();
     let mut operator = Operator::start(dir.path(), "a", &OperatorOptions::watching(dir.path(), n));
     operator.wait_ready(Duration::from_secs(60));
-    let _worker = start_worker(
-        dir.path(),
-        "1",
-        &operator.api,
-        "default",
-        &operator.token_file,
-        &[],
-    );
+    let _worker = operator.worker(dir.path(), "1", &[]);
     // The sum of the squares of 0..4,000,000 = 3999999·4·10^6·7999999/6,
     // above 2^64.
     let exact = "21333325333334000000";
