@@ -19,7 +19,8 @@ fn duration(s: &str) -> Result<Duration, String> {
                   that kontinuum-worker processes lease from, and the controllers that turn \
                   Task, HierarchicalFuture and WorkerPool resources into engine work and \
                   write their status. Runs in a pod (in-cluster config) or anywhere with a \
-                  KUBECONFIG."
+                  KUBECONFIG. `kontinuum-operator uninstall --help`: the chart's pre-delete \
+                  hook, which deletes the release's resources before the operator goes."
 )]
 pub struct Flags {
     /// The engine's store (a directory; on a PersistentVolume in a cluster).

@@ -12,6 +12,8 @@
 //!   crates only).
 //! - [`bridge`]: the engine as the controllers see it; [`feed`]: its changes,
 //!   pushed to the status writer and the WorkerPool controllers.
+//! - [`uninstall`]: `kontinuum-operator uninstall`, the chart's pre-delete
+//!   hook (deletes the release's resources while the operator still runs).
 
 pub mod admission;
 pub mod bridge;
@@ -29,6 +31,7 @@ mod run;
 pub mod status;
 mod store_lock;
 pub mod tokenreview;
+pub mod uninstall;
 
 pub use config::Flags;
 pub use error::Error;

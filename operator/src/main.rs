@@ -7,8 +7,23 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
+enum Command {
+    Operate(Box<kontinuum_operator::Flags>),
+    Uninstall(kontinuum_operator::uninstall::UninstallFlags),
+}
+
 fn main() -> ExitCode {
-    let flags = kontinuum_operator::Flags::parse();
+    // `kontinuum-operator uninstall ...`: a command of its own (the chart's
+    // pre-delete hook), with its own flags; anything else runs the operator.
+    let uninstalling = std::env::args_os().nth(1).is_some_and(|a| a == "uninstall");
+    let command = if uninstalling {
+        let args = std::env::args_os().skip(1);
+        Command::Uninstall(kontinuum_operator::uninstall::UninstallFlags::parse_from(
+            args,
+        ))
+    } else {
+        Command::Operate(Box::new(kontinuum_operator::Flags::parse()))
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(kontinuum_operator::logging::directives(
@@ -28,6 +43,18 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("kontinuum-operator: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
+        }
+    };
+    let flags = match command {
+        Command::Operate(flags) => *flags,
+        Command::Uninstall(flags) => {
+            return match runtime.block_on(kontinuum_operator::uninstall::uninstall(flags)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kontinuum-operator uninstall: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
     };
     let restarts_in_place = flags.restarts_in_place();

@@ -102,8 +102,20 @@ impl Drop for Release {
 /// imported into the real node), the operator on the real node watching
 /// `watch`, no store volume and no pool of the chart's; waits until ready.
 pub fn install_on_real_node(name: &str, namespace: &str, tag: &str, watch: &[&str]) -> Release {
+    install_on_real_node_with(name, namespace, tag, watch, serde_json::json!({}))
+}
+
+/// [`install_on_real_node`] with more values (top-level keys of `extra`
+/// replace the defaults').
+pub fn install_on_real_node_with(
+    name: &str,
+    namespace: &str,
+    tag: &str,
+    watch: &[&str],
+    extra: serde_json::Value,
+) -> Release {
     let placement = crate::real_node_placement();
-    let values = serde_json::json!({
+    let mut values = serde_json::json!({
         "image": {"tag": tag, "pullPolicy": "Never"},
         "watchNamespaces": watch,
         "nodeSelector": placement["nodeSelector"],
@@ -111,6 +123,9 @@ pub fn install_on_real_node(name: &str, namespace: &str, tag: &str, watch: &[&st
         "persistence": {"enabled": false},
         "workerPool": {"enabled": false},
     });
+    if let (Some(values), Some(extra)) = (values.as_object_mut(), extra.as_object()) {
+        values.extend(extra.clone());
+    }
     let values_file =
         std::env::temp_dir().join(format!("kontinuum-values-{namespace}-{name}.json"));
     std::fs::write(&values_file, values.to_string()).expect("write the values file");

@@ -124,6 +124,11 @@ fn a_misspelt_or_mistyped_value_is_refused_naming_the_key() {
         ),
         ("replicas: two\n", "/replicas"),
         ("statusInterval: 1 second\n", "/statusInterval"),
+        (
+            "uninstallHook:\n  timeout: soon\n",
+            "/uninstallHook/timeout",
+        ),
+        ("uninstallHook:\n  enable: false\n", "enable"),
     ] {
         let r = template_with_values(values);
         assert!(!r.success, "values {values:?} were accepted:\n{}", r.stdout);
@@ -352,6 +357,73 @@ fn placement_set_once_places_the_operator_and_the_workers() {
     // Without placement the pool's template stays as written (none).
     let docs = helm::documents(&helm::template("kns", &[]));
     assert!(only(&docs, "WorkerPool")["spec"].get("template").is_none());
+}
+
+#[test]
+fn uninstall_runs_a_pre_delete_job_as_the_operator_placed_like_it() {
+    let placement = serde_json::json!({
+        "nodeSelector": {"pool": "system"},
+        "tolerations": [{"key": "system", "operator": "Exists", "effect": "NoSchedule"}],
+    });
+    let docs = helm::documents(&helm::template(
+        "kns",
+        &[
+            "--set-json",
+            &format!("placement={placement}"),
+            "--set-json",
+            r#"watchNamespaces=["kns","jobs"]"#,
+            "--set",
+            "uninstallHook.timeout=1m30s",
+        ],
+    ));
+    let job = only(&docs, "Job");
+    assert_eq!(job["metadata"]["annotations"]["helm.sh/hook"], "pre-delete");
+    assert_eq!(job["metadata"]["namespace"], "kns");
+    // 90 s of waiting, 30 s of giving up, 90 s for the pod to start twice.
+    assert_eq!(job["spec"]["activeDeadlineSeconds"], 210);
+    let pod = &job["spec"]["template"]["spec"];
+    let operator = &only(&docs, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], operator["serviceAccountName"]);
+    assert_eq!(pod["nodeSelector"], placement["nodeSelector"]);
+    assert_eq!(pod["tolerations"], placement["tolerations"]);
+    assert_eq!(pod["securityContext"], operator["securityContext"]);
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], operator["containers"][0]["image"]);
+    assert_eq!(
+        container["command"],
+        serde_json::json!(["/usr/local/bin/kontinuum-operator", "uninstall"])
+    );
+    assert_eq!(
+        container["args"],
+        serde_json::json!(["--timeout=1m30s", "--namespace=kns", "--namespace=jobs"])
+    );
+    // The ServiceAccount may delete what the Job deletes.
+    let rules: Vec<&Value> = find(&docs, "ClusterRole")
+        .into_iter()
+        .flat_map(|r| r["rules"].as_array().unwrap())
+        .collect();
+    let may = |resource: &str, verb: &str| {
+        rules.iter().any(|r| {
+            r["apiGroups"][0] == "kontinuum.dev"
+                && r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x == resource)
+                && r["verbs"].as_array().unwrap().iter().any(|x| x == verb)
+        })
+    };
+    for resource in ["tasks", "futures", "workerpools"] {
+        assert!(may(resource, "delete"), "no delete on {resource}");
+        assert!(may(resource, "list"), "no list on {resource}");
+    }
+    assert!(may("tasks", "patch") && may("futures", "patch"));
+    // Off: no Job.
+    let docs = helm::documents(&helm::template(
+        "kns",
+        &["--set", "uninstallHook.enabled=false"],
+    ));
+    assert!(find(&docs, "Job").is_empty());
 }
 
 /// The cases of a value `auto|true|false` whose `auto` means "when the

@@ -221,6 +221,8 @@ async fn install_upgrade_uninstall_leave_nothing_but_the_crds() {
         ("patch", "workerpools.kontinuum.dev:status"),
         ("update", "workerpools.kontinuum.dev:finalizers"),
         ("delete", "tasks.kontinuum.dev"),
+        // The uninstall hook, as the same ServiceAccount.
+        ("delete", "workerpools.kontinuum.dev"),
         ("create", "futures.kontinuum.dev"),
         ("create", "deployments.apps"),
         ("patch", "deployments.apps"),
@@ -236,7 +238,7 @@ async fn install_upgrade_uninstall_leave_nothing_but_the_crds() {
     }
     for (verb, what, in_ns) in [
         ("get", "secrets", ns),
-        ("delete", "workerpools.kontinuum.dev", ns),
+        ("create", "workerpools.kontinuum.dev", ns),
         ("update", "tasks.kontinuum.dev:status", ns),
         ("create", "pods", ns),
         ("patch", "deployments.apps:scale", ns),

@@ -539,17 +539,8 @@ async fn helm_install_then_jobs_on_real_worker_pods() {
     )
     .await;
 
-    // 6. The resources go while the operator can still let them go, then
-    // helm uninstall leaves nothing but the CRDs.
-    kubectl(&[
-        "delete",
-        "futures,tasks,workerpools",
-        "--all",
-        "-n",
-        &jobs,
-        "--timeout=120s",
-    ]);
-    kubectl(&["delete", "futures", "--all", "-n", SYSTEM, "--timeout=120s"]);
+    // 6. helm uninstall: its hook deletes the jobs' resources while the
+    // operator can still let them go, then nothing is left but the CRDs.
     let uninstall = [
         "uninstall",
         RELEASE,
@@ -599,6 +590,10 @@ async fn helm_install_then_jobs_on_real_worker_pods() {
         "name",
     ]);
     assert!(roles.trim().is_empty(), "left in {jobs}: {roles}");
+    for ns in [SYSTEM, jobs.as_str()] {
+        let left = kubectl(&["get", "futures,tasks,workerpools", "-n", ns, "-o", "name"]);
+        assert!(left.trim().is_empty(), "left in {ns}: {left}");
+    }
     // The finalizer's admission policy (cluster-scoped) goes with the
     // release: nothing would release the finalizer it puts on.
     let policies = kubectl(&[

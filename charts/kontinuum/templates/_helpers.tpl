@@ -75,3 +75,18 @@ Prometheus Operator's API. */}}
 {{- $on := .Values.serviceMonitor.enabled }}
 {{- if or (eq (toString $on) "true") (and (eq (toString $on) "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}true{{ end }}
 {{- end }}
+
+{{/* Whole seconds of a duration written as in manifests (90s, 2m, 1h30m,
+500ms rounds down), for fields that take a number. */}}
+{{- define "kontinuum.seconds" -}}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ms|s|m|h)" . -1 }}
+{{- $n := float64 (regexFind "^[0-9]+(\\.[0-9]+)?" .) }}
+{{- $unit := regexFind "(ms|s|m|h)$" . }}
+{{- if eq $unit "ms" }}{{ $total = addf $total (divf $n 1000) }}
+{{- else if eq $unit "s" }}{{ $total = addf $total $n }}
+{{- else if eq $unit "m" }}{{ $total = addf $total (mulf $n 60) }}
+{{- else }}{{ $total = addf $total (mulf $n 3600) }}{{ end }}
+{{- end }}
+{{- floor $total | int }}
+{{- end }}
