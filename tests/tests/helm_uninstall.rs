@@ -93,6 +93,33 @@ async fn uninstall_cancels_and_removes_the_served_resources_and_leaves_none_stuc
                 "metadata": {"name": "elsewhere"},
                 "spec": {"call": {"function": "std.echo", "args": {}}}}),
     );
+    // With the chart on the real node, a job whose pool nothing serves says
+    // so: reason NoWorkerPool, and a Warning Event with the command that
+    // creates the pool.
+    wait_for(
+        "task/poolless to say NoWorkerPool",
+        Duration::from_secs(60),
+        || async {
+            let task = get(system, "task/poolless");
+            let reasons = task["status"]["conditions"].to_string();
+            reasons.contains("NoWorkerPool").then_some(())
+        },
+    )
+    .await;
+    let warning = kubectl(&[
+        "get",
+        "events",
+        "-n",
+        system,
+        "--field-selector",
+        "reason=NoWorkerPool,involvedObject.name=poolless",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        warning.contains("'nowhere'") && warning.contains(&format!("kubectl apply -n {system}")),
+        "{warning}"
+    );
     wait_for("task/done to succeed", Duration::from_secs(180), || async {
         (get(jobs, "task/done")["status"]["phase"] == "Succeeded").then_some(())
     })
