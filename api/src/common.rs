@@ -86,8 +86,7 @@ pub enum ErrorKind {
 /// A result small enough for the status, or a reference to it in the store.
 pub const RESULT_INLINE_LIMIT: usize = 4096;
 
-/// Longest `status.resultText`, in bytes.
-pub const RESULT_TEXT_LIMIT: usize = 256;
+pub use crate::limits::RESULT_TEXT_LIMIT;
 
 /// The result as JSON text, exactly as stored (integers of any size keep
 /// every digit), cut to [`RESULT_TEXT_LIMIT`] bytes on a character

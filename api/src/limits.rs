@@ -295,6 +295,9 @@ fn bad_numbers<'a>(value: &'a Value, path: &mut Vec<Step<'a>>, out: &mut Vec<(St
     }
 }
 
+/// Longest `status.resultText`, in bytes.
+pub const RESULT_TEXT_LIMIT: usize = 256;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,11 +61,11 @@ pub fn with_result_text(schema: &mut Schema) {
             "resultText".into(),
             serde_json::json!({
                 "type": "string",
-                "maxLength": crate::common::RESULT_TEXT_LIMIT,
+                "maxLength": crate::limits::RESULT_TEXT_LIMIT,
                 "description": format!(
                     "The result as JSON text, exact (kubectl reads integers beyond 64 bits \
                      as doubles, which lose digits), cut to {} bytes.",
-                    crate::common::RESULT_TEXT_LIMIT
+                    crate::limits::RESULT_TEXT_LIMIT
                 ),
             }),
         );

@@ -4,7 +4,6 @@
 //! take every other object down with it.
 
 use crate::records::{Root, RootKind, RootState};
-use crate::store::StoredRoot;
 use kontinuum_api::common::{ErrorInfo, ErrorKind};
 use kontinuum_api::work::NodeId;
 use kontinuum_api::{DEFAULT_NAMESPACE, ObjectId};
@@ -49,7 +48,7 @@ pub fn failed_root(
     id: Option<NodeId>,
     bytes: &[u8],
     detail: &str,
-) -> StoredRoot {
+) -> Root {
     let sniff = serde_json::from_slice::<Sniff>(bytes).ok().map(|s| s.root);
     let namespace = object
         .as_ref()
@@ -66,5 +65,5 @@ pub fn failed_root(
     root.kind = sniff.map_or(RootKind::Task, |s| s.kind);
     root.state = RootState::Failed;
     root.error = Some(error("root", detail));
-    StoredRoot { root, node: None }
+    root
 }

@@ -148,7 +148,10 @@ fn root_record(key: &[u8], bytes: &[u8]) -> StoredRoot {
                 id,
                 "a root record cannot be read ({detail}); its object is failed"
             );
-            crate::salvage::failed_root(object, id, body, &detail)
+            StoredRoot {
+                root: crate::salvage::failed_root(object, id, body, &detail),
+                node: None,
+            }
         }
     }
 }
