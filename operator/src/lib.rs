@@ -20,6 +20,8 @@ pub mod bridge;
 pub mod config;
 pub mod error;
 pub mod feed;
+#[cfg(test)]
+mod fixtures;
 mod health;
 pub mod job;
 pub mod leader;

@@ -6,6 +6,8 @@
 pub mod finalizer;
 pub mod joining;
 pub mod plan;
+#[cfg(test)]
+mod scripted;
 pub mod serving;
 
 use crate::bridge::{Bridge, JobKey, Submitted, parse_rfc3339_ms};

@@ -70,6 +70,13 @@ impl StatusHandle {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// A handle whose messages the test reads instead of a writer.
+    #[cfg(test)]
+    pub fn channel(capacity: usize) -> (StatusHandle, mpsc::Receiver<StatusMsg>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (StatusHandle { tx }, rx)
+    }
 }
 
 pub struct Writer {
