@@ -196,6 +196,7 @@ pub async fn context(
         pools: vec![],
         roster: server.roster(),
         leading_since: std::time::Instant::now(),
+        backoff: Default::default(),
     };
     (Arc::new(context), messages)
 }

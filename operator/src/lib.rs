@@ -16,6 +16,7 @@
 //!   hook (deletes the release's resources while the operator still runs).
 
 pub mod admission;
+pub mod backoff;
 pub mod bridge;
 pub mod config;
 pub mod error;

@@ -123,6 +123,16 @@ impl Metrics {
         }
     }
 
+    /// Runs one reconcile of `controller`, observing its duration.
+    pub async fn timed<T>(&self, controller: &str, reconcile: impl Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let out = reconcile.await;
+        self.reconcile_duration
+            .with_label_values(&[controller])
+            .observe(started.elapsed().as_secs_f64());
+        out
+    }
+
     /// From now on the replicas series follow the WorkerPools these
     /// caches hold (the controllers' own, kept current by their watches):
     /// a pool shows the replicas its status reports, and a deleted pool

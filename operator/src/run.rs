@@ -366,6 +366,7 @@ fn start_job_controllers(
         pools,
         roster,
         leading_since: std::time::Instant::now(),
+        backoff: Default::default(),
     });
     let mut handles: Vec<JoinHandle<()>> = tasks
         .into_iter()
@@ -523,7 +524,7 @@ async fn run_controller<K: Job>(controller: Controller<K>, ctx: Arc<Context>) {
         .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
-                tracing::debug!("controller: {e}");
+                log_controller_error(K::KIND.short(), &e);
             }
         })
         .await;
@@ -560,10 +561,25 @@ async fn run_pool_controller(
         .run(crate::pool::reconcile, crate::pool::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
-                tracing::debug!("pool controller: {e}");
+                log_controller_error("pool", &e);
             }
         })
         .await;
+}
+
+/// A controller stream's error. A failed reconcile was logged by its
+/// error policy already; anything else (a watch that fails, an object
+/// gone from the cache) is logged here, where it is seen.
+fn log_controller_error<E: std::error::Error, Q: std::error::Error>(
+    controller: &str,
+    error: &kube::runtime::controller::Error<E, Q>,
+) {
+    use kube::runtime::controller::Error as E2;
+    match error {
+        E2::ReconcilerFailed(..) => tracing::debug!(controller, "{error}"),
+        E2::ObjectNotFound(..) => tracing::debug!(controller, "{error}"),
+        _ => tracing::warn!(controller, "{error}"),
+    }
 }
 
 /// Resolves at the first Ctrl-C or SIGTERM.

@@ -45,35 +45,55 @@ pub struct Context {
     pub roster: kontinuum_server::Roster,
     /// When this operator began to lead.
     pub leading_since: Instant,
+    /// Failed reconciles in a row, per object (see [`crate::backoff`]).
+    pub backoff: crate::backoff::Backoff,
 }
 
 fn now_ms() -> u64 {
     crate::wall_ms()
 }
 
+/// The object's name in logs and in the backoff's memory.
+fn object_name<K: Job>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        obj.namespace().unwrap_or_default(),
+        K::KIND.short(),
+        obj.name_any()
+    )
+}
+
 pub async fn reconcile<K: Job>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_inner(obj, &ctx).await;
-    let controller = K::KIND.short();
-    ctx.metrics
-        .reconcile_duration
-        .with_label_values(&[controller])
-        .observe(started.elapsed().as_secs_f64());
+    use tracing::Instrument;
+    let object = object_name(obj.as_ref());
+    let span = tracing::info_span!("reconcile", object = %object);
+    let result = ctx
+        .metrics
+        .timed(K::KIND.short(), reconcile_inner(obj, &ctx))
+        .instrument(span)
+        .await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&object);
+    }
     result
 }
 
+/// A failed reconcile: counted, logged, and tried again after the
+/// object's backoff, or not until it changes when no retry can help.
 pub fn error_policy<K: Job>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let controller = K::KIND.short();
     ctx.metrics
         .reconcile_errors
         .with_label_values(&[controller, error.reason()])
         .inc();
-    tracing::warn!(
-        object = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
-        controller,
-        "reconcile failed: {error}"
-    );
-    Action::requeue(Duration::from_secs(2))
+    let object = object_name(obj.as_ref());
+    if !crate::backoff::retries(error) {
+        tracing::warn!(%object, "reconcile failed; not retried until the object changes: {error}");
+        return Action::await_change();
+    }
+    let wait = ctx.backoff.failed(&object);
+    tracing::warn!(%object, retry_in = ?wait, "reconcile failed: {error}");
+    Action::requeue(wait)
 }
 
 async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {

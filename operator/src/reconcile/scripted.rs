@@ -11,8 +11,10 @@ use crate::job::JobKind;
 use crate::status::StatusMsg;
 use crate::status::render::Note;
 use kontinuum_api::Task;
+use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 
 const NS: &str = "jobs";
@@ -191,10 +193,7 @@ async fn a_child_is_owned_by_its_parent_and_waits_for_it_in_the_engine() {
     // The engine does not hold the parent yet: the child waits, and looks
     // again soon, rather than running on its own.
     assert!(ctx.bridge.held(&key("c")).await.unwrap().is_none());
-    assert_eq!(
-        action,
-        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(2))
-    );
+    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
     let said = drain(&mut messages);
     assert!(
         said.iter().any(|m| matches!(m,
@@ -230,13 +229,57 @@ async fn an_api_server_error_fails_the_reconcile_before_the_engine_is_touched() 
     );
     assert!(error.to_string().contains("etcd is away"), "{error}");
     assert!(ctx.bridge.held(&key("t5")).await.unwrap().is_none());
-    // Counted, and looked at again.
-    let action = error_policy(task, &error, ctx.clone());
-    assert_ne!(action, kube::runtime::controller::Action::await_change());
+    // Counted, and tried again after a second, then two, per object.
+    let action = error_policy(task.clone(), &error, ctx.clone());
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+    let error = reconcile(task.clone(), ctx.clone()).await.unwrap_err();
+    let action = error_policy(task.clone(), &error, ctx.clone());
+    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
     let errors = ctx
         .metrics
         .reconcile_errors
         .with_label_values(&["task", error.reason()])
         .get();
-    assert_eq!(errors, 1);
+    assert_eq!(errors, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_answer_waits_for_a_change_and_a_success_resets_the_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = ScriptedApi::default();
+    let at = path(NS, "tasks", "t6");
+    api.put(&at, resource("Task", NS, "t6", "u6", echo()));
+    // The first two applies are refused as invalid (422), then accepted.
+    let refusals = Arc::new(std::sync::atomic::AtomicU32::new(2));
+    let left = refusals.clone();
+    api.answer(move |r| {
+        use std::sync::atomic::Ordering;
+        (r.method == "PATCH" && left.load(Ordering::SeqCst) > 0).then(|| {
+            left.fetch_sub(1, Ordering::SeqCst);
+            (
+                422,
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                       "code": 422, "reason": "Invalid", "message": "metadata.finalizers: Invalid value"}),
+            )
+        })
+    });
+    let (ctx, _messages) = context(&api, dir.path()).await;
+    let task = cached(&api, "t6");
+
+    let error = reconcile(task.clone(), ctx.clone()).await.unwrap_err();
+    assert_eq!(
+        error_policy(task.clone(), &error, ctx.clone()),
+        Action::await_change()
+    );
+    // A transient failure counted in between; the success after it starts
+    // the count over.
+    ctx.backoff.failed("jobs/task/t6");
+    let error = reconcile(task.clone(), ctx.clone()).await.unwrap_err();
+    assert_eq!(
+        error_policy(task.clone(), &error, ctx.clone()),
+        Action::await_change()
+    );
+    reconcile(task.clone(), ctx.clone()).await.unwrap();
+    assert!(ctx.bridge.held(&key("t6")).await.unwrap().is_some());
+    assert_eq!(ctx.backoff.failed("jobs/task/t6"), Duration::from_secs(1));
 }
