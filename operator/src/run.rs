@@ -173,7 +173,10 @@ fn stop_leading(
 /// What runs while this replica leads.
 struct Services {
     status: StatusHandle,
-    /// Controllers, the status writer and the readiness probe.
+    /// The controllers, which a clean stop lets finish their reconciles.
+    controllers: Vec<JoinHandle<()>>,
+    stop_controllers: tokio::sync::watch::Sender<bool>,
+    /// The status writer and the readiness probe.
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<Result<(), kontinuum_server::ServeError>>,
     stop_server: tokio::sync::watch::Sender<bool>,
@@ -236,15 +239,19 @@ impl Services {
             .map(|scope| pool_controller(client, scope, crate::feed::pool_triggers(&pool_changes)))
             .collect();
         let pool_stores = pool_controllers.iter().map(Controller::store).collect();
-        tasks.extend(start_job_controllers(
+        let (stop_controllers, stopping) = tokio::sync::watch::channel(false);
+        let mut controllers = start_job_controllers(
             flags,
             client,
-            bridge,
-            &status,
-            metrics,
-            pool_stores,
-            roster.clone(),
-        ));
+            JobSide {
+                bridge,
+                status: status.clone(),
+                metrics: metrics.clone(),
+                pools: pool_stores,
+                roster: roster.clone(),
+            },
+            &stopping,
+        );
         let settings = crate::pool::deployment::WorkerSettings {
             image: flags.worker_image.clone().unwrap_or_else(|| {
                 format!("kontinuum.dev/kontinuum:{}", env!("CARGO_PKG_VERSION"))
@@ -268,8 +275,8 @@ impl Services {
         });
         metrics.follow_pools(pool_controllers.iter().map(Controller::store).collect());
         for controller in pool_controllers {
-            tasks.push(tokio::spawn(run_pool_controller(
-                controller,
+            controllers.push(tokio::spawn(run_pool_controller(
+                controller.graceful_shutdown_on(stopped(stopping.clone())),
                 pool_ctx.clone(),
             )));
         }
@@ -284,6 +291,8 @@ impl Services {
         )));
         Ok(Services {
             status,
+            controllers,
+            stop_controllers,
             tasks,
             server,
             stop_server,
@@ -293,16 +302,25 @@ impl Services {
     /// Stops everything now (leadership lost): nothing more is served or
     /// written, whatever was under way.
     fn abort(&self) {
-        for task in &self.tasks {
+        for task in self.controllers.iter().chain(&self.tasks) {
             task.abort();
         }
         self.server.abort();
     }
 
-    /// A clean stop: controllers and writer end, the worker API lets its
-    /// requests finish.
-    async fn stop(self) {
-        for task in &self.tasks {
+    /// A clean stop: the controllers start no reconcile and finish those
+    /// under way (for a few seconds at most), then the writer ends, and the
+    /// worker API lets its requests finish.
+    async fn stop(mut self) {
+        let _ = self.stop_controllers.send(true);
+        let finished = futures::future::join_all(self.controllers.iter_mut());
+        if tokio::time::timeout(CONTROLLERS_STOP, finished)
+            .await
+            .is_err()
+        {
+            tracing::warn!("reconciles still running after {CONTROLLERS_STOP:?}: stopped");
+        }
+        for task in self.controllers.iter().chain(&self.tasks) {
             task.abort();
         }
         let _ = self.stop_server.send(true);
@@ -339,14 +357,20 @@ async fn serve_workers(
     outcome
 }
 
+/// What the Task and future controllers share with the rest.
+struct JobSide {
+    bridge: Bridge,
+    status: StatusHandle,
+    metrics: Arc<Metrics>,
+    pools: Vec<kube::runtime::reflector::Store<WorkerPool>>,
+    roster: kontinuum_server::Roster,
+}
+
 fn start_job_controllers(
     flags: &Flags,
     client: &Client,
-    bridge: Bridge,
-    status: &StatusHandle,
-    metrics: &Arc<Metrics>,
-    pools: Vec<kube::runtime::reflector::Store<WorkerPool>>,
-    roster: kontinuum_server::Roster,
+    side: JobSide,
+    stopping: &tokio::sync::watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let tasks: Vec<Controller<Task>> = apis(client, &flags.namespaces)
         .into_iter()
@@ -358,26 +382,35 @@ fn start_job_controllers(
         .collect();
     let ctx = Arc::new(Context {
         client: client.clone(),
-        bridge,
-        status: status.clone(),
-        metrics: metrics.clone(),
+        bridge: side.bridge,
+        status: side.status,
+        metrics: side.metrics,
         tasks: tasks.iter().map(Controller::store).collect(),
         futures: futures.iter().map(Controller::store).collect(),
-        pools,
-        roster,
+        pools: side.pools,
+        roster: side.roster,
         leading_since: std::time::Instant::now(),
         backoff: Default::default(),
     });
+    let stop = || stopped(stopping.clone());
     let mut handles: Vec<JoinHandle<()>> = tasks
         .into_iter()
-        .map(|c| tokio::spawn(run_controller(c, ctx.clone())))
+        .map(|c| tokio::spawn(run_controller(c.graceful_shutdown_on(stop()), ctx.clone())))
         .collect();
     handles.extend(
         futures
             .into_iter()
-            .map(|c| tokio::spawn(run_controller(c, ctx.clone()))),
+            .map(|c| tokio::spawn(run_controller(c.graceful_shutdown_on(stop()), ctx.clone()))),
     );
     handles
+}
+
+/// How long a clean stop waits for reconciles under way.
+const CONTROLLERS_STOP: Duration = Duration::from_secs(5);
+
+/// Resolves once `stopping` says true (or its sender is gone).
+async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
 }
 
 async fn wait_admitted(client: Client, namespace: String, health: Arc<Health>) {
