@@ -210,7 +210,7 @@ mod tests {
         let (reader, mut writer) = kube::runtime::reflector::store::<WorkerPool>();
         m.follow_pools(vec![reader]);
         let pool: WorkerPool = serde_json::from_value(serde_json::json!({
-            "apiVersion": "kontinuum.dev/v1alpha1", "kind": "WorkerPool",
+            "apiVersion": kontinuum_api::API_VERSION, "kind": "WorkerPool",
             "metadata": {"name": "squares", "namespace": "team-a"},
             "spec": {},
             "status": {"desiredReplicas": 3, "replicas": 2, "readyReplicas": 1}

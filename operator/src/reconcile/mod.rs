@@ -12,7 +12,7 @@ pub mod serving;
 
 use crate::bridge::{Bridge, JobKey, Submitted, parse_rfc3339_ms};
 use crate::error::Error;
-use crate::job::Job;
+use crate::job::{Job, JobKind};
 use crate::metrics::Metrics;
 use crate::status::{Note, StatusHandle, StatusMsg};
 use kontinuum_api::{HierarchicalFuture, Task, WorkerPool};
@@ -117,7 +117,7 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
     let owned_by_parent = parent.as_ref().is_some_and(|p| {
         obj.owner_references()
             .iter()
-            .any(|o| o.kind == "HierarchicalFuture" && &o.name == p)
+            .any(|o| o.kind == JobKind::Future.kind() && &o.name == p)
     });
     let ttl = match obj.ttl_after_finished() {
         Some(t) => kontinuum_api::duration::parse_duration(t).ok(),
@@ -284,7 +284,7 @@ async fn submit<K: Job>(
     obj: &K,
     parent: Option<&str>,
 ) -> Result<Option<Duration>, Error> {
-    if key.kind == crate::job::JobKind::Future
+    if key.kind == JobKind::Future
         && let Some(wait) = joining::settle_left(
             obj.meta()
                 .creation_timestamp
@@ -298,7 +298,7 @@ async fn submit<K: Job>(
         return Ok(Some(wait));
     }
     let resource = serde_json::to_value(obj).map_err(|e| Error::Invalid(e.to_string()))?;
-    let submitted = if key.kind == crate::job::JobKind::Future {
+    let submitted = if key.kind == JobKind::Future {
         let children = joining_resources(ctx, key).await?;
         ctx.bridge
             .submit_with_children(key, uid, resource, children)
@@ -453,8 +453,8 @@ async fn parent_owner(
     };
     Ok(p.meta().uid.clone().map(|uid| {
         json!({
-            "apiVersion": "kontinuum.dev/v1alpha1",
-            "kind": "HierarchicalFuture",
+            "apiVersion": kontinuum_api::API_VERSION,
+            "kind": JobKind::Future.kind(),
             "name": parent,
             "uid": uid,
             "blockOwnerDeletion": true,

@@ -289,7 +289,7 @@ impl Patcher {
             return Outcome::Held { key, until: at };
         }
         let body = json!({
-            "apiVersion": "kontinuum.dev/v1alpha1",
+            "apiVersion": kontinuum_api::API_VERSION,
             "kind": key.kind.kind(),
             "metadata": {"name": key.name, "uid": entry.uid},
             "status": status,
@@ -336,7 +336,7 @@ impl Patcher {
 
 fn object_reference(key: &JobKey, uid: &str) -> ObjectReference {
     ObjectReference {
-        api_version: Some("kontinuum.dev/v1alpha1".into()),
+        api_version: Some(kontinuum_api::API_VERSION.into()),
         kind: Some(key.kind.kind().into()),
         name: Some(key.name.clone()),
         namespace: Some(key.namespace.clone()),
