@@ -97,6 +97,45 @@ pub fn error_policy<K: Job>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Ac
 }
 
 async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
+    let seen = observe(obj.as_ref(), ctx).await?;
+    if !seen.observed.deleting {
+        ctx.status
+            .send(StatusMsg::Observe {
+                key: seen.key.clone(),
+                uid: seen.observed.uid.clone(),
+                generation: obj.meta().generation,
+                current: obj.status_value(),
+            })
+            .await;
+    }
+    // When to look again (None: on the next change only).
+    let mut again: Option<Duration> = None;
+    for step in plan::plan(&seen.observed) {
+        if let Some(d) = carry_out(step, obj.as_ref(), &seen, ctx).await? {
+            again = Some(d);
+        }
+    }
+    let o = &seen.observed;
+    let runs = !o.deleting && !o.recorded.is_final && o.held.as_ref().is_none_or(|h| !h.is_final);
+    if runs && let Some(serving) = check_serving(ctx, &seen.key, obj.as_ref()).await {
+        // The sooner of the two: a reconcile repeats nothing.
+        again = Some(again.map_or(serving, |d| d.min(serving)));
+    }
+    Ok(again.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// What one reconcile knows of its resource: the resource's key and
+/// what the plan is made from.
+struct Seen {
+    key: JobKey,
+    name: String,
+    parent: Option<String>,
+    observed: Observed,
+}
+
+/// Reads what the plan needs: the resource's metadata, status and
+/// annotations, and what the engine holds under its id.
+async fn observe<K: Job>(obj: &K, ctx: &Context) -> Result<Seen, Error> {
     let meta = obj.meta();
     let (Some(namespace), Some(name), Some(uid)) =
         (meta.namespace.clone(), meta.name.clone(), meta.uid.clone())
@@ -106,125 +145,121 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
         ));
     };
     let key = JobKey {
-        namespace: namespace.clone(),
+        namespace,
         kind: K::KIND,
         name: name.clone(),
     };
-    let deleting = meta.deletion_timestamp.is_some();
-    let current = obj.status_value();
-    let held = ctx.bridge.held(&key).await?;
     let parent = obj.parent().map(str::to_string);
     let owned_by_parent = parent.as_ref().is_some_and(|p| {
         obj.owner_references()
             .iter()
             .any(|o| o.kind == JobKind::Future.kind() && &o.name == p)
     });
-    let ttl = match obj.ttl_after_finished() {
-        Some(t) => kontinuum_api::duration::parse_duration(t).ok(),
-        None => None,
-    };
+    let store_id = ctx.bridge.store_id();
     let observed = Observed {
-        uid: uid.clone(),
-        deleting,
+        uid,
+        deleting: meta.deletion_timestamp.is_some(),
         has_finalizer: obj.finalizers().iter().any(|f| f == FINALIZER),
         parent: parent.clone(),
         owned_by_parent,
-        held: held.clone(),
-        recorded: recorded(current.as_ref(), obj.annotations(), ctx.bridge.store_id()),
-        store_id: ctx.bridge.store_id().to_string(),
-        ttl,
+        held: ctx.bridge.held(&key).await?,
+        recorded: recorded(obj.status_value().as_ref(), obj.annotations(), store_id),
+        store_id: store_id.to_string(),
+        ttl: obj
+            .ttl_after_finished()
+            .and_then(|t| kontinuum_api::duration::parse_duration(t).ok()),
         now_ms: now_ms(),
     };
-    if !deleting {
-        ctx.status
-            .send(StatusMsg::Observe {
-                key: key.clone(),
-                uid: uid.clone(),
-                generation: meta.generation,
-                current,
-            })
-            .await;
-    }
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    // When to look again (None: on the next change only).
-    let mut again: Option<Duration> = None;
-    let runs = !deleting
-        && !observed.recorded.is_final
-        && observed.held.as_ref().is_none_or(|h| !h.is_final);
-    for step in plan::plan(&observed) {
-        match step {
-            Step::Claim | Step::OwnByParent => {
-                let owner = match &parent {
-                    Some(p) => parent_owner(&ctx.client, &namespace, p).await?,
-                    None => None,
-                };
-                apply_metadata::<K>(&api, &name, &uid, owner).await?;
-            }
-            Step::Submit => {
-                if let Some(next) = submit(ctx, &key, &uid, obj.as_ref(), parent.as_deref()).await?
-                {
-                    again = Some(next);
-                }
-            }
-            Step::Orphan { previous } => {
-                let message = crate::status::render::store_replaced_message(
-                    K::KIND.short(),
-                    &name,
-                    &previous,
-                    ctx.bridge.store_id(),
-                );
-                tracing::warn!(object = %key, "not run again: {message}");
-                let note = Note::StoreReplaced {
-                    previous,
-                    message,
-                    at: rfc3339_ms(now_ms()),
-                };
-                ctx.status
-                    .send(StatusMsg::Note {
-                        key: key.clone(),
-                        note: Some(note),
-                    })
-                    .await;
-            }
-            Step::DropStale => {
-                ctx.bridge.cancel(&key).await?;
-                ctx.bridge.remove(&key).await?;
-            }
-            Step::Cancel => ctx.bridge.cancel(&key).await?,
-            Step::Remove => {
-                ctx.bridge.remove(&key).await?;
-                ctx.status
-                    .send(StatusMsg::Forget { key: key.clone() })
-                    .await;
-            }
-            Step::Release => {
-                release_finalizer::<K>(&api, &name, &uid, obj.finalizers()).await?;
-                ctx.status
-                    .send(StatusMsg::Forget { key: key.clone() })
-                    .await;
-            }
-            Step::Delete => {
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: Some(uid.clone()),
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::background()
-                };
-                match api.delete(&name, &params).await {
-                    Ok(_) => tracing::info!(object = %key, "ttlAfterFinished passed: deleted"),
-                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                    Err(e) => return Err(Error::kube("delete after ttlAfterFinished")(e)),
-                }
-            }
-            Step::RequeueAfter(d) => again = Some(d),
+    Ok(Seen {
+        key,
+        name,
+        parent,
+        observed,
+    })
+}
+
+/// Carries out one step of the plan; when to look again, if it says.
+async fn carry_out<K: Job>(
+    step: Step,
+    obj: &K,
+    seen: &Seen,
+    ctx: &Context,
+) -> Result<Option<Duration>, Error> {
+    let (key, name, uid) = (&seen.key, &seen.name, &seen.observed.uid);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    match step {
+        Step::Claim | Step::OwnByParent => {
+            let owner = match &seen.parent {
+                Some(p) => parent_owner(&ctx.client, &key.namespace, p).await?,
+                None => None,
+            };
+            apply_metadata::<K>(&api, name, uid, owner).await?;
         }
+        Step::Submit => return submit(ctx, key, uid, obj, seen.parent.as_deref()).await,
+        Step::Orphan { previous } => orphan(ctx, key, previous).await,
+        Step::DropStale => {
+            ctx.bridge.cancel(key).await?;
+            ctx.bridge.remove(key).await?;
+        }
+        Step::Cancel => ctx.bridge.cancel(key).await?,
+        Step::Remove => {
+            ctx.bridge.remove(key).await?;
+            ctx.status
+                .send(StatusMsg::Forget { key: key.clone() })
+                .await;
+        }
+        Step::Release => {
+            release_finalizer::<K>(&api, name, uid, obj.finalizers()).await?;
+            ctx.status
+                .send(StatusMsg::Forget { key: key.clone() })
+                .await;
+        }
+        Step::Delete => delete_expired(&api, key, uid).await?,
+        Step::RequeueAfter(d) => return Ok(Some(d)),
     }
-    if runs && let Some(serving) = check_serving(ctx, &key, obj.as_ref()).await {
-        // The sooner of the two: a reconcile repeats nothing.
-        again = Some(again.map_or(serving, |d| d.min(serving)));
+    Ok(None)
+}
+
+/// Not run again: its status names a store this operator does not hold.
+async fn orphan(ctx: &Context, key: &JobKey, previous: String) {
+    let message = crate::status::render::store_replaced_message(
+        key.kind.short(),
+        &key.name,
+        &previous,
+        ctx.bridge.store_id(),
+    );
+    tracing::warn!(object = %key, "not run again: {message}");
+    let note = Note::StoreReplaced {
+        previous,
+        message,
+        at: rfc3339_ms(now_ms()),
+    };
+    ctx.status
+        .send(StatusMsg::Note {
+            key: key.clone(),
+            note: Some(note),
+        })
+        .await;
+}
+
+/// `ttlAfterFinished` passed: deletes the resource of this uid (not one
+/// created again under the name).
+async fn delete_expired<K: Job>(api: &Api<K>, key: &JobKey, uid: &str) -> Result<(), Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&key.name, &params).await {
+        Ok(_) => {
+            tracing::info!(object = %key, "ttlAfterFinished passed: deleted");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(Error::kube("delete after ttlAfterFinished")(e)),
     }
-    Ok(again.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// Tells the status writer whether anything serves the job's pool; the
