@@ -20,13 +20,9 @@ struct Setup {
     _worker: kontinuum_e2e::procs::Proc,
 }
 
-fn options(dir: &Path, ns: &str) -> OperatorOptions {
-    OperatorOptions::watching(dir, ns)
-}
-
 fn start(ns: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let mut operator = Operator::start(dir.path(), "a", &options(dir.path(), ns));
+    let mut operator = Operator::start(dir.path(), "a", &OperatorOptions::watching(dir.path(), ns));
     operator.wait_ready(Duration::from_secs(60));
     let worker = operator.worker(dir.path(), "1", &["--concurrency", "8"]);
     Setup {

@@ -12,10 +12,6 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn options(dir: &Path, ns: &str) -> OperatorOptions {
-    OperatorOptions::watching(dir, ns)
-}
-
 /// A map whose items each sleep `ms`: `items` items in leaves of `shard`,
 /// counted (so an item counted twice would show).
 fn slow_map(name: &str, items: u64, shard: u64, ms: u64) -> Value {
@@ -57,7 +53,11 @@ async fn progress_moves_in_kubectl_and_status_is_patched_at_most_once_per_second
     let client = client().await;
     let ns = TestNamespace::create(&client, "progress").await;
     let dir = tempfile::tempdir().unwrap();
-    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
+    let mut op = Operator::start(
+        dir.path(),
+        "a",
+        &OperatorOptions::watching(dir.path(), ns.name()),
+    );
     op.wait_ready(Duration::from_secs(60));
     let _w = worker(dir.path(), "1", &op, 8);
     let recorder = StatusRecorder::start(client.clone(), ns.name(), "futures", "slow");
@@ -128,7 +128,11 @@ async fn deleting_a_running_future_cancels_its_tree_and_leaves_nothing() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "delete").await;
     let dir = tempfile::tempdir().unwrap();
-    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
+    let mut op = Operator::start(
+        dir.path(),
+        "a",
+        &OperatorOptions::watching(dir.path(), ns.name()),
+    );
     op.wait_ready(Duration::from_secs(60));
     let w = worker(dir.path(), "1", &op, 4);
     let recorder = StatusRecorder::start(client.clone(), ns.name(), "futures", "doomed");
@@ -179,7 +183,11 @@ async fn a_child_resource_joins_its_parents_tree_and_goes_with_it() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "parent").await;
     let dir = tempfile::tempdir().unwrap();
-    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
+    let mut op = Operator::start(
+        dir.path(),
+        "a",
+        &OperatorOptions::watching(dir.path(), ns.name()),
+    );
     op.wait_ready(Duration::from_secs(60));
     let _w = worker(dir.path(), "1", &op, 4);
     let recorder = StatusRecorder::start(client.clone(), ns.name(), "futures", "parent");
@@ -247,7 +255,7 @@ async fn kill_9_of_the_operator_mid_map_then_restart_finishes_exactly() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "kill").await;
     let dir = tempfile::tempdir().unwrap();
-    let opts = options(dir.path(), ns.name());
+    let opts = OperatorOptions::watching(dir.path(), ns.name());
     let mut op = Operator::start(dir.path(), "first", &opts);
     op.wait_ready(Duration::from_secs(60));
     let _w = worker(dir.path(), "1", &op, 8);
@@ -306,7 +314,7 @@ async fn a_standby_operator_takes_over_within_the_lease_duration() {
         ]
         .map(String::from)
         .to_vec(),
-        ..options(dir.path(), ns.name())
+        ..OperatorOptions::watching(dir.path(), ns.name())
     };
     let mut a = Operator::start(dir.path(), "a", &opts("a"));
     a.wait_ready(Duration::from_secs(60));
@@ -372,7 +380,11 @@ async fn bad_resources_are_refused_or_failed_and_other_jobs_run_on() {
         "{r:?}"
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
+    let mut op = Operator::start(
+        dir.path(),
+        "a",
+        &OperatorOptions::watching(dir.path(), ns.name()),
+    );
     op.wait_ready(Duration::from_secs(60));
     let _w = worker(dir.path(), "1", &op, 4);
     // What passes the schema but not the engine ends Failed / InvalidSpec.
@@ -420,7 +432,11 @@ async fn a_million_leaf_future_keeps_its_status_under_16_kib() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "million").await;
     let dir = tempfile::tempdir().unwrap();
-    let mut op = Operator::start(dir.path(), "a", &options(dir.path(), ns.name()));
+    let mut op = Operator::start(
+        dir.path(),
+        "a",
+        &OperatorOptions::watching(dir.path(), ns.name()),
+    );
     op.wait_ready(Duration::from_secs(60));
     let _w1 = worker(dir.path(), "1", &op, 64);
     let _w2 = worker(dir.path(), "2", &op, 64);
