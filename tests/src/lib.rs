@@ -10,6 +10,7 @@
 pub mod dashboard;
 pub mod helm;
 pub mod kubelet;
+pub mod layering;
 pub mod metrics;
 pub mod procs;
 pub mod proxy;
