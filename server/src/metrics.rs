@@ -1,15 +1,13 @@
 //! The worker API's own metrics: requests by route template and status
 //! code (`kontinuum_http_requests_total`), counted by one layer around the
-//! router; registering them, with the engine's series, into a Prometheus
-//! registry; and a small `/metrics` listener for processes that have no
-//! other (`kontinuum serve`, benchmarks). The operator serves its registry
-//! on its own listener beside its probes.
+//! router; and a small `/metrics` listener for processes that have no other
+//! (`kontinuum serve`, benchmarks). The operator serves its registry on its
+//! own listener beside its probes. `Server::register_metrics` puts these
+//! and the engine's series into a registry: it knows the server's state,
+//! which this module does not need to.
 
 use crate::conn::Limits;
-use crate::engine_metrics::EngineCollector;
 use crate::error::ServeError;
-use crate::server::Server;
-use crate::state::AppStateRef;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
@@ -24,6 +22,8 @@ use std::net::SocketAddr;
 /// raw path would make the label set unbounded.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
+/// Cloned into the layer that counts: one counter behind both (an `Arc`).
+#[derive(Clone)]
 pub(crate) struct ApiMetrics {
     requests: IntCounterVec,
 }
@@ -41,44 +41,24 @@ impl ApiMetrics {
             requests: requests.expect("valid metric"), // ok: static name and labels
         }
     }
+
+    /// Registers the request counter into `registry` (once per registry).
+    pub(crate) fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.requests.clone()))
+    }
 }
 
 /// Counts every request by the route it matched (`/v1/objects/{namespace}/
 /// {kind}/{name}`, not the path asked for) and the status answered.
-pub(crate) async fn count(State(state): State<AppStateRef>, req: Request, next: Next) -> Response {
+pub(crate) async fn count(State(metrics): State<ApiMetrics>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
     let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
-    state
-        .metrics
+    metrics
         .requests
         .with_label_values(&[route, response.status().as_str()])
         .inc();
     response
-}
-
-impl Server {
-    /// Registers this server's series into `registry`: the engine's (see
-    /// [`EngineCollector`]), its connected workers per pool, and its
-    /// requests. Once per registry.
-    pub fn register_metrics(&self, registry: &Registry) -> Result<(), prometheus::Error> {
-        let state = self.state.clone();
-        registry.register(Box::new(EngineCollector::build(
-            state.engine.clone(),
-            Some(state.clone()),
-        )))?;
-        registry.register(Box::new(state.metrics.requests.clone()))
-    }
-}
-
-impl Server {
-    /// Serves this server's series (see [`Server::register_metrics`]) on
-    /// their own listener at `listen`, for as long as the process runs.
-    pub async fn serve_metrics(&self, listen: SocketAddr) -> Result<SocketAddr, ServeError> {
-        let registry = Registry::new();
-        self.register_metrics(&registry).expect("registered once"); // ok: fresh registry
-        serve_metrics(listen, registry, std::future::pending()).await
-    }
 }
 
 /// The text exposition of everything in `registry`. Collecting reads the

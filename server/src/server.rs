@@ -5,7 +5,9 @@
 use crate::auth::{AuthError, Authenticator, Caller};
 use crate::body::{BodyTimeout, Json, too_large};
 use crate::conn::Limits;
+use crate::engine_metrics::EngineCollector;
 use crate::error::{ApiError, ServeError};
+use crate::metrics::{count, serve_metrics};
 use crate::routes::{objects, submit, work};
 use crate::state::{AppState, AppStateRef};
 use axum::Extension;
@@ -27,7 +29,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
-    pub(crate) state: AppStateRef,
+    state: AppStateRef,
     limits: Limits,
 }
 
@@ -111,6 +113,29 @@ impl Server {
         .await;
         Ok(())
     }
+
+    /// Registers this server's series into `registry`: the engine's (see
+    /// [`EngineCollector`]), its connected workers per pool, and its
+    /// requests. Once per registry.
+    pub fn register_metrics(
+        &self,
+        registry: &prometheus::Registry,
+    ) -> Result<(), prometheus::Error> {
+        let state = self.state.clone();
+        registry.register(Box::new(EngineCollector::build(
+            state.engine.clone(),
+            Some(state.clone()),
+        )))?;
+        state.metrics.register(registry)
+    }
+
+    /// Serves this server's series (see [`Server::register_metrics`]) on
+    /// their own listener at `listen`, for as long as the process runs.
+    pub async fn serve_metrics(&self, listen: SocketAddr) -> Result<SocketAddr, ServeError> {
+        let registry = prometheus::Registry::new();
+        self.register_metrics(&registry).expect("registered once"); // ok: fresh registry
+        serve_metrics(listen, registry, std::future::pending()).await
+    }
 }
 
 /// Serves the engine's API on `listen` until `shutdown` resolves. A token
@@ -180,10 +205,7 @@ fn layered(routes: Router<AppStateRef>, state: AppStateRef) -> Router {
         .layer(middleware::from_fn(declared_length))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(CatchPanicLayer::custom(panicked))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::metrics::count,
-        ))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), count))
         .with_state(state)
 }
 
