@@ -3,7 +3,7 @@
 //! lease, or a request to split a map leaf.
 
 use crate::error::{FnError, SourceError};
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use crate::source::WorkSource;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -8,7 +8,8 @@
 
 use crate::error::SourceError;
 use crate::registry::Registry;
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::Runtime;
+use crate::shared::RuntimeConfig;
 use crate::source::WorkSource;
 use kontinuum_api::work::{Completion, CompletionAck, HeartbeatReply, Lease, NodeId};
 use kontinuum_api::{FnRef, TaskSpec};

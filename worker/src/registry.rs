@@ -1,92 +1,17 @@
-//! Functions by name. A function either answers at once ([`Invocation::Ready`],
-//! the sync fast path: a map leaf calls it per item with no future, no box and
-//! no task) or hands back a future ([`Invocation::Pending`]).
+//! Functions by name: closures registered as functions, the names known
+//! only at run time ([`DynamicFunctions`]), the pool's allow and deny lists.
+//! The registry is what a running task's [`Ctx`] calls through, as its
+//! [`Functions`].
 
 use crate::args::Args;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Function, Functions, IntKernel};
 use crate::error::FnError;
+use crate::invocation::{FnResult, Invocation, Scalar};
 use crate::policy::FunctionPolicy;
-use futures::future::BoxFuture;
-use kontinuum_api::accumulator::int_value;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-
-pub type FnResult = Result<Value, FnError>;
-
-/// What calling a function gives back.
-pub enum Invocation {
-    Ready(FnResult),
-    Pending(BoxFuture<'static, FnResult>),
-}
-
-impl Invocation {
-    /// The result of a sync call; an async one here is an error (for sync
-    /// functions that delegate to others they know are sync).
-    pub fn resolve_now(self) -> FnResult {
-        match self {
-            Invocation::Ready(r) => r,
-            Invocation::Pending(_) => Err(FnError::permanent(
-                "an async function was called where only a sync one can run",
-            )),
-        }
-    }
-
-    /// The result, awaiting the future if there is one.
-    pub async fn resolve(self) -> FnResult {
-        match self {
-            Invocation::Ready(r) => r,
-            Invocation::Pending(f) => f.await,
-        }
-    }
-}
-
-/// A number on the integer-kernel fast path.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Scalar {
-    Int(i128),
-    Float(f64),
-}
-
-impl Scalar {
-    /// As JSON: integers exact at any size, floats as numbers (a non-finite
-    /// float is an error, JSON has no such number).
-    pub fn to_value(self) -> FnResult {
-        match self {
-            Scalar::Int(i) => Ok(int_value(i)),
-            Scalar::Float(f) => Number::from_f64(f)
-                .map(Value::Number)
-                .ok_or_else(|| FnError::permanent(format!("result {f} is not a finite number"))),
-        }
-    }
-}
-
-/// `item` → number, for map leaves over integer ranges (see [`Function::int_kernel`]).
-pub type IntKernel<'a> = Box<dyn Fn(i64) -> Result<Scalar, FnError> + Send + Sync + 'a>;
-
-/// A function workers can run. Most code registers closures with
-/// [`Registry::register`] or [`Registry::register_sync`] instead.
-pub trait Function: Send + Sync + 'static {
-    fn invoke(&self, ctx: &Ctx, args: Args<'_>) -> Invocation;
-
-    /// Optional fast path: with these bound arguments, the function maps an
-    /// integer `item` to a number, exactly as [`Function::invoke`] would but
-    /// without JSON values. A map leaf over a range with an arithmetic
-    /// reducer (sum, mean, count) then calls it per item, a few ns instead
-    /// of ~150 (with arbitrary-precision JSON every number is a string).
-    fn int_kernel(&self, _bound: &Map<String, Value>) -> Option<IntKernel<'_>> {
-        None
-    }
-
-    /// How many of its calls a map leaf may have waiting at once (items
-    /// taken in order, results folded in order). 1 for ordinary functions:
-    /// a leaf is one task. A handler's function answers more, so that one
-    /// round trip to its process is not paid per item.
-    fn map_window(&self) -> usize {
-        1
-    }
-}
 
 struct SyncFn<F>(F);
 
@@ -269,5 +194,19 @@ impl Registry {
         names.sort();
         names.dedup();
         names
+    }
+}
+
+impl Functions for Registry {
+    fn get(&self, name: &str) -> Option<&Arc<dyn Function>> {
+        Registry::get(self, name)
+    }
+
+    fn resolve(&self, name: &str) -> Option<Arc<dyn Function>> {
+        Registry::resolve(self, name)
+    }
+
+    fn refusal(&self, name: &str) -> Option<String> {
+        Registry::refusal(self, name)
     }
 }

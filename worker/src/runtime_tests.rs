@@ -2,7 +2,8 @@
 //! cancellation, lost leases, timeouts, the split protocol, shutdown.
 
 use crate::registry::Registry;
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::Runtime;
+use crate::shared::RuntimeConfig;
 use crate::std_fns::std_registry;
 use crate::testing::{FakeSource, lease};
 use kontinuum_api::accumulator::Accumulator;
@@ -371,17 +372,14 @@ async fn children_and_inline_calls_reach_the_source() {
 /// A kernel-path function slow enough to be asked to split.
 struct SlowKernel;
 
-impl crate::registry::Function for SlowKernel {
+impl crate::ctx::Function for SlowKernel {
     fn invoke(&self, _: &crate::Ctx, args: crate::Args<'_>) -> crate::Invocation {
         crate::Invocation::Ready(args.require("item").cloned())
     }
-    fn int_kernel(
-        &self,
-        _: &serde_json::Map<String, Value>,
-    ) -> Option<crate::registry::IntKernel<'_>> {
+    fn int_kernel(&self, _: &serde_json::Map<String, Value>) -> Option<crate::ctx::IntKernel<'_>> {
         Some(Box::new(|i| {
             std::thread::sleep(Duration::from_micros(20));
-            Ok(crate::registry::Scalar::Int(i128::from(i)))
+            Ok(crate::invocation::Scalar::Int(i128::from(i)))
         }))
     }
 }

@@ -32,7 +32,8 @@
 use crate::args::Args;
 use crate::ctx::Ctx;
 use crate::error::FnError;
-use crate::registry::{FnResult, Registry};
+use crate::invocation::FnResult;
+use crate::registry::Registry;
 use kontinuum_api::{BindError, FnRef};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

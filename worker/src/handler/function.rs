@@ -1,16 +1,54 @@
-//! A function a handler serves, as the registry sees it: a call is one line
-//! to the least busy ready process and one reply back.
+//! A handler's functions as the registry sees them: the pool's roster as
+//! the registry's dynamic source ([`HandlerPool::functions`]), and for each
+//! name a function whose call is one line to the least busy ready process
+//! and one reply back. Above pool.rs, which runs the processes and needs
+//! none of this.
 
-use super::pool::PoolInner;
+use super::pool::{HandlerPool, PoolInner};
 use super::process::Live;
 use super::protocol::{self, MAX_LINE};
 use crate::args::Args;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Function};
 use crate::error::FnError;
-use crate::registry::{FnResult, Function, Invocation};
+use crate::invocation::{FnResult, Invocation};
+use crate::registry::DynamicFunctions;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
+
+impl HandlerPool {
+    /// What a registry consults for the names it does not hold.
+    pub fn functions(self: &Arc<Self>) -> Arc<dyn DynamicFunctions> {
+        Arc::new(Roster(self.inner.clone()))
+    }
+}
+
+/// The pool as a registry's dynamic source.
+struct Roster(Arc<PoolInner>);
+
+impl DynamicFunctions for Roster {
+    fn resolve(&self, name: &str) -> Option<Arc<dyn Function>> {
+        // Before any hello, any name may be the handler's: the call waits
+        // for the hello to know.
+        if self.0.hello_seen.load(Ordering::SeqCst) && !self.0.serves(name) {
+            return None;
+        }
+        let mut functions = self.0.functions.lock();
+        let f = functions.entry(name.to_string()).or_insert_with(|| {
+            Arc::new(HandlerFunction::new(self.0.clone(), name.to_string())) as Arc<dyn Function>
+        });
+        Some(f.clone())
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.roster()
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.0.roster_changes()
+    }
+}
 
 pub(crate) struct HandlerFunction {
     pool: Arc<PoolInner>,

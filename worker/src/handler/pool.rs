@@ -3,11 +3,10 @@
 //! a backoff. The roster (the functions every hello listed) is what the
 //! worker tells the server it serves.
 
-use super::function::HandlerFunction;
 use super::output::{Output, write_loop};
 use super::process::{Live, log_loop, read_loop};
 use super::spawn::spawn;
-use crate::registry::{DynamicFunctions, Function};
+use crate::ctx::Function;
 use crate::std_fns::describe_exit;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeSet, HashMap};
@@ -74,7 +73,8 @@ pub(crate) struct PoolInner {
     next_id: AtomicU64,
     next_pick: AtomicUsize,
     closing: watch::Sender<bool>,
-    functions: Mutex<HashMap<String, Arc<dyn Function>>>,
+    /// One function per name asked for, shared by every call of it.
+    pub(crate) functions: Mutex<HashMap<String, Arc<dyn Function>>>,
 }
 
 impl PoolInner {
@@ -84,6 +84,16 @@ impl PoolInner {
 
     pub(crate) fn serves(&self, function: &str) -> bool {
         self.roster.read().contains(function)
+    }
+
+    /// The functions the processes said they serve, sorted.
+    pub(crate) fn roster(&self) -> Vec<String> {
+        self.roster.read().iter().cloned().collect()
+    }
+
+    /// Changes whenever the roster grows.
+    pub(crate) fn roster_changes(&self) -> watch::Receiver<u64> {
+        self.roster_version.subscribe()
     }
 
     /// The least busy ready process taking calls, turn by turn among equals.
@@ -134,7 +144,7 @@ impl PoolInner {
 /// A handler's processes. Dropping it leaves them running until
 /// [`HandlerPool::shutdown`]; the processes are killed when the worker exits.
 pub struct HandlerPool {
-    inner: Arc<PoolInner>,
+    pub(super) inner: Arc<PoolInner>,
     supervisors: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -163,11 +173,6 @@ impl HandlerPool {
             inner,
             supervisors: Mutex::new(supervisors),
         })
-    }
-
-    /// What a registry consults for the names it does not hold.
-    pub fn functions(self: &Arc<Self>) -> Arc<dyn DynamicFunctions> {
-        Arc::new(Roster(self.inner.clone()))
     }
 
     /// Waits until some process has said hello (true) or failed (false),
@@ -200,7 +205,7 @@ impl HandlerPool {
 
     /// The functions the processes said they serve.
     pub fn roster(&self) -> Vec<String> {
-        self.inner.roster.read().iter().cloned().collect()
+        self.inner.roster()
     }
 
     /// Closes every process's input (a handler exits at its end) and kills
@@ -211,32 +216,6 @@ impl HandlerPool {
         for s in supervisors {
             let _ = s.await;
         }
-    }
-}
-
-/// The pool as a registry's dynamic source.
-struct Roster(Arc<PoolInner>);
-
-impl DynamicFunctions for Roster {
-    fn resolve(&self, name: &str) -> Option<Arc<dyn Function>> {
-        // Before any hello, any name may be the handler's: the call waits
-        // for the hello to know.
-        if self.0.hello_seen.load(Ordering::SeqCst) && !self.0.serves(name) {
-            return None;
-        }
-        let mut functions = self.0.functions.lock();
-        let f = functions.entry(name.to_string()).or_insert_with(|| {
-            Arc::new(HandlerFunction::new(self.0.clone(), name.to_string())) as Arc<dyn Function>
-        });
-        Some(f.clone())
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.0.roster.read().iter().cloned().collect()
-    }
-
-    fn changes(&self) -> watch::Receiver<u64> {
-        self.0.roster_version.subscribe()
     }
 }
 

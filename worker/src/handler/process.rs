@@ -7,7 +7,7 @@ use super::output::Output;
 use super::protocol::{self, FromHandler, MAX_LINE};
 use crate::ctx::Ctx;
 use crate::error::FnError;
-use crate::registry::FnResult;
+use crate::invocation::FnResult;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;

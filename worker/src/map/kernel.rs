@@ -4,9 +4,9 @@
 //! answers with the same accumulator value the generic path would build.
 
 use super::cursor::{CHECK_EVERY, Cursor, RangeCursor, checkpoint};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, IntKernel};
 use crate::error::FnError;
-use crate::registry::{IntKernel, Scalar};
+use crate::invocation::Scalar;
 use kontinuum_api::BuiltinReducer;
 use kontinuum_api::accumulator::{Accumulator, ReduceError, int_value};
 use serde_json::{Map, Number, Value};

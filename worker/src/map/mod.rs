@@ -21,10 +21,10 @@ mod plan;
 mod tests;
 
 use crate::args::Args;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Function};
 use crate::error::FnError;
 use crate::fold::Folder;
-use crate::registry::{FnResult, Function, Invocation};
+use crate::invocation::{FnResult, Invocation};
 use cursor::{CHECK_EVERY, Cursor, ItemsCursor, LinesCursor, RangeCursor, checkpoint};
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -52,7 +52,7 @@ pub(crate) async fn run_leaf(
             function.function
         )));
     }
-    let Some(f) = ctx.registry().resolve(&function.function) else {
+    let Some(f) = ctx.resolve(&function.function) else {
         return Err(ctx.unknown_function(&function.function));
     };
     if let (Slice::Range { start, end }, Reducer::Builtin(b)) = (&slice, &reducer)

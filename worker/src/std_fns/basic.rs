@@ -2,9 +2,9 @@
 
 use super::{as_str, wrong_type};
 use crate::args::Args;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Function, IntKernel};
 use crate::error::FnError;
-use crate::registry::{FnResult, Function, IntKernel, Invocation, Scalar};
+use crate::invocation::{FnResult, Invocation, Scalar};
 use kontinuum_api::BuiltinReducer;
 use kontinuum_api::accumulator::{Accumulator, int_value};
 use serde_json::{Map, Number, Value};

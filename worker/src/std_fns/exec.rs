@@ -11,7 +11,7 @@
 use crate::args::Args;
 use crate::ctx::Ctx;
 use crate::error::FnError;
-use crate::registry::FnResult;
+use crate::invocation::FnResult;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::process::{ExitStatus, Stdio};
@@ -146,7 +146,7 @@ fn stderr_tail(stderr: &[u8]) -> String {
 mod tests {
     use crate::args::Args;
     use crate::ctx::Ctx;
-    use crate::registry::FnResult;
+    use crate::invocation::FnResult;
     use crate::std_fns::std_registry;
     use serde_json::{Value, json};
     use std::sync::Arc;

@@ -8,7 +8,7 @@
 use super::as_str;
 use crate::args::Args;
 use crate::ctx::Ctx;
-use crate::registry::FnResult;
+use crate::invocation::FnResult;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -50,7 +50,7 @@ mod tests {
     use serde_json::json;
     use std::sync::Arc;
 
-    fn count(args: serde_json::Value) -> crate::registry::FnResult {
+    fn count(args: serde_json::Value) -> crate::invocation::FnResult {
         let ctx = Ctx::detached(Arc::new(std_registry()));
         let map = args.as_object().cloned().unwrap();
         futures::executor::block_on(ctx.invoke("std.wordcount", Args::new(&map)).resolve())
