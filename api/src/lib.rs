@@ -2,7 +2,9 @@
 //! durations, reducers and the manifest validation that `kontinuum run` and the
 //! CRD rules agree on. Pure: no async runtime, no I/O.
 //!
-//! Modules depend on each other in layers, each only on those below it:
+//! Modules depend on each other in layers, each only on those after it
+//! (below it, or to its right on its line; tests/tests/layering.rs checks
+//! this list against the `crate::` paths of the source):
 //!
 //! ```text
 //! validate     manifests checked and typed: kind and metadata, the schema
@@ -10,7 +12,7 @@
 //! crds         the CRDs generated from the types
 //! endpoints    HTTP bodies between workers, CLI and server
 //! task future workerpool work     the types (work: engine <-> worker)
-//! common fnref reducer accumulator schema
+//! common accumulator reducer fnref schema
 //! messages limits duration canonical object     leaves: nothing from this crate
 //! ```
 //!

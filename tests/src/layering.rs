@@ -710,6 +710,103 @@ fn shortest_cycle<'a>(
     Vec::new()
 }
 
+/// The modules the table under `heading` lists, in reading order: its rows
+/// top to bottom, the backticked names of each row's first cell left to
+/// right (`validate/` and `task.rs` name the modules `validate` and `task`).
+pub fn listed_in_table(markdown: &str, heading: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in markdown.lines() {
+        if line.starts_with('#') {
+            inside = line.trim() == heading;
+            continue;
+        }
+        let Some(cell) = line
+            .trim()
+            .strip_prefix('|')
+            .and_then(|l| l.split('|').next())
+        else {
+            continue;
+        };
+        if inside {
+            out.extend(cell.split('`').skip(1).step_by(2).map(module_name));
+        }
+    }
+    out
+}
+
+/// The modules the first ```` ```text ```` block of a crate's `//!` docs
+/// lists, in reading order: on each line that does not start with a space,
+/// the names before the description (set off by two spaces or more).
+pub fn listed_in_text_block(source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in source.lines() {
+        let Some(doc) = line.strip_prefix("//!") else {
+            continue;
+        };
+        let doc = doc.strip_prefix(' ').unwrap_or(doc);
+        if doc.starts_with("```") {
+            if inside {
+                break;
+            }
+            inside = doc == "```text";
+            continue;
+        }
+        if !inside || doc.starts_with(' ') || doc.is_empty() {
+            continue;
+        }
+        let names = doc.split("  ").next().unwrap_or_default();
+        out.extend(names.split_whitespace().map(module_name));
+    }
+    out
+}
+
+fn module_name(listed: &str) -> String {
+    let name = listed.trim_end_matches('/');
+    name.strip_suffix(".rs").unwrap_or(name).replace('/', "::")
+}
+
+/// Where `graph` disagrees with a list that claims each module uses only
+/// those listed after it: a module not listed, and a use of a module listed
+/// before the user (or at the same place: the same entry is one module for
+/// this purpose, `validate` for `validate::kind`). Uses of the crate root
+/// (its constants and re-exports) do not count.
+pub fn against_list(graph: &Graph, listed: &[String]) -> Vec<String> {
+    let position = |module: &str| -> Option<usize> {
+        let segments: Vec<&str> = module.split("::").collect();
+        (1..=segments.len())
+            .rev()
+            .find_map(|n| listed.iter().position(|l| *l == segments[..n].join("::")))
+    };
+    let mut out = Vec::new();
+    for module in &graph.modules {
+        if !module.is_empty() && position(module).is_none() {
+            out.push(format!("`{module}` is not listed"));
+        }
+    }
+    for ((from, to), place) in &graph.edges {
+        if to.is_empty() {
+            continue;
+        }
+        if let (Some(user), Some(used)) = (position(from), position(to))
+            && used < user
+        {
+            out.push(format!(
+                "`{from}` uses `{to}` ({place}), which is listed before it"
+            ));
+        }
+    }
+    for (i, name) in listed.iter().enumerate() {
+        if !graph.modules.contains(name) {
+            out.push(format!("`{name}` is listed but is no module"));
+        } else if listed[..i].contains(name) {
+            out.push(format!("`{name}` is listed twice"));
+        }
+    }
+    out
+}
+
 /// The workspace's member directories, from the root `Cargo.toml`.
 pub fn workspace_members(manifest: &str) -> Vec<String> {
     let Some(start) = manifest.find("members") else {
@@ -884,6 +981,53 @@ mod tests {
         )
         .unwrap();
         assert_eq!(circles(&g), Vec::new());
+    }
+
+    #[test]
+    fn a_list_is_checked_against_the_graph() {
+        let g = graph(
+            "t",
+            Path::new("src"),
+            Path::new("lib.rs"),
+            &files(&[
+                ("lib.rs", "mod v;\nmod a;\nmod b;\nmod c;\nmod d;"),
+                ("v/mod.rs", "mod k;\nuse crate::a::A;"),
+                ("v/k.rs", "use super::super::b::B;\nuse crate::A;"),
+                ("a.rs", "use crate::b::B;"),
+                ("b.rs", "use crate::c::C;"),
+                ("c.rs", "use crate::a::A;"),
+                ("d.rs", ""),
+            ]),
+        )
+        .unwrap();
+        let markdown = "\
+## Other\n| `c.rs` | x |\n\
+### `t/src/`\n\n| module | holds |\n|---|---|\n\
+| `v/` | checks |\n| `a.rs`, `b.rs` | types |\n| `c.rs` | leaf |\n| `e.rs` | gone |\n";
+        let listed = listed_in_table(markdown, "### `t/src/`");
+        assert_eq!(listed, ["v", "a", "b", "c", "e"]);
+        assert_eq!(
+            against_list(&g, &listed),
+            [
+                "`d` is not listed",
+                "`c` uses `a` (src/c.rs:1), which is listed before it",
+                "`e` is listed but is no module",
+            ]
+        );
+        let ordered: Vec<String> = ["v", "a", "b", "c", "d"].map(String::from).into();
+        let (c_to_a, rest): (Vec<String>, Vec<String>) = against_list(&g, &ordered)
+            .into_iter()
+            .partition(|e| e.starts_with("`c` uses `a`"));
+        assert_eq!((c_to_a.len(), rest), (1, Vec::<String>::new()));
+    }
+
+    #[test]
+    fn a_text_block_lists_the_names_before_each_description() {
+        let source = "//! Layers:\n//!\n//! ```text\n//! server.rs   the router, and\n//!             more words\n//! task future  types\n//! routes/     handlers\n//! ```\n//!\n//! ```text\n//! not.rs  another block\n//! ```\npub mod task;\n";
+        assert_eq!(
+            listed_in_text_block(source),
+            ["server", "task", "future", "routes"]
+        );
     }
 
     #[test]
