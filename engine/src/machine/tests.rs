@@ -507,3 +507,24 @@ fn a_parallel_counts_its_calls_a_sequence_its_next_step_and_a_fold_itself() {
         "the split node's fold is one lease"
     );
 }
+
+/// What a scaler counts before a future is submitted is what the pool
+/// counts once it is.
+#[test]
+fn tasks_ahead_of_a_spec_are_what_its_pool_counts_once_submitted() {
+    for spec in [
+        "{map: {source: {range: {start: 0, end: 100000}}, function: {function: f}}}",
+        "{map: {source: {range: {start: -7, end: 5}}, function: {function: f}, shardSize: 5}}",
+        "{map: {source: {range: {start: 0, end: 3}}, function: {function: f}, shardSize: 10}}",
+        "{map: {source: {items: [1, 2, 3, 4, 5]}, function: {function: f}, shardSize: 2}}",
+        "{map: {source: {lines: {path: /data/x.txt}}, function: {function: f}}}",
+        "{parallel: [{function: a}, {function: b}]}",
+        "{sequence: [{function: a}, {function: b}]}",
+        "{call: {function: a}}",
+    ] {
+        let mut m = Machine::new();
+        m.future(T, "f", spec);
+        let parsed: kontinuum_api::HierarchicalFutureSpec = serde_yaml::from_str(spec).unwrap();
+        assert_eq!(crate::tasks_ahead(&parsed), m.queued_tasks(T).1, "{spec}");
+    }
+}

@@ -6,6 +6,7 @@ pub mod cost;
 pub mod deployment;
 pub mod inject;
 pub mod scale;
+pub mod settling;
 
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -33,6 +34,8 @@ pub struct PoolContext {
     pub metrics: Arc<Metrics>,
     /// The workers connected to the worker API, for the status.
     pub roster: kontinuum_server::Roster,
+    /// Futures about to be submitted, counted for their pool's demand.
+    pub settling: Arc<settling::Settling>,
     /// The scaler's memory per (namespace, pool).
     pub memory: Mutex<HashMap<(String, String), ScaleMemory>>,
 }
@@ -89,7 +92,9 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
     let (ns, pool_name) = (namespace.clone(), name.clone());
     let stats = tokio::task::spawn_blocking(move || engine.pool_stats(&ns, &pool_name)).await?;
     let demand = Demand {
-        queued: stats.queued_tasks,
+        queued: stats
+            .queued_tasks
+            .saturating_add(ctx.settling.tasks(&namespace, &name)),
         running: stats.running,
         due: stats.delayed_due,
     };
