@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod helm;
 pub mod kubelet;
 pub mod metrics;
+pub mod pool;
 pub mod procs;
 pub mod proxy;
 pub mod s3;
