@@ -8,7 +8,8 @@
 use kontinuum_e2e::pool::{deployment_replicas, wait_until};
 use kontinuum_e2e::procs::{Operator, OperatorOptions};
 use kontinuum_e2e::{TestNamespace, apply, client, ensure_crds, kubectl};
-use serde_json::json;
+use kontinuum_server::Client as ApiClient;
+use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -45,7 +46,8 @@ fn pool_at_zero(ns: &str, max: i32, delay: &str) {
     );
 }
 
-/// A map of `items` positions in shards of `shard` on the pool.
+/// A map of `items` positions in shards of `shard` on the pool (one
+/// queued node until a worker splits it).
 fn map(ns: &str, name: &str, items: u64, shard: u64) {
     apply(
         ns,
@@ -90,9 +92,20 @@ fn status_field(ns: &str, field: &str) -> String {
 }
 
 /// The pool at its maximum on a queue nobody takes from, quiet for 20 s;
-/// returns when the map is deleted (the demand falls to 0).
-fn high_and_quiet_then_drop(ns: &str, max: i64) -> Instant {
-    map(ns, "backlog", 1_000, 1);
+/// returns as the queue starts to drain. 21 Tasks (each one queued node,
+/// so any count of the demand sees them) ask for ceil(21 / 10) = 3
+/// replicas, and the first cancelled one already takes the demand below
+/// them: from that instant on the replicas must stay for scaleDownDelay.
+async fn high_and_quiet_then_drop(op: &Operator, ns: &str, max: i64) -> Instant {
+    let api = ApiClient::new(&op.api, Some(op.token())).unwrap();
+    let tasks: Vec<Value> = (0..21)
+        .map(|i| {
+            json!({"apiVersion": "kontinuum.dev/v1alpha1", "kind": "Task",
+                   "metadata": {"name": format!("wait-{i:02}"), "namespace": ns},
+                   "spec": {"pool": POOL, "call": {"function": "std.echo"}}})
+        })
+        .collect();
+    let names = api.submit(tasks).await.unwrap();
     wait_until("the pool at its maximum", Duration::from_secs(10), || {
         deployment_replicas(ns, POOL) == Some(max)
     });
@@ -103,16 +116,11 @@ fn high_and_quiet_then_drop(ns: &str, max: i64) -> Instant {
         Instant::now() + Duration::from_secs(20),
         "a steady demand",
     );
-    assert_eq!(status_field(ns, "demand"), "1000", "1,000 leaves ahead");
-    kubectl(&[
-        "delete",
-        "futures.kontinuum.dev",
-        "backlog",
-        "-n",
-        ns,
-        "--wait=false",
-    ]);
+    assert_eq!(status_field(ns, "demand"), "21");
     let dropped = Instant::now();
+    for name in names {
+        api.cancel(&name.parse().unwrap()).await.unwrap();
+    }
     wait_until("the demand at 0", Duration::from_secs(5), || {
         status_field(ns, "demand") == "0"
     });
@@ -151,10 +159,10 @@ async fn a_map_not_yet_split_scales_a_pool_from_zero_to_max_at_once() {
 /// decision that saw it high (20 s earlier here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_demand_high_and_quiet_keeps_its_replicas_for_the_delay_after_it_falls() {
-    let (_op, _dir, ns) = setup("quiet").await;
+    let (op, _dir, ns) = setup("quiet").await;
     let delay = Duration::from_secs(8);
     pool_at_zero(ns.name(), 3, "8s");
-    let dropped = high_and_quiet_then_drop(ns.name(), 3);
+    let dropped = high_and_quiet_then_drop(&op, ns.name(), 3).await;
     let scale_down_at = status_field(ns.name(), "scaleDownAt");
     // 300 ms of slack for the reconcile that saw the drop.
     held(
@@ -186,7 +194,7 @@ async fn an_operator_killed_in_the_window_does_not_scale_down_early() {
     let (mut op, dir, ns) = setup("restart").await;
     let delay = Duration::from_secs(8);
     pool_at_zero(ns.name(), 3, "8s");
-    let dropped = high_and_quiet_then_drop(ns.name(), 3);
+    let dropped = high_and_quiet_then_drop(&op, ns.name(), 3).await;
     held(
         ns.name(),
         3,
