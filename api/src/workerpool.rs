@@ -110,10 +110,23 @@ pub struct WorkerPoolStatus {
     /// Replicas whose pods are ready.
     #[serde(default)]
     pub ready_replicas: i32,
-    /// Replicas the queue asks for.
+    /// Replicas last applied to the Deployment: what the demand asks for,
+    /// or on the way down the highest it asked for during the last
+    /// scaleDownDelay.
     #[serde(default)]
     pub desired_replicas: i32,
-    /// Tasks waiting (due now).
+    /// The work the scaler sizes the pool on: the tasks its queue will
+    /// become (a map range not yet split counts as its leaves, a parallel
+    /// as its calls), plus those running and those delayed whose time has
+    /// come.
+    #[serde(default)]
+    pub demand: u64,
+    /// While replicas are held above what the demand asks for (the
+    /// scale-down window): when they may go down (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_at: Option<String>,
+    /// Entries of the ready queue (due now): a map range not yet split is
+    /// one, whatever it will become (see `demand`).
     #[serde(default)]
     pub queued: u64,
     /// Tasks leased to workers.

@@ -303,6 +303,29 @@ fn objects_source(o: &kontinuum_api::future::ObjectsSource) -> Result<MapSourceK
     })
 }
 
+/// Items per map leaf when the spec does not say.
+const DEFAULT_SHARD_SIZE: u64 = 1000;
+
+/// The tasks a future will put in its pool's queue once submitted, as the
+/// pool counts them ([`crate::PoolStats::queued_tasks`]): a map of `range`
+/// or `items` its leaves, a `parallel` its calls, anything else one (a map
+/// of `lines` or `objects` is one plan until a worker sizes it). Reads the
+/// spec only, so a scaler may count a future before it is submitted.
+pub fn tasks_ahead(spec: &HierarchicalFutureSpec) -> u64 {
+    if let Some(m) = &spec.map {
+        let shard = m.shard_size.unwrap_or(DEFAULT_SHARD_SIZE).max(1);
+        let units = match (&m.source.range, &m.source.items) {
+            (Some(r), _) => r.end.abs_diff(r.start),
+            (None, Some(list)) => list.len() as u64,
+            (None, None) => 0,
+        };
+        return units.div_ceil(shard).max(1);
+    }
+    spec.parallel
+        .as_ref()
+        .map_or(1, |calls| (calls.len() as u64).max(1))
+}
+
 pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FuturePlan, EngineError> {
     let bodies = [
         spec.map.is_some(),
@@ -315,7 +338,7 @@ pub fn plan_future(spec: &HierarchicalFutureSpec, now_ms: u64) -> Result<FutureP
     let mut items = None;
     let mut stable_id = String::new();
     let (body, units) = if let Some(m) = &spec.map {
-        let shard = rules::shard_size(m.shard_size.unwrap_or(1000))?;
+        let shard = rules::shard_size(m.shard_size.unwrap_or(DEFAULT_SHARD_SIZE))?;
         let fanout = rules::fanout(m.fanout.unwrap_or(8))?;
         let sources = &m.source;
         let (source, units, shard_units) = match (

@@ -35,6 +35,7 @@ mod store;
 mod tree;
 mod writer;
 
+pub use build::tasks_ahead;
 pub use clock::{Clock, ManualClock};
 pub use engine::Engine;
 pub use error::EngineError;

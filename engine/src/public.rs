@@ -137,6 +137,11 @@ impl ObjectStatus {
 pub struct PoolStats {
     /// Ready for a worker.
     pub queued: u64,
+    /// The tasks the ready nodes will become: a map range not yet split
+    /// counts as its leaves, a parallel not yet started as its calls,
+    /// anything else as one. What a scaler sizes a pool on, with `running`
+    /// and `delayed_due`.
+    pub queued_tasks: u64,
     /// Leased by workers (a task of a cancelled tree counts until its
     /// worker hears of the cancellation at its next heartbeat).
     pub running: u64,

@@ -296,3 +296,32 @@ fn a_cut_tree_keeps_the_top_levels() {
     assert!(view.root.children.iter().all(|c| c.children.is_empty()));
     assert_eq!(view.root.children.iter().map(|c| c.done).sum::<u64>(), 64);
 }
+
+/// The tasks a pool's queue will become are rebuilt with the queue when
+/// the store is opened again: the splits no worker has taken count as
+/// their leaves, whatever was running is queued again.
+#[test]
+fn queued_tasks_of_unsplit_maps_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = open(dir.path());
+        engine
+            .submit(vec![future(
+                "m",
+                "{map: {source: {range: {start: 0, end: 100000}}, function: {function: t.square}, shardSize: 1000}}",
+            )])
+            .unwrap();
+        let s = engine.pool_stats("default", "default");
+        assert_eq!((s.queued, s.queued_tasks), (1, 100));
+        // Three leases split the root and two of its parts on the way.
+        let held = lease_now(&engine, 3);
+        assert_eq!(held.len(), 3);
+        let s = engine.pool_stats("default", "default");
+        assert_eq!((s.queued_tasks, s.running), (97, 3));
+        assert!(s.queued > 1 && s.queued < 97, "{s:?}");
+        engine.close();
+    }
+    let engine = open(dir.path());
+    let s = engine.pool_stats("default", "default");
+    assert_eq!((s.queued_tasks, s.running), (100, 0), "{s:?}");
+}

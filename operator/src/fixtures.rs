@@ -195,6 +195,9 @@ pub async fn context(
         futures: vec![],
         pools: vec![],
         roster: server.roster(),
+        settling: Arc::new(crate::pool::settling::Settling::new(
+            crate::feed::pool_channel(),
+        )),
         leading_since: std::time::Instant::now(),
         backoff: Default::default(),
     };

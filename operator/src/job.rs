@@ -53,6 +53,10 @@ pub trait Job:
     fn status_value(&self) -> Option<serde_json::Value>;
     /// `spec.pool`: the pool whose workers run it.
     fn pool(&self) -> &str;
+    /// The tasks it will queue in its pool once submitted.
+    fn tasks_ahead(&self) -> u64 {
+        1
+    }
 }
 
 impl Job for Task {
@@ -75,6 +79,9 @@ impl Job for Task {
 
 impl Job for HierarchicalFuture {
     const KIND: JobKind = JobKind::Future;
+    fn tasks_ahead(&self) -> u64 {
+        kontinuum_engine::tasks_ahead(&self.spec)
+    }
     fn parent(&self) -> Option<&str> {
         self.spec.parent_ref.as_ref().map(|p| p.name.as_str())
     }

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub pool_replicas_desired: IntGaugeVec,
     pub pool_replicas: IntGaugeVec,
     pub pool_replicas_ready: IntGaugeVec,
+    pub pool_demand: IntGaugeVec,
     pub leader: IntGauge,
     pools: Mutex<Vec<Store<WorkerPool>>>,
 }
@@ -105,6 +106,12 @@ impl Metrics {
             "The worker Deployment's ready replicas.",
             &pool,
         );
+        let pool_demand = gauge(
+            &r,
+            "kontinuum_pool_demand",
+            "The work the WorkerPool's scaler sizes it on: tasks its queue will become (a map range not yet split counts its leaves), running, and due delayed.",
+            &pool,
+        );
         let leader = IntGauge::new("kontinuum_leader", "1 while this replica holds the Lease.")
             .expect("valid metric"); // ok: static name
         r.register(Box::new(leader.clone()))
@@ -118,6 +125,7 @@ impl Metrics {
             pool_replicas_desired,
             pool_replicas,
             pool_replicas_ready,
+            pool_demand,
             leader,
             pools: Mutex::new(Vec::new()),
         }
@@ -148,6 +156,7 @@ impl Metrics {
             &self.pool_replicas_desired,
             &self.pool_replicas,
             &self.pool_replicas_ready,
+            &self.pool_demand,
         ];
         for g in gauges {
             g.reset();
@@ -159,12 +168,13 @@ impl Metrics {
             };
             let name = pool.metadata.name.as_deref().unwrap_or_default();
             let values = [
-                status.desired_replicas,
-                status.replicas,
-                status.ready_replicas,
+                i64::from(status.desired_replicas),
+                i64::from(status.replicas),
+                i64::from(status.ready_replicas),
+                i64::try_from(status.demand).unwrap_or(i64::MAX),
             ];
             for (g, v) in gauges.iter().zip(values) {
-                g.with_label_values(&[ns, name]).set(i64::from(v));
+                g.with_label_values(&[ns, name]).set(v);
             }
         }
     }
@@ -213,7 +223,7 @@ mod tests {
             "apiVersion": kontinuum_api::API_VERSION, "kind": "WorkerPool",
             "metadata": {"name": "squares", "namespace": "team-a"},
             "spec": {},
-            "status": {"desiredReplicas": 3, "replicas": 2, "readyReplicas": 1}
+            "status": {"desiredReplicas": 3, "replicas": 2, "readyReplicas": 1, "demand": 250}
         }))
         .unwrap();
         writer.apply_watcher_event(&Event::Apply(pool.clone()));
@@ -222,6 +232,7 @@ mod tests {
             ("kontinuum_pool_replicas_desired", 3),
             ("kontinuum_pool_replicas", 2),
             ("kontinuum_pool_replicas_ready", 1),
+            ("kontinuum_pool_demand", 250),
         ] {
             let line = format!("{name}{{namespace=\"team-a\",pool=\"squares\"}} {v}");
             assert!(text.contains(&line), "{line} missing:\n{text}");

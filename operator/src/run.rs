@@ -240,6 +240,7 @@ impl Services {
             .collect();
         let pool_stores = pool_controllers.iter().map(Controller::store).collect();
         let (stop_controllers, stopping) = tokio::sync::watch::channel(false);
+        let settling = Arc::new(crate::pool::settling::Settling::new(pool_changes.clone()));
         let mut controllers = start_job_controllers(
             flags,
             client,
@@ -249,6 +250,7 @@ impl Services {
                 metrics: metrics.clone(),
                 pools: pool_stores,
                 roster: roster.clone(),
+                settling: settling.clone(),
             },
             &stopping,
         );
@@ -271,6 +273,7 @@ impl Services {
             settings,
             metrics: metrics.clone(),
             roster,
+            settling,
             memory: Default::default(),
         });
         metrics.follow_pools(pool_controllers.iter().map(Controller::store).collect());
@@ -364,6 +367,8 @@ struct JobSide {
     metrics: Arc<Metrics>,
     pools: Vec<kube::runtime::reflector::Store<WorkerPool>>,
     roster: kontinuum_server::Roster,
+    /// Futures held back before their submission, for their pool's scaler.
+    settling: Arc<crate::pool::settling::Settling>,
 }
 
 fn start_job_controllers(
@@ -389,6 +394,7 @@ fn start_job_controllers(
         futures: futures.iter().map(Controller::store).collect(),
         pools: side.pools,
         roster: side.roster,
+        settling: side.settling,
         leading_since: std::time::Instant::now(),
         backoff: Default::default(),
     });

@@ -12,6 +12,7 @@ pub mod helm;
 pub mod kubelet;
 pub mod layering;
 pub mod metrics;
+pub mod pool;
 pub mod procs;
 pub mod proxy;
 pub mod s3;

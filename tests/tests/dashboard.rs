@@ -77,6 +77,7 @@ fn the_dashboard_covers_what_operators_look_at() {
         "kontinuum_pool_workers",
         "kontinuum_pool_replicas_desired",
         "kontinuum_pool_replicas",
+        "kontinuum_pool_demand",
         "kontinuum_futures_active",
         "kontinuum_future_units_done",
         "kontinuum_task_duration_seconds_bucket",

@@ -6,6 +6,7 @@
 //! token minted for its ServiceAccount, and stops it when the pod goes.
 
 use kontinuum_e2e::kubelet::PodPlayer;
+use kontinuum_e2e::pool::{deployment_replicas, wait_until};
 use kontinuum_e2e::procs::{Operator, OperatorOptions};
 use kontinuum_e2e::{TestNamespace, apply, client, ensure_crds, kubectl};
 use kontinuum_server::Client as ApiClient;
@@ -35,36 +36,6 @@ async fn setup(prefix: &str, selector: &str) -> Setup {
     op.wait_ready(Duration::from_secs(60));
     let pods = PodPlayer::start(client, ns.name(), selector, dir.path());
     Setup { pods, op, dir, ns }
-}
-
-/// The Deployment's spec.replicas, if it exists.
-fn deployment_replicas(ns: &str, pool: &str) -> Option<i64> {
-    let out = kontinuum_e2e::kubectl_result(
-        &[
-            "get",
-            "deployment",
-            &format!("{pool}-workers"),
-            "-n",
-            ns,
-            "-o",
-            "jsonpath={.spec.replicas}",
-        ],
-        None,
-    );
-    out.success
-        .then(|| out.stdout.trim().parse().ok())
-        .flatten()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < timeout, "{what}: not after {timeout:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn sleeper(ns: &str, i: usize) -> Value {

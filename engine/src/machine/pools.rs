@@ -1,7 +1,9 @@
 //! Work waiting per (namespace, pool): each pool's ready queue (deeper nodes
-//! first), its delayed timers, and how many leases its workers hold. Every
-//! change marks the pool, so the change feed can say which pools moved.
+//! first), the tasks that queue will become, its delayed timers, and how
+//! many leases its workers hold. Every change marks the pool, so the change
+//! feed can say which pools moved.
 
+use super::IdMap;
 use crate::observe::PoolCounters;
 use kontinuum_api::work::NodeId;
 use std::collections::{BTreeSet, HashMap};
@@ -19,6 +21,13 @@ pub struct Pool {
     pub namespace: String,
     pub name: String,
     pub ready: BTreeSet<ReadyKey>,
+    /// Queued nodes that become more than one task (a map range not yet
+    /// split, a parallel not yet started), with how many; kept as nodes
+    /// enter and leave `ready`, so the pool's demand is known without
+    /// looking at a tree.
+    heavy: IdMap<NodeId, u64>,
+    /// Tasks beyond one per ready node: the sum of `heavy` less its length.
+    extra: u64,
     /// (due, node) of nodes waiting for a delay or a backoff.
     pub delayed: BTreeSet<(u64, NodeId)>,
     /// Leases held by workers, including those of a tree that was cancelled
@@ -28,6 +37,37 @@ pub struct Pool {
     /// the pool's figures.
     pub(crate) counters: PoolCounters,
     changed: bool,
+}
+
+impl Pool {
+    /// Queues a node that will become `tasks` tasks (at least one).
+    pub fn push_ready(&mut self, key: ReadyKey, tasks: u64) {
+        if self.ready.insert(key) && tasks > 1 {
+            let before = self.heavy.insert(key.2, tasks).unwrap_or(1);
+            self.extra = self.extra.saturating_add(tasks) - before;
+        }
+    }
+
+    /// Takes a node off the queue, with what it was counted for.
+    pub fn remove_ready(&mut self, key: &ReadyKey) -> bool {
+        let removed = self.ready.remove(key);
+        if removed {
+            self.forget(key.2);
+        }
+        removed
+    }
+
+    fn forget(&mut self, id: NodeId) {
+        if let Some(tasks) = self.heavy.remove(&id) {
+            self.extra = self.extra.saturating_sub(tasks - 1);
+        }
+    }
+
+    /// The tasks the ready queue will become: one per node, a map range
+    /// its leaves, a parallel its calls.
+    pub fn queued_tasks(&self) -> u64 {
+        (self.ready.len() as u64).saturating_add(self.extra)
+    }
 }
 
 /// Which pools a worker takes work from.
@@ -68,6 +108,8 @@ impl Pools {
             namespace: namespace.to_string(),
             name: pool.to_string(),
             ready: BTreeSet::new(),
+            heavy: IdMap::default(),
+            extra: 0,
             delayed: BTreeSet::new(),
             running: 0,
             counters: PoolCounters::default(),
@@ -133,7 +175,9 @@ impl Pools {
                 found as u32
             }
         };
-        let (_, _, id) = self.get_mut(slot).ready.pop_first()?;
+        let pool = self.get_mut(slot);
+        let (_, _, id) = pool.ready.pop_first()?;
+        pool.forget(id);
         Some(id)
     }
 

@@ -59,7 +59,15 @@ impl State {
         };
         node.queued_seq = seq;
         let key = ready_key(node.depth, seq, id);
-        self.pools.get_mut(slot).ready.insert(key);
+        let tasks = match node.state {
+            NodeState::Queued => {
+                let shard = self.roots.get(&node.root).and_then(|r| r.map.as_ref());
+                tasks_of(&node.body, shard.map_or(0, |m| m.shard_units))
+            }
+            // A fold (or an output) is one lease whatever the body.
+            _ => 1,
+        };
+        self.pools.get_mut(slot).push_ready(key, tasks);
         tx.work_ready = true;
     }
 
@@ -74,7 +82,7 @@ impl State {
     pub(super) fn unqueue(&mut self, slot: u32, node: &Node) {
         if node.queued_seq != 0 {
             let key = ready_key(node.depth, node.queued_seq, node.id);
-            self.pools.get_mut(slot).ready.remove(&key);
+            self.pools.get_mut(slot).remove_ready(&key);
         }
         if node.state == NodeState::Waiting {
             self.pools
@@ -150,9 +158,26 @@ impl State {
     }
 }
 
+/// The tasks a queued node becomes: a map range not yet split the leaves
+/// its shards make (`policy::split_range` cuts whole shards at every level,
+/// so however the fanout nests them, they end as one leaf per shard), a
+/// parallel its calls, anything else itself (a sequence runs one step at a
+/// time; a map still to be planned is one plan until a worker sizes it).
+pub(super) fn tasks_of(body: &Body, shard_units: u64) -> u64 {
+    match body {
+        Body::Split { start, end } => end
+            .saturating_sub(*start)
+            .div_ceil(shard_units.max(1))
+            .max(1),
+        Body::Parallel { calls } => (calls.len() as u64).max(1),
+        _ => 1,
+    }
+}
+
 pub(super) fn stats_of(pool: &Pool, now: u64) -> PoolStats {
     PoolStats {
         queued: pool.ready.len() as u64,
+        queued_tasks: pool.queued_tasks(),
         running: pool.running,
         delayed: pool.delayed.len() as u64,
         delayed_due: pool.delayed.range(..=(now, NodeId::MAX)).count() as u64,

@@ -139,6 +139,30 @@ impl Machine {
                 root.id
             );
         }
+        // Each pool's queued tasks equal what its ready nodes become,
+        // counted here the slow way.
+        for pool in self.st.pools.all() {
+            let walked: u64 = pool
+                .ready
+                .iter()
+                .map(|&(_, _, id)| {
+                    let n = &self.st.nodes[&id];
+                    let shard = self.st.roots[&n.root].map.as_ref();
+                    match n.state {
+                        NodeState::Queued => {
+                            super::queue::tasks_of(&n.body, shard.map_or(0, |m| m.shard_units))
+                        }
+                        _ => 1,
+                    }
+                })
+                .sum();
+            assert_eq!(pool.queued_tasks(), walked, "queued tasks of {}", pool.name);
+        }
+    }
+
+    fn queued_tasks(&self, now: u64) -> (u64, u64, u64) {
+        let s = self.st.pool_stats("default", "default", now);
+        (s.queued, s.queued_tasks, s.running)
     }
 }
 
@@ -421,4 +445,86 @@ fn a_fold_whose_lease_expires_is_folded_again() {
     assert!(matches!(again[0].work, Work::Fold { .. }));
     m.succeed(T + 4 + LEASE_MS, &again[0], json!(2));
     assert_eq!(m.root("f").result, Some(json!(2)));
+}
+
+#[test]
+fn a_map_not_yet_split_counts_as_the_leaves_it_becomes() {
+    let mut m = Machine::new();
+    m.future(
+        T,
+        "big",
+        "{map: {source: {range: {start: 0, end: 100000}}, function: {function: f}, shardSize: 1000, fanout: 8}}",
+    );
+    assert_eq!(m.queued_tasks(T), (1, 100, 0), "one node, 100 leaves ahead");
+    // Every lease splits on the way; the leaves ahead plus those running
+    // stay 100 until one finishes.
+    let mut held = Vec::new();
+    for i in 0..100u64 {
+        held.extend(m.lease(T + 1 + i, 1));
+        let (_, ahead, running) = m.queued_tasks(T + 1 + i);
+        assert_eq!(
+            (ahead + running, running),
+            (100, i + 1),
+            "after {} leases",
+            i + 1
+        );
+    }
+    assert_eq!(m.queued_tasks(T + 200), (0, 0, 100));
+    m.succeed(T + 201, &held[0], json!(1));
+    assert_eq!(m.queued_tasks(T + 201), (0, 0, 99));
+}
+
+#[test]
+fn a_parallel_counts_its_calls_a_sequence_its_next_step_and_a_fold_itself() {
+    let mut m = Machine::new();
+    m.future(
+        T,
+        "par",
+        "{parallel: [{function: a}, {function: b}, {function: c}]}",
+    );
+    assert_eq!(m.queued_tasks(T), (1, 3, 0));
+    m.future(
+        T,
+        "seq",
+        "{sequence: [{function: a}, {function: b}, {function: c}]}",
+    );
+    assert_eq!(m.queued_tasks(T), (2, 4, 0));
+    let mut m = Machine::new();
+    m.future(
+        T,
+        "odd",
+        "{map: {source: {range: {start: 0, end: 5}}, function: {function: f}, shardSize: 2, reduce: {function: add}}}",
+    );
+    assert_eq!(m.queued_tasks(T), (1, 3, 0), "ceil(5 / 2) leaves");
+    let leaves = m.lease(T, 10);
+    assert_eq!(leaves.len(), 3);
+    for l in &leaves {
+        m.succeed(T + 1, l, json!(1));
+    }
+    assert_eq!(
+        m.queued_tasks(T + 1),
+        (1, 1, 0),
+        "the split node's fold is one lease"
+    );
+}
+
+/// What a scaler counts before a future is submitted is what the pool
+/// counts once it is.
+#[test]
+fn tasks_ahead_of_a_spec_are_what_its_pool_counts_once_submitted() {
+    for spec in [
+        "{map: {source: {range: {start: 0, end: 100000}}, function: {function: f}}}",
+        "{map: {source: {range: {start: -7, end: 5}}, function: {function: f}, shardSize: 5}}",
+        "{map: {source: {range: {start: 0, end: 3}}, function: {function: f}, shardSize: 10}}",
+        "{map: {source: {items: [1, 2, 3, 4, 5]}, function: {function: f}, shardSize: 2}}",
+        "{map: {source: {lines: {path: /data/x.txt}}, function: {function: f}}}",
+        "{parallel: [{function: a}, {function: b}]}",
+        "{sequence: [{function: a}, {function: b}]}",
+        "{call: {function: a}}",
+    ] {
+        let mut m = Machine::new();
+        m.future(T, "f", spec);
+        let parsed: kontinuum_api::HierarchicalFutureSpec = serde_yaml::from_str(spec).unwrap();
+        assert_eq!(crate::tasks_ahead(&parsed), m.queued_tasks(T).1, "{spec}");
+    }
 }

@@ -6,6 +6,7 @@ pub mod cost;
 pub mod deployment;
 pub mod inject;
 pub mod scale;
+pub mod settling;
 
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -33,6 +34,8 @@ pub struct PoolContext {
     pub metrics: Arc<Metrics>,
     /// The workers connected to the worker API, for the status.
     pub roster: kontinuum_server::Roster,
+    /// Futures about to be submitted, counted for their pool's demand.
+    pub settling: Arc<settling::Settling>,
     /// The scaler's memory per (namespace, pool).
     pub memory: Mutex<HashMap<(String, String), ScaleMemory>>,
 }
@@ -89,27 +92,30 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
     let (ns, pool_name) = (namespace.clone(), name.clone());
     let stats = tokio::task::spawn_blocking(move || engine.pool_stats(&ns, &pool_name)).await?;
     let demand = Demand {
-        queued: stats.queued,
+        queued: stats
+            .queued_tasks
+            .saturating_add(ctx.settling.tasks(&namespace, &name)),
         running: stats.running,
         due: stats.delayed_due,
     };
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = now_ms();
-    let (replicas, requeue) = match scaling_of(pool) {
+    let key = (namespace.clone(), name.clone());
+    let (replicas, scale_down_at) = match scaling_of(pool) {
         Some(s) => {
-            let key = (namespace.clone(), name.clone());
-            let mut memory = ctx.memory.lock();
-            let m = scale::decide(
-                memory.get(&key).copied().unwrap_or_default(),
-                demand,
-                &s,
-                now,
-            );
-            memory.insert(key, m);
-            let look = scale::next_look_ms(m, demand, &s)
-                .map(|at| Duration::from_millis(at.saturating_sub(now).max(100)));
-            (m.desired.unwrap_or(s.min), look)
+            let known = ctx.memory.lock().get(&key).cloned();
+            let memory = match known {
+                Some(m) => m,
+                None => resumed(pool, &deployments, &name, now).await?,
+            };
+            let (m, d) = scale::decide(memory, demand, &s, now);
+            ctx.memory.lock().insert(key, m);
+            (d.replicas, d.wake_at_ms)
         }
-        None => (pool.spec.replicas.unwrap_or(1), None),
+        None => {
+            ctx.memory.lock().remove(&key);
+            (pool.spec.replicas.unwrap_or(1), None)
+        }
     };
     let template = pool
         .spec
@@ -128,7 +134,6 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
         },
         &ctx.settings,
     );
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     // The status holds the replicas last applied: no read of the Deployment
     // to know that this is a scale-down.
     let applied_before = pool.status.as_ref().map(|s| s.desired_replicas);
@@ -161,6 +166,8 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
         replicas,
         &Seen {
             stats: &stats,
+            demand: demand.total(),
+            scale_down_at,
             connected: &connected,
             deployment: deployment.as_ref(),
             apply_error: apply_error.as_deref(),
@@ -191,9 +198,36 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
             .with_label_values(&["workerpool"])
             .inc();
     }
-    // Engine changes trigger reconciles (feed.rs); the minute is only a
+    // Engine changes trigger reconciles (feed.rs); the timer wakes the pool
+    // when its window lets the replicas go down; the minute is only a
     // backstop should a trigger be lost, and writes nothing when unchanged.
-    Ok(Action::requeue(requeue.unwrap_or(RESYNC).min(RESYNC)))
+    let wake = scale_down_at.map(|at| Duration::from_millis(at.saturating_sub(now).max(1)));
+    Ok(Action::requeue(wake.unwrap_or(RESYNC).min(RESYNC)))
+}
+
+/// The scaler's memory for a pool this process has not decided for yet
+/// (it has just started leading): the replicas last applied, as the pool's
+/// status says, or the Deployment's if higher (a process that died between
+/// applying the Deployment and writing the status). A new pool starts
+/// from nothing.
+async fn resumed(
+    pool: &WorkerPool,
+    deployments: &Api<Deployment>,
+    name: &str,
+    now: u64,
+) -> Result<ScaleMemory, Error> {
+    let Some(status) = pool.status.as_ref() else {
+        return Ok(ScaleMemory::default());
+    };
+    let deployed = deployments
+        .get_opt(&deployment_name(name))
+        .await
+        .map_err(Error::kube("read the worker Deployment"))?
+        .and_then(|d| d.spec.replicas)
+        .unwrap_or(0);
+    let applied = status.desired_replicas.max(deployed);
+    tracing::debug!(pool = %name, applied, "scaler resumed from the applied replicas");
+    Ok(ScaleMemory::resumed(applied, now))
 }
 
 /// Annotates the pool's pods with the tasks their workers run, so that a
@@ -246,6 +280,11 @@ fn refused(s: &kube::core::Status) -> bool {
 #[derive(Clone, Copy)]
 struct Seen<'a> {
     stats: &'a kontinuum_engine::PoolStats,
+    /// What the scaler sized the pool on (queued tasks, running, due).
+    demand: u64,
+    /// While the window holds replicas the demand no longer asks for:
+    /// when they may go down (ms since epoch).
+    scale_down_at: Option<u64>,
     connected: &'a kontinuum_server::PoolWorkers,
     deployment: Option<&'a Deployment>,
     apply_error: Option<&'a str>,
@@ -256,6 +295,8 @@ struct Seen<'a> {
 fn pool_status(pool: &WorkerPool, name: &str, desired: i32, seen: &Seen<'_>, now_ms: u64) -> Value {
     let Seen {
         stats,
+        demand,
+        scale_down_at,
         connected,
         deployment,
         apply_error,
@@ -267,8 +308,7 @@ fn pool_status(pool: &WorkerPool, name: &str, desired: i32, seen: &Seen<'_>, now
         .unwrap_or((0, 0));
     let last_scale = match previous {
         Some(p) if p.desired_replicas == desired => p.last_scale_time.clone(),
-        _ => chrono::DateTime::from_timestamp_millis(now_ms as i64)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        _ => rfc3339(now_ms),
     };
     let condition = match apply_error {
         Some(message) => json!({
@@ -289,6 +329,7 @@ fn pool_status(pool: &WorkerPool, name: &str, desired: i32, seen: &Seen<'_>, now
         "queued": stats.queued,
         "running": stats.running,
         "delayed": stats.delayed,
+        "demand": demand,
         "workers": connected.workers,
         "selector": selector(name),
         "lastScaleTime": last_scale,
@@ -304,7 +345,16 @@ fn pool_status(pool: &WorkerPool, name: &str, desired: i32, seen: &Seen<'_>, now
     if !functions.is_empty() {
         status["functions"] = json!(functions);
     }
+    if let Some(at) = scale_down_at.and_then(rfc3339) {
+        status["scaleDownAt"] = json!(at);
+    }
     status
+}
+
+/// A time for the status, to the second.
+fn rfc3339(ms: u64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// Functions listed in a pool's status at most.

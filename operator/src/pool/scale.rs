@@ -1,10 +1,16 @@
 //! How many worker replicas a pool should have. Pure: the scaler's memory
 //! ([`ScaleMemory`]) goes in and comes out, time is an argument.
 //!
-//! desired = clamp(ceil((queued + running + due delayed) / targetPerReplica),
-//! min, max). Up at once; down only once the demand has not grown for
-//! `scaleDownDelay`, so a queue that drains and refills in bursts does not
-//! make pods come and go.
+//! wanted = clamp(ceil((queued tasks + running + due delayed) /
+//! targetPerReplica), min, max), where the queued tasks count what the
+//! queued nodes will become (a map range not yet split as its leaves).
+//!
+//! Up at once; down as the Horizontal Pod Autoscaler's stabilization
+//! window does it: to the highest value `wanted` took during the last
+//! `scaleDownDelay`. The demand is a step function of time (it holds its
+//! value between two decisions), so a demand that stayed high for an hour
+//! without an event still counts as high until the moment it fell, and the
+//! delay counts from then.
 
 use std::time::Duration;
 
@@ -27,9 +33,22 @@ impl Default for Scaling {
     }
 }
 
-/// The queue of one pool, as the engine counts it.
+impl Scaling {
+    fn delay_ms(&self) -> u64 {
+        u64::try_from(self.scale_down_delay.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn bounds(&self) -> (i32, i32) {
+        let min = self.min.max(0);
+        (min, self.max.max(min))
+    }
+}
+
+/// The work of one pool, as the engine counts it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Demand {
+    /// Tasks the ready queue will become (a map range not yet split counts
+    /// its leaves, a parallel its calls).
     pub queued: u64,
     pub running: u64,
     /// Delayed tasks whose time has come.
@@ -44,153 +63,108 @@ impl Demand {
     }
 }
 
-/// What the scaler remembers per pool between decisions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ScaleMemory {
-    /// The replicas last decided (None: never decided).
-    pub desired: Option<i32>,
-    /// When the demand last asked for at least `desired` (ms since epoch).
-    pub high_at_ms: u64,
-    /// When `desired` last changed (ms since epoch).
-    pub changed_at_ms: u64,
+/// From `since_ms` on (until the next step), the demand asked for at most
+/// `replicas`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub since_ms: u64,
+    pub replicas: i32,
 }
 
-/// Replicas the demand asks for, before the delay on the way down.
+/// What the scaler remembers per pool: the steps of the demand inside the
+/// window, each lower than the one before. A step that a later, higher one
+/// follows can never be the highest of a window again (every window that
+/// holds part of it also holds the later one's start), so it is merged
+/// into that one; the steps are therefore at most max - min + 1.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScaleMemory {
+    steps: Vec<Step>,
+}
+
+impl ScaleMemory {
+    /// The memory of a process that has just started leading while the
+    /// pool had `applied` replicas: as far as it knows, the demand asked
+    /// for them until now, so the window starts again (as the HPA's does
+    /// after a restart) and nothing goes down before a whole delay.
+    pub fn resumed(applied: i32, now_ms: u64) -> ScaleMemory {
+        ScaleMemory {
+            steps: vec![Step {
+                since_ms: now_ms,
+                replicas: applied,
+            }],
+        }
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+}
+
+/// What to do now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub replicas: i32,
+    /// What the demand asks for now (below `replicas` while the window
+    /// holds them up).
+    pub wanted: i32,
+    /// When the highest step leaves the window, so the replicas may go
+    /// down: the controller looks again then (ms since epoch).
+    pub wake_at_ms: Option<u64>,
+}
+
+/// Replicas the demand asks for, before the window on the way down.
 pub fn wanted(demand: Demand, s: &Scaling) -> i32 {
     let per = u64::from(s.target_per_replica.max(1));
     let raw = demand.total().div_ceil(per);
     let raw = i32::try_from(raw).unwrap_or(i32::MAX);
-    let (min, max) = (s.min.max(0), s.max.max(s.min.max(0)));
+    let (min, max) = s.bounds();
     raw.clamp(min, max)
 }
 
-/// The next decision: replicas to set, and the memory to keep.
-pub fn decide(memory: ScaleMemory, demand: Demand, s: &Scaling, now_ms: u64) -> ScaleMemory {
+/// The next decision, and the memory to keep.
+pub fn decide(
+    memory: ScaleMemory,
+    demand: Demand,
+    s: &Scaling,
+    now_ms: u64,
+) -> (ScaleMemory, Decision) {
     let want = wanted(demand, s);
-    let Some(current) = memory.desired else {
-        return ScaleMemory {
-            desired: Some(want),
-            high_at_ms: now_ms,
-            changed_at_ms: now_ms,
-        };
-    };
-    if want >= current {
-        return ScaleMemory {
-            desired: Some(want),
-            high_at_ms: now_ms,
-            changed_at_ms: if want > current {
-                now_ms
-            } else {
-                memory.changed_at_ms
-            },
-        };
+    let mut steps = memory.steps;
+    // A clock that went back: the steps ahead of it hold from now.
+    for step in &mut steps {
+        step.since_ms = step.since_ms.min(now_ms);
     }
-    let quiet_ms = now_ms.saturating_sub(memory.high_at_ms);
-    if quiet_ms >= s.scale_down_delay.as_millis() as u64 {
-        ScaleMemory {
-            desired: Some(want),
-            high_at_ms: now_ms,
-            changed_at_ms: now_ms,
-        }
-    } else {
-        memory
+    let mut since = now_ms;
+    while let Some(last) = steps.last().copied().filter(|l| l.replicas <= want) {
+        since = last.since_ms;
+        steps.pop();
     }
-}
-
-/// When the memory will allow a scale-down that the demand already asks
-/// for (ms since epoch), so the controller can look again then.
-pub fn next_look_ms(memory: ScaleMemory, demand: Demand, s: &Scaling) -> Option<u64> {
-    let current = memory.desired?;
-    (wanted(demand, s) < current).then(|| {
-        memory
-            .high_at_ms
-            .saturating_add(s.scale_down_delay.as_millis() as u64)
-    })
+    steps.push(Step {
+        since_ms: since,
+        replicas: want,
+    });
+    // A step leaves the window once the next one began a whole delay ago.
+    let delay = s.delay_ms();
+    let gone = steps
+        .windows(2)
+        .take_while(|w| w[1].since_ms.saturating_add(delay) <= now_ms)
+        .count();
+    steps.drain(..gone);
+    let (min, max) = s.bounds();
+    let replicas = steps.first().map_or(want, |f| f.replicas).clamp(min, max);
+    let wake_at_ms = steps
+        .get(1)
+        .filter(|_| replicas > want)
+        .map(|next| next.since_ms.saturating_add(delay));
+    (
+        ScaleMemory { steps },
+        Decision {
+            replicas,
+            wanted: want,
+            wake_at_ms,
+        },
+    )
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scaling() -> Scaling {
-        Scaling {
-            min: 0,
-            max: 5,
-            target_per_replica: 100,
-            scale_down_delay: Duration::from_secs(10),
-        }
-    }
-
-    fn demand(queued: u64) -> Demand {
-        Demand {
-            queued,
-            running: 0,
-            due: 0,
-        }
-    }
-
-    #[test]
-    fn desired_is_ceil_of_demand_over_target_clamped() {
-        let s = scaling();
-        assert_eq!(wanted(demand(0), &s), 0);
-        assert_eq!(wanted(demand(1), &s), 1);
-        assert_eq!(wanted(demand(100), &s), 1);
-        assert_eq!(wanted(demand(101), &s), 2);
-        assert_eq!(wanted(demand(2_000), &s), 5);
-        let d = Demand {
-            queued: 50,
-            running: 40,
-            due: 20,
-        };
-        assert_eq!(wanted(d, &s), 2, "queued + running + due");
-        let floor = Scaling { min: 2, ..s };
-        assert_eq!(wanted(demand(0), &floor), 2);
-        assert_eq!(
-            wanted(demand(u64::MAX), &Scaling { max: i32::MAX, ..s }),
-            i32::MAX
-        );
-    }
-
-    #[test]
-    fn up_at_once_from_zero() {
-        let s = scaling();
-        let m = decide(ScaleMemory::default(), demand(0), &s, 0);
-        assert_eq!(m.desired, Some(0));
-        let m = decide(m, demand(2_000), &s, 1);
-        assert_eq!(m.desired, Some(5));
-        assert_eq!(m.changed_at_ms, 1);
-    }
-
-    #[test]
-    fn down_only_after_the_delay_without_growth_and_then_to_zero() {
-        let s = scaling();
-        let mut m = decide(ScaleMemory::default(), demand(500), &s, 0);
-        assert_eq!(m.desired, Some(5));
-        m = decide(m, demand(150), &s, 5_000);
-        assert_eq!(m.desired, Some(5), "within the delay");
-        assert_eq!(next_look_ms(m, demand(150), &s), Some(10_000));
-        m = decide(m, demand(150), &s, 10_000);
-        assert_eq!(m.desired, Some(2));
-        m = decide(m, demand(0), &s, 15_000);
-        assert_eq!(m.desired, Some(2));
-        m = decide(m, demand(0), &s, 20_000);
-        assert_eq!(m.desired, Some(0));
-        assert_eq!(next_look_ms(m, demand(0), &s), None);
-    }
-
-    #[test]
-    fn growth_restarts_the_delay() {
-        let s = scaling();
-        let mut m = decide(ScaleMemory::default(), demand(300), &s, 0);
-        m = decide(m, demand(100), &s, 8_000);
-        m = decide(m, demand(300), &s, 9_000); // back to what 3 replicas carry
-        m = decide(m, demand(100), &s, 12_000);
-        assert_eq!(
-            m.desired,
-            Some(3),
-            "the delay counts from the last time demand was high"
-        );
-        m = decide(m, demand(100), &s, 19_000);
-        assert_eq!(m.desired, Some(1));
-    }
-}
+mod tests;

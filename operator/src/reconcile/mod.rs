@@ -43,6 +43,8 @@ pub struct Context {
     /// serves a job's pool (see [`serving`]).
     pub pools: Vec<Store<WorkerPool>>,
     pub roster: kontinuum_server::Roster,
+    /// Futures held back before their submission, for their pool's scaler.
+    pub settling: Arc<crate::pool::settling::Settling>,
     /// When this operator began to lead.
     pub leading_since: Instant,
     /// Failed reconciles in a row, per object (see [`crate::backoff`]).
@@ -110,7 +112,12 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
     }
     // When to look again (None: on the next change only).
     let mut again: Option<Duration> = None;
-    for step in plan::plan(&seen.observed) {
+    let steps = plan::plan(&seen.observed);
+    if K::KIND == JobKind::Future && !steps.contains(&Step::Submit) {
+        // Not (or no longer) waiting to be submitted: nothing to count.
+        ctx.settling.release(&seen.key.namespace, &seen.name);
+    }
+    for step in steps {
         if let Some(d) = carry_out(step, obj.as_ref(), &seen, ctx).await? {
             again = Some(d);
         }
@@ -329,8 +336,15 @@ async fn submit<K: Job>(
         )
     {
         // Resources applied with it (`kubectl apply -f` of a tree) may not
-        // exist yet: give them a moment to, so they join with it.
+        // exist yet: give them a moment to, so they join with it. Its pool
+        // counts its work meanwhile.
+        ctx.settling
+            .hold(&key.namespace, &key.name, obj.pool(), obj.tasks_ahead());
         return Ok(Some(wait));
+    }
+    if key.kind == JobKind::Future {
+        // From here the engine counts it.
+        ctx.settling.release(&key.namespace, &key.name);
     }
     let resource = serde_json::to_value(obj).map_err(|e| Error::Invalid(e.to_string()))?;
     let submitted = if key.kind == JobKind::Future {
