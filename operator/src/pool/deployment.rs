@@ -2,6 +2,10 @@
 //! Pure: JSON in, JSON out, so that what the user wrote in the template is
 //! kept field by field and only the operator's own fields are filled in.
 
+// The worker's own parts of the pod (its command, settings, privileges)
+// are inject.rs's, below this module.
+use super::inject::{self, ensure_array};
+pub use super::inject::{STOCK_WORKER_COMMAND, WorkerSettings};
 use kontinuum_api::WorkerSpec;
 use serde_json::{Map, Value, json};
 
@@ -13,24 +17,12 @@ pub const WORKER_CONTAINER: &str = "worker";
 pub const TOKEN_DIR: &str = "/var/run/secrets/kontinuum.dev";
 pub const TOKEN_AUDIENCE: &str = "kontinuum.dev";
 const TOKEN_VOLUME: &str = "kontinuum-token";
-/// The worker binary in the stock image.
-pub const STOCK_WORKER_COMMAND: &str = "/usr/local/bin/kontinuum-worker";
 /// Where worker pods serve their metrics (`kontinuum-worker
 /// --metrics-listen`), as the container port named `metrics`.
 pub const WORKER_METRICS_PORT: u16 = 9090;
 /// The `app.kubernetes.io/name` of worker pods, which the chart's
 /// PodMonitor selects.
 pub const WORKER_APP_NAME: &str = "kontinuum-worker";
-
-/// What the operator fills in.
-#[derive(Clone, Debug)]
-pub struct WorkerSettings {
-    /// The stock worker image, used when the template names none, and the
-    /// image of the init container that puts the worker into other images.
-    pub image: String,
-    /// The worker API's URL as pods reach it.
-    pub server: String,
-}
 
 /// Everything [`desired`] needs to know of the pool.
 pub struct PoolShape<'a> {
@@ -58,11 +50,11 @@ pub fn desired(pool: &PoolShape<'_>, settings: &WorkerSettings) -> Value {
     ensure_object(&mut template, "spec");
     let spec = &mut template["spec"];
     let index = worker_index(spec);
-    crate::pool::inject::run_worker(spec, index, pool.worker, settings);
+    inject::run_worker(spec, index, pool.worker, settings);
     let container = &mut ensure_array(spec, "containers")[index];
     fill_env(container, pool, settings);
     mount_token(spec, index);
-    crate::pool::inject::restrict(spec, index);
+    inject::restrict(spec, index);
     // SIGTERM lets a worker finish or hand back its tasks; give it time.
     if spec.get("terminationGracePeriodSeconds").is_none() {
         spec["terminationGracePeriodSeconds"] = json!(60);
@@ -219,15 +211,6 @@ pub(crate) fn ensure_object<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<Stri
     v[key]
         .as_object_mut()
         .unwrap_or_else(|| unreachable!("just made an object"))
-}
-
-pub(crate) fn ensure_array<'a>(v: &'a mut Value, key: &str) -> &'a mut Vec<Value> {
-    if !v[key].is_array() {
-        v[key] = json!([]);
-    }
-    v[key]
-        .as_array_mut()
-        .unwrap_or_else(|| unreachable!("just made an array"))
 }
 
 /// Sets an env entry unless the user set the same variable.
@@ -409,7 +392,7 @@ mod tests {
         let spec = &d["spec"]["template"]["spec"];
         let c = &spec["containers"][0];
         assert_eq!(c["image"], "debian-python:12", "the user's image");
-        assert_eq!(c["command"], json!([crate::pool::inject::INJECTED_WORKER]));
+        assert_eq!(c["command"], json!([inject::INJECTED_WORKER]));
         assert_eq!(c["resources"]["limits"]["memory"], "256Mi");
         assert_eq!(spec["nodeSelector"]["disk"], "ssd");
         let mounts: Vec<&str> = c["volumeMounts"]

@@ -10,9 +10,31 @@
 //! - An image that runs a worker itself (a Rust SDK worker): `inject: false`,
 //!   the image's own entrypoint runs.
 
-use super::deployment::{STOCK_WORKER_COMMAND, WorkerSettings, ensure_array};
 use kontinuum_api::WorkerSpec;
 use serde_json::{Value, json};
+
+/// The worker binary in the stock image.
+pub const STOCK_WORKER_COMMAND: &str = "/usr/local/bin/kontinuum-worker";
+
+/// What the operator fills in.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// The stock worker image, used when the template names none, and the
+    /// image of the init container that puts the worker into other images.
+    pub image: String,
+    /// The worker API's URL as pods reach it.
+    pub server: String,
+}
+
+/// `v[key]` as an array, made one if it is not.
+pub(crate) fn ensure_array<'a>(v: &'a mut Value, key: &str) -> &'a mut Vec<Value> {
+    if !v[key].is_array() {
+        v[key] = json!([]);
+    }
+    v[key]
+        .as_array_mut()
+        .unwrap_or_else(|| unreachable!("just made an array"))
+}
 
 /// Where the injected worker lives in the worker container.
 pub const INJECT_DIR: &str = "/kontinuum/bin";
