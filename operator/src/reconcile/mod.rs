@@ -296,7 +296,7 @@ async fn check_serving<K: Job>(ctx: &Context, key: &JobKey, obj: &K) -> Option<D
     let unserved = match serving::judge(seen) {
         serving::Serving::Served => None,
         serving::Serving::TooEarly(wait) => return Some(wait),
-        serving::Serving::Unserved => Some(crate::status::render::Unserved {
+        serving::Serving::Unserved => Some(crate::status::unserved::Unserved {
             namespace: key.namespace.clone(),
             pool: pool.to_string(),
         }),

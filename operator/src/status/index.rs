@@ -26,14 +26,15 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use super::model::JobStatus;
-use super::render::{Note, Unserved};
+use super::render::Note;
+use super::unserved::Unserved;
 
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub uid: String,
     pub generation: Option<i64>,
     pub note: Option<Note>,
-    /// Nothing serves its pool (see `render::Unserved`).
+    /// Nothing serves its pool (see `unserved::Unserved`).
     pub unserved: Option<Unserved>,
     /// The status as last written (or as found on the resource).
     pub written: Option<JobStatus>,

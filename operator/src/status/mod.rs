@@ -9,6 +9,7 @@ pub mod events;
 pub mod index;
 pub mod model;
 pub mod render;
+pub mod unserved;
 mod writer;
 
 pub use model::JobStatus;

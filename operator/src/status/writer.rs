@@ -5,6 +5,7 @@ use super::events::{self, EventSpec};
 use super::index::{Entry, Index};
 use super::model::JobStatus;
 use super::render::{self, Note};
+use super::unserved;
 use crate::bridge::{Bridge, JobKey};
 use crate::job::JobKind;
 use crate::metrics::Metrics;
@@ -39,7 +40,7 @@ pub enum StatusMsg {
     /// Whether nothing serves its pool (None: something does).
     Serving {
         key: JobKey,
-        unserved: Option<render::Unserved>,
+        unserved: Option<unserved::Unserved>,
     },
     /// The resource is gone.
     Forget { key: JobKey },
@@ -253,7 +254,7 @@ impl Patcher {
             Ok(Some(s)) => {
                 let mut status = render::from_engine(s, entry.generation, &store_id);
                 if let Some(unserved) = &entry.unserved {
-                    render::mark_unserved(&mut status, unserved);
+                    unserved::mark_unserved(&mut status, unserved);
                 }
                 status
             }
