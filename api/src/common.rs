@@ -61,6 +61,88 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
+impl Condition {
+    /// Whether this condition is of type `t`.
+    pub fn is(&self, t: ConditionType) -> bool {
+        self.type_ == t.as_str()
+    }
+}
+
+/// The types of condition a Task or HierarchicalFuture shows. `Ready`,
+/// `Succeeded` and `Failed` come from the engine; `Accepted` (and any
+/// `Ready` the engine cannot give) from the operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionType {
+    Accepted,
+    Ready,
+    Succeeded,
+    Failed,
+}
+
+impl ConditionType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Accepted => "Accepted",
+            ConditionType::Ready => "Ready",
+            ConditionType::Succeeded => "Succeeded",
+            ConditionType::Failed => "Failed",
+        }
+    }
+}
+
+/// A condition's `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+}
+
+/// The reasons the operator gives in conditions (and, for the warnings
+/// among them, in Events). Clients match on these words: `kubectl get`
+/// prints the `Ready` one, scripts wait for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The engine holds the object.
+    Submitted,
+    /// The spec passed the CRD schema but not the engine's rules.
+    InvalidSpec,
+    /// `spec.parentRef` names a future that does not exist (yet).
+    WaitingForParent,
+    /// `spec.parentRef` names a future that already finished.
+    ParentFinished,
+    /// The run was held by another store, lost with it.
+    StoreReplaced,
+    /// The operator's store failed; nothing moves until a restart.
+    EngineStopped,
+    /// Nothing serves the object's pool.
+    NoWorkerPool,
+}
+
+impl Reason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Submitted => "Submitted",
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::WaitingForParent => "WaitingForParent",
+            Reason::ParentFinished => "ParentFinished",
+            Reason::StoreReplaced => "StoreReplaced",
+            Reason::EngineStopped => "EngineStopped",
+            Reason::NoWorkerPool => "NoWorkerPool",
+        }
+    }
+}
+
 /// Why a task failed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -125,6 +207,56 @@ pub fn inline_result(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn condition_words_are_the_ones_clients_read() {
+        let ready = Condition {
+            type_: "Ready".into(),
+            status: ConditionStatus::False.as_str().into(),
+            ..Condition::default()
+        };
+        assert!(ready.is(ConditionType::Ready) && !ready.is(ConditionType::Accepted));
+        let types = [
+            ConditionType::Accepted,
+            ConditionType::Ready,
+            ConditionType::Succeeded,
+            ConditionType::Failed,
+        ];
+        assert_eq!(
+            types.map(ConditionType::as_str),
+            ["Accepted", "Ready", "Succeeded", "Failed"]
+        );
+        let statuses = [
+            ConditionStatus::True,
+            ConditionStatus::False,
+            ConditionStatus::Unknown,
+        ];
+        assert_eq!(
+            statuses.map(ConditionStatus::as_str),
+            ["True", "False", "Unknown"]
+        );
+        let reasons = [
+            Reason::Submitted,
+            Reason::InvalidSpec,
+            Reason::WaitingForParent,
+            Reason::ParentFinished,
+            Reason::StoreReplaced,
+            Reason::EngineStopped,
+            Reason::NoWorkerPool,
+        ];
+        assert_eq!(
+            reasons.map(Reason::as_str),
+            [
+                "Submitted",
+                "InvalidSpec",
+                "WaitingForParent",
+                "ParentFinished",
+                "StoreReplaced",
+                "EngineStopped",
+                "NoWorkerPool"
+            ]
+        );
+    }
 
     #[test]
     fn result_text_is_exact_and_bounded() {

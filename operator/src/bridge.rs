@@ -41,13 +41,52 @@ impl fmt::Display for JobKey {
 pub enum Submitted {
     Accepted,
     /// The spec passed the CRD schema but not the engine's rules.
-    Invalid(String),
+    Invalid(Refusal),
     /// The spec differs from the one the engine already runs under this id.
     SpecChanged,
     /// `spec.parentRef` names a future the engine does not hold (yet).
     ParentMissing(String),
     /// `spec.parentRef` names a future that has finished.
     ParentFinished(String),
+}
+
+/// Why a resource that passed the CRD schema is not run. Kept whole until
+/// the status message is written, which is its [`fmt::Display`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// What the validator (the same as `kontinuum run`'s) found, every
+    /// problem of the resource.
+    Fields(Vec<FieldError>),
+    /// `spec.map.source.lines.path` (quoted) is relative: the workers have
+    /// no directory it could be relative to.
+    RelativeLinesPath(String),
+    /// A WorkerPool handed over as a job.
+    NotAJob,
+    /// The engine's own rules, which say why in words.
+    Engine(String),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Fields(errors) => {
+                for (i, e) in errors.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{e}")?;
+                }
+                Ok(())
+            }
+            Refusal::RelativeLinesPath(path) => write!(
+                f,
+                "spec.map.source.lines.path: '{path}' must be an absolute path on the workers' \
+                 filesystem (for example a volume mounted in the WorkerPool's pod template)"
+            ),
+            Refusal::NotAJob => f.write_str("a WorkerPool is not a job"),
+            Refusal::Engine(message) => f.write_str(message),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -120,12 +159,12 @@ impl Bridge {
     ) -> Result<Submitted, Error> {
         let mut submission = match submission_of(key, &resource) {
             Ok(s) => s,
-            Err(message) => return Ok(Submitted::Invalid(message)),
+            Err(refusal) => return Ok(Submitted::Invalid(refusal)),
         };
         submission.uid = Some(uid.to_string());
         self.call(move |e| match e.submit(vec![submission]) {
             Ok(()) => Ok(Submitted::Accepted),
-            Err(EngineError::Invalid(message)) => Ok(Submitted::Invalid(message)),
+            Err(EngineError::Invalid(message)) => Ok(Submitted::Invalid(Refusal::Engine(message))),
             Err(EngineError::Conflict { .. }) => Ok(Submitted::SpecChanged),
             Err(e @ EngineError::ParentNotFound(_)) => Ok(Submitted::ParentMissing(e.to_string())),
             Err(e @ EngineError::ParentFinished(_)) => Ok(Submitted::ParentFinished(e.to_string())),
@@ -147,7 +186,7 @@ impl Bridge {
     ) -> Result<Submitted, Error> {
         let mut parent = match submission_of(key, &resource) {
             Ok(s) => s,
-            Err(message) => return Ok(Submitted::Invalid(message)),
+            Err(refusal) => return Ok(Submitted::Invalid(refusal)),
         };
         parent.uid = Some(uid.to_string());
         let mut all = vec![parent];
@@ -217,9 +256,9 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
         .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
 }
 
-/// The engine's submission for a resource, or every problem in one message.
-fn submission_of(key: &JobKey, resource: &Value) -> Result<Submission, String> {
-    let manifest = validate(resource).map_err(|errors| join(&errors))?;
+/// The engine's submission for a resource, or why there is none.
+fn submission_of(key: &JobKey, resource: &Value) -> Result<Submission, Refusal> {
+    let manifest = validate(resource).map_err(Refusal::Fields)?;
     match manifest {
         Manifest::Task(task) => Ok(Submission::task(&key.namespace, &key.name, task.spec)),
         Manifest::Future(future) => {
@@ -230,21 +269,57 @@ fn submission_of(key: &JobKey, resource: &Value) -> Result<Submission, String> {
                 .and_then(|m| m.source.lines.as_ref())
                 && !std::path::Path::new(&lines.path).is_absolute()
             {
-                return Err(format!(
-                    "spec.map.source.lines.path: '{}' must be an absolute path on the workers' filesystem (for example a volume mounted in the WorkerPool's pod template)",
-                    lines.path
-                ));
+                return Err(Refusal::RelativeLinesPath(lines.path.clone()));
             }
             Ok(Submission::future(&key.namespace, &key.name, future.spec))
         }
-        Manifest::WorkerPool(_) => Err("a WorkerPool is not a job".into()),
+        Manifest::WorkerPool(_) => Err(Refusal::NotAJob),
     }
 }
 
-fn join(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(kind: JobKind) -> JobKey {
+        JobKey {
+            namespace: "ns".into(),
+            kind,
+            name: "x".into(),
+        }
+    }
+
+    /// The message a refused resource shows, as it was when every refusal
+    /// was folded into a string on the spot.
+    #[test]
+    fn a_refusal_says_what_the_folded_message_said() {
+        let task = json!({"apiVersion": kontinuum_api::API_VERSION, "kind": "Task",
+            "metadata": {"name": "x"},
+            "spec": {"call": {"function": "std.echo"}, "retry": {"maxAttempts": 0}, "bogus": 1}});
+        let Err(Refusal::Fields(errors)) = submission_of(&key(JobKind::Task), &task) else {
+            panic!("the task is invalid");
+        };
+        assert!(errors.len() > 1, "{errors:?}");
+        let folded = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        assert_eq!(Refusal::Fields(errors).to_string(), folded);
+
+        let future = json!({"apiVersion": kontinuum_api::API_VERSION,
+            "kind": "HierarchicalFuture", "metadata": {"name": "x"},
+            "spec": {"map": {"source": {"lines": {"path": "data.txt"}},
+                "function": {"function": "std.echo"}}}});
+        let refusal = submission_of(&key(JobKind::Future), &future).err();
+        assert_eq!(
+            refusal.map(|r| r.to_string()).as_deref(),
+            Some(
+                "spec.map.source.lines.path: 'data.txt' must be an absolute path on the workers' filesystem (for example a volume mounted in the WorkerPool's pod template)"
+            )
+        );
+        assert_eq!(Refusal::NotAJob.to_string(), "a WorkerPool is not a job");
+        assert_eq!(Refusal::Engine("said so".into()).to_string(), "said so");
+    }
 }

@@ -2,6 +2,7 @@
 //! *jobs*, resources the engine runs. One reconciler serves both through
 //! this trait.
 
+use crate::status::JobStatus;
 use kontinuum_api::{HierarchicalFuture, Task};
 use kube::Resource;
 use kube::core::NamespaceResourceScope;
@@ -49,8 +50,8 @@ pub trait Job:
     fn parent(&self) -> Option<&str>;
     /// `spec.ttlAfterFinished`, as written.
     fn ttl_after_finished(&self) -> Option<&str>;
-    /// The status as the resource carries it (JSON), if any.
-    fn status_value(&self) -> Option<serde_json::Value>;
+    /// The status as the resource carries it, if any.
+    fn current_status(&self) -> Option<JobStatus>;
     /// `spec.pool`: the pool whose workers run it.
     fn pool(&self) -> &str;
     /// The tasks it will queue in its pool once submitted.
@@ -67,10 +68,8 @@ impl Job for Task {
     fn ttl_after_finished(&self) -> Option<&str> {
         self.spec.ttl_after_finished.as_deref()
     }
-    fn status_value(&self) -> Option<serde_json::Value> {
-        self.status
-            .as_ref()
-            .and_then(|s| serde_json::to_value(s).ok())
+    fn current_status(&self) -> Option<JobStatus> {
+        self.status.clone().map(JobStatus::task)
     }
     fn pool(&self) -> &str {
         &self.spec.pool
@@ -88,10 +87,8 @@ impl Job for HierarchicalFuture {
     fn ttl_after_finished(&self) -> Option<&str> {
         self.spec.ttl_after_finished.as_deref()
     }
-    fn status_value(&self) -> Option<serde_json::Value> {
-        self.status
-            .as_ref()
-            .and_then(|s| serde_json::to_value(s).ok())
+    fn current_status(&self) -> Option<JobStatus> {
+        self.status.clone().map(JobStatus::future)
     }
     fn pool(&self) -> &str {
         &self.spec.pool

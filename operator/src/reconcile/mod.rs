@@ -14,7 +14,7 @@ use crate::bridge::{Bridge, JobKey, Submitted, parse_rfc3339_ms};
 use crate::error::Error;
 use crate::job::{Job, JobKind};
 use crate::metrics::Metrics;
-use crate::status::{Note, StatusHandle, StatusMsg};
+use crate::status::{JobStatus, Note, StatusHandle, StatusMsg};
 use kontinuum_api::{HierarchicalFuture, Task, WorkerPool};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -106,7 +106,7 @@ async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, E
                 key: seen.key.clone(),
                 uid: seen.observed.uid.clone(),
                 generation: obj.meta().generation,
-                current: obj.status_value(),
+                current: obj.current_status(),
             })
             .await;
     }
@@ -170,7 +170,7 @@ async fn observe<K: Job>(obj: &K, ctx: &Context) -> Result<Seen, Error> {
         parent: parent.clone(),
         owned_by_parent,
         held: ctx.bridge.held(&key).await?,
-        recorded: recorded(obj.status_value().as_ref(), obj.annotations(), store_id),
+        recorded: recorded(obj.current_status().as_ref(), obj.annotations(), store_id),
         store_id: store_id.to_string(),
         ttl: obj
             .ttl_after_finished()
@@ -303,7 +303,7 @@ async fn check_serving<K: Job>(ctx: &Context, key: &JobKey, obj: &K) -> Option<D
     let unserved = match serving::judge(seen) {
         serving::Serving::Served => None,
         serving::Serving::TooEarly(wait) => return Some(wait),
-        serving::Serving::Unserved => Some(crate::status::render::Unserved {
+        serving::Serving::Unserved => Some(crate::status::unserved::Unserved {
             namespace: key.namespace.clone(),
             pool: pool.to_string(),
         }),
@@ -357,8 +357,8 @@ async fn submit<K: Job>(
     };
     let note = match submitted {
         Submitted::Accepted => None,
-        Submitted::Invalid(message) => Some(Note::Rejected {
-            message,
+        Submitted::Invalid(refusal) => Some(Note::Rejected {
+            refusal,
             at: rfc3339_ms(now_ms()),
         }),
         Submitted::SpecChanged => {
@@ -408,7 +408,7 @@ async fn joining_resources(
     let mut resources = Vec::new();
     let mut submittable = Vec::new();
     let store_id = ctx.bridge.store_id();
-    let may_submit = |status: Option<Value>, annotations: &std::collections::BTreeMap<_, _>| {
+    let may_submit = |status: Option<JobStatus>, annotations: &std::collections::BTreeMap<_, _>| {
         let recorded = recorded(status.as_ref(), annotations, store_id);
         plan::unheld(&recorded, store_id) == plan::Unheld::Submit
     };
@@ -416,14 +416,14 @@ async fn joining_resources(
     for task in ctx.tasks.iter().flat_map(Store::state) {
         if in_namespace(task.namespace()) && task.spec.parent_ref.is_some() {
             candidates.push(candidate(task.as_ref()));
-            submittable.push(may_submit(task.status_value(), task.annotations()));
+            submittable.push(may_submit(task.current_status(), task.annotations()));
             resources.push(serde_json::to_value(task.as_ref()));
         }
     }
     for future in ctx.futures.iter().flat_map(Store::state) {
         if in_namespace(future.namespace()) && future.spec.parent_ref.is_some() {
             candidates.push(candidate(future.as_ref()));
-            submittable.push(may_submit(future.status_value(), future.annotations()));
+            submittable.push(may_submit(future.current_status(), future.annotations()));
             resources.push(serde_json::to_value(future.as_ref()));
         }
     }
@@ -471,15 +471,15 @@ pub(crate) fn rfc3339_ms(ms: u64) -> String {
 
 /// What a resource's status and annotations record of its past runs.
 fn recorded(
-    status: Option<&Value>,
+    status: Option<&JobStatus>,
     annotations: &std::collections::BTreeMap<String, String>,
     store_id: &str,
 ) -> plan::Recorded {
-    let text = |field: &str| status.and_then(|s| s.get(field)).and_then(Value::as_str);
+    let view = status.map(JobStatus::view);
     plan::Recorded {
-        is_final: status.is_some_and(crate::status::render::is_final),
-        finished_ms: text("finishedAt").and_then(parse_rfc3339_ms),
-        store: text("storeId").map(str::to_string),
+        is_final: status.is_some_and(JobStatus::is_final),
+        finished_ms: view.and_then(|v| v.finished_at).and_then(parse_rfc3339_ms),
+        store: view.and_then(|v| v.store_id).map(str::to_string),
         rerun_asked: annotations
             .get(crate::status::render::RERUN_ANNOTATION)
             .is_some_and(|v| v == store_id),

@@ -43,7 +43,7 @@ pub enum Serving {
 }
 
 pub fn judge(seen: Seen) -> Serving {
-    if crate::status::render::served(seen.pool_exists, seen.connected_workers) {
+    if crate::status::unserved::served(seen.pool_exists, seen.connected_workers) {
         return Serving::Served;
     }
     let wait = GRACE

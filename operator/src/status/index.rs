@@ -21,22 +21,23 @@
 //! the longest waiting go first (a hash order would let some wait for as
 //! long as the backlog lasts).
 
-use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use super::render::{Note, Unserved};
+use super::model::JobStatus;
+use super::render::Note;
+use super::unserved::Unserved;
 
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub uid: String,
     pub generation: Option<i64>,
     pub note: Option<Note>,
-    /// Nothing serves its pool (see `render::Unserved`).
+    /// Nothing serves its pool (see `unserved::Unserved`).
     pub unserved: Option<Unserved>,
     /// The status as last written (or as found on the resource).
-    pub written: Option<Value>,
+    pub written: Option<JobStatus>,
     written_at: Option<Instant>,
     /// When the operator first saw the object.
     observed_at: Instant,
@@ -95,7 +96,7 @@ impl<K: Hash + Eq + Clone> Index<K> {
         key: K,
         uid: &str,
         generation: Option<i64>,
-        current: Option<Value>,
+        current: Option<JobStatus>,
         now: Instant,
     ) {
         match self.entries.get_mut(&key) {
@@ -168,7 +169,7 @@ impl<K: Hash + Eq + Clone> Index<K> {
         let keys: Vec<K> = self
             .entries
             .iter()
-            .filter(|(_, e)| !e.written.as_ref().is_some_and(super::render::is_final))
+            .filter(|(_, e)| !e.written.as_ref().is_some_and(JobStatus::is_final))
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
@@ -250,14 +251,14 @@ impl<K: Hash + Eq + Clone> Index<K> {
     }
 
     /// Whether `status` differs from what was last written.
-    pub fn differs(&self, key: &K, status: &Value) -> bool {
+    pub fn differs(&self, key: &K, status: &JobStatus) -> bool {
         self.entries
             .get(key)
             .is_some_and(|e| e.written.as_ref() != Some(status))
     }
 
     /// A patch went through.
-    pub fn wrote(&mut self, key: &K, uid: &str, status: Value, now: Instant) {
+    pub fn wrote(&mut self, key: &K, uid: &str, status: JobStatus, now: Instant) {
         self.in_flight.remove(key);
         if let Some(e) = self.entries.get_mut(key)
             && e.uid == uid
@@ -296,7 +297,18 @@ impl<K: Hash + Eq + Clone> Index<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use kontinuum_api::{Phase, TaskStatus};
+
+    fn status(phase: Phase) -> JobStatus {
+        JobStatus::task(TaskStatus {
+            phase: Some(phase),
+            ..TaskStatus::default()
+        })
+    }
+
+    fn blank() -> JobStatus {
+        JobStatus::task(TaskStatus::default())
+    }
 
     const SEC: Duration = Duration::from_secs(1);
 
@@ -307,7 +319,7 @@ mod tests {
         ix.observe("a", "u1", Some(1), None, t0);
         assert_eq!(ix.due(t0, 10), ["a"]);
         ix.take(&"a");
-        ix.wrote(&"a", "u1", json!({"phase": "Queued"}), t0);
+        ix.wrote(&"a", "u1", status(Phase::Queued), t0);
         // Ten engine changes within the interval: one write when it passes.
         for _ in 0..10 {
             ix.changed(&"a");
@@ -321,10 +333,10 @@ mod tests {
     fn unchanged_status_is_not_written_and_clean_objects_are_not_due() {
         let t0 = Instant::now();
         let mut ix = Index::new(SEC);
-        ix.observe("a", "u1", Some(1), Some(json!({"phase": "Running"})), t0);
+        ix.observe("a", "u1", Some(1), Some(status(Phase::Running)), t0);
         ix.take(&"a");
-        assert!(!ix.differs(&"a", &json!({"phase": "Running"})));
-        assert!(ix.differs(&"a", &json!({"phase": "Succeeded"})));
+        assert!(!ix.differs(&"a", &status(Phase::Running)));
+        assert!(ix.differs(&"a", &status(Phase::Succeeded)));
         assert!(ix.due(t0 + 10 * SEC, 10).is_empty());
         assert_eq!(ix.next_due(t0), None);
     }
@@ -336,7 +348,7 @@ mod tests {
         ix.observe("a", "u1", None, None, t0);
         let _rendering = ix.take(&"a");
         ix.changed(&"a"); // arrives while the patch is on its way
-        ix.wrote(&"a", "u1", json!({"phase": "Running"}), t0);
+        ix.wrote(&"a", "u1", status(Phase::Running), t0);
         assert_eq!(ix.due(t0 + SEC, 10), ["a"]);
     }
 
@@ -346,7 +358,7 @@ mod tests {
         let mut ix = Index::new(SEC);
         ix.observe("a", "u1", Some(1), None, t0);
         ix.take(&"a");
-        ix.wrote(&"a", "u1", json!({}), t0);
+        ix.wrote(&"a", "u1", blank(), t0);
         ix.observe("a", "u1", Some(1), None, t0);
         assert!(ix.due(t0 + SEC, 10).is_empty(), "same generation: clean");
         ix.observe("a", "u1", Some(2), None, t0);
@@ -363,13 +375,13 @@ mod tests {
         assert_eq!(ix.due(t0 + SEC, 10), ["a"]);
         // Re-created under the same name: a fresh entry, due at once.
         ix.take(&"a");
-        ix.wrote(&"a", "u1", json!({}), t0 + SEC);
+        ix.wrote(&"a", "u1", blank(), t0 + SEC);
         ix.observe("a", "u2", Some(1), None, t0);
         assert_eq!(ix.due(t0 + SEC, 10), ["a"]);
         assert_eq!(ix.get(&"a").unwrap().uid, "u2");
         // A late write for the old uid does not land on the new entry.
         ix.take(&"a");
-        ix.wrote(&"a", "u1", json!({"old": true}), t0 + SEC);
+        ix.wrote(&"a", "u1", status(Phase::Cancelled), t0 + SEC);
         assert!(ix.get(&"a").unwrap().written.is_none());
     }
 
@@ -403,7 +415,7 @@ mod tests {
         ix.changed(&"a");
         assert_eq!(ix.due(t0 + SEC / 4, 10), ["a"]);
         ix.take(&"a");
-        ix.wrote(&"a", "u1", json!({"phase": "Succeeded"}), t0 + SEC / 4);
+        ix.wrote(&"a", "u1", status(Phase::Succeeded), t0 + SEC / 4);
         assert_eq!(ix.get(&"a").unwrap().first_write_at(SEC), None);
     }
 
@@ -446,11 +458,16 @@ mod tests {
     fn a_stopped_engine_marks_what_has_not_finished() {
         let t0 = Instant::now();
         let mut ix = Index::new(SEC);
-        for (key, phase) in [("run", "Running"), ("done", "Succeeded"), ("new", "")] {
+        let phases = [
+            ("run", Some(Phase::Running)),
+            ("done", Some(Phase::Succeeded)),
+            ("new", None),
+        ];
+        for (key, phase) in phases {
             ix.observe(key, "u", None, None, t0);
             ix.take(&key);
-            if !phase.is_empty() {
-                ix.wrote(&key, "u", json!({ "phase": phase }), t0);
+            if let Some(phase) = phase {
+                ix.wrote(&key, "u", status(phase), t0);
             } else {
                 ix.unchanged(&key);
             }

@@ -7,8 +7,11 @@
 
 pub mod events;
 pub mod index;
+pub mod model;
 pub mod render;
+pub mod unserved;
 mod writer;
 
+pub use model::JobStatus;
 pub use render::Note;
 pub use writer::{StatusHandle, StatusMsg, Writer};

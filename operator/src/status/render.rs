@@ -2,9 +2,14 @@
 //! why the engine never got it). Pure: the writer compares what this returns
 //! with what it last wrote and patches only a difference.
 
-use kontinuum_api::common::Condition;
+use super::model::{JobStatus, OwnStatus, WithResultText};
+use crate::bridge::Refusal;
+use kontinuum_api::Phase;
+use kontinuum_api::common::{
+    Condition, ConditionStatus, ConditionType, ErrorInfo, ErrorKind, Reason,
+};
+use kontinuum_api::future::NodeFailure;
 use kontinuum_engine::ObjectStatus;
-use serde_json::{Map, Value, json};
 
 /// Longest message kept in a status field; a worker may fail with a
 /// megabyte of stderr, the status stays small whatever it says.
@@ -14,7 +19,7 @@ pub const MESSAGE_LIMIT: usize = 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Note {
     /// The CRD schema let it through, the engine's rules did not.
-    Rejected { message: String, at: String },
+    Rejected { refusal: Refusal, at: String },
     /// `spec.parentRef` names a future that does not exist (yet).
     WaitingForParent { message: String },
     /// `spec.parentRef` names a future that already finished.
@@ -28,75 +33,6 @@ pub enum Note {
     },
 }
 
-/// No WorkerPool serves the object's pool in its namespace, and no
-/// connected worker does: nothing will run it until one does.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unserved {
-    pub namespace: String,
-    pub pool: String,
-}
-
-/// Condition reason (and Event reason) of a job nothing serves.
-pub const NO_WORKER_POOL: &str = "NoWorkerPool";
-
-/// Whether anything serves `pool` in a namespace: a WorkerPool of that
-/// name there (at zero replicas too: it starts workers when work is
-/// queued), or connected workers that take its work (confined to the
-/// namespace, or on the shared token, which serves every namespace).
-pub fn served(pool_exists: bool, connected_workers: u32) -> bool {
-    pool_exists || connected_workers > 0
-}
-
-/// What a job nothing serves says, with the command that makes a pool.
-pub fn unserved_message(u: &Unserved) -> String {
-    let Unserved { namespace, pool } = u;
-    format!(
-        "no WorkerPool '{pool}' in namespace '{namespace}', and no connected worker, serves \
-         pool '{pool}': nothing runs this until one does (workers serve their own namespace \
-         only). Create one: echo '{{\"apiVersion\":\"kontinuum.dev/v1alpha1\",\
-         \"kind\":\"WorkerPool\",\"metadata\":{{\"name\":\"{pool}\"}},\"spec\":{{}}}}' | \
-         kubectl apply -n \
-         {namespace} -f -"
-    )
-}
-
-/// Marks a status that is not final as waiting for a pool (`Ready` False,
-/// [`NO_WORKER_POOL`]); a final one is left as it is.
-pub fn mark_unserved(status: &mut Value, u: &Unserved) {
-    if is_final(status) {
-        return;
-    }
-    let Some(obj) = status.as_object_mut() else {
-        return;
-    };
-    let mut since = None;
-    if let Some(Value::Array(cs)) = obj.get_mut("conditions") {
-        if let Some(ready) = cs.iter().find(|c| c["type"] == "Ready") {
-            since = ready
-                .get("lastTransitionTime")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-        }
-        cs.retain(|c| c["type"] != "Ready");
-    }
-    let observed_generation = obj.get("observedGeneration").and_then(Value::as_i64);
-    push_condition(
-        obj,
-        Condition {
-            type_: "Ready".into(),
-            status: "False".into(),
-            reason: NO_WORKER_POOL.into(),
-            message: unserved_message(u),
-            last_transition_time: since,
-            observed_generation,
-        },
-    );
-}
-
-/// Condition reason of a run lost with a replaced store.
-pub const STORE_REPLACED: &str = "StoreReplaced";
-/// Condition reason while the engine's store has failed.
-pub const ENGINE_STOPPED: &str = "EngineStopped";
 /// Annotation asking for a run lost with a replaced store to run again:
 /// its value must be the id of the store that is to run it.
 pub const RERUN_ANNOTATION: &str = "kontinuum.dev/rerun";
@@ -113,178 +49,186 @@ pub fn store_replaced_message(kind: &str, name: &str, previous: &str, current: &
 }
 
 /// The status of an object the engine holds, in the store `store_id`.
-pub fn from_engine(status: ObjectStatus, generation: Option<i64>, store_id: &str) -> Value {
-    let mut value = match status {
-        ObjectStatus::Task(s) => serde_json::to_value(s),
-        ObjectStatus::Future(s) => serde_json::to_value(s),
-    }
-    .unwrap_or_else(|_| json!({}));
-    let Some(obj) = value.as_object_mut() else {
-        return value;
-    };
-    let accepted = Condition {
-        type_: "Accepted".into(),
-        status: "True".into(),
-        reason: "Submitted".into(),
-        message: "the engine holds this object".into(),
-        last_transition_time: None,
-        observed_generation: None,
-    };
-    push_condition(obj, accepted);
+pub fn from_engine(status: ObjectStatus, generation: Option<i64>, store_id: &str) -> JobStatus {
     // Exact for every client: kubectl reads `result`'s numbers as doubles.
-    if let Some(result) = obj.get("result").filter(|r| !r.is_null()) {
-        let text = kontinuum_api::common::result_text(result);
-        obj.insert("resultText".into(), Value::String(text));
-    }
-    finish(obj, generation, store_id);
-    value
+    let text = |result: &Option<serde_json::Value>| {
+        result
+            .as_ref()
+            .filter(|r| !r.is_null())
+            .map(kontinuum_api::common::result_text)
+    };
+    let mut status = match status {
+        ObjectStatus::Task(s) => JobStatus::Task(Box::new(WithResultText {
+            result_text: text(&s.result),
+            status: s,
+        })),
+        ObjectStatus::Future(s) => JobStatus::Future(Box::new(WithResultText {
+            result_text: text(&s.result),
+            status: s,
+        })),
+    };
+    let accepted = condition(
+        ConditionType::Accepted,
+        ConditionStatus::True,
+        Reason::Submitted,
+        "the engine holds this object".into(),
+        None,
+    );
+    status.view_mut().conditions.insert(0, accepted);
+    finish(&mut status, generation, store_id);
+    status
 }
 
 /// The status of an object the engine does not hold. It names the store
 /// `store_id`, but for a run lost with a replaced store: that names the
 /// store that held it, so the run stays recognisably not this store's
 /// (and the rerun annotation can tell).
-pub fn from_note(note: &Note, is_future: bool, generation: Option<i64>, store_id: &str) -> Value {
-    let mut obj = Map::new();
-    let store_id = match note {
-        Note::StoreReplaced { previous, .. } => previous.as_str(),
-        _ => store_id,
-    };
-    match note {
-        Note::Rejected { message, at }
-        | Note::ParentFinished { message, at }
-        | Note::StoreReplaced { message, at, .. } => {
-            let reason = match note {
-                Note::Rejected { .. } => "InvalidSpec",
-                Note::StoreReplaced { .. } => STORE_REPLACED,
-                _ => "ParentFinished",
-            };
-            obj.insert("phase".into(), json!("Failed"));
-            obj.insert("finishedAt".into(), json!(at));
-            // A future reports failures by node; a task has one error.
-            if is_future {
-                obj.insert(
-                    "failures".into(),
-                    json!([{"path": "/", "message": message}]),
-                );
-            } else {
-                obj.insert(
-                    "error".into(),
-                    json!({"message": message, "kind": "permanent", "attempt": 0}),
-                );
-            }
-            for (type_, status) in [("Accepted", "False"), ("Failed", "True")] {
-                push_condition(
-                    &mut obj,
-                    Condition {
-                        type_: type_.into(),
-                        status: status.into(),
-                        reason: reason.into(),
-                        message: message.clone(),
-                        last_transition_time: Some(at.clone()),
-                        observed_generation: None,
-                    },
-                );
-            }
-        }
+pub fn from_note(
+    note: &Note,
+    is_future: bool,
+    generation: Option<i64>,
+    store_id: &str,
+) -> JobStatus {
+    let (own, store_id) = match note {
+        Note::Rejected { refusal, at } => (
+            failed(refusal.to_string(), at, Reason::InvalidSpec, is_future),
+            store_id,
+        ),
+        Note::ParentFinished { message, at } => (
+            failed(message.clone(), at, Reason::ParentFinished, is_future),
+            store_id,
+        ),
+        Note::StoreReplaced {
+            previous,
+            message,
+            at,
+        } => (
+            failed(message.clone(), at, Reason::StoreReplaced, is_future),
+            previous.as_str(),
+        ),
         Note::WaitingForParent { message } => {
-            obj.insert("phase".into(), json!("Pending"));
-            push_condition(
-                &mut obj,
-                Condition {
-                    type_: "Accepted".into(),
-                    status: "Unknown".into(),
-                    reason: "WaitingForParent".into(),
-                    message: message.clone(),
-                    last_transition_time: None,
-                    observed_generation: None,
-                },
+            let waiting = condition(
+                ConditionType::Accepted,
+                ConditionStatus::Unknown,
+                Reason::WaitingForParent,
+                message.clone(),
+                None,
             );
+            let own = OwnStatus {
+                phase: Some(Phase::Pending),
+                conditions: vec![waiting],
+                ..OwnStatus::default()
+            };
+            (own, store_id)
         }
-    }
-    finish(&mut obj, generation, store_id);
-    Value::Object(obj)
+    };
+    let mut status = JobStatus::Own(own);
+    finish(&mut status, generation, store_id);
+    status
 }
 
-/// The last status written, marked as stopped: the engine's store failed
-/// (`reason`), so nothing moves until the operator is restarted. None for
-/// a final status, which the failure does not touch, or one marked so.
-pub fn engine_stopped(written: &Value, reason: &str, at: &str) -> Option<Value> {
-    if is_final(written) {
-        return None;
+/// A failure the engine never saw, at `at`: `Failed` True and `Accepted`
+/// False, both for `reason`.
+fn failed(message: String, at: &str, reason: Reason, is_future: bool) -> OwnStatus {
+    // A future reports failures by node; a task has one error.
+    let (failures, error) = if is_future {
+        let root = NodeFailure {
+            path: "/".into(),
+            message: message.clone(),
+        };
+        (vec![root], None)
+    } else {
+        let error = ErrorInfo {
+            message: message.clone(),
+            kind: ErrorKind::Permanent,
+            attempt: 0,
+        };
+        (Vec::new(), Some(error))
+    };
+    let dated =
+        |type_, status| condition(type_, status, reason, message.clone(), Some(at.to_string()));
+    OwnStatus {
+        phase: Some(Phase::Failed),
+        finished_at: Some(at.to_string()),
+        failures,
+        error,
+        // Newest first, as every condition list here is.
+        conditions: vec![
+            dated(ConditionType::Failed, ConditionStatus::True),
+            dated(ConditionType::Accepted, ConditionStatus::False),
+        ],
+        ..OwnStatus::default()
     }
-    let mut obj = written.as_object()?.clone();
-    let conditions = obj.get("conditions").and_then(Value::as_array);
-    if conditions.is_some_and(|cs| cs.iter().any(|c| c["reason"] == ENGINE_STOPPED)) {
+}
+
+/// The last status written (if any), marked as stopped: the engine's store
+/// failed (`reason`), so nothing moves until the operator is restarted.
+/// None for a final status, which the failure does not touch, or one marked
+/// so.
+pub fn engine_stopped(written: Option<&JobStatus>, reason: &str, at: &str) -> Option<JobStatus> {
+    let mut status = written
+        .cloned()
+        .unwrap_or_else(|| JobStatus::Own(OwnStatus::default()));
+    let stopped = Reason::EngineStopped.as_str();
+    if status.is_final() || status.view().conditions.iter().any(|c| c.reason == stopped) {
         return None;
-    }
-    if let Some(Value::Array(cs)) = obj.get_mut("conditions") {
-        cs.retain(|c| c["type"] != "Ready");
     }
     let mut message = format!(
         "the operator's store failed ({reason}); nothing moves until the operator restarts \
          (its liveness probe fails, so the kubelet restarts it); what was acknowledged is kept"
     );
     truncate(&mut message, MESSAGE_LIMIT);
-    push_condition(
-        &mut obj,
-        Condition {
-            type_: "Ready".into(),
-            status: "False".into(),
-            reason: ENGINE_STOPPED.into(),
+    let conditions = status.view_mut().conditions;
+    conditions.retain(|c| !c.is(ConditionType::Ready));
+    conditions.insert(
+        0,
+        condition(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            Reason::EngineStopped,
             message,
-            last_transition_time: Some(at.to_string()),
-            observed_generation: None,
-        },
+            Some(at.to_string()),
+        ),
     );
-    Some(Value::Object(obj))
+    Some(status)
 }
 
-/// True when the status is an outcome that will not change again.
-pub fn is_final(status: &Value) -> bool {
-    matches!(
-        status.get("phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed" | "Cancelled" | "Merged")
-    )
-}
-
-fn push_condition(obj: &mut Map<String, Value>, condition: Condition) {
-    let list = obj
-        .entry("conditions")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    if let (Some(list), Ok(c)) = (list.as_array_mut(), serde_json::to_value(condition)) {
-        list.insert(0, c);
+pub(super) fn condition(
+    type_: ConditionType,
+    status: ConditionStatus,
+    reason: Reason,
+    message: String,
+    last_transition_time: Option<String>,
+) -> Condition {
+    Condition {
+        type_: type_.as_str().into(),
+        status: status.as_str().into(),
+        reason: reason.as_str().into(),
+        message,
+        last_transition_time,
+        observed_generation: None,
     }
 }
 
 /// The store id, observedGeneration everywhere, and every message within
 /// the limit.
-fn finish(obj: &mut Map<String, Value>, generation: Option<i64>, store_id: &str) {
-    obj.insert("storeId".into(), json!(store_id));
-    if let Some(g) = generation {
-        obj.insert("observedGeneration".into(), json!(g));
+fn finish(status: &mut JobStatus, generation: Option<i64>, store_id: &str) {
+    let fields = status.view_mut();
+    *fields.store_id = Some(store_id.to_string());
+    if generation.is_some() {
+        *fields.observed_generation = generation;
     }
-    if let Some(Value::Array(conditions)) = obj.get_mut("conditions") {
-        for c in conditions.iter_mut().filter_map(Value::as_object_mut) {
-            if let Some(g) = generation {
-                c.insert("observedGeneration".into(), json!(g));
-            }
-            bound_message(c, "message");
+    for c in fields.conditions.iter_mut() {
+        if generation.is_some() {
+            c.observed_generation = generation;
         }
+        truncate(&mut c.message, MESSAGE_LIMIT);
     }
-    if let Some(Value::Object(error)) = obj.get_mut("error") {
-        bound_message(error, "message");
+    if let Some(error) = fields.error {
+        truncate(&mut error.message, MESSAGE_LIMIT);
     }
-    if let Some(Value::Array(failures)) = obj.get_mut("failures") {
-        for f in failures.iter_mut().filter_map(Value::as_object_mut) {
-            bound_message(f, "message");
-        }
-    }
-}
-
-fn bound_message(obj: &mut Map<String, Value>, key: &str) {
-    if let Some(Value::String(s)) = obj.get_mut(key) {
-        truncate(s, MESSAGE_LIMIT);
+    for f in fields.failures.iter_mut() {
+        truncate(&mut f.message, MESSAGE_LIMIT);
     }
 }
 
@@ -306,7 +250,14 @@ pub fn truncate(s: &mut String, limit: usize) {
 mod tests {
     use super::*;
     use kontinuum_api::common::ErrorInfo;
-    use kontinuum_api::{FutureStatus, Phase, TaskStatus};
+    use kontinuum_api::validate::FieldError;
+    use kontinuum_api::{FutureStatus, TaskStatus};
+    use serde_json::{Value, json};
+
+    /// The status as the patch carries it.
+    fn json(status: &JobStatus) -> Value {
+        serde_json::to_value(status).unwrap()
+    }
 
     const STORE: &str = "st-0123456789abcdef0123456789abcdef";
 
@@ -323,13 +274,14 @@ mod tests {
             }],
             ..TaskStatus::default()
         };
-        let v = from_engine(ObjectStatus::Task(s), Some(3), STORE);
+        let status = from_engine(ObjectStatus::Task(s), Some(3), STORE);
+        let v = json(&status);
         assert_eq!(v["observedGeneration"], 3);
         assert_eq!(v["resultTruncated"], true);
         assert_eq!(v["conditions"][0]["type"], "Accepted");
         assert_eq!(v["conditions"][1]["type"], "Succeeded");
         assert_eq!(v["conditions"][1]["observedGeneration"], 3);
-        assert!(is_final(&v));
+        assert!(status.is_final());
     }
 
     #[test]
@@ -340,11 +292,15 @@ mod tests {
             result: Some(exact.clone()),
             ..FutureStatus::default()
         };
-        let v = from_engine(ObjectStatus::Future(s), None, STORE);
+        let v = json(&from_engine(ObjectStatus::Future(s), None, STORE));
         assert_eq!(v["resultText"], "333333283333335000000");
         assert_eq!(v["result"], exact);
         // No result, no text.
-        let running = from_engine(ObjectStatus::Future(FutureStatus::default()), None, STORE);
+        let running = json(&from_engine(
+            ObjectStatus::Future(FutureStatus::default()),
+            None,
+            STORE,
+        ));
         assert!(running.get("resultText").is_none());
     }
 
@@ -360,7 +316,7 @@ mod tests {
                 .collect(),
             ..FutureStatus::default()
         };
-        let v = from_engine(ObjectStatus::Future(s), None, STORE);
+        let v = json(&from_engine(ObjectStatus::Future(s), None, STORE));
         let size = serde_json::to_string(&v).unwrap().len();
         assert!(size < 16 * 1024, "status is {size} bytes");
         let first = v["failures"][0]["message"].as_str().unwrap();
@@ -374,17 +330,21 @@ mod tests {
             }),
             ..TaskStatus::default()
         };
-        let v = from_engine(ObjectStatus::Task(t), None, STORE);
+        let v = json(&from_engine(ObjectStatus::Task(t), None, STORE));
         assert!(v["error"]["message"].as_str().unwrap().len() <= MESSAGE_LIMIT);
     }
 
     #[test]
     fn rejection_is_failed_with_accepted_false_invalid_spec() {
         let note = Note::Rejected {
-            message: "spec.map.shardSize: must be at least 1".into(),
+            refusal: Refusal::Fields(vec![FieldError {
+                field: "spec.map.shardSize".into(),
+                message: "must be at least 1".into(),
+            }]),
             at: "2026-11-29T00:00:00.000Z".into(),
         };
-        let v = from_note(&note, true, Some(1), STORE);
+        let status = from_note(&note, true, Some(1), STORE);
+        let v = json(&status);
         assert_eq!(v["phase"], "Failed");
         assert_eq!(v["conditions"][0]["type"], "Failed");
         let accepted = v["conditions"]
@@ -401,7 +361,7 @@ mod tests {
                 .unwrap()
                 .contains("spec.map.shardSize")
         );
-        assert!(is_final(&v));
+        assert!(status.is_final());
     }
 
     /// The fields a kind's status schema declares (the API server refuses
@@ -422,7 +382,7 @@ mod tests {
         let at = "2026-11-29T00:00:00.000Z".to_string();
         let notes = [
             Note::Rejected {
-                message: "m".into(),
+                refusal: Refusal::NotAJob,
                 at: at.clone(),
             },
             Note::ParentFinished {
@@ -444,7 +404,7 @@ mod tests {
         ];
         for (is_future, fields) in &kinds {
             for note in &notes {
-                let v = from_note(note, *is_future, Some(1), STORE);
+                let v = json(&from_note(note, *is_future, Some(1), STORE));
                 for key in v.as_object().unwrap().keys() {
                     assert!(
                         fields.contains(key),
@@ -453,7 +413,7 @@ mod tests {
                 }
             }
         }
-        let t = from_engine(
+        let t = json(&from_engine(
             ObjectStatus::Task(TaskStatus {
                 phase: Some(Phase::Succeeded),
                 result: Some(json!(9)),
@@ -461,12 +421,12 @@ mod tests {
             }),
             Some(1),
             STORE,
-        );
+        ));
         assert!(t.get("resultText").is_some());
         for key in t.as_object().unwrap().keys() {
             assert!(kinds[0].1.contains(key), "{key}");
         }
-        let f = from_engine(
+        let f = json(&from_engine(
             ObjectStatus::Future(FutureStatus {
                 phase: Some(Phase::Succeeded),
                 result: Some(json!(9)),
@@ -474,79 +434,58 @@ mod tests {
             }),
             Some(1),
             STORE,
-        );
+        ));
         for key in f.as_object().unwrap().keys() {
             assert!(kinds[1].1.contains(key), "{key}");
         }
     }
 
+    /// The operator's own statuses, whole: no counters (`attempts`, `nodes`,
+    /// `depth`), which nothing that ran could have set.
     #[test]
-    fn a_job_nothing_serves_is_not_ready_with_the_command_that_fixes_it() {
-        let unserved = Unserved {
-            namespace: "team-a".into(),
-            pool: "gpu".into(),
+    fn the_operators_own_statuses_are_written_as_they_always_were() {
+        let at = "2026-11-29T00:00:00.000Z";
+        let rejected = Note::Rejected {
+            refusal: Refusal::NotAJob,
+            at: at.into(),
         };
-        let queued = from_engine(
-            ObjectStatus::Task(TaskStatus {
-                phase: Some(Phase::Pending),
-                conditions: vec![Condition {
-                    type_: "Ready".into(),
-                    status: "False".into(),
-                    reason: "Pending".into(),
-                    last_transition_time: Some("2026-12-07T00:00:00.000Z".into()),
-                    ..Condition::default()
-                }],
-                ..TaskStatus::default()
-            }),
-            Some(2),
-            STORE,
+        let condition = |type_: &str, status: &str| {
+            json!({"type": type_, "status": status, "reason": "InvalidSpec",
+                "message": "a WorkerPool is not a job", "lastTransitionTime": at,
+                "observedGeneration": 2})
+        };
+        let failed_and_refused =
+            json!([condition("Failed", "True"), condition("Accepted", "False")]);
+        assert_eq!(
+            json(&from_note(&rejected, false, Some(2), STORE)),
+            json!({"phase": "Failed", "finishedAt": at,
+                "error": {"message": "a WorkerPool is not a job", "kind": "permanent", "attempt": 0},
+                "conditions": failed_and_refused, "storeId": STORE, "observedGeneration": 2})
         );
-        let mut marked = queued.clone();
-        mark_unserved(&mut marked, &unserved);
-        let ready: Vec<_> = marked["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["type"] == "Ready")
-            .collect();
-        assert_eq!(ready.len(), 1, "{marked}");
-        assert_eq!(ready[0]["status"], "False");
-        assert_eq!(ready[0]["reason"], NO_WORKER_POOL);
-        assert_eq!(ready[0]["observedGeneration"], 2);
-        assert_eq!(ready[0]["lastTransitionTime"], "2026-12-07T00:00:00.000Z");
-        let message = ready[0]["message"].as_str().unwrap();
-        assert!(message.contains("no WorkerPool 'gpu' in namespace 'team-a'"));
-        assert!(
-            message.contains(r#""metadata":{"name":"gpu"},"spec":{}}"#),
-            "{message}"
+        assert_eq!(
+            json(&from_note(&rejected, true, Some(2), STORE)),
+            json!({"phase": "Failed", "finishedAt": at,
+                "failures": [{"path": "/", "message": "a WorkerPool is not a job"}],
+                "conditions": failed_and_refused, "storeId": STORE, "observedGeneration": 2})
         );
-        assert!(
-            message.ends_with("| kubectl apply -n team-a -f -"),
-            "{message}"
+        let waiting = Note::WaitingForParent {
+            message: "m".into(),
+        };
+        assert_eq!(
+            json(&from_note(&waiting, true, None, STORE)),
+            json!({"phase": "Pending", "storeId": STORE, "conditions": [
+                {"type": "Accepted", "status": "Unknown", "reason": "WaitingForParent", "message": "m"}]})
         );
-        assert!(message.len() <= MESSAGE_LIMIT);
-        assert_eq!(marked["phase"], queued["phase"]);
-        // The same mark twice is the same status: no second patch.
-        let mut twice = marked.clone();
-        mark_unserved(&mut twice, &unserved);
-        assert_eq!(twice, marked);
-        // A final status is left alone.
-        let done = from_engine(
-            ObjectStatus::Task(TaskStatus {
-                phase: Some(Phase::Succeeded),
-                ..TaskStatus::default()
-            }),
-            None,
-            STORE,
-        );
-        let mut still = done.clone();
-        mark_unserved(&mut still, &unserved);
-        assert_eq!(still, done);
+        // Nothing written yet when the engine stopped: the mark alone.
+        let stopped = json(&engine_stopped(None, "disk", at).unwrap());
+        assert_eq!(stopped.as_object().unwrap().len(), 1, "{stopped}");
+        assert_eq!(stopped["conditions"][0]["reason"], "EngineStopped");
+        assert_eq!(stopped["conditions"][0]["lastTransitionTime"], at);
     }
 
     #[test]
     fn waiting_for_parent_is_pending_not_final() {
-        let v = from_note(
+        let status = from_note(
             &Note::WaitingForParent {
                 message: "waiting for HierarchicalFuture parent".into(),
             },
@@ -554,18 +493,25 @@ mod tests {
             None,
             STORE,
         );
-        assert_eq!(v["phase"], "Pending");
-        assert!(!is_final(&v));
+        assert_eq!(json(&status)["phase"], "Pending");
+        assert!(!status.is_final());
     }
 
     #[test]
     fn every_status_names_its_store() {
-        let v = from_engine(ObjectStatus::Task(TaskStatus::default()), None, STORE);
+        let v = json(&from_engine(
+            ObjectStatus::Task(TaskStatus::default()),
+            None,
+            STORE,
+        ));
         assert_eq!(v["storeId"], STORE);
         let waiting = Note::WaitingForParent {
             message: "m".into(),
         };
-        assert_eq!(from_note(&waiting, true, None, STORE)["storeId"], STORE);
+        assert_eq!(
+            json(&from_note(&waiting, true, None, STORE))["storeId"],
+            STORE
+        );
     }
 
     #[test]
@@ -578,18 +524,20 @@ mod tests {
             message,
             at: "2026-12-07T00:00:00.000Z".into(),
         };
-        let v = from_note(&note, false, Some(1), "st-new");
+        let status = from_note(&note, false, Some(1), "st-new");
+        let v = json(&status);
         assert_eq!(v["phase"], "Failed");
         assert_eq!(v["storeId"], "st-old", "the store that held the run");
-        assert!(is_final(&v));
+        assert!(status.is_final());
         let reasons: Vec<_> = v["conditions"]
             .as_array()
             .unwrap()
             .iter()
             .map(|c| (c["type"].clone(), c["reason"].clone()))
             .collect();
-        assert!(reasons.contains(&(json!("Accepted"), json!(STORE_REPLACED))));
-        assert!(reasons.contains(&(json!("Failed"), json!(STORE_REPLACED))));
+        let replaced = json!(Reason::StoreReplaced.as_str());
+        assert!(reasons.contains(&(json!("Accepted"), replaced.clone())));
+        assert!(reasons.contains(&(json!("Failed"), replaced)));
         assert!(v["error"]["message"].as_str().unwrap().contains("st-old"));
     }
 
@@ -610,7 +558,8 @@ mod tests {
             STORE,
         );
         let at = "2026-12-07T00:00:00.000Z";
-        let stopped = engine_stopped(&running, "no space left on device", at).unwrap();
+        let typed = engine_stopped(Some(&running), "no space left on device", at).unwrap();
+        let stopped = json(&typed);
         let ready: Vec<_> = stopped["conditions"]
             .as_array()
             .unwrap()
@@ -618,7 +567,7 @@ mod tests {
             .filter(|c| c["type"] == "Ready")
             .collect();
         assert_eq!(ready.len(), 1, "{stopped}");
-        assert_eq!(ready[0]["reason"], ENGINE_STOPPED);
+        assert_eq!(ready[0]["reason"], Reason::EngineStopped.as_str());
         assert!(
             ready[0]["message"]
                 .as_str()
@@ -626,7 +575,11 @@ mod tests {
                 .contains("no space left")
         );
         assert_eq!(stopped["phase"], "Running");
-        assert_eq!(engine_stopped(&stopped, "again", at), None, "marked once");
+        assert_eq!(
+            engine_stopped(Some(&typed), "again", at),
+            None,
+            "marked once"
+        );
         let done = from_engine(
             ObjectStatus::Task(TaskStatus {
                 phase: Some(Phase::Succeeded),
@@ -635,6 +588,6 @@ mod tests {
             None,
             STORE,
         );
-        assert_eq!(engine_stopped(&done, "x", at), None);
+        assert_eq!(engine_stopped(Some(&done), "x", at), None);
     }
 }

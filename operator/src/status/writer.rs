@@ -3,7 +3,9 @@
 
 use super::events::{self, EventSpec};
 use super::index::{Entry, Index};
+use super::model::JobStatus;
 use super::render::{self, Note};
+use super::unserved;
 use crate::bridge::{Bridge, JobKey};
 use crate::job::JobKind;
 use crate::metrics::Metrics;
@@ -13,7 +15,7 @@ use kontinuum_engine::EngineError;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -31,14 +33,14 @@ pub enum StatusMsg {
         key: JobKey,
         uid: String,
         generation: Option<i64>,
-        current: Option<Value>,
+        current: Option<JobStatus>,
     },
     /// Why the engine does not hold it (None: it does now).
     Note { key: JobKey, note: Option<Note> },
     /// Whether nothing serves its pool (None: something does).
     Serving {
         key: JobKey,
-        unserved: Option<render::Unserved>,
+        unserved: Option<unserved::Unserved>,
     },
     /// The resource is gone.
     Forget { key: JobKey },
@@ -103,7 +105,7 @@ enum Outcome {
     Wrote {
         key: JobKey,
         uid: String,
-        status: Value,
+        status: JobStatus,
         events: Vec<EventSpec>,
     },
     Unchanged {
@@ -252,7 +254,7 @@ impl Patcher {
             Ok(Some(s)) => {
                 let mut status = render::from_engine(s, entry.generation, &store_id);
                 if let Some(unserved) = &entry.unserved {
-                    render::mark_unserved(&mut status, unserved);
+                    unserved::mark_unserved(&mut status, unserved);
                 }
                 status
             }
@@ -269,8 +271,7 @@ impl Patcher {
             // The store failed: the last status, marked stopped (once).
             Err(reason) => {
                 let at = crate::reconcile::rfc3339_ms(crate::wall_ms());
-                let written = entry.written.clone().unwrap_or_else(|| json!({}));
-                match render::engine_stopped(&written, &reason, &at) {
+                match render::engine_stopped(entry.written.as_ref(), &reason, &at) {
                     Some(status) => {
                         events.push(events::engine_stopped(&reason));
                         status
@@ -283,17 +284,20 @@ impl Patcher {
             return Outcome::Unchanged { key };
         }
         if let Some(at) = entry.first_write_at(self.interval)
-            && !render::is_final(&status)
+            && !status.is_final()
             && Instant::now() < at
         {
             return Outcome::Held { key, until: at };
         }
-        let body = json!({
-            "apiVersion": kontinuum_api::API_VERSION,
-            "kind": key.kind.kind(),
-            "metadata": {"name": key.name, "uid": entry.uid},
-            "status": status,
-        });
+        let body = StatusApply {
+            api_version: kontinuum_api::API_VERSION,
+            kind: key.kind.kind(),
+            metadata: ApplyMetadata {
+                name: &key.name,
+                uid: &entry.uid,
+            },
+            status: &status,
+        };
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let result = match key.kind {
             JobKind::Task => {
@@ -332,6 +336,24 @@ impl Patcher {
             }
         }
     }
+}
+
+/// The body of a status patch: the object named by name and uid (so that
+/// a resource created again under the name is not written to), and the
+/// status, which kube serializes into the request.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusApply<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    metadata: ApplyMetadata<'a>,
+    status: &'a JobStatus,
+}
+
+#[derive(Debug, Serialize)]
+struct ApplyMetadata<'a> {
+    name: &'a str,
+    uid: &'a str,
 }
 
 fn object_reference(key: &JobKey, uid: &str) -> ObjectReference {
