@@ -275,6 +275,7 @@ impl Services {
             roster,
             settling,
             memory: Default::default(),
+            backoff: Default::default(),
         });
         metrics.follow_pools(pool_controllers.iter().map(Controller::store).collect());
         for controller in pool_controllers {

@@ -23,7 +23,7 @@ use scale::{Demand, ScaleMemory, Scaling};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const FIELD_MANAGER: &str = "kontinuum-operator";
 
@@ -38,6 +38,8 @@ pub struct PoolContext {
     pub settling: Arc<settling::Settling>,
     /// The scaler's memory per (namespace, pool).
     pub memory: Mutex<HashMap<(String, String), ScaleMemory>>,
+    /// Failed reconciles in a row, per pool (see [`crate::backoff`]).
+    pub backoff: crate::backoff::Backoff,
 }
 
 fn now_ms() -> u64 {
@@ -60,23 +62,45 @@ pub fn scaling_of(pool: &WorkerPool) -> Option<Scaling> {
     })
 }
 
+/// The pool's name in logs and in the backoff's memory.
+fn object_name(pool: &WorkerPool) -> String {
+    format!(
+        "{}/workerpool/{}",
+        pool.namespace().unwrap_or_default(),
+        pool.name_any()
+    )
+}
+
 pub async fn reconcile(pool: Arc<WorkerPool>, ctx: Arc<PoolContext>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let result = reconcile_inner(&pool, &ctx).await;
-    ctx.metrics
-        .reconcile_duration
-        .with_label_values(&["workerpool"])
-        .observe(started.elapsed().as_secs_f64());
+    use tracing::Instrument;
+    let object = object_name(&pool);
+    let span = tracing::info_span!("reconcile", object = %object);
+    let result = ctx
+        .metrics
+        .timed("workerpool", reconcile_inner(&pool, &ctx))
+        .instrument(span)
+        .await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&object);
+    }
     result
 }
 
+/// A failed reconcile: counted, logged, and tried again after the pool's
+/// backoff, or not until it changes when no retry can help.
 pub fn error_policy(pool: Arc<WorkerPool>, error: &Error, ctx: Arc<PoolContext>) -> Action {
     ctx.metrics
         .reconcile_errors
         .with_label_values(&["workerpool", error.reason()])
         .inc();
-    tracing::warn!(pool = %pool.name_any(), "reconcile failed: {error}");
-    Action::requeue(Duration::from_secs(2))
+    let object = object_name(&pool);
+    if !crate::backoff::retries(error) {
+        tracing::warn!(%object, "reconcile failed; not retried until the pool changes: {error}");
+        return Action::await_change();
+    }
+    let wait = ctx.backoff.failed(&object);
+    tracing::warn!(%object, retry_in = ?wait, "reconcile failed: {error}");
+    Action::requeue(wait)
 }
 
 async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action, Error> {
@@ -180,19 +204,25 @@ async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action,
         .and_then(|s| serde_json::to_value(s).ok());
     if current.as_ref() != Some(&status) {
         let body = json!({
-            "apiVersion": "kontinuum.dev/v1alpha1",
+            "apiVersion": kontinuum_api::API_VERSION,
             "kind": "WorkerPool",
             "metadata": {"name": name},
             "status": status,
         });
-        Api::<WorkerPool>::namespaced(ctx.client.clone(), &namespace)
+        let patched = Api::<WorkerPool>::namespaced(ctx.client.clone(), &namespace)
             .patch_status(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&body),
             )
-            .await
-            .map_err(Error::kube("patch the WorkerPool status"))?;
+            .await;
+        match patched {
+            Ok(_) => {}
+            // Deleted while this reconcile ran: its Deployment goes with it,
+            // and the deletion reconciles it again.
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+            Err(e) => return Err(Error::kube("patch the WorkerPool status")(e)),
+        }
         ctx.metrics
             .status_patches
             .with_label_values(&["workerpool"])
