@@ -129,6 +129,17 @@ impl ScriptedApi {
             None => (r.path.clone(), false),
         };
         let mut objects = self.objects.lock().unwrap();
+        // Server-side apply creates what is not there yet.
+        if r.method == "PATCH"
+            && !subresource
+            && r.content_type.starts_with("application/apply-patch")
+            && !objects.contains_key(&object_path)
+        {
+            let mut created = r.body.clone();
+            created["metadata"]["uid"] = json!(format!("uid-{}", objects.len()));
+            objects.insert(object_path, created.clone());
+            return (201, created);
+        }
         let Some(stored) = objects.get_mut(&object_path) else {
             return (404, status(404, "NotFound", "not found"));
         };
@@ -202,6 +213,24 @@ pub async fn context(
         backoff: Default::default(),
     };
     (Arc::new(context), messages)
+}
+
+/// A WorkerPool controller's context beside a job controller's `jobs`
+/// (the same engine and API server), as run.rs makes them.
+pub fn pool_context(api: &ScriptedApi, jobs: &Context) -> Arc<crate::pool::PoolContext> {
+    Arc::new(crate::pool::PoolContext {
+        client: api.client(),
+        engine: jobs.bridge.engine().clone(),
+        settings: crate::pool::deployment::WorkerSettings {
+            image: "kontinuum.dev/kontinuum:test".into(),
+            server: "http://kontinuum.test:7070".into(),
+        },
+        metrics: jobs.metrics.clone(),
+        roster: jobs.roster.clone(),
+        settling: jobs.settling.clone(),
+        memory: Default::default(),
+        backoff: Default::default(),
+    })
 }
 
 /// A resource as the API server holds it.

@@ -6,6 +6,8 @@ pub mod cost;
 pub mod deployment;
 pub mod inject;
 pub mod scale;
+#[cfg(test)]
+mod scripted;
 pub mod settling;
 
 use crate::error::Error;
