@@ -274,6 +274,13 @@ impl WriteSet {
     pub fn put_next_id(&mut self, next: NodeId) {
         self.put(META_NEXT_ID, next.to_be_bytes().to_vec());
     }
+
+    /// Records this decision writes or removes, by key prefix: what the
+    /// tests that count a task's writes read.
+    #[cfg(test)]
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
 }
 
 /// Whether sled failed to open `path` because another process (or another
