@@ -9,6 +9,8 @@
 //! change, which reconciles it anyway.
 
 use crate::error::Error;
+use crate::metrics::Metrics;
+use kube::runtime::controller::Action;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -60,6 +62,47 @@ impl Backoff {
     pub fn succeeded(&self, object: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         failures.remove(object);
+    }
+
+    /// Runs one reconcile of `object` by `controller`: in a span naming
+    /// the object, timed, and a success starts its backoff over.
+    pub async fn reconcile<T>(
+        &self,
+        metrics: &Metrics,
+        controller: &str,
+        object: &str,
+        reconcile: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("reconcile", object = %object);
+        let result = metrics.timed(controller, reconcile).instrument(span).await;
+        if result.is_ok() {
+            self.succeeded(object);
+        }
+        result
+    }
+
+    /// After a failed reconcile of `object`: counted, logged, and tried
+    /// again after its backoff, or not until it changes when no retry can
+    /// help.
+    pub fn after_failure(
+        &self,
+        metrics: &Metrics,
+        controller: &str,
+        object: &str,
+        error: &Error,
+    ) -> Action {
+        metrics
+            .reconcile_errors
+            .with_label_values(&[controller, error.reason()])
+            .inc();
+        if !retries(error) {
+            tracing::warn!(%object, "reconcile failed; not retried until it changes: {error}");
+            return Action::await_change();
+        }
+        let wait = self.failed(object);
+        tracing::warn!(%object, retry_in = ?wait, "reconcile failed: {error}");
+        Action::requeue(wait)
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// A duration written as in manifests (`500ms`, `1s`, `5m`).
-fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     kontinuum_api::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 

@@ -24,12 +24,9 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::Error;
+use crate::config::duration;
 use crate::reconcile::FINALIZER;
 use crate::reconcile::finalizer::release_patch;
-
-fn duration(s: &str) -> Result<Duration, String> {
-    kontinuum_api::duration::parse_duration(s).map_err(|e| e.to_string())
-}
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(

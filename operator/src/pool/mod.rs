@@ -74,35 +74,17 @@ fn object_name(pool: &WorkerPool) -> String {
 }
 
 pub async fn reconcile(pool: Arc<WorkerPool>, ctx: Arc<PoolContext>) -> Result<Action, Error> {
-    use tracing::Instrument;
     let object = object_name(&pool);
-    let span = tracing::info_span!("reconcile", object = %object);
-    let result = ctx
-        .metrics
-        .timed("workerpool", reconcile_inner(&pool, &ctx))
-        .instrument(span)
-        .await;
-    if result.is_ok() {
-        ctx.backoff.succeeded(&object);
-    }
-    result
+    let run = reconcile_inner(&pool, &ctx);
+    ctx.backoff
+        .reconcile(&ctx.metrics, "workerpool", &object, run)
+        .await
 }
 
-/// A failed reconcile: counted, logged, and tried again after the pool's
-/// backoff, or not until it changes when no retry can help.
 pub fn error_policy(pool: Arc<WorkerPool>, error: &Error, ctx: Arc<PoolContext>) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .with_label_values(&["workerpool", error.reason()])
-        .inc();
     let object = object_name(&pool);
-    if !crate::backoff::retries(error) {
-        tracing::warn!(%object, "reconcile failed; not retried until the pool changes: {error}");
-        return Action::await_change();
-    }
-    let wait = ctx.backoff.failed(&object);
-    tracing::warn!(%object, retry_in = ?wait, "reconcile failed: {error}");
-    Action::requeue(wait)
+    ctx.backoff
+        .after_failure(&ctx.metrics, "workerpool", &object, error)
 }
 
 async fn reconcile_inner(pool: &WorkerPool, ctx: &PoolContext) -> Result<Action, Error> {

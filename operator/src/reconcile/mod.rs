@@ -66,36 +66,17 @@ fn object_name<K: Job>(obj: &K) -> String {
 }
 
 pub async fn reconcile<K: Job>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
-    use tracing::Instrument;
     let object = object_name(obj.as_ref());
-    let span = tracing::info_span!("reconcile", object = %object);
-    let result = ctx
-        .metrics
-        .timed(K::KIND.short(), reconcile_inner(obj, &ctx))
-        .instrument(span)
-        .await;
-    if result.is_ok() {
-        ctx.backoff.succeeded(&object);
-    }
-    result
+    let run = reconcile_inner(obj, &ctx);
+    ctx.backoff
+        .reconcile(&ctx.metrics, K::KIND.short(), &object, run)
+        .await
 }
 
-/// A failed reconcile: counted, logged, and tried again after the
-/// object's backoff, or not until it changes when no retry can help.
 pub fn error_policy<K: Job>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    let controller = K::KIND.short();
-    ctx.metrics
-        .reconcile_errors
-        .with_label_values(&[controller, error.reason()])
-        .inc();
     let object = object_name(obj.as_ref());
-    if !crate::backoff::retries(error) {
-        tracing::warn!(%object, "reconcile failed; not retried until the object changes: {error}");
-        return Action::await_change();
-    }
-    let wait = ctx.backoff.failed(&object);
-    tracing::warn!(%object, retry_in = ?wait, "reconcile failed: {error}");
-    Action::requeue(wait)
+    ctx.backoff
+        .after_failure(&ctx.metrics, K::KIND.short(), &object, error)
 }
 
 async fn reconcile_inner<K: Job>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
