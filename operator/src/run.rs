@@ -616,8 +616,7 @@ fn log_controller_error<E: std::error::Error, Q: std::error::Error>(
 ) {
     use kube::runtime::controller::Error as E2;
     match error {
-        E2::ReconcilerFailed(..) => tracing::debug!(controller, "{error}"),
-        E2::ObjectNotFound(..) => tracing::debug!(controller, "{error}"),
+        E2::ReconcilerFailed(..) | E2::ObjectNotFound(..) => tracing::debug!(controller, "{error}"),
         _ => tracing::warn!(controller, "{error}"),
     }
 }

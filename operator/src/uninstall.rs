@@ -59,10 +59,28 @@ pub struct UninstallFlags {
     pub poll: Duration,
 }
 
+/// The kinds this command deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    WorkerPool,
+    Task,
+    Future,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::WorkerPool => "WorkerPool",
+            Kind::Task => "Task",
+            Kind::Future => "HierarchicalFuture",
+        }
+    }
+}
+
 /// One resource as a round sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seen {
-    pub kind: &'static str,
+    pub kind: Kind,
     pub namespace: String,
     pub name: String,
     pub uid: String,
@@ -132,17 +150,14 @@ pub async fn uninstall(flags: UninstallFlags) -> Result<(), Error> {
             let left: Vec<String> = seen
                 .iter()
                 .filter(|s| !s.deleting || s.holds_ours())
-                .take(10)
-                .map(|s| format!("{} {}/{}", s.kind, s.namespace, s.name))
+                .map(|s| format!("{} {}/{}", s.kind.name(), s.namespace, s.name))
                 .collect();
             return Err(Error::Invalid(format!(
                 "{} resource(s) still undeleted or holding {FINALIZER} after {:?}, e.g. {}; \
                  see them with `kubectl get tasks,futures,workerpools -A`",
-                seen.iter()
-                    .filter(|s| !s.deleting || s.holds_ours())
-                    .count(),
+                left.len(),
                 give_up,
-                left.join(", ")
+                left[..left.len().min(10)].join(", ")
             )));
         }
         for (i, step) in steps {
@@ -153,7 +168,7 @@ pub async fn uninstall(flags: UninstallFlags) -> Result<(), Error> {
             };
             // Gone in between, or the list moved: the next round sees it.
             if let Err(e) = outcome {
-                tracing::debug!(kind = s.kind, namespace = %s.namespace, name = %s.name, error = %e, "step not taken");
+                tracing::debug!(kind = s.kind.name(), namespace = %s.namespace, name = %s.name, error = %e, "step not taken");
             }
         }
         if last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
@@ -173,36 +188,41 @@ pub async fn uninstall(flags: UninstallFlags) -> Result<(), Error> {
 async fn look(client: &Client, scopes: &[Option<String>]) -> Result<Vec<Seen>, Error> {
     let mut seen = Vec::new();
     for scope in scopes {
-        seen.extend(list::<WorkerPool>(client, scope.as_deref(), "WorkerPool").await?);
-        seen.extend(list::<Task>(client, scope.as_deref(), "Task").await?);
-        seen.extend(
-            list::<HierarchicalFuture>(client, scope.as_deref(), "HierarchicalFuture").await?,
-        );
+        seen.extend(list::<WorkerPool>(client, scope.as_deref(), Kind::WorkerPool).await?);
+        seen.extend(list::<Task>(client, scope.as_deref(), Kind::Task).await?);
+        seen.extend(list::<HierarchicalFuture>(client, scope.as_deref(), Kind::Future).await?);
     }
     Ok(seen)
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+/// The three kinds as the API calls below need them.
+trait Namespaced:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
 {
+}
+impl<K> Namespaced for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
+fn api<K: Namespaced>(client: &Client, namespace: Option<&str>) -> Api<K> {
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
 }
 
-async fn list<K>(
+async fn list<K: Namespaced>(
     client: &Client,
     namespace: Option<&str>,
-    kind: &'static str,
-) -> Result<Vec<Seen>, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
+    kind: Kind,
+) -> Result<Vec<Seen>, Error> {
     let objects = api::<K>(client, namespace)
         .list_metadata(&ListParams::default())
         .await
@@ -222,42 +242,42 @@ where
 }
 
 async fn delete(client: &Client, s: &Seen) -> Result<(), Error> {
-    let params = DeleteParams::background();
+    async fn delete_as<K: Namespaced>(client: &Client, s: &Seen) -> Result<(), kube::Error> {
+        let api = api::<K>(client, Some(&s.namespace));
+        api.delete(&s.name, &DeleteParams::background())
+            .await
+            .map(|_| ())
+    }
     let result = match s.kind {
-        "WorkerPool" => api::<WorkerPool>(client, Some(&s.namespace))
-            .delete(&s.name, &params)
-            .await
-            .map(|_| ()),
-        "Task" => api::<Task>(client, Some(&s.namespace))
-            .delete(&s.name, &params)
-            .await
-            .map(|_| ()),
-        _ => api::<HierarchicalFuture>(client, Some(&s.namespace))
-            .delete(&s.name, &params)
-            .await
-            .map(|_| ()),
+        Kind::WorkerPool => delete_as::<WorkerPool>(client, s).await,
+        Kind::Task => delete_as::<Task>(client, s).await,
+        Kind::Future => delete_as::<HierarchicalFuture>(client, s).await,
     };
     result.map_err(Error::kube("delete a resource"))
 }
 
 async fn release(client: &Client, s: &Seen) -> Result<(), Error> {
+    async fn patch_as<K: Namespaced>(
+        client: &Client,
+        s: &Seen,
+        patch: &Patch<()>,
+    ) -> Result<(), kube::Error> {
+        let api = api::<K>(client, Some(&s.namespace));
+        api.patch_metadata(&s.name, &PatchParams::default(), patch)
+            .await
+            .map(|_| ())
+    }
     let Some(patch) = release_patch(&s.uid, &s.finalizers) else {
         return Ok(());
     };
     let patch = Patch::Json::<()>(patch);
-    let params = PatchParams::default();
     let result = match s.kind {
-        "Task" => api::<Task>(client, Some(&s.namespace))
-            .patch_metadata(&s.name, &params, &patch)
-            .await
-            .map(|_| ()),
-        _ => api::<HierarchicalFuture>(client, Some(&s.namespace))
-            .patch_metadata(&s.name, &params, &patch)
-            .await
-            .map(|_| ()),
+        Kind::WorkerPool => patch_as::<WorkerPool>(client, s, &patch).await,
+        Kind::Task => patch_as::<Task>(client, s, &patch).await,
+        Kind::Future => patch_as::<HierarchicalFuture>(client, s, &patch).await,
     };
     result.map_err(Error::kube("release the finalizer"))?;
-    tracing::warn!(kind = s.kind, namespace = %s.namespace, name = %s.name,
+    tracing::warn!(kind = s.kind.name(), namespace = %s.namespace, name = %s.name,
         "released {FINALIZER} here: the operator had not within the timeout");
     Ok(())
 }
@@ -268,7 +288,7 @@ mod tests {
 
     fn seen(name: &str, deleting: bool, ours: bool) -> Seen {
         Seen {
-            kind: "Task",
+            kind: Kind::Task,
             namespace: "jobs".into(),
             name: name.into(),
             uid: format!("uid-{name}"),
